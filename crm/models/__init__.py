@@ -1,0 +1,17 @@
+from crm.models.activities import ActivityParty, EmailActivity, EmailAttachment, QueueItem
+from crm.models.organization import OrganizationSettings
+from crm.models.people import CrmUser, Queue
+from crm.models.records import Account, Contact, Lead
+
+__all__ = [
+    "Account",
+    "ActivityParty",
+    "Contact",
+    "CrmUser",
+    "EmailActivity",
+    "EmailAttachment",
+    "Lead",
+    "OrganizationSettings",
+    "Queue",
+    "QueueItem",
+]

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.db import models
+from django.db.models import Q
+
+from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailUsing
+from crm.models.base import TimestampedModel
+
+SINGLETON_ID = 1
+
+
+class OrganizationSettings(TimestampedModel):
+    """The one row behind "System Settings > Email"."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+    process_email_using = models.CharField(
+        max_length=20, choices=ProcessEmailUsing.choices, default=ProcessEmailUsing.SERVER_SIDE_SYNC
+    )
+    default_incoming_method = models.CharField(
+        "default incoming email sync method",
+        max_length=20,
+        choices=IncomingMethod.choices,
+        default=IncomingMethod.SERVER_SIDE_SYNC,
+    )
+    default_outgoing_method = models.CharField(
+        "default outgoing email sync method",
+        max_length=20,
+        choices=OutgoingMethod.choices,
+        default=OutgoingMethod.SERVER_SIDE_SYNC,
+    )
+    default_act_method = models.CharField(
+        "default appointments, contacts and tasks sync method",
+        max_length=20,
+        choices=ActMethod.choices,
+        default=ActMethod.NONE,
+    )
+    process_email_only_for_approved_users = models.BooleanField(default=True)
+    process_email_only_for_approved_queues = models.BooleanField(default=True)
+
+    correlation_enabled = models.BooleanField("use correlation to track email conversations", default=True)
+    tracking_token_enabled = models.BooleanField("use tracking token", default=True)
+    tracking_token_prefix = models.CharField(max_length=20, default="CRM")
+    tracking_token_base_number = models.PositiveIntegerField(default=0)
+    tracking_token_user_digits = models.PositiveSmallIntegerField(
+        "number of digits for user numbers",
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+    )
+    tracking_token_counter_digits = models.PositiveSmallIntegerField(
+        "number of digits for incremental message counter",
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(9)],
+    )
+    smart_matching_enabled = models.BooleanField("use smart matching", default=False)
+    track_email_between_users_as_two_activities = models.BooleanField(
+        "track email sent between two CRM users as two activities", default=False
+    )
+    set_unresolved_when_multiple_matches = models.BooleanField(
+        "set To, cc, bcc fields as unresolved values if multiple matches are found", default=False
+    )
+    max_attachment_size_kb = models.PositiveIntegerField(
+        "maximum file size for attachments (KB)",
+        default=5120,
+        validators=[MinValueValidator(0), MaxValueValidator(131072)],
+    )
+
+    record_error_alerts = models.BooleanField("record Error alerts", default=True)
+    record_warning_alerts = models.BooleanField("record Warning alerts", default=True)
+    record_information_alerts = models.BooleanField("record Information alerts", default=True)
+    notify_mailbox_owner = models.BooleanField("notify mailbox owner of alerts", default=False)
+
+    crm_urls = models.TextField(
+        "CRM URLs",
+        blank=True,
+        help_text="The addresses this organization was known by, one per line; "
+        "Email Router migration keeps only router entries for these.",
+    )
+
+    class Meta:
+        verbose_name = "organization settings"
+        verbose_name_plural = "organization settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(id=SINGLETON_ID), name="organization_settings_singleton"),
+            models.CheckConstraint(
+                condition=Q(tracking_token_user_digits__gte=1, tracking_token_user_digits__lte=10),
+                name="organization_token_user_digits_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(tracking_token_counter_digits__gte=1, tracking_token_counter_digits__lte=9),
+                name="organization_token_counter_digits_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "Organization email settings"
+
+    @classmethod
+    def load(cls) -> OrganizationSettings:
+        settings, _ = cls.objects.get_or_create(id=SINGLETON_ID)
+        return settings
+
+    @property
+    def crm_url_list(self) -> list[str]:
+        return [line.strip() for line in self.crm_urls.splitlines() if line.strip()]
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        prefix = self.tracking_token_prefix or ""
+        if not 1 <= len(prefix) <= 20 or prefix != prefix.strip():
+            errors["tracking_token_prefix"] = ["The tracking token prefix must be 1 to 20 characters, no spaces."]
+        validate_url = URLValidator(schemes=["http", "https"])
+        for url in self.crm_url_list:
+            try:
+                validate_url(url)
+            except ValidationError:
+                errors.setdefault("crm_urls", []).append(f"{url!r} is not an http(s) URL.")
+        if errors:
+            raise ValidationError(errors)

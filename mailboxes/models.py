@@ -1,0 +1,194 @@
+"""Mailboxes: one per CRM user or queue, plus forward mailboxes with no owner."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+from crm.choices import ActMethod, IncomingMethod, OutgoingMethod
+from crm.models import CrmUser, Queue
+from crm.models.base import TimestampedModel
+from profiles.fields import EncryptedTextField
+from profiles.models import EmailServerProfile, ServerType
+
+SYNC_DIRECTIONS = ("incoming", "outgoing", "act")
+
+
+class ApprovalStatus(models.TextChoices):
+    EMPTY = "empty", "Empty"
+    PENDING_APPROVAL = "pending_approval", "Pending Approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class SyncStatus(models.TextChoices):
+    NOT_RUN = "not_run", "Not Run"
+    SUCCESS = "success", "Success"
+    FAILURE = "failure", "Failure"
+
+
+class FolderScope(models.TextChoices):
+    ROOT_INBOX = "root_inbox", "Root inbox only"
+    INBOX_AND_SUBFOLDERS = "inbox_and_subfolders", "Inbox and sub-folders"
+
+
+class MailboxQuerySet(models.QuerySet["Mailbox"]):
+    def for_active_owners(self) -> MailboxQuerySet:
+        """Mailboxes whose owner may sync: a deactivated CRM user's mailbox stops."""
+        return self.exclude(user__is_active=False).exclude(queue__is_active=False)
+
+
+class Mailbox(TimestampedModel):
+    name = models.CharField(max_length=200)
+    email_address = models.EmailField(max_length=320)
+    user = models.OneToOneField(
+        CrmUser, on_delete=models.CASCADE, null=True, blank=True, related_name="mailbox"
+    )
+    queue = models.OneToOneField(Queue, on_delete=models.CASCADE, null=True, blank=True, related_name="mailbox")
+    is_forward_mailbox = models.BooleanField(
+        default=False, help_text="Receives mail that users' server rules forward; has no owner."
+    )
+    profile = models.ForeignKey(
+        EmailServerProfile,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="mailboxes",
+        verbose_name="server profile",
+    )
+
+    approval_status = models.CharField(
+        "email address status", max_length=20, choices=ApprovalStatus.choices, default=ApprovalStatus.EMPTY
+    )
+    approval_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    approval_changed_on = models.DateTimeField(null=True, blank=True, editable=False)
+
+    incoming_method = models.CharField(
+        "incoming email", max_length=20, choices=IncomingMethod.choices, default=IncomingMethod.SERVER_SIDE_SYNC
+    )
+    outgoing_method = models.CharField(
+        "outgoing email", max_length=20, choices=OutgoingMethod.choices, default=OutgoingMethod.SERVER_SIDE_SYNC
+    )
+    act_method = models.CharField(
+        "appointments, contacts and tasks", max_length=20, choices=ActMethod.choices, default=ActMethod.NONE
+    )
+
+    incoming_status = models.CharField(
+        max_length=10, choices=SyncStatus.choices, default=SyncStatus.NOT_RUN, editable=False
+    )
+    outgoing_status = models.CharField(
+        max_length=10, choices=SyncStatus.choices, default=SyncStatus.NOT_RUN, editable=False
+    )
+    act_status = models.CharField(
+        "ACT status", max_length=10, choices=SyncStatus.choices, default=SyncStatus.NOT_RUN, editable=False
+    )
+    incoming_enabled = models.BooleanField(default=False, editable=False)
+    outgoing_enabled = models.BooleanField(default=False, editable=False)
+    act_enabled = models.BooleanField("ACT enabled", default=False, editable=False)
+    disabled_reason = models.TextField(blank=True, editable=False)
+    incoming_transient_failures = models.PositiveIntegerField(default=0, editable=False)
+    outgoing_transient_failures = models.PositiveIntegerField(default=0, editable=False)
+    act_transient_failures = models.PositiveIntegerField("ACT transient failures", default=0, editable=False)
+    incoming_postponed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    outgoing_postponed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    act_postponed_until = models.DateTimeField("ACT postponed until", null=True, blank=True, editable=False)
+
+    folders = models.CharField(
+        "folders to process", max_length=30, choices=FolderScope.choices, default=FolderScope.ROOT_INBOX
+    )
+    allow_credentials_for_email_processing = models.BooleanField(
+        "allow to use credentials for email processing", default=False
+    )
+    username = models.CharField("user name", max_length=320, blank=True)
+    password = EncryptedTextField()
+    needs_credentials = models.BooleanField(
+        default=False, help_text="Set when a migration could not bring the password over."
+    )
+    delete_email_after_processing = models.BooleanField(
+        default=False, help_text="Queue and forward mailboxes only."
+    )
+    process_email_received_after = models.DateTimeField(null=True, blank=True)
+    test_completed_on = models.DateTimeField("mailbox test completed on", null=True, blank=True, editable=False)
+
+    last_sync_error_code = models.CharField(max_length=100, blank=True, editable=False)
+    last_sync_error_text = models.TextField(blank=True, editable=False)
+    last_sync_error_count = models.PositiveIntegerField(default=0, editable=False)
+    last_sync_error_on = models.DateTimeField(null=True, blank=True, editable=False)
+    items_processed_last_sync = models.PositiveIntegerField(default=0, editable=False)
+    items_failed_last_sync = models.PositiveIntegerField(default=0, editable=False)
+    # Bumped by the mailbox service whenever the address or profile changes, so
+    # the engine ignores folder cursors saved for the old configuration.
+    configuration_generation = models.PositiveIntegerField(default=1, editable=False)
+
+    objects = MailboxQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "mailboxes"
+        ordering = ["name", "id"]
+        permissions = [("approve_email", "Can approve or reject email addresses")]
+        constraints = [
+            models.UniqueConstraint(Lower("email_address"), name="mailbox_email_address_unique"),
+            models.CheckConstraint(
+                condition=Q(user__isnull=True) | Q(queue__isnull=True), name="mailbox_single_owner"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email_address}>"
+
+    @property
+    def owner_kind(self) -> str:
+        if self.user_id:
+            return "user"
+        if self.queue_id:
+            return "queue"
+        return "forward"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        for field, message in self._rule_violations():
+            errors.setdefault(field, []).append(message)
+        if errors:
+            raise ValidationError(errors)
+
+    def _rule_violations(self) -> list[tuple[str, str]]:
+        found = self._owner_violations()
+        if self.act_method == ActMethod.SERVER_SIDE_SYNC:
+            if self.queue_id:
+                found.append(("act_method", "Queue mailboxes cannot synchronize appointments, contacts and tasks."))
+            profile = self._profile()
+            if profile and profile.server_type == ServerType.POP3_SMTP:
+                found.append(
+                    ("act_method", "A POP3/SMTP profile cannot synchronize appointments, contacts and tasks.")
+                )
+        if self.delete_email_after_processing and self.user_id:
+            found.append(
+                ("delete_email_after_processing", "Only queue and forward mailboxes may delete email after processing.")
+            )
+        if self.incoming_method == IncomingMethod.FORWARD_MAILBOX and self.is_forward_mailbox:
+            found.append(("incoming_method", "A forward mailbox itself receives with server-side synchronization."))
+        return found
+
+    def _owner_violations(self) -> list[tuple[str, str]]:
+        if self.user_id and self.queue_id:
+            return [("queue", "A mailbox belongs to a user or a queue, not both.")]
+        if self.is_forward_mailbox:
+            if self.user_id or self.queue_id:
+                return [("is_forward_mailbox", "A forward mailbox has no user or queue.")]
+            return []
+        if not (self.user_id or self.queue_id):
+            return [("user", "Choose the user or queue this mailbox belongs to (or mark it a forward mailbox).")]
+        return []
+
+    def _profile(self) -> EmailServerProfile | None:
+        if not self.profile_id:
+            return None
+        try:
+            return self.profile
+        except EmailServerProfile.DoesNotExist:
+            return None

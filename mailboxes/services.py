@@ -1,0 +1,77 @@
+"""Write-side functions for mailboxes: every create and change goes through here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from crm.models import OrganizationSettings
+from mailboxes.models import SYNC_DIRECTIONS, ApprovalStatus, Mailbox, SyncStatus
+from profiles.models import EmailServerProfile
+
+# A change of these makes every saved folder cursor and test result stale.
+CONFIGURATION_FIELDS = ("email_address", "profile")
+
+
+def mailbox_defaults() -> dict[str, Any]:
+    """The organization's defaults for a new mailbox ("Apply default email settings")."""
+    organization = OrganizationSettings.load()
+    return {
+        "incoming_method": organization.default_incoming_method,
+        "outgoing_method": organization.default_outgoing_method,
+        "act_method": organization.default_act_method,
+        "profile": EmailServerProfile.objects.filter(is_default=True, is_active=True).first(),
+    }
+
+
+def mailbox_create(*, data: dict[str, Any]) -> Mailbox:
+    """Create a mailbox; sync methods and profile not given come from the organization's defaults."""
+    values = {**mailbox_defaults(), **data}
+    if values.get("user") and not values.get("email_address"):
+        values["email_address"] = values["user"].email
+    if not values.get("name"):
+        owner = values.get("user") or values.get("queue")
+        values["name"] = str(owner) if owner else values.get("email_address", "")
+    mailbox = Mailbox(**values)
+    mailbox.full_clean()
+    mailbox.save()
+    return mailbox
+
+
+@transaction.atomic
+def mailbox_update(*, mailbox: Mailbox, data: dict[str, Any]) -> Mailbox:
+    """Change a mailbox. A new address or profile starts a new configuration
+    generation: statuses and enabled flags reset, and a new address needs approval again."""
+    locked = Mailbox.objects.select_for_update().get(pk=mailbox.pk)
+    before = {field: _value(locked, field) for field in CONFIGURATION_FIELDS}
+    for field, value in data.items():
+        setattr(mailbox, field, value)
+    mailbox.configuration_generation = locked.configuration_generation
+    changed = [field for field in CONFIGURATION_FIELDS if _value(mailbox, field) != before[field]]
+    if changed:
+        _start_new_generation(mailbox, address_changed="email_address" in changed)
+    mailbox.full_clean()
+    mailbox.save()
+    return mailbox
+
+
+def _value(mailbox: Mailbox, field: str) -> Any:
+    if field == "email_address":
+        return mailbox.email_address.strip().lower()
+    return mailbox.profile_id
+
+
+def _start_new_generation(mailbox: Mailbox, *, address_changed: bool) -> None:
+    mailbox.configuration_generation += 1
+    for direction in SYNC_DIRECTIONS:
+        setattr(mailbox, f"{direction}_status", SyncStatus.NOT_RUN)
+        setattr(mailbox, f"{direction}_enabled", False)
+        setattr(mailbox, f"{direction}_transient_failures", 0)
+        setattr(mailbox, f"{direction}_postponed_until", None)
+    mailbox.test_completed_on = None
+    mailbox.disabled_reason = ""
+    if address_changed:
+        mailbox.approval_status = ApprovalStatus.EMPTY
+        mailbox.approval_changed_by = None
+        mailbox.approval_changed_on = None

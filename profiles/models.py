@@ -1,0 +1,261 @@
+"""Email server profiles: one profile holds incoming and outgoing settings."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.db import models
+from django.db.models import Q
+
+from crm.models import CrmUser
+from crm.models.base import TimestampedModel
+from profiles.fields import EncryptedTextField
+
+PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
+EXCHANGE_ONLINE_EWS_URL = "https://outlook.office365.com/EWS/Exchange.asmx"
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\[?[0-9A-Fa-f:.]+\]?$")
+
+
+class ServerType(models.TextChoices):
+    EXCHANGE_ONLINE = "exchange_online", "Exchange Online"
+    EXCHANGE_SERVER = "exchange_server", "Exchange Server"
+    IMAP_SMTP = "imap_smtp", "IMAP/SMTP"
+    POP3_SMTP = "pop3_smtp", "Other (POP3/SMTP)"
+
+
+EXCHANGE_TYPES = {ServerType.EXCHANGE_ONLINE, ServerType.EXCHANGE_SERVER}
+
+
+class Direction(models.TextChoices):
+    INCOMING = "incoming", "Incoming"
+    OUTGOING = "outgoing", "Outgoing"
+
+
+class AuthProtocol(models.TextChoices):
+    AUTO = "auto", "Auto Detect"
+    BASIC = "basic", "Basic"
+    NTLM = "ntlm", "NTLM"
+    OAUTH = "oauth", "OAuth"
+
+
+class CredentialsSource(models.TextChoices):
+    USER_OR_QUEUE = "user_or_queue", "Credentials specified by a user or queue"
+    PROFILE = "profile", "Credentials specified in email server profile"
+    OAUTH_CLIENT_CREDENTIALS = "oauth_client_credentials", "OAuth client credentials (Microsoft Entra ID)"
+
+
+class TestResult(models.TextChoices):
+    NOT_RUN = "not_run", "Not Run"
+    SUCCESS = "success", "Success"
+    FAILURE = "failure", "Failure"
+
+
+# (server type, direction) -> (port with SSL, port without SSL)
+_DEFAULT_PORTS: dict[tuple[str, str], tuple[int, int]] = {
+    (ServerType.EXCHANGE_ONLINE, Direction.INCOMING): (443, 80),
+    (ServerType.EXCHANGE_ONLINE, Direction.OUTGOING): (443, 80),
+    (ServerType.EXCHANGE_SERVER, Direction.INCOMING): (443, 80),
+    (ServerType.EXCHANGE_SERVER, Direction.OUTGOING): (443, 80),
+    (ServerType.IMAP_SMTP, Direction.INCOMING): (993, 143),
+    (ServerType.IMAP_SMTP, Direction.OUTGOING): (465, 587),
+    (ServerType.POP3_SMTP, Direction.INCOMING): (995, 110),
+    (ServerType.POP3_SMTP, Direction.OUTGOING): (465, 587),
+}
+
+
+def default_port(server_type: str, direction: str, use_ssl: bool) -> int:
+    """The port a Dynamics administrator expects for this server type, direction and SSL."""
+    with_ssl, without_ssl = _DEFAULT_PORTS[(server_type, direction)]
+    return with_ssl if use_ssl else without_ssl
+
+
+class EmailServerProfileQuerySet(models.QuerySet["EmailServerProfile"]):
+    def active(self) -> EmailServerProfileQuerySet:
+        return self.filter(is_active=True)
+
+
+class EmailServerProfile(TimestampedModel):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        CrmUser, on_delete=models.SET_NULL, null=True, blank=True, related_name="owned_profiles"
+    )
+    server_type = models.CharField(max_length=20, choices=ServerType.choices)
+    is_active = models.BooleanField("active", default=True)
+    is_default = models.BooleanField(
+        "set as default profile for new mailboxes", default=False
+    )
+    auto_discover_server_location = models.BooleanField(
+        default=False, help_text="Exchange only: find the EWS location through Autodiscover."
+    )
+
+    incoming_server_location = models.CharField(
+        max_length=500, blank=True, help_text="Host name (IMAP, POP3) or EWS URL (Exchange)."
+    )
+    incoming_port = models.PositiveIntegerField(null=True, blank=True, validators=PORT_VALIDATORS)
+    incoming_use_ssl = models.BooleanField("incoming: use SSL", default=True)
+    incoming_auth_protocol = models.CharField(
+        "incoming authentication protocol", max_length=10, choices=AuthProtocol.choices, default=AuthProtocol.AUTO
+    )
+    incoming_use_impersonation = models.BooleanField("incoming: use impersonation", default=False)
+
+    outgoing_server_location = models.CharField(max_length=500, blank=True)
+    outgoing_port = models.PositiveIntegerField(null=True, blank=True, validators=PORT_VALIDATORS)
+    outgoing_use_ssl = models.BooleanField("outgoing: use SSL", default=True)
+    outgoing_auth_protocol = models.CharField(
+        "outgoing authentication protocol", max_length=10, choices=AuthProtocol.choices, default=AuthProtocol.AUTO
+    )
+    outgoing_use_impersonation = models.BooleanField("outgoing: use impersonation", default=False)
+
+    credentials_source = models.CharField(
+        "authenticate using",
+        max_length=30,
+        choices=CredentialsSource.choices,
+        default=CredentialsSource.USER_OR_QUEUE,
+    )
+    username = models.CharField("user name", max_length=320, blank=True)
+    password = EncryptedTextField()
+    use_same_settings_for_outgoing = models.BooleanField(
+        default=True, help_text="Use the incoming credentials for outgoing email too."
+    )
+    outgoing_username = models.CharField("outgoing user name", max_length=320, blank=True)
+    outgoing_password = EncryptedTextField()
+    oauth_tenant_id = models.CharField("OAuth tenant id", max_length=100, blank=True)
+    oauth_client_id = models.CharField("OAuth client id", max_length=100, blank=True)
+    oauth_client_secret = EncryptedTextField()
+
+    process_email_from = models.DateTimeField(null=True, blank=True)
+    min_polling_interval_minutes = models.PositiveIntegerField(
+        "minimum polling interval (minutes)", default=5, validators=[MaxValueValidator(1440)]
+    )
+    max_concurrent_connections = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(300)]
+    )
+    outgoing_rate_limit_per_minute = models.PositiveIntegerField(
+        "outgoing rate limit (messages per minute per mailbox)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Empty: no limit.",
+    )
+    connection_timeout_seconds = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    move_failed_email_to_undeliverable = models.BooleanField(
+        "move failed emails to Undeliverable folder", default=False
+    )
+    send_alert_email_to_owner = models.BooleanField(
+        default=False, help_text="Email the owner when more than 50 % of the profile's mailboxes fail within an hour."
+    )
+
+    last_test_started_on = models.DateTimeField(null=True, blank=True, editable=False)
+    last_test_result = models.CharField(
+        max_length=10, choices=TestResult.choices, default=TestResult.NOT_RUN, editable=False
+    )
+    last_test_message = models.TextField(blank=True, editable=False)
+
+    objects = EmailServerProfileQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "email server profile"
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="one_default_profile"),
+            models.CheckConstraint(
+                condition=Q(incoming_port__isnull=True) | Q(incoming_port__gte=1, incoming_port__lte=65535),
+                name="profile_incoming_port_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(outgoing_port__isnull=True) | Q(outgoing_port__gte=1, outgoing_port__lte=65535),
+                name="profile_outgoing_port_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_concurrent_connections__gte=1, max_concurrent_connections__lte=300),
+                name="profile_max_connections_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_exchange(self) -> bool:
+        return self.server_type in EXCHANGE_TYPES
+
+    @property
+    def holds_credentials(self) -> bool:
+        """Whether mailboxes authenticate with the profile's credentials (so the
+        connection cap counts per profile, not per mailbox)."""
+        return self.credentials_source != CredentialsSource.USER_OR_QUEUE
+
+    def clean(self) -> None:
+        self._fill_defaults()
+        errors: dict[str, list[str]] = {}
+        for field, message in self._rule_violations():
+            errors.setdefault(field, []).append(message)
+        if errors:
+            raise ValidationError(errors)
+
+    def _fill_defaults(self) -> None:
+        """Blank ports and Exchange Online's location come from type and SSL."""
+        if not self.server_type:
+            return
+        if self.server_type == ServerType.EXCHANGE_ONLINE and not self.incoming_server_location:
+            self.incoming_server_location = EXCHANGE_ONLINE_EWS_URL
+        if self.is_exchange and not self.outgoing_server_location:
+            self.outgoing_server_location = self.incoming_server_location
+        if self.incoming_port is None:
+            self.incoming_port = default_port(self.server_type, Direction.INCOMING, self.incoming_use_ssl)
+        if self.outgoing_port is None:
+            self.outgoing_port = default_port(self.server_type, Direction.OUTGOING, self.outgoing_use_ssl)
+
+    def _rule_violations(self) -> list[tuple[str, str]]:
+        found = [*self._location_violations(), *self._credential_violations()]
+        if self.is_default and (
+            EmailServerProfile.objects.filter(is_default=True).exclude(pk=self.pk).exists()
+        ):
+            found.append(("is_default", "Another profile is already the default for new mailboxes."))
+        if self.move_failed_email_to_undeliverable and not self.is_exchange:
+            found.append(("move_failed_email_to_undeliverable", "Only Exchange profiles can move failed email."))
+        if self.auto_discover_server_location and not self.is_exchange:
+            found.append(("auto_discover_server_location", "Autodiscover applies to Exchange profiles only."))
+        for direction in Direction.values:
+            if getattr(self, f"{direction}_auth_protocol") == AuthProtocol.NTLM and not self.is_exchange:
+                found.append((f"{direction}_auth_protocol", "NTLM applies to Exchange profiles only."))
+        return found
+
+    def _location_violations(self) -> list[tuple[str, str]]:
+        found = []
+        for direction in Direction.values:
+            field = f"{direction}_server_location"
+            location = getattr(self, field).strip()
+            if not location:
+                if not (self.is_exchange and self.auto_discover_server_location):
+                    found.append((field, f"The {direction} server location is required."))
+            elif self.is_exchange:
+                try:
+                    URLValidator(schemes=["https", "http"])(location)
+                except ValidationError:
+                    found.append((field, "An Exchange location is the EWS URL, e.g. " + EXCHANGE_ONLINE_EWS_URL))
+            elif not _HOSTNAME.match(location):
+                found.append((field, "Enter a host name or IP address, without scheme or port."))
+        return found
+
+    def _credential_violations(self) -> list[tuple[str, str]]:
+        found = []
+        source = self.credentials_source
+        if source == CredentialsSource.PROFILE and not self.username:
+            found.append(("username", "A user name is required when credentials are specified in the profile."))
+        if source == CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
+            if self.server_type != ServerType.EXCHANGE_ONLINE:
+                found.append(("credentials_source", "OAuth client credentials work with Exchange Online only."))
+            for field in ("oauth_tenant_id", "oauth_client_id"):
+                if not getattr(self, field):
+                    found.append((field, "Required for OAuth client credentials."))
+        for direction in Direction.values:
+            field = f"{direction}_use_impersonation"
+            if getattr(self, field) and not self.holds_credentials:
+                found.append((field, "Impersonation needs credentials specified in the profile."))
+        return found
