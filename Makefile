@@ -1,0 +1,71 @@
+# serversync: `make run` starts everything on the embedded defaults, `make test`
+# runs the suite against PostgreSQL and Redis on loopback, `make lint` checks style and types.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# At least two test workers, so per-worker databases are always exercised.
+PYTEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(max(2, os.cpu_count() or 1))')
+PYTEST_ARGS ?=
+export HOST PORT
+
+# Commands run with the venv first on PATH, keys and broker folders prepared (see the script).
+LOCAL_ENV := PATH="$(BIN):$$PATH" scripts/local-env.sh
+MANAGE := $(LOCAL_ENV) python manage.py
+
+# The venv is reinstalled whenever pyproject.toml is newer than its stamp file.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --editable .
+	touch $@
+
+# The dev extras include everything `run` needs, so this stamp serves both.
+$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --editable '.[dev]'
+	touch $@ $(VENV)/.stamp-run
+
+.PHONY: help venv run manage test lint migrations-check
+
+help:
+	@echo "make run                  start web app ($(HOST):$(PORT)), Celery worker and beat (Ctrl-C stops all)"
+	@echo "make test [PYTEST_ARGS=]  run the test suite against PostgreSQL and Redis on loopback"
+	@echo "make lint                 ruff check, ruff format --check, mypy"
+	@echo "make manage CMD='...'     run a manage.py command with the settings of make run"
+	@echo "make migrations-check     fail if a model change has no migration"
+
+venv: $(VENV)/.stamp-dev
+
+run: $(VENV)/.stamp-run
+	$(MANAGE) migrate --noinput
+	$(MANAGE) collectstatic --noinput --verbosity 0
+	$(MANAGE) ensure_admin
+	@echo "serversync: starting web app on http://$(HOST):$(PORT)/admin/, Celery worker and beat (Ctrl-C stops all)"
+	$(LOCAL_ENV) honcho start --port $(PORT)
+
+manage: $(VENV)/.stamp-run
+	$(MANAGE) $(CMD)
+
+test: $(VENV)/.stamp-dev
+	scripts/ensure-services.sh
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || { status=$$?; \
+	  if [[ $$status == 5 ]]; then echo "make test: pytest collected no tests; that is a failure" >&2; fi; \
+	  exit $$status; }
+
+# Every check runs, so one report shows all problems; any failure fails the target.
+lint: $(VENV)/.stamp-dev
+	status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	$(BIN)/mypy . || status=1; \
+	exit $$status
+
+migrations-check: $(VENV)/.stamp-dev
+	$(MANAGE) makemigrations --check --dry-run
