@@ -1,5 +1,29 @@
+"""Every REST route under /api/v1/. A new route must also get a rule in
+tests/test_permission_matrix.py, or the suite fails."""
+
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-router = DefaultRouter()
+from crm import api as crm_api
+from mailboxes import api as mailboxes_api
+from profiles import api as profiles_api
 
-urlpatterns = router.urls
+router = DefaultRouter()
+router.include_format_suffixes = False
+router.register("profiles", profiles_api.EmailServerProfileViewSet, basename="profile")
+router.register("mailboxes", mailboxes_api.MailboxViewSet, basename="mailbox")
+router.register("users", crm_api.CrmUserViewSet, basename="crmuser")
+router.register("queues", crm_api.QueueViewSet, basename="queue")
+router.register("accounts", crm_api.AccountViewSet, basename="account")
+router.register("contacts", crm_api.ContactViewSet, basename="contact")
+router.register("leads", crm_api.LeadViewSet, basename="lead")
+router.register("emails", crm_api.EmailViewSet, basename="email")
+
+urlpatterns = [
+    path(
+        "organization-settings/",
+        crm_api.OrganizationSettingsView.as_view(),
+        name="organization-settings",
+    ),
+    *router.urls,
+]

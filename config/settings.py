@@ -48,7 +48,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost 127.0.0.1 [::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with a site whose access follows the administrator role.
+    "config.apps.ServersyncAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -214,6 +215,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "AuthProtocolEnum": "profiles.models.AuthProtocol",
+        "IncomingMethodEnum": "crm.choices.IncomingMethod",
+        "OutgoingMethodEnum": "crm.choices.OutgoingMethod",
+        "ActMethodEnum": "crm.choices.ActMethod",
+        "TrackIncomingEmailEnum": "crm.choices.TrackIncomingEmail",
+        "SyncStatusEnum": "mailboxes.models.SyncStatus",
+    },
 }
 
 # Celery: JSON only, so tasks carry ids and never pickled model instances.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -36,6 +38,10 @@ class FolderScope(models.TextChoices):
 
 
 class MailboxQuerySet(models.QuerySet["Mailbox"]):
+    def visible_to(self, crm_user: CrmUser) -> MailboxQuerySet:
+        """A user sees their own mailbox; a queue owner also sees the queue's."""
+        return self.filter(Q(user=crm_user) | Q(queue__owner=crm_user))
+
     def for_active_owners(self) -> MailboxQuerySet:
         """Mailboxes whose owner may sync: a deactivated CRM user's mailbox stops."""
         return self.exclude(user__is_active=False).exclude(queue__is_active=False)
@@ -132,7 +138,11 @@ class Mailbox(TimestampedModel):
         ordering = ["name", "id"]
         permissions = [("approve_email", "Can approve or reject email addresses")]
         constraints = [
-            models.UniqueConstraint(Lower("email_address"), name="mailbox_email_address_unique"),
+            models.UniqueConstraint(
+                Lower("email_address"),
+                name="mailbox_email_address_unique",
+                violation_error_message="A mailbox with this email address already exists.",
+            ),
             models.CheckConstraint(
                 condition=Q(user__isnull=True) | Q(queue__isnull=True), name="mailbox_single_owner"
             ),
@@ -149,6 +159,11 @@ class Mailbox(TimestampedModel):
             return "queue"
         return "forward"
 
+    def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
+        # clean() reports a duplicate address on its field; skip the generic
+        # constraint message that would repeat it without naming the field.
+        super().validate_constraints(exclude={*(exclude or ()), "email_address"})
+
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         for field, message in self._rule_violations():
@@ -158,6 +173,9 @@ class Mailbox(TimestampedModel):
 
     def _rule_violations(self) -> list[tuple[str, str]]:
         found = self._owner_violations()
+        duplicates = Mailbox.objects.filter(email_address__iexact=self.email_address.strip()).exclude(pk=self.pk)
+        if self.email_address and duplicates.exists():
+            found.append(("email_address", "A mailbox with this email address already exists."))
         if self.act_method == ActMethod.SERVER_SIDE_SYNC:
             if self.queue_id:
                 found.append(("act_method", "Queue mailboxes cannot synchronize appointments, contacts and tasks."))

@@ -21,6 +21,11 @@ def _attachment_path(instance: Any, filename: str) -> str:
     return f"emails/attachments/{uuid.uuid4().hex}"
 
 
+class EmailActivityQuerySet(models.QuerySet["EmailActivity"]):
+    def visible_to(self, crm_user: CrmUser) -> EmailActivityQuerySet:
+        return self.filter(owner=crm_user)
+
+
 class EmailActivity(TimestampedModel):
     """An email tracked in the CRM, incoming or outgoing."""
 
@@ -97,6 +102,8 @@ class EmailActivity(TimestampedModel):
     sent_on = models.DateTimeField(null=True, blank=True)
     raw_message = models.FileField(upload_to=_raw_message_path, blank=True)
     failure_reason = models.TextField(blank=True)
+
+    objects = EmailActivityQuerySet.as_manager()
 
     class Meta:
         verbose_name = "email activity"

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -9,6 +11,18 @@ from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailU
 from crm.models.base import TimestampedModel
 
 SINGLETON_ID = 1
+
+
+def _is_http_url(url: str) -> bool:
+    """An http(s) URL with a host. Unlike Django's URLValidator this accepts
+    single-label intranet hosts (``http://crmserver:5555/Org``), which is how
+    on-premises CRM and the Email Router addressed an organization."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
 
 
 class OrganizationSettings(TimestampedModel):
@@ -110,11 +124,8 @@ class OrganizationSettings(TimestampedModel):
         prefix = self.tracking_token_prefix or ""
         if not 1 <= len(prefix) <= 20 or prefix != prefix.strip():
             errors["tracking_token_prefix"] = ["The tracking token prefix must be 1 to 20 characters, no spaces."]
-        validate_url = URLValidator(schemes=["http", "https"])
         for url in self.crm_url_list:
-            try:
-                validate_url(url)
-            except ValidationError:
+            if not _is_http_url(url):
                 errors.setdefault("crm_urls", []).append(f"{url!r} is not an http(s) URL.")
         if errors:
             raise ValidationError(errors)

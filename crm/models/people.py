@@ -13,6 +13,16 @@ from crm.models.base import TimestampedModel
 EXTERNAL_ID_HELP = "The GUID an older system (Dynamics, the Email Router) knew this record by."
 
 
+class CrmUserQuerySet(models.QuerySet["CrmUser"]):
+    def visible_to(self, crm_user: CrmUser) -> CrmUserQuerySet:
+        return self.filter(pk=crm_user.pk)
+
+
+class QueueQuerySet(models.QuerySet["Queue"]):
+    def visible_to(self, crm_user: CrmUser) -> QueueQuerySet:
+        return self.filter(owner=crm_user)
+
+
 class CrmUser(TimestampedModel):
     """A CRM user ("systemuser"): owns records and, usually, one mailbox."""
 
@@ -37,6 +47,8 @@ class CrmUser(TimestampedModel):
     auto_create_contacts = models.BooleanField(
         "automatically create contacts for unknown senders", default=False
     )
+
+    objects = CrmUserQuerySet.as_manager()
 
     class Meta:
         verbose_name = "CRM user"
@@ -66,6 +78,8 @@ class Queue(TimestampedModel):
         default=TrackIncomingEmail.ALL,
     )
     is_active = models.BooleanField("active", default=True)
+
+    objects = QueueQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "id"]

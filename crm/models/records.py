@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -9,10 +11,18 @@ from crm.models.base import TimestampedModel
 from crm.models.people import CrmUser
 
 
+class OwnedQuerySet(models.QuerySet[Any]):
+    def visible_to(self, crm_user: CrmUser) -> OwnedQuerySet:
+        """What a non-administrator may see: the records they own."""
+        return self.filter(owner=crm_user)
+
+
 class OwnedRecord(TimestampedModel):
     owner = models.ForeignKey(CrmUser, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     email = models.EmailField(blank=True)
     is_active = models.BooleanField("active", default=True)
+
+    objects = OwnedQuerySet.as_manager()
 
     class Meta:
         abstract = True

@@ -1,0 +1,92 @@
+"""REST API for CRM records (thin: scoping in crm.api_base, rules in models and services)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import generics, mixins, permissions, viewsets
+from rest_framework.serializers import BaseSerializer
+
+from crm import serializers
+from crm.api_base import IsAdministrator, RoleScopedMixin, ScopedModelViewSet
+from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, OrganizationSettings, Queue
+
+
+class OrganizationSettingsView(generics.RetrieveUpdateAPIView):
+    """The organization's email settings (System Settings > Email). Administrators only."""
+
+    serializer_class = serializers.OrganizationSettingsSerializer
+    permission_classes = [permissions.IsAuthenticated, IsAdministrator]
+
+    def get_object(self) -> OrganizationSettings:
+        return OrganizationSettings.load()
+
+
+class CrmUserViewSet(ScopedModelViewSet):
+    """CRM users. Users see their own record and may change their personal options."""
+
+    queryset = CrmUser.objects.select_related("user")
+    filterset_fields = ("is_active", "track_incoming_email")
+    search_fields = ("full_name", "email", "external_id")
+    ordering_fields = ("full_name", "email", "created_on")
+    admin_actions = frozenset({"create", "update", "destroy"})
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.is_admin:
+            return serializers.CrmUserSerializer
+        return serializers.PersonalOptionsSerializer
+
+
+class QueueViewSet(ScopedModelViewSet):
+    queryset = Queue.objects.select_related("owner")
+    serializer_class = serializers.QueueSerializer
+    filterset_fields = ("is_active", "owner", "convert_incoming_email")
+    search_fields = ("name", "email", "external_id")
+    ordering_fields = ("name", "email", "created_on")
+
+
+class OwnedRecordViewSet(ScopedModelViewSet):
+    """Users create and change the records they own; administrators all."""
+
+    admin_actions = frozenset()
+    filterset_fields = ("owner", "is_active")
+    ordering_fields = ("created_on", "modified_on")
+
+
+class AccountViewSet(OwnedRecordViewSet):
+    queryset = Account.objects.select_related("owner")
+    serializer_class = serializers.AccountSerializer
+    search_fields = ("name", "email")
+
+
+class ContactViewSet(OwnedRecordViewSet):
+    queryset = Contact.objects.select_related("owner", "account")
+    serializer_class = serializers.ContactSerializer
+    filterset_fields = ("owner", "is_active", "account")
+    search_fields = ("first_name", "last_name", "email")
+
+
+class LeadViewSet(OwnedRecordViewSet):
+    queryset = Lead.objects.select_related("owner")
+    serializer_class = serializers.LeadSerializer
+    filterset_fields = ("owner", "is_active", "status")
+    search_fields = ("first_name", "last_name", "company_name", "email")
+
+
+class EmailViewSet(
+    RoleScopedMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Email activities: read them, or create an outgoing draft or pending send."""
+
+    queryset = EmailActivity.objects.select_related("owner").prefetch_related(
+        "parties__user", "parties__queue", "parties__contact", "parties__account", "parties__lead", "attachments"
+    )
+    serializer_class = serializers.EmailSerializer
+    filterset_fields = ("direction", "status", "owner", "regarding_account", "regarding_contact", "regarding_lead")
+    search_fields = ("subject", "message_id")
+    ordering_fields = ("created_on", "received_on", "sent_on")
+    admin_actions = frozenset()

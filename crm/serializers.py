@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from rest_framework import serializers
+
+from crm.api_base import CleanModelSerializer, ScopedRelatedField
+from crm.models import (
+    Account,
+    ActivityParty,
+    Contact,
+    CrmUser,
+    EmailActivity,
+    EmailAttachment,
+    Lead,
+    OrganizationSettings,
+    Queue,
+)
+from crm.services import email_create
+
+TIMESTAMPS = ("created_on", "modified_on")
+
+
+class OrganizationSettingsSerializer(CleanModelSerializer):
+    class Meta:
+        model = OrganizationSettings
+        exclude = ("id",)
+        read_only_fields = TIMESTAMPS
+
+
+class CrmUserSerializer(CleanModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True, default=None)
+
+    class Meta:
+        model = CrmUser
+        fields = (
+            "id",
+            "full_name",
+            "email",
+            "is_active",
+            "external_id",
+            "track_incoming_email",
+            "auto_create_contacts",
+            "user",
+            "username",
+            *TIMESTAMPS,
+        )
+        read_only_fields = TIMESTAMPS
+        extra_kwargs = {"user": {"required": False, "allow_null": True}}
+
+
+class PersonalOptionsSerializer(CrmUserSerializer):
+    """What users may change on their own record: their personal email options."""
+
+    class Meta(CrmUserSerializer.Meta):
+        read_only_fields = tuple(
+            f for f in CrmUserSerializer.Meta.fields if f not in {"track_incoming_email", "auto_create_contacts"}
+        )
+
+
+class QueueSerializer(CleanModelSerializer):
+    class Meta:
+        model = Queue
+        fields = ("id", "name", "email", "owner", "external_id", "convert_incoming_email", "is_active", *TIMESTAMPS)
+        read_only_fields = TIMESTAMPS
+
+
+class OwnedRecordSerializer(CleanModelSerializer):
+    """Accounts, contacts and leads. A user's records are their own: only
+    administrators choose another owner."""
+
+    owner = ScopedRelatedField(queryset=CrmUser.objects.all(), required=False, allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        view = self.context["view"]
+        if not view.is_admin:
+            attrs["owner"] = view.crm_user
+        return attrs
+
+
+class AccountSerializer(OwnedRecordSerializer):
+    class Meta:
+        model = Account
+        fields = ("id", "name", "email", "phone", "website", "owner", "is_active", *TIMESTAMPS)
+        read_only_fields = TIMESTAMPS
+
+
+class ContactSerializer(OwnedRecordSerializer):
+    account = ScopedRelatedField(queryset=Account.objects.all(), required=False, allow_null=True)
+
+    class Meta:
+        model = Contact
+        fields = (
+            "id",
+            "first_name",
+            "last_name",
+            "email",
+            "account",
+            "job_title",
+            "phone",
+            "owner",
+            "is_active",
+            *TIMESTAMPS,
+        )
+        read_only_fields = TIMESTAMPS
+
+
+class LeadSerializer(OwnedRecordSerializer):
+    class Meta:
+        model = Lead
+        fields = (
+            "id",
+            "first_name",
+            "last_name",
+            "company_name",
+            "topic",
+            "email",
+            "status",
+            "owner",
+            "is_active",
+            *TIMESTAMPS,
+        )
+        read_only_fields = TIMESTAMPS
+
+
+class ActivityPartySerializer(serializers.ModelSerializer):
+    record_type = serializers.SerializerMethodField()
+    record_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ActivityParty
+        fields = ("role", "address", "display_name", "record_type", "record_id")
+
+    def get_record_type(self, party: ActivityParty) -> str | None:
+        record = party.record
+        return record._meta.model_name if record else None
+
+    def get_record_id(self, party: ActivityParty) -> int | None:
+        record = party.record
+        return record.pk if record else None
+
+
+class EmailAttachmentSerializer(serializers.ModelSerializer):
+    stored = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EmailAttachment
+        fields = ("id", "filename", "content_type", "size", "stored", "skipped_reason")
+
+    def get_stored(self, attachment: EmailAttachment) -> bool:
+        return bool(attachment.content)
+
+
+class EmailSerializer(serializers.ModelSerializer):
+    """Read: the whole activity. Write: a new outgoing draft or pending send."""
+
+    parties = ActivityPartySerializer(many=True, read_only=True)
+    attachments = EmailAttachmentSerializer(many=True, read_only=True)
+    to = serializers.ListField(child=serializers.EmailField(), write_only=True, required=False, max_length=500)
+    cc = serializers.ListField(child=serializers.EmailField(), write_only=True, required=False, max_length=500)
+    bcc = serializers.ListField(child=serializers.EmailField(), write_only=True, required=False, max_length=500)
+    status = serializers.ChoiceField(
+        choices=[EmailActivity.Status.DRAFT, EmailActivity.Status.PENDING_SEND],
+        default=EmailActivity.Status.DRAFT,
+        help_text="Create as draft or pending send; later states are set by the engine.",
+    )
+    owner = ScopedRelatedField(queryset=CrmUser.objects.all(), required=False, allow_null=True)
+    sender_queue = ScopedRelatedField(
+        queryset=Queue.objects.all(),
+        required=False,
+        allow_null=True,
+        write_only=True,
+        help_text="Send from this queue's mailbox instead of the owner's.",
+    )
+    regarding_account = ScopedRelatedField(queryset=Account.objects.all(), required=False, allow_null=True)
+    regarding_contact = ScopedRelatedField(queryset=Contact.objects.all(), required=False, allow_null=True)
+    regarding_lead = ScopedRelatedField(queryset=Lead.objects.all(), required=False, allow_null=True)
+
+    class Meta:
+        model = EmailActivity
+        fields = (
+            "id",
+            "direction",
+            "status",
+            "owner",
+            "sender_queue",
+            "subject",
+            "body_text",
+            "body_html",
+            "to",
+            "cc",
+            "bcc",
+            "parties",
+            "attachments",
+            "message_id",
+            "in_reply_to",
+            "references",
+            "tracking_token",
+            "conversation_id",
+            "regarding_account",
+            "regarding_contact",
+            "regarding_lead",
+            "correlation_method",
+            "correlated_email",
+            "received_on",
+            "sent_on",
+            "failure_reason",
+            *TIMESTAMPS,
+        )
+        read_only_fields = (
+            "direction",
+            "message_id",
+            "in_reply_to",
+            "references",
+            "tracking_token",
+            "conversation_id",
+            "correlation_method",
+            "correlated_email",
+            "received_on",
+            "sent_on",
+            "failure_reason",
+            *TIMESTAMPS,
+        )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        view = self.context["view"]
+        if not view.is_admin:
+            attrs["owner"] = view.crm_user
+        if not attrs.get("owner") and not attrs.get("sender_queue"):
+            raise serializers.ValidationError({"owner": ["Choose the user (or queue) the email is sent from."]})
+        regarding = [f for f in ("regarding_account", "regarding_contact", "regarding_lead") if attrs.get(f)]
+        if len(regarding) > 1:
+            raise serializers.ValidationError({regarding[1]: ["An email is regarding one record at most."]})
+        if attrs.get("status") == EmailActivity.Status.PENDING_SEND and not any(
+            attrs.get(role) for role in ("to", "cc", "bcc")
+        ):
+            raise serializers.ValidationError({"to": ["An email to send needs at least one recipient."]})
+        return attrs
+
+    @transaction.atomic
+    def create(self, validated_data: dict[str, Any]) -> EmailActivity:
+        return email_create(**validated_data)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from crm.api_base import CleanModelSerializer
+from profiles.fields import EncryptedTextField
+from profiles.models import EmailServerProfile
+
+
+class SecretField(serializers.CharField):
+    """Write-only: a secret goes in and never comes out. Omit it to keep the
+    stored value; send an empty string to remove it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.update(write_only=True, required=False, allow_blank=True, trim_whitespace=False)
+        kwargs.setdefault("max_length", 4096)
+        kwargs.setdefault("style", {"input_type": "password"})
+        super().__init__(**kwargs)
+
+
+class SecretIsSetField(serializers.BooleanField):
+    """Read-only: whether a secret is stored, without decrypting it."""
+
+    def __init__(self, secret_name: str) -> None:
+        super().__init__(
+            source=secret_name, read_only=True, help_text=f"Whether a {secret_name.replace('_', ' ')} is stored."
+        )
+
+    def to_representation(self, value: Any) -> bool:
+        return bool(value)
+
+
+class SecretsWriteOnlyMixin(serializers.ModelSerializer):
+    """Every encrypted field becomes write-only, with a read-only ``<name>_set`` flag."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        EncryptedTextField: SecretField,
+    }
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        secrets = [f.name for f in self.Meta.model._meta.fields if isinstance(f, EncryptedTextField)]
+        for name in secrets:
+            if name in fields:
+                fields[f"{name}_set"] = SecretIsSetField(name)
+        return fields
+
+
+class EmailServerProfileSerializer(SecretsWriteOnlyMixin, CleanModelSerializer):
+    class Meta:
+        model = EmailServerProfile
+        fields = "__all__"
+        read_only_fields = (
+            "last_test_started_on",
+            "last_test_result",
+            "last_test_message",
+            "created_on",
+            "modified_on",
+        )

@@ -1,0 +1,296 @@
+"""The permission matrix, generated from the URL configuration.
+
+Every route the project serves must have a rule here; a new route without one
+fails ``test_every_route_has_a_rule``. Each rule says, per HTTP method, which
+personas (tests/personas.py) may act, and for detail routes on which objects.
+The matrix then calls every route as every persona and checks:
+
+- allowed: the request is served (200/201/204, or a 400/409 for the empty body
+  the probe sends) and a list shows exactly the records the persona may see;
+- denied: 401 for anonymous, 403 or 404 otherwise, and nothing changed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.contrib.admin import site as admin_site
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from tests.personas import PERSONA_NAMES, World
+
+Access = Callable[[str, str | None], bool]
+MEMBERS = {"admin", "alice", "bob", "quinn"}
+
+
+def admin(viewer: str, owner: str | None) -> bool:
+    return viewer == "admin"
+
+
+def owner_or_admin(viewer: str, owner: str | None) -> bool:
+    return viewer == "admin" or viewer == owner
+
+
+def members(viewer: str, owner: str | None) -> bool:
+    return viewer in MEMBERS
+
+
+def authenticated(viewer: str, owner: str | None) -> bool:
+    return viewer != "anonymous"
+
+
+def public(viewer: str, owner: str | None) -> bool:
+    return True
+
+
+def nobody(viewer: str, owner: str | None) -> bool:
+    return False
+
+
+Objects = Callable[[World], list[tuple[models.Model, str | None]]]
+
+
+def persona_objects(attribute: str) -> Objects:
+    def objects(world: World) -> list[tuple[models.Model, str | None]]:
+        return [
+            (getattr(persona, attribute), name)
+            for name, persona in world.personas.items()
+            if getattr(persona, attribute) is not None
+        ]
+
+    return objects
+
+
+def mailboxes(world: World) -> list[tuple[models.Model, str | None]]:
+    return [*persona_objects("mailbox")(world), (world.queue_mailbox, "quinn")]
+
+
+def crm_users(world: World) -> list[tuple[models.Model, str | None]]:
+    return persona_objects("crm_user")(world)
+
+
+def queues(world: World) -> list[tuple[models.Model, str | None]]:
+    return [(world.queue, "quinn")]
+
+
+def profiles(world: World) -> list[tuple[models.Model, str | None]]:
+    return [(world.profile, None)]
+
+
+@dataclass
+class Rule:
+    """Who may use a route, per method. ``objects`` makes a detail route's URLs
+    and tells whose each object is; a list route checks visibility with it."""
+
+    methods: dict[str, Access]
+    objects: Objects | None = None
+    kind: str = "api"  # "api" | "page" | "admin"
+    list_of: Objects | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def crud(collection: Objects, *, read: Access, write: Access, create: Access, delete: Access) -> dict[str, Rule]:
+    """The list and detail rules of one router-registered viewset."""
+    return {
+        "list": Rule({"GET": members if read is not admin else admin, "POST": create}, list_of=collection),
+        "detail": Rule(
+            {"GET": read, "PATCH": write, "PUT": write, "DELETE": delete},
+            objects=collection,
+        ),
+    }
+
+
+def viewset_rules(basename: str, **kwargs: Any) -> dict[str, Rule]:
+    return {f"{basename}-{suffix}": rule for suffix, rule in crud(**kwargs).items()}
+
+
+def owned_records(attribute: str) -> dict[str, Any]:
+    return {
+        "collection": persona_objects(attribute),
+        "read": owner_or_admin,
+        "write": owner_or_admin,
+        "create": members,
+        "delete": owner_or_admin,
+    }
+
+
+RULES: dict[str, Rule] = {
+    "api-root": Rule({"GET": authenticated}),
+    "schema": Rule({"GET": public}, kind="page"),
+    "api-docs": Rule({"GET": public}, kind="page"),
+    "organization-settings": Rule({"GET": admin, "PATCH": admin, "PUT": admin}),
+    **viewset_rules("profile", collection=profiles, read=admin, write=admin, create=admin, delete=admin),
+    **viewset_rules(
+        "mailbox", collection=mailboxes, read=owner_or_admin, write=owner_or_admin, create=admin, delete=admin
+    ),
+    **viewset_rules(
+        "crmuser", collection=crm_users, read=owner_or_admin, write=owner_or_admin, create=admin, delete=admin
+    ),
+    **viewset_rules("queue", collection=queues, read=owner_or_admin, write=admin, create=admin, delete=admin),
+    **viewset_rules("account", **owned_records("account")),
+    **viewset_rules("contact", **owned_records("contact")),
+    **viewset_rules("lead", **owned_records("lead")),
+    **viewset_rules(
+        "email", collection=persona_objects("email"), read=owner_or_admin, write=nobody, create=members, delete=nobody
+    ),
+    # The admin site: administrators only; everyone else is sent to its login.
+    "admin:*": Rule({"GET": admin}, kind="admin"),
+    # Signed-in administrators are sent on from the login page to the index.
+    "admin:login": Rule({"GET": public}, kind="page", extra={"status": {"admin": 302}}),
+    # Logging out takes a POST; a GET does nothing for anyone.
+    "admin:logout": Rule({"GET": nobody}, kind="page"),
+}
+# Owners may PATCH their own user record and mailbox (personal options,
+# credentials), but replacing the whole record with PUT is for administrators.
+RULES["crmuser-detail"].methods["PUT"] = admin
+RULES["mailbox-detail"].methods["PUT"] = admin
+
+
+def _walk(patterns: list[Any], prefix: str = "", namespace: str | None = None) -> Iterator[tuple[str, str]]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern), pattern.namespace or namespace)
+        elif isinstance(pattern, URLPattern):
+            name = pattern.name or f"<unnamed {prefix + str(pattern.pattern)}>"
+            yield (f"{namespace}:{name}" if namespace else name), prefix + str(pattern.pattern)
+
+
+ROUTES = sorted(set(_walk(get_resolver().url_patterns)))
+
+
+def rule_for(route_name: str) -> Rule | None:
+    if route_name in RULES:
+        return RULES[route_name]
+    namespace = route_name.split(":", 1)[0] if ":" in route_name else None
+    return RULES.get(f"{namespace}:*") if namespace else None
+
+
+def test_every_route_has_a_rule():
+    missing = [f"{name} ({pattern})" for name, pattern in ROUTES if rule_for(name) is None]
+    assert not missing, "Routes without a permission rule: " + ", ".join(missing)
+
+
+# --- probing -----------------------------------------------------------------------------------
+
+
+def _client(world: World, persona: str) -> Client:
+    client = Client()
+    login = world[persona].login
+    if login is not None:
+        client.force_login(login)
+    return client
+
+
+def _admin_urls(world: World, route_name: str, pattern: str) -> list[str]:
+    """Concrete URLs for an admin route, filling its arguments from the world."""
+    name = route_name.split(":", 1)[1]
+    if name.startswith("<unnamed"):
+        return ["/admin/no-such-page/"] if "(?P<url>" in pattern else []
+    if name == "view_on_site":
+        account = world["alice"].account
+        return [reverse("admin:view_on_site", args=[ContentType.objects.get_for_model(account).pk, account.pk])]
+    if name == "app_list":
+        return [reverse("admin:app_list", args=[label]) for label in re.findall(r"[a-z_]+", pattern.split("(?P<app_label>")[1])]
+    if "<" not in pattern:
+        return [reverse(route_name)]
+    model_class = next(
+        m for m in admin_site._registry if name.startswith(f"{m._meta.app_label}_{m._meta.model_name}_")
+    )
+    instance = model_class._default_manager.first()
+    return [reverse(route_name, args=[instance.pk])] if instance is not None else []
+
+
+def _check_admin_page(world: World, route_name: str, pattern: str, persona: str) -> None:
+    for url in _admin_urls(world, route_name, pattern):
+        response = _client(world, persona).get(url)
+        login_redirect = response.status_code == 302 and response["Location"].startswith("/admin/login/")
+        if persona == "admin":
+            assert not login_redirect and response.status_code < 500, (url, response.status_code)
+        else:
+            assert login_redirect, f"{persona} reached {url}: {response.status_code}"
+
+
+def _visible_ids(response: Any) -> set[int]:
+    return {row["id"] for row in response.json()["results"]}
+
+
+def _check_list(world: World, route_name: str, rule: Rule, persona: str, method: str, access: Access) -> None:
+    client = _client(world, persona)
+    url = reverse(route_name)
+    response = client.generic(method, url, data="{}", content_type="application/json")
+    if not access(persona, None):
+        expected = {401} if persona == "anonymous" else {403}
+        assert response.status_code in expected, (method, url, persona, response.status_code)
+        return
+    assert response.status_code in {200, 201, 400}, (method, url, persona, response.status_code, response.content)
+    if method == "GET" and rule.list_of is not None:
+        detail_access = RULES[route_name.replace("-list", "-detail")].methods["GET"]
+        expected_ids = {obj.pk for obj, owner in rule.list_of(world) if detail_access(persona, owner)}
+        assert _visible_ids(response) == expected_ids, (url, persona)
+
+
+def _check_detail(world: World, route_name: str, rule: Rule, persona: str, method: str, access: Access) -> None:
+    assert rule.objects is not None
+    for obj, owner in rule.objects(world):
+        client = _client(world, persona)
+        url = reverse(route_name, args=[obj.pk])
+        response = client.generic(method, url, data="{}", content_type="application/json")
+        still_there = type(obj)._default_manager.filter(pk=obj.pk).exists()
+        if access(persona, owner):
+            assert response.status_code in {200, 204, 400, 409}, (method, url, persona, response.status_code)
+            assert still_there == (method != "DELETE" or response.status_code == 409)
+            return  # a DELETE that worked removed the object the next probe would use
+        expected = {401} if persona == "anonymous" else {403, 404, 405}
+        assert response.status_code in expected, (method, url, persona, owner, response.status_code)
+        assert still_there, f"{persona} deleted {url} without the right"
+
+
+def _cases() -> Iterator[Any]:
+    for route_name, pattern in ROUTES:
+        rule = rule_for(route_name)
+        if rule is None:
+            continue
+        for persona in PERSONA_NAMES:
+            if rule.kind == "admin":
+                yield pytest.param(route_name, pattern, persona, "GET", id=f"{route_name}-{persona}")
+                continue
+            for method in rule.methods:
+                yield pytest.param(route_name, pattern, persona, method, id=f"{route_name}-{method}-{persona}")
+
+
+@pytest.mark.parametrize(("route_name", "pattern", "persona", "method"), list(_cases()))
+def test_matrix(world: World, route_name: str, pattern: str, persona: str, method: str):
+    rule = rule_for(route_name)
+    assert rule is not None
+    if rule.kind == "admin":
+        _check_admin_page(world, route_name, pattern, persona)
+        return
+    access = rule.methods[method]
+    if rule.kind == "page":
+        response = _client(world, persona).get(reverse(route_name))
+        if access(persona, None):
+            assert response.status_code == rule.extra.get("status", {}).get(persona, 200)
+        else:
+            assert response.status_code in {302, 405}
+    elif rule.objects is not None:
+        _check_detail(world, route_name, rule, persona, method, access)
+    else:
+        _check_list(world, route_name, rule, persona, method, access)
+
+
+@pytest.mark.parametrize("route_name", [name for name, rule in RULES.items() if rule.objects is not None])
+def test_methods_not_in_a_rule_are_refused(world: World, route_name: str):
+    """A method the rule does not list (e.g. DELETE on emails) is answered 405 even for an administrator."""
+    rule = RULES[route_name]
+    obj, _ = rule.objects(world)[0]
+    closed = [m for m in ("PATCH", "PUT", "DELETE") if rule.methods.get(m) is nobody]
+    for method in closed:
+        response = _client(world, "admin").generic(method, reverse(route_name, args=[obj.pk]), data="{}", content_type="application/json")
+        assert response.status_code == 405, (route_name, method, response.status_code)
