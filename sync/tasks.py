@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import socket
+from typing import Any
 
 from celery import shared_task
 
 from sync import clock
 
 
-@shared_task(name="sync.tasks.ping")
-def ping() -> dict[str, str]:
+@shared_task(name="sync.tasks.ping", bind=True)
+def ping(self: Any) -> dict[str, str]:
     """A no-op round trip through the broker, for smoke tests and health checks."""
-    return {"worker": socket.gethostname(), "at": clock.now().isoformat()}
+    return {"worker": self.request.hostname or "eager", "at": clock.now().isoformat()}

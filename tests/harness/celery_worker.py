@@ -1,0 +1,92 @@
+"""A real ``celery worker`` subprocess against the test database and the test
+worker's own Redis database: for end-to-end and crash tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from django.conf import settings
+from django.db import connection
+
+from config.celery import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def flush_broker() -> None:
+    """Drop messages a previous test left in this test worker's Redis database."""
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+class CeleryWorkerProcess:
+    def __init__(self, *, queues: str = "default,incoming,outgoing,act", name: str = "test") -> None:
+        self.queues = queues
+        self.hostname = f"{name}-{os.getpid()}-{time.monotonic_ns()}@serversync-test"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = ROOT / "var" / "test-logs" / f"{self.hostname.split('@')[0]}.log"
+
+    def environment(self) -> dict[str, str]:
+        db = connection.settings_dict
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings_test",
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND,
+            # The test database pytest-django created for this test worker.
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "SERVERSYNC_DATA_DIR": str(settings.DATA_DIR),
+        }
+        env.pop("PYTEST_XDIST_WORKER", None)
+        return env
+
+    def start(self, timeout: float = 60) -> CeleryWorkerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "celery", "-A", "config", "worker",
+            "--pool", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-Q", self.queues, "-n", self.hostname, "-l", "INFO",
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited with {self.process.returncode}:\n{self.log()}")
+            if app.control.ping(destination=[self.hostname], timeout=0.5):
+                return
+        raise TimeoutError(f"celery worker not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+
+@contextmanager
+def celery_worker(**kwargs: str) -> Iterator[CeleryWorkerProcess]:
+    flush_broker()
+    worker = CeleryWorkerProcess(**kwargs).start()
+    try:
+        yield worker
+    finally:
+        worker.kill()
