@@ -43,7 +43,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is not None:
         return response
     if isinstance(exc, ProtectedError | RestrictedError):
-        names = sorted({obj._meta.verbose_name_plural for obj in exc.protected_objects if obj})
+        blocking = exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects
+        names = sorted({str(obj._meta.verbose_name_plural) for obj in blocking})
         return Response(
             {"detail": f"Still in use by {', '.join(str(n) for n in names)}; remove or reassign them first."},
             status=status.HTTP_409_CONFLICT,

@@ -49,7 +49,7 @@ class OwnedRecordViewSet(ScopedModelViewSet):
     """Users create and change the records they own; administrators all."""
 
     admin_actions = frozenset()
-    filterset_fields = ("owner", "is_active")
+    filterset_fields: tuple[str, ...] = ("owner", "is_active")
     ordering_fields = ("created_on", "modified_on")
 
 
@@ -83,10 +83,22 @@ class EmailViewSet(
     """Email activities: read them, or create an outgoing draft or pending send."""
 
     queryset = EmailActivity.objects.select_related("owner").prefetch_related(
-        "parties__user", "parties__queue", "parties__contact", "parties__account", "parties__lead", "attachments"
+        "parties__user",
+        "parties__queue",
+        "parties__contact",
+        "parties__account",
+        "parties__lead",
+        "attachments",
     )
     serializer_class = serializers.EmailSerializer
-    filterset_fields = ("direction", "status", "owner", "regarding_account", "regarding_contact", "regarding_lead")
+    filterset_fields = (
+        "direction",
+        "status",
+        "owner",
+        "regarding_account",
+        "regarding_contact",
+        "regarding_lead",
+    )
     search_fields = ("subject", "message_id")
     ordering_fields = ("created_on", "received_on", "sent_on")
     admin_actions = frozenset()

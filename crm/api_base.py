@@ -8,7 +8,7 @@ existence does not leak.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.db import models
 from rest_framework import permissions, serializers, viewsets
@@ -25,7 +25,7 @@ def visible(queryset: models.QuerySet[Any], user: Any) -> models.QuerySet[Any]:
     crm_user = crm_user_for(user)
     if crm_user is None:
         return queryset.none()
-    return queryset.visible_to(crm_user)  # type: ignore[attr-defined, no-any-return]
+    return queryset.visible_to(crm_user)  # type: ignore[attr-defined]
 
 
 class IsAdministrator(permissions.BasePermission):
@@ -44,20 +44,17 @@ class IsCrmMember(permissions.BasePermission):
         return is_administrator(request.user) or crm_user_for(request.user) is not None
 
 
-class RoleScopedMixin:
-    """For a generic viewset: rows scoped by role.
+class RoleScopedMixin(viewsets.GenericViewSet):
+    """A generic viewset whose rows are scoped by role.
 
     ``admin_actions`` are open to administrators only; every other action to
     CRM members, within what ``visible()`` lets them see.
     """
 
-    request: Request
-    action: str | None
-
     admin_actions: frozenset[str] = frozenset({"create", "update", "partial_update", "destroy"})
 
     def get_queryset(self) -> models.QuerySet[Any]:
-        return visible(super().get_queryset(), self.request.user)  # type: ignore[misc]
+        return visible(super().get_queryset(), self.request.user)
 
     def get_permissions(self) -> list[permissions.BasePermission]:
         if self.action in self.admin_actions:
@@ -89,14 +86,15 @@ class ScopedRelatedField(serializers.PrimaryKeyRelatedField):
 
     def get_queryset(self) -> models.QuerySet[Any]:
         request = self.context.get("request")
-        return visible(super().get_queryset(), getattr(request, "user", None))
+        return visible(cast(models.QuerySet[Any], super().get_queryset()), getattr(request, "user", None))
 
 
 class CleanModelSerializer(serializers.ModelSerializer):
     """Creates and updates through ``full_clean()``; model rules answer 400 per field."""
 
     def create(self, validated_data: dict[str, Any]) -> Any:
-        return save_cleaned(self.Meta.model(**validated_data))
+        model: Any = self.Meta.model
+        return save_cleaned(model(**validated_data))
 
     def update(self, instance: Any, validated_data: dict[str, Any]) -> Any:
         for field, value in validated_data.items():

@@ -46,7 +46,7 @@ class CrmUserSerializer(CleanModelSerializer):
             "username",
             *TIMESTAMPS,
         )
-        read_only_fields = TIMESTAMPS
+        read_only_fields: tuple[str, ...] = TIMESTAMPS
         extra_kwargs = {"user": {"required": False, "allow_null": True}}
 
 
@@ -54,15 +54,26 @@ class PersonalOptionsSerializer(CrmUserSerializer):
     """What users may change on their own record: their personal email options."""
 
     class Meta(CrmUserSerializer.Meta):
-        read_only_fields = tuple(
-            f for f in CrmUserSerializer.Meta.fields if f not in {"track_incoming_email", "auto_create_contacts"}
+        read_only_fields: tuple[str, ...] = tuple(
+            f
+            for f in CrmUserSerializer.Meta.fields
+            if f not in {"track_incoming_email", "auto_create_contacts"}
         )
 
 
 class QueueSerializer(CleanModelSerializer):
     class Meta:
         model = Queue
-        fields = ("id", "name", "email", "owner", "external_id", "convert_incoming_email", "is_active", *TIMESTAMPS)
+        fields = (
+            "id",
+            "name",
+            "email",
+            "owner",
+            "external_id",
+            "convert_incoming_email",
+            "is_active",
+            *TIMESTAMPS,
+        )
         read_only_fields = TIMESTAMPS
 
 
@@ -157,9 +168,15 @@ class EmailSerializer(serializers.ModelSerializer):
 
     parties = ActivityPartySerializer(many=True, read_only=True)
     attachments = EmailAttachmentSerializer(many=True, read_only=True)
-    to = serializers.ListField(child=serializers.EmailField(), write_only=True, required=False, max_length=500)
-    cc = serializers.ListField(child=serializers.EmailField(), write_only=True, required=False, max_length=500)
-    bcc = serializers.ListField(child=serializers.EmailField(), write_only=True, required=False, max_length=500)
+    to = serializers.ListField(
+        child=serializers.EmailField(), write_only=True, required=False, max_length=500
+    )
+    cc = serializers.ListField(
+        child=serializers.EmailField(), write_only=True, required=False, max_length=500
+    )
+    bcc = serializers.ListField(
+        child=serializers.EmailField(), write_only=True, required=False, max_length=500
+    )
     status = serializers.ChoiceField(
         choices=[EmailActivity.Status.DRAFT, EmailActivity.Status.PENDING_SEND],
         default=EmailActivity.Status.DRAFT,
@@ -228,7 +245,9 @@ class EmailSerializer(serializers.ModelSerializer):
         if not view.is_admin:
             attrs["owner"] = view.crm_user
         if not attrs.get("owner") and not attrs.get("sender_queue"):
-            raise serializers.ValidationError({"owner": ["Choose the user (or queue) the email is sent from."]})
+            raise serializers.ValidationError(
+                {"owner": ["Choose the user (or queue) the email is sent from."]}
+            )
         regarding = [f for f in ("regarding_account", "regarding_contact", "regarding_lead") if attrs.get(f)]
         if len(regarding) > 1:
             raise serializers.ValidationError({regarding[1]: ["An email is regarding one record at most."]})

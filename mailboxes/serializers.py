@@ -18,7 +18,7 @@ class MailboxSerializer(SecretsWriteOnlyMixin, serializers.ModelSerializer):
     class Meta:
         model = Mailbox
         fields = "__all__"
-        read_only_fields = ("created_on", "modified_on")
+        read_only_fields: tuple[str, ...] = ("created_on", "modified_on")
         extra_kwargs = {
             "email_address": {"required": False},
             "name": {"required": False},

@@ -93,7 +93,7 @@ class EncryptedTextField(models.TextField):
         # Fixtures and dumps carry the ciphertext, never the plaintext.
         return Secret.wrap(self.value_from_object(obj)).token
 
-    def formfield(self, **kwargs: Any) -> Any:
+    def formfield(self, form_class: Any = None, choices_form_class: Any = None, **kwargs: Any) -> Any:
         from profiles.forms import SecretFormField
 
         return SecretFormField(label=self.verbose_name.capitalize(), help_text=self.help_text)

@@ -34,7 +34,7 @@ class SecretFieldsFormMixin:
     cleaned_data: dict[str, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         for name in self._secret_field_names():
             if name in self.fields:  # type: ignore[attr-defined]
                 self.fields[f"clear_{name}"] = forms.BooleanField(  # type: ignore[attr-defined]

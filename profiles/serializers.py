@@ -25,7 +25,9 @@ class SecretIsSetField(serializers.BooleanField):
 
     def __init__(self, secret_name: str) -> None:
         super().__init__(
-            source=secret_name, read_only=True, help_text=f"Whether a {secret_name.replace('_', ' ')} is stored."
+            source=secret_name,
+            read_only=True,
+            help_text=f"Whether a {secret_name.replace('_', ' ')} is stored.",
         )
 
     def to_representation(self, value: Any) -> bool:
@@ -42,7 +44,8 @@ class SecretsWriteOnlyMixin(serializers.ModelSerializer):
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
-        secrets = [f.name for f in self.Meta.model._meta.fields if isinstance(f, EncryptedTextField)]
+        model: Any = self.Meta.model
+        secrets = [f.name for f in model._meta.fields if isinstance(f, EncryptedTextField)]
         for name in secrets:
             if name in fields:
                 fields[f"{name}_set"] = SecretIsSetField(name)

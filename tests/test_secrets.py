@@ -41,11 +41,17 @@ def secret_world(world, api_as, caplog):
     world.extra_responses = [response]
     mailbox_url = f"/api/v1/mailboxes/{world['alice'].mailbox.pk}/"
     world.extra_responses.append(
-        api_as("alice").patch(mailbox_url, {"password": SECRETS["mailbox"], "username": "alice"}, format="json")
+        api_as("alice").patch(
+            mailbox_url, {"password": SECRETS["mailbox"], "username": "alice"}, format="json"
+        )
     )
     # A refused request that carries a secret must not echo it either.
     world.extra_responses.append(
-        admin.post("/api/v1/profiles/", {"name": "", "password": SECRETS["password"], "incoming_port": -4}, format="json")
+        admin.post(
+            "/api/v1/profiles/",
+            {"name": "", "password": SECRETS["password"], "incoming_port": -4},
+            format="json",
+        )
     )
     return world
 

@@ -58,16 +58,15 @@ class EmailActivity(TimestampedModel):
     )
     subject = models.CharField(max_length=800, blank=True)
     body_text = models.TextField(blank=True)
-    body_html = models.TextField(
-        blank=True, help_text="As received; sanitized before any page shows it."
-    )
+    body_html = models.TextField(blank=True, help_text="As received; sanitized before any page shows it.")
 
     message_id = models.CharField("Message-ID", max_length=998, blank=True, db_index=True)
     in_reply_to = models.TextField("In-Reply-To", blank=True)
     references = models.TextField("References", blank=True)
     # The organization-wide identity of the message: its normalized Message-ID,
-    # or a content hash where it has none. Empty for drafts never sent.
-    message_identity = models.CharField(max_length=512, null=True, blank=True, editable=False)
+    # or a content hash where it has none. NULL (not "") for drafts never sent,
+    # so the unique constraints pass over them.
+    message_identity = models.CharField(max_length=512, null=True, blank=True, editable=False)  # noqa: DJ001
     copy_owner = models.ForeignKey(
         CrmUser,
         on_delete=models.PROTECT,

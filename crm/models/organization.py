@@ -123,7 +123,9 @@ class OrganizationSettings(TimestampedModel):
         errors: dict[str, list[str]] = {}
         prefix = self.tracking_token_prefix or ""
         if not 1 <= len(prefix) <= 20 or prefix != prefix.strip():
-            errors["tracking_token_prefix"] = ["The tracking token prefix must be 1 to 20 characters, no spaces."]
+            errors["tracking_token_prefix"] = [
+                "The tracking token prefix must be 1 to 20 characters, no spaces."
+            ]
         for url in self.crm_url_list:
             if not _is_http_url(url):
                 errors.setdefault("crm_urls", []).append(f"{url!r} is not an http(s) URL.")

@@ -86,6 +86,10 @@ def test_junk_in_every_field_is_a_4xx_never_a_500(schema, path, method, persona)
         for junk in JUNK:
             response = getattr(client, method)(url, {field: junk}, format="json")
             assert response.status_code < 500, (method, url, field, junk, response.status_code)
-    for raw, content_type in [("{not json", "application/json"), ("<a/>", "application/xml"), ("[]", "application/json")]:
+    for raw, content_type in [
+        ("{not json", "application/json"),
+        ("<a/>", "application/xml"),
+        ("[]", "application/json"),
+    ]:
         response = getattr(client, method)(url, raw, content_type=content_type)
         assert 400 <= response.status_code < 500, (method, url, raw, response.status_code)

@@ -59,7 +59,10 @@ def test_profile_update_without_password_keeps_it_and_empty_string_removes_it(ap
         ({"server_type": "lotus_notes"}, "server_type"),
         ({"incoming_server_location": "imap://host:993"}, "incoming_server_location"),
         ({"credentials_source": "profile", "username": ""}, "username"),
-        ({"incoming_use_impersonation": True, "credentials_source": "user_or_queue"}, "incoming_use_impersonation"),
+        (
+            {"incoming_use_impersonation": True, "credentials_source": "user_or_queue"},
+            "incoming_use_impersonation",
+        ),
         ({"credentials_source": "oauth_client_credentials"}, "credentials_source"),
         ({"move_failed_email_to_undeliverable": True}, "move_failed_email_to_undeliverable"),
         ({"outgoing_auth_protocol": "ntlm"}, "outgoing_auth_protocol"),
@@ -74,8 +77,13 @@ def test_profile_rules_answer_400_naming_the_field(api_as, world, change, field)
 
 def test_second_default_profile_is_refused(api_as):
     client = api_as("admin")
-    assert client.post("/api/v1/profiles/", {**IMAP_PROFILE, "is_default": True}, format="json").status_code == 201
-    response = client.post("/api/v1/profiles/", {**IMAP_PROFILE, "name": "Two", "is_default": True}, format="json")
+    assert (
+        client.post("/api/v1/profiles/", {**IMAP_PROFILE, "is_default": True}, format="json").status_code
+        == 201
+    )
+    response = client.post(
+        "/api/v1/profiles/", {**IMAP_PROFILE, "name": "Two", "is_default": True}, format="json"
+    )
     assert response.status_code == 400
     assert "is_default" in response.json()
 
@@ -141,7 +149,11 @@ def test_changing_a_mailbox_address_starts_a_new_generation(api_as, world):
     assert response.status_code == 200
     body = response.json()
     assert body["configuration_generation"] == mailbox.configuration_generation + 1
-    assert (body["approval_status"], body["incoming_status"], body["incoming_enabled"]) == ("empty", "not_run", False)
+    assert (body["approval_status"], body["incoming_status"], body["incoming_enabled"]) == (
+        "empty",
+        "not_run",
+        False,
+    )
 
 
 def test_users_set_their_own_mailbox_credentials_but_not_its_settings(api_as, world):
@@ -149,7 +161,12 @@ def test_users_set_their_own_mailbox_credentials_but_not_its_settings(api_as, wo
     client = api_as("alice")
     response = client.patch(
         f"/api/v1/mailboxes/{mailbox.pk}/",
-        {"allow_credentials_for_email_processing": True, "username": "alice", "password": "Alice-Pw-9", "profile": None},
+        {
+            "allow_credentials_for_email_processing": True,
+            "username": "alice",
+            "password": "Alice-Pw-9",
+            "profile": None,
+        },
         format="json",
     )
     assert response.status_code == 200, response.content
@@ -182,7 +199,9 @@ def test_a_user_creates_records_owned_by_themselves(api_as, world):
     # Alice's user record is invisible to Bob, so naming her as owner is refused.
     assert response.status_code == 400
     assert "owner" in response.json()
-    response = client.post("/api/v1/contacts/", {"last_name": "Nguyen", "email": "n@example.test"}, format="json")
+    response = client.post(
+        "/api/v1/contacts/", {"last_name": "Nguyen", "email": "n@example.test"}, format="json"
+    )
     assert response.status_code == 201
     assert response.json()["owner"] == world["bob"].crm_user.pk
 
@@ -211,7 +230,11 @@ def test_email_create_pending_send_with_parties(api_as, world):
     )
     assert response.status_code == 201, response.content
     email = EmailActivity.objects.get(pk=response.json()["id"])
-    assert (email.status, email.direction, email.owner_id) == ("pending_send", "outgoing", world["alice"].crm_user.pk)
+    assert (email.status, email.direction, email.owner_id) == (
+        "pending_send",
+        "outgoing",
+        world["alice"].crm_user.pk,
+    )
     parties = sorted((p.role, p.address, p.user_id) for p in email.parties.all())
     assert parties == [
         ("cc", "cc@example.test", None),
@@ -255,10 +278,14 @@ def test_organization_settings_read_and_validated_update(api_as):
     client = api_as("admin")
     body = client.get("/api/v1/organization-settings/").json()
     assert (body["tracking_token_prefix"], body["max_attachment_size_kb"]) == ("CRM", 5120)
-    response = client.patch("/api/v1/organization-settings/", {"tracking_token_prefix": "x" * 21}, format="json")
+    response = client.patch(
+        "/api/v1/organization-settings/", {"tracking_token_prefix": "x" * 21}, format="json"
+    )
     assert response.status_code == 400
     assert "tracking_token_prefix" in response.json()
-    response = client.patch("/api/v1/organization-settings/", {"crm_urls": "https://crm.contoso.test/org\nnope"})
+    response = client.patch(
+        "/api/v1/organization-settings/", {"crm_urls": "https://crm.contoso.test/org\nnope"}
+    )
     assert response.status_code == 400
     assert "crm_urls" in response.json()
     assert client.patch("/api/v1/organization-settings/", {"smart_matching_enabled": True}).status_code == 200
