@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from crm.models import OrganizationSettings
 from mailboxes.models import SYNC_DIRECTIONS, ApprovalStatus, Mailbox, SyncStatus
@@ -28,10 +29,10 @@ def mailbox_defaults() -> dict[str, Any]:
 def mailbox_create(*, data: dict[str, Any]) -> Mailbox:
     """Create a mailbox; sync methods and profile not given come from the organization's defaults."""
     values = {**mailbox_defaults(), **data}
-    if values.get("user") and not values.get("email_address"):
-        values["email_address"] = values["user"].email
+    owner = values.get("user") or values.get("queue")
+    if owner and not values.get("email_address"):
+        values["email_address"] = owner.email
     if not values.get("name"):
-        owner = values.get("user") or values.get("queue")
         values["name"] = str(owner) if owner else values.get("email_address", "")
     mailbox = Mailbox(**values)
     mailbox.full_clean()
@@ -75,3 +76,17 @@ def _start_new_generation(mailbox: Mailbox, *, address_changed: bool) -> None:
         mailbox.approval_status = ApprovalStatus.EMPTY
         mailbox.approval_changed_by = None
         mailbox.approval_changed_on = None
+
+
+def mailbox_set_approval(*, mailbox: Mailbox, status: str, by: Any) -> Mailbox:
+    """Approve or reject a mailbox's email address, recording who did it and when.
+    Callers check the ``mailboxes.approve_email`` permission."""
+    if status not in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED, ApprovalStatus.PENDING_APPROVAL):
+        raise ValueError(f"Not an approval decision: {status!r}")
+    mailbox.approval_status = status
+    mailbox.approval_changed_by = by
+    mailbox.approval_changed_on = timezone.now()
+    mailbox.save(
+        update_fields=["approval_status", "approval_changed_by", "approval_changed_on", "modified_on"]
+    )
+    return mailbox

@@ -38,6 +38,21 @@ def key_set() -> MultiFernet:
     return _key_set(tuple(settings.CREDENTIAL_KEYS))
 
 
+@lru_cache(maxsize=4)
+def _newest_key(key: str) -> Fernet:
+    return Fernet(key.encode())
+
+
+def is_current(token: str) -> bool:
+    """Whether ``token`` is encrypted under the newest key already (rotation leaves it alone)."""
+    key_set()  # the clear error for a malformed key set
+    try:
+        _newest_key(settings.CREDENTIAL_KEYS[0]).decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True
+
+
 def encrypt(plaintext: str) -> str:
     return key_set().encrypt(plaintext.encode()).decode()
 
@@ -57,4 +72,6 @@ def rotate(token: str) -> str:
     try:
         return key_set().rotate(token.encode()).decode()
     except InvalidToken:
-        raise CredentialDecryptError("A stored credential cannot be decrypted with any configured key.") from None
+        raise CredentialDecryptError(
+            "A stored credential cannot be decrypted with any configured key."
+        ) from None

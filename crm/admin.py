@@ -1,0 +1,304 @@
+"""Admin for the CRM records and the organization's email settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import models
+from django.db.models import Model, Prefetch, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from rest_framework.authtoken.admin import TokenAdmin
+from rest_framework.authtoken.models import TokenProxy
+
+from crm.admin_site import AdministratorModelAdmin, AdministratorPermissions
+from crm.models import (
+    Account,
+    ActivityParty,
+    Contact,
+    CrmUser,
+    EmailActivity,
+    EmailAttachment,
+    Lead,
+    OrganizationSettings,
+    Queue,
+    QueueItem,
+)
+
+RECORD_INFO: tuple[str, Any] = (
+    "Record information",
+    {"classes": ["collapse"], "fields": ["created_on", "modified_on"]},
+)
+
+
+@admin.display(description="Mailbox")
+def mailbox_address(self: Any, owner: CrmUser | Queue) -> str:
+    # The reverse one-to-one raises when there is no mailbox (select_related caches that, no query).
+    try:
+        return owner.mailbox.email_address
+    except ObjectDoesNotExist:
+        return ""
+
+
+@admin.register(OrganizationSettings)
+class OrganizationSettingsAdmin(AdministratorModelAdmin):
+    """One row ("System Settings > Email"): the list page opens it directly."""
+
+    readonly_fields = ["created_on", "modified_on"]
+    fieldsets = [
+        (
+            "Configure email processing",
+            {
+                "fields": [
+                    "process_email_using",
+                    "default_incoming_method",
+                    "default_outgoing_method",
+                    "default_act_method",
+                ]
+            },
+        ),
+        (
+            "Email processing for unapproved users and queues",
+            {"fields": ["process_email_only_for_approved_users", "process_email_only_for_approved_queues"]},
+        ),
+        (
+            "Email correlation",
+            {
+                "fields": [
+                    "correlation_enabled",
+                    "tracking_token_enabled",
+                    "tracking_token_prefix",
+                    "tracking_token_base_number",
+                    "tracking_token_user_digits",
+                    "tracking_token_counter_digits",
+                    "smart_matching_enabled",
+                ]
+            },
+        ),
+        (
+            "Email options",
+            {
+                "fields": [
+                    "track_email_between_users_as_two_activities",
+                    "set_unresolved_when_multiple_matches",
+                    "max_attachment_size_kb",
+                ]
+            },
+        ),
+        (
+            "Alerts",
+            {
+                "fields": [
+                    "record_error_alerts",
+                    "record_warning_alerts",
+                    "record_information_alerts",
+                    "notify_mailbox_owner",
+                ]
+            },
+        ),
+        ("Email Router migration", {"fields": ["crm_urls"]}),
+        RECORD_INFO,
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not OrganizationSettings.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            return super().changelist_view(request, extra_context)  # answers 403 as usual
+        row = OrganizationSettings.load()
+        return HttpResponseRedirect(reverse("admin:crm_organizationsettings_change", args=[row.pk]))
+
+
+@admin.register(CrmUser)
+class CrmUserAdmin(AdministratorModelAdmin):
+    list_display = ["full_name", "email", "user", "mailbox_address", "track_incoming_email", "is_active"]
+    list_filter = ["is_active", "track_incoming_email", "auto_create_contacts"]
+    list_select_related = ["user", "mailbox"]
+    search_fields = ["full_name", "email", "external_id", "user__username"]
+    autocomplete_fields = ["user"]
+    mailbox_address = mailbox_address
+    readonly_fields = ["created_on", "modified_on"]
+    fieldsets = [
+        ("General", {"fields": ["full_name", "email", "user", "is_active", "external_id"]}),
+        ("Email options", {"fields": ["track_incoming_email", "auto_create_contacts"]}),
+        RECORD_INFO,
+    ]
+
+
+@admin.register(Queue)
+class QueueAdmin(AdministratorModelAdmin):
+    list_display = ["name", "email", "owner", "mailbox_address", "convert_incoming_email", "is_active"]
+    list_filter = ["is_active", "convert_incoming_email"]
+    list_select_related = ["owner", "mailbox"]
+    search_fields = ["name", "email", "external_id", "owner__full_name"]
+    autocomplete_fields = ["owner"]
+    mailbox_address = mailbox_address
+    readonly_fields = ["created_on", "modified_on"]
+    fieldsets = [
+        ("General", {"fields": ["name", "email", "owner", "is_active", "external_id"]}),
+        ("Email settings", {"fields": ["convert_incoming_email"]}),
+        RECORD_INFO,
+    ]
+
+
+class OwnedRecordAdmin(AdministratorModelAdmin):
+    list_filter = ["is_active"]
+    list_select_related = ["owner"]
+    autocomplete_fields = ["owner"]
+    readonly_fields = ["created_on", "modified_on"]
+
+
+@admin.register(Account)
+class AccountAdmin(OwnedRecordAdmin):
+    list_display = ["name", "email", "phone", "owner", "is_active"]
+    search_fields = ["name", "email", "website"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # Django 6's default already
+
+
+@admin.register(Contact)
+class ContactAdmin(OwnedRecordAdmin):
+    list_display = ["__str__", "email", "account", "job_title", "owner", "is_active"]
+    list_select_related = ["owner", "account"]
+    search_fields = ["first_name", "last_name", "email", "account__name"]
+    autocomplete_fields = ["owner", "account"]
+
+
+@admin.register(Lead)
+class LeadAdmin(OwnedRecordAdmin):
+    list_display = ["__str__", "company_name", "email", "topic", "status", "owner", "is_active"]
+    list_filter = ["status", "is_active"]
+    search_fields = ["first_name", "last_name", "email", "company_name", "topic"]
+
+
+PARTY_RECORDS = ["user", "queue", "contact", "account", "lead"]
+
+
+class ActivityPartyInline(AdministratorPermissions, admin.TabularInline):
+    model = ActivityParty
+    extra = 0
+    fields = ["role", "address", "display_name", *PARTY_RECORDS]
+    autocomplete_fields = PARTY_RECORDS
+
+
+class EmailAttachmentInline(AdministratorPermissions, admin.TabularInline):
+    model = EmailAttachment
+    extra = 0
+    fields = ["filename", "content_type", "content_id", "size", "content", "skipped_reason"]
+
+
+@admin.register(EmailActivity)
+class EmailActivityAdmin(AdministratorModelAdmin):
+    list_display = [
+        "__str__",
+        "sender",
+        "direction",
+        "status",
+        "owner",
+        "regarding",
+        "received_on",
+        "created_on",
+    ]
+    list_filter = ["direction", "status", "correlation_method", "received_on"]
+    list_select_related = ["owner", "regarding_account", "regarding_contact", "regarding_lead"]
+    search_fields = ["subject", "message_id", "tracking_token", "conversation_id", "=parties__address"]
+    date_hierarchy = "created_on"
+    autocomplete_fields = ["owner", "regarding_account", "regarding_contact", "regarding_lead"]
+    inlines = [ActivityPartyInline, EmailAttachmentInline]
+    # What the engine decides: how the mail was matched, its identity, delivery times and outcome.
+    readonly_fields = [
+        "status",
+        "message_identity",
+        "copy_owner",
+        "correlation_method",
+        "correlated_email",
+        "received_on",
+        "sent_on",
+        "failure_reason",
+        "raw_message",
+        "created_on",
+        "modified_on",
+    ]
+    fieldsets = [
+        ("General", {"fields": ["subject", "direction", "status", "owner", "failure_reason"]}),
+        ("Regarding", {"fields": ["regarding_account", "regarding_contact", "regarding_lead"]}),
+        ("Body", {"fields": ["body_text", "body_html"]}),
+        (
+            "Message headers",
+            {"fields": ["message_id", "in_reply_to", "references", "conversation_id", "tracking_token"]},
+        ),
+        (
+            "Tracking",
+            {"fields": ["correlation_method", "correlated_email", "message_identity", "copy_owner"]},
+        ),
+        ("Delivery", {"fields": ["received_on", "sent_on", "raw_message"]}),
+        RECORD_INFO,
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EmailActivity]:
+        senders = ActivityParty.objects.filter(role=ActivityParty.Role.FROM).order_by("id")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(Prefetch("parties", queryset=senders, to_attr="senders"))
+        )
+
+    @admin.display(description="From")
+    def sender(self, email: EmailActivity) -> str:
+        senders = getattr(email, "senders", None)
+        if senders is None:  # outside the changelist's queryset
+            senders = list(email.parties.filter(role=ActivityParty.Role.FROM))
+        return senders[0].address if senders else ""
+
+    @admin.display(description="Regarding")
+    def regarding(self, email: EmailActivity) -> str:
+        return str(email.regarding or "")
+
+
+@admin.register(ActivityParty)
+class ActivityPartyAdmin(AdministratorModelAdmin):
+    """Every address on every email: search here for who wrote to or was copied on what."""
+
+    list_display = ["address", "display_name", "role", "email", "record"]
+    list_filter = ["role"]
+    list_select_related = ["email", *PARTY_RECORDS]
+    search_fields = ["address", "display_name", "email__subject"]
+    autocomplete_fields = ["email", *PARTY_RECORDS]
+
+    @admin.display(description="Resolved to")
+    def record(self, party: ActivityParty) -> str:
+        return str(party.record or "(unresolved)")
+
+
+@admin.register(EmailAttachment)
+class EmailAttachmentAdmin(AdministratorModelAdmin):
+    list_display = ["__str__", "email", "content_type", "size", "skipped_reason"]
+    list_select_related = ["email"]
+    search_fields = ["filename", "email__subject"]
+    autocomplete_fields = ["email"]
+
+
+@admin.register(QueueItem)
+class QueueItemAdmin(AdministratorModelAdmin):
+    list_display = ["email", "queue", "worked_by", "created_on"]
+    list_filter = ["queue"]
+    list_select_related = ["email", "queue", "worked_by"]
+    search_fields = ["email__subject", "queue__name"]
+    autocomplete_fields = ["queue", "email", "worked_by"]
+    readonly_fields = ["created_on", "modified_on"]
+
+
+# DRF lists API token keys; a key is a credential, and credentials are never shown in the admin.
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class MaskedTokenAdmin(AdministratorPermissions, TokenAdmin):
+    list_display = ("user", "created")

@@ -1,0 +1,159 @@
+"""Admin for mailboxes. Changes go through mailboxes.services, so a new address
+or profile starts a new configuration generation exactly as it does elsewhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from crm.admin_site import AdministratorModelAdmin
+from crm.roles import can_approve_email
+from mailboxes.models import ApprovalStatus, Mailbox
+from mailboxes.services import mailbox_create, mailbox_defaults, mailbox_set_approval, mailbox_update
+from profiles.admin import SecretFieldsAdminMixin
+
+STATUS_FIELDS = (
+    "incoming_status",
+    "incoming_enabled",
+    "outgoing_status",
+    "outgoing_enabled",
+    "act_status",
+    "act_enabled",
+    "test_completed_on",
+    "disabled_reason",
+)
+ENGINE_FIELDS = (
+    "configuration_generation",
+    "incoming_transient_failures",
+    "outgoing_transient_failures",
+    "act_transient_failures",
+    "incoming_postponed_until",
+    "outgoing_postponed_until",
+    "act_postponed_until",
+    "last_sync_error_code",
+    "last_sync_error_text",
+    "last_sync_error_count",
+    "last_sync_error_on",
+    "items_processed_last_sync",
+    "items_failed_last_sync",
+)
+APPROVAL_FIELDS = ("approval_status", "approval_changed_by", "approval_changed_on")
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(SecretFieldsAdminMixin, AdministratorModelAdmin):
+    list_display = [
+        "name",
+        "email_address",
+        "owner",
+        "profile",
+        "approval_status",
+        "incoming_status",
+        "outgoing_status",
+        "act_status",
+        "last_sync_error_on",
+    ]
+    list_filter = [
+        "approval_status",
+        "incoming_status",
+        "outgoing_status",
+        "act_status",
+        "incoming_method",
+        "outgoing_method",
+        "act_method",
+        "is_forward_mailbox",
+        "needs_credentials",
+        "profile",
+    ]
+    list_select_related = ["user", "queue", "profile"]
+    search_fields = ["name", "email_address", "user__full_name", "queue__name", "username"]
+    autocomplete_fields = ["user", "queue", "profile"]
+    actions = ["approve_email", "reject_email"]
+    # Approval is decided by the actions (who and when recorded); the rest is the engine's.
+    readonly_fields = [
+        *APPROVAL_FIELDS,
+        *STATUS_FIELDS,
+        *ENGINE_FIELDS,
+        "stored_secrets",
+        "created_on",
+        "modified_on",
+    ]
+    fieldsets = [
+        (
+            "General",
+            {
+                "fields": [
+                    "name",
+                    "email_address",
+                    "user",
+                    "queue",
+                    "is_forward_mailbox",
+                    "profile",
+                    "delete_email_after_processing",
+                ]
+            },
+        ),
+        ("Email address approval", {"fields": APPROVAL_FIELDS}),
+        ("Synchronization method", {"fields": ["incoming_method", "outgoing_method", "act_method"]}),
+        ("Configuration test results", {"fields": STATUS_FIELDS}),
+        (
+            "Credentials",
+            {
+                "fields": [
+                    "allow_credentials_for_email_processing",
+                    "stored_secrets",
+                    "username",
+                    "password",
+                    "clear_password",
+                    "needs_credentials",
+                ]
+            },
+        ),
+        ("Advanced", {"fields": ["folders", "process_email_received_after"]}),
+        ("Synchronization state", {"classes": ["collapse"], "fields": ENGINE_FIELDS}),
+        ("Record information", {"classes": ["collapse"], "fields": ["created_on", "modified_on"]}),
+    ]
+
+    @admin.display(description="Owner")
+    def owner(self, mailbox: Mailbox) -> str:
+        return str(mailbox.user or mailbox.queue or "(forward mailbox)")
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        # "Apply default email settings": the organization's sync methods and default profile.
+        defaults = mailbox_defaults()
+        defaults["profile"] = defaults["profile"].pk if defaults["profile"] else None
+        return {**defaults, **super().get_changeform_initial_data(request)}
+
+    def save_model(self, request: HttpRequest, obj: Mailbox, form: forms.ModelForm, change: bool) -> None:
+        model_fields = {field.name for field in Mailbox._meta.concrete_fields}
+        data = {name: value for name, value in form.cleaned_data.items() if name in model_fields}
+        if change:
+            mailbox_update(mailbox=obj, data=data)
+            return
+        created = mailbox_create(data=data)
+        # The admin goes on with the form's instance (history entry, redirect): make it the new row.
+        obj.pk = created.pk
+        obj._state.adding = False
+        obj.refresh_from_db()
+
+    def has_approve_email_permission(self, request: HttpRequest) -> bool:
+        return can_approve_email(request.user)
+
+    @admin.action(description="Approve email address", permissions=["approve_email"])
+    def approve_email(self, request: HttpRequest, queryset: QuerySet[Mailbox]) -> None:
+        self._set_approval(request, queryset, ApprovalStatus.APPROVED)
+
+    @admin.action(description="Reject email address", permissions=["approve_email"])
+    def reject_email(self, request: HttpRequest, queryset: QuerySet[Mailbox]) -> None:
+        self._set_approval(request, queryset, ApprovalStatus.REJECTED)
+
+    def _set_approval(self, request: HttpRequest, queryset: QuerySet[Mailbox], status: str) -> None:
+        mailboxes = list(queryset)
+        for mailbox in mailboxes:
+            mailbox_set_approval(mailbox=mailbox, status=status, by=request.user)
+        label = ApprovalStatus(status).label
+        self.message_user(request, f"{label}: {len(mailboxes)} email address(es).", messages.SUCCESS)
