@@ -30,19 +30,25 @@ PY
 }
 
 run_pid=
+# Stop make run and everything it started: its own process group, and the process
+# groups honcho made for web, worker and beat (honcho logs their pids). SIGTERM, not
+# SIGINT: a background job starts with SIGINT ignored. Whatever is left after 20 s is killed.
+stop_make_run() {
+    local groups=("$run_pid" $(sed -n 's/.* started (pid=\([0-9]*\)).*/\1/p' "$log")) group alive
+    say "stopping make run (SIGTERM to ${#groups[@]} process groups)"
+    kill -TERM -- "-$run_pid" 2>/dev/null || true
+    for _ in $(seq 20); do
+        alive=0
+        for group in "${groups[@]}"; do kill -0 -- "-$group" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 1
+    done
+    for group in "${groups[@]}"; do kill -KILL -- "-$group" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
 cleanup() {
     local status=$?
-    if [[ -n $run_pid ]] && kill -0 "$run_pid" 2>/dev/null; then
-        say "stopping make run (Ctrl-C to its process group)"
-        kill -INT -- "-$run_pid" 2>/dev/null || true
-        for _ in $(seq 20); do kill -0 "$run_pid" 2>/dev/null || break; sleep 1; done
-    fi
-    # honcho starts each process in its own session; end any it left, by the pids it logged.
-    local pid
-    for pid in $(sed -n 's/.* started (pid=\([0-9]*\)).*/\1/p' "$log" 2>/dev/null); do
-        kill -KILL -- "-$pid" 2>/dev/null || true
-    done
-    [[ -n $run_pid ]] && kill -KILL -- "-$run_pid" 2>/dev/null || true
+    [[ -z $run_pid ]] || stop_make_run
     if [[ $status != 0 ]]; then
         say "FAILED; last lines of make run's output:"
         tail -n 60 "$log" >&2 || true
