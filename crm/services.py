@@ -52,7 +52,11 @@ def email_create(
     else:
         sender.user = owner
     parties = [sender]
-    for role, addresses in ((ActivityParty.Role.TO, to), (ActivityParty.Role.CC, cc), (ActivityParty.Role.BCC, bcc)):
+    for role, addresses in (
+        (ActivityParty.Role.TO, to),
+        (ActivityParty.Role.CC, cc),
+        (ActivityParty.Role.BCC, bcc),
+    ):
         parties += [ActivityParty(email=email, role=role, address=address) for address in addresses]
     ActivityParty.objects.bulk_create(parties)
     return email

@@ -34,7 +34,8 @@ def login_user(username: str, *, administrator: bool = False, **extra: Any) -> U
 
 
 def crm_user(name: str = "", *, login: User | None = None, **extra: Any) -> CrmUser:
-    name = name or f"User {next(_seq)}"
+    # An unnamed user gets a unique address; a named one "first@example.test".
+    name = name or f"User{next(_seq)} Anonymous"
     slug = name.split()[0].lower()
     extra.setdefault("email", f"{slug}@example.test")
     return CrmUser.objects.create(full_name=name, user=login, **extra)

@@ -68,5 +68,7 @@ def build_world() -> World:
         "anonymous": Persona(name="anonymous", login=None),
     }
     owned_queue = factories.queue("Support", owner=personas["quinn"].crm_user)
-    queue_mailbox = factories.mailbox(queue=owned_queue, profile=profile, email_address="support@example.test")
+    queue_mailbox = factories.mailbox(
+        queue=owned_queue, profile=profile, email_address="support@example.test"
+    )
     return World(personas=personas, profile=profile, queue=owned_queue, queue_mailbox=queue_mailbox)
