@@ -53,7 +53,9 @@ class Mailbox(TimestampedModel):
     user = models.OneToOneField(
         CrmUser, on_delete=models.CASCADE, null=True, blank=True, related_name="mailbox"
     )
-    queue = models.OneToOneField(Queue, on_delete=models.CASCADE, null=True, blank=True, related_name="mailbox")
+    queue = models.OneToOneField(
+        Queue, on_delete=models.CASCADE, null=True, blank=True, related_name="mailbox"
+    )
     is_forward_mailbox = models.BooleanField(
         default=False, help_text="Receives mail that users' server rules forward; has no owner."
     )
@@ -70,15 +72,26 @@ class Mailbox(TimestampedModel):
         "email address status", max_length=20, choices=ApprovalStatus.choices, default=ApprovalStatus.EMPTY
     )
     approval_changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
     )
     approval_changed_on = models.DateTimeField(null=True, blank=True, editable=False)
 
     incoming_method = models.CharField(
-        "incoming email", max_length=20, choices=IncomingMethod.choices, default=IncomingMethod.SERVER_SIDE_SYNC
+        "incoming email",
+        max_length=20,
+        choices=IncomingMethod.choices,
+        default=IncomingMethod.SERVER_SIDE_SYNC,
     )
     outgoing_method = models.CharField(
-        "outgoing email", max_length=20, choices=OutgoingMethod.choices, default=OutgoingMethod.SERVER_SIDE_SYNC
+        "outgoing email",
+        max_length=20,
+        choices=OutgoingMethod.choices,
+        default=OutgoingMethod.SERVER_SIDE_SYNC,
     )
     act_method = models.CharField(
         "appointments, contacts and tasks", max_length=20, choices=ActMethod.choices, default=ActMethod.NONE
@@ -119,7 +132,9 @@ class Mailbox(TimestampedModel):
         default=False, help_text="Queue and forward mailboxes only."
     )
     process_email_received_after = models.DateTimeField(null=True, blank=True)
-    test_completed_on = models.DateTimeField("mailbox test completed on", null=True, blank=True, editable=False)
+    test_completed_on = models.DateTimeField(
+        "mailbox test completed on", null=True, blank=True, editable=False
+    )
 
     last_sync_error_code = models.CharField(max_length=100, blank=True, editable=False)
     last_sync_error_text = models.TextField(blank=True, editable=False)
@@ -173,12 +188,16 @@ class Mailbox(TimestampedModel):
 
     def _rule_violations(self) -> list[tuple[str, str]]:
         found = self._owner_violations()
-        duplicates = Mailbox.objects.filter(email_address__iexact=self.email_address.strip()).exclude(pk=self.pk)
+        duplicates = Mailbox.objects.filter(email_address__iexact=self.email_address.strip()).exclude(
+            pk=self.pk
+        )
         if self.email_address and duplicates.exists():
             found.append(("email_address", "A mailbox with this email address already exists."))
         if self.act_method == ActMethod.SERVER_SIDE_SYNC:
             if self.queue_id:
-                found.append(("act_method", "Queue mailboxes cannot synchronize appointments, contacts and tasks."))
+                found.append(
+                    ("act_method", "Queue mailboxes cannot synchronize appointments, contacts and tasks.")
+                )
             profile = self._profile()
             if profile and profile.server_type == ServerType.POP3_SMTP:
                 found.append(
@@ -186,10 +205,15 @@ class Mailbox(TimestampedModel):
                 )
         if self.delete_email_after_processing and self.user_id:
             found.append(
-                ("delete_email_after_processing", "Only queue and forward mailboxes may delete email after processing.")
+                (
+                    "delete_email_after_processing",
+                    "Only queue and forward mailboxes may delete email after processing.",
+                )
             )
         if self.incoming_method == IncomingMethod.FORWARD_MAILBOX and self.is_forward_mailbox:
-            found.append(("incoming_method", "A forward mailbox itself receives with server-side synchronization."))
+            found.append(
+                ("incoming_method", "A forward mailbox itself receives with server-side synchronization.")
+            )
         return found
 
     def _owner_violations(self) -> list[tuple[str, str]]:
@@ -200,7 +224,9 @@ class Mailbox(TimestampedModel):
                 return [("is_forward_mailbox", "A forward mailbox has no user or queue.")]
             return []
         if not (self.user_id or self.queue_id):
-            return [("user", "Choose the user or queue this mailbox belongs to (or mark it a forward mailbox).")]
+            return [
+                ("user", "Choose the user or queue this mailbox belongs to (or mark it a forward mailbox).")
+            ]
         return []
 
     def _profile(self) -> EmailServerProfile | None:

@@ -16,7 +16,9 @@ class SecretFormField(forms.CharField):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("required", False)
         help_text = kwargs.pop("help_text", "") or ""
-        kwargs["help_text"] = (help_text + " " if help_text else "") + "Write-only: leave blank to keep the stored value."
+        kwargs["help_text"] = (
+            help_text + " " if help_text else ""
+        ) + "Write-only: leave blank to keep the stored value."
         super().__init__(strip=False, **kwargs)
 
     def prepare_value(self, value: Any) -> str:

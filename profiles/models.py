@@ -84,9 +84,7 @@ class EmailServerProfile(TimestampedModel):
     )
     server_type = models.CharField(max_length=20, choices=ServerType.choices)
     is_active = models.BooleanField("active", default=True)
-    is_default = models.BooleanField(
-        "set as default profile for new mailboxes", default=False
-    )
+    is_default = models.BooleanField("set as default profile for new mailboxes", default=False)
     auto_discover_server_location = models.BooleanField(
         default=False, help_text="Exchange only: find the EWS location through Autodiscover."
     )
@@ -97,7 +95,10 @@ class EmailServerProfile(TimestampedModel):
     incoming_port = models.PositiveIntegerField(null=True, blank=True, validators=PORT_VALIDATORS)
     incoming_use_ssl = models.BooleanField("incoming: use SSL", default=True)
     incoming_auth_protocol = models.CharField(
-        "incoming authentication protocol", max_length=10, choices=AuthProtocol.choices, default=AuthProtocol.AUTO
+        "incoming authentication protocol",
+        max_length=10,
+        choices=AuthProtocol.choices,
+        default=AuthProtocol.AUTO,
     )
     incoming_use_impersonation = models.BooleanField("incoming: use impersonation", default=False)
 
@@ -105,7 +106,10 @@ class EmailServerProfile(TimestampedModel):
     outgoing_port = models.PositiveIntegerField(null=True, blank=True, validators=PORT_VALIDATORS)
     outgoing_use_ssl = models.BooleanField("outgoing: use SSL", default=True)
     outgoing_auth_protocol = models.CharField(
-        "outgoing authentication protocol", max_length=10, choices=AuthProtocol.choices, default=AuthProtocol.AUTO
+        "outgoing authentication protocol",
+        max_length=10,
+        choices=AuthProtocol.choices,
+        default=AuthProtocol.AUTO,
     )
     outgoing_use_impersonation = models.BooleanField("outgoing: use impersonation", default=False)
 
@@ -147,7 +151,8 @@ class EmailServerProfile(TimestampedModel):
         "move failed emails to Undeliverable folder", default=False
     )
     send_alert_email_to_owner = models.BooleanField(
-        default=False, help_text="Email the owner when more than 50 % of the profile's mailboxes fail within an hour."
+        default=False,
+        help_text="Email the owner when more than 50 % of the profile's mailboxes fail within an hour.",
     )
 
     last_test_started_on = models.DateTimeField(null=True, blank=True, editable=False)
@@ -162,7 +167,9 @@ class EmailServerProfile(TimestampedModel):
         verbose_name = "email server profile"
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="one_default_profile"),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_profile"
+            ),
             models.CheckConstraint(
                 condition=Q(incoming_port__isnull=True) | Q(incoming_port__gte=1, incoming_port__lte=65535),
                 name="profile_incoming_port_range",
@@ -218,7 +225,9 @@ class EmailServerProfile(TimestampedModel):
         ):
             found.append(("is_default", "Another profile is already the default for new mailboxes."))
         if self.move_failed_email_to_undeliverable and not self.is_exchange:
-            found.append(("move_failed_email_to_undeliverable", "Only Exchange profiles can move failed email."))
+            found.append(
+                ("move_failed_email_to_undeliverable", "Only Exchange profiles can move failed email.")
+            )
         if self.auto_discover_server_location and not self.is_exchange:
             found.append(("auto_discover_server_location", "Autodiscover applies to Exchange profiles only."))
         for direction in Direction.values:
@@ -238,7 +247,9 @@ class EmailServerProfile(TimestampedModel):
                 try:
                     URLValidator(schemes=["https", "http"])(location)
                 except ValidationError:
-                    found.append((field, "An Exchange location is the EWS URL, e.g. " + EXCHANGE_ONLINE_EWS_URL))
+                    found.append(
+                        (field, "An Exchange location is the EWS URL, e.g. " + EXCHANGE_ONLINE_EWS_URL)
+                    )
             elif not _HOSTNAME.match(location):
                 found.append((field, "Enter a host name or IP address, without scheme or port."))
         return found
@@ -247,10 +258,14 @@ class EmailServerProfile(TimestampedModel):
         found = []
         source = self.credentials_source
         if source == CredentialsSource.PROFILE and not self.username:
-            found.append(("username", "A user name is required when credentials are specified in the profile."))
+            found.append(
+                ("username", "A user name is required when credentials are specified in the profile.")
+            )
         if source == CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
             if self.server_type != ServerType.EXCHANGE_ONLINE:
-                found.append(("credentials_source", "OAuth client credentials work with Exchange Online only."))
+                found.append(
+                    ("credentials_source", "OAuth client credentials work with Exchange Online only.")
+                )
             for field in ("oauth_tenant_id", "oauth_client_id"):
                 if not getattr(self, field):
                     found.append((field, "Required for OAuth client credentials."))
