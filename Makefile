@@ -4,6 +4,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
+# A failed step (say, venv creation) leaves no half-made target behind to skip next time.
+.DELETE_ON_ERROR:
 
 PYTHON ?= python3
 VENV := .venv
