@@ -221,7 +221,7 @@ SPECTACULAR_SETTINGS = {
         "OutgoingMethodEnum": "crm.choices.OutgoingMethod",
         "ActMethodEnum": "crm.choices.ActMethod",
         "TrackIncomingEmailEnum": "crm.choices.TrackIncomingEmail",
-        "SyncStatusEnum": "mailboxes.models.SyncStatus",
+        "SyncStatusEnum": "crm.choices.SyncStatus",
     },
 }
 

@@ -31,6 +31,14 @@ class ActMethod(models.TextChoices):
     SERVER_SIDE_SYNC = "server_side_sync", "Server-Side Synchronization"
 
 
+class SyncStatus(models.TextChoices):
+    """A direction's test or sync result (mailboxes), and a profile's last test."""
+
+    NOT_RUN = "not_run", "Not Run"
+    SUCCESS = "success", "Success"
+    FAILURE = "failure", "Failure"
+
+
 class TrackIncomingEmail(models.TextChoices):
     ALL = "all", "All email messages"
     RESPONSES_TO_CRM = "responses_to_crm", "Email messages in response to CRM email"

@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 
-from crm.choices import ActMethod, IncomingMethod, OutgoingMethod
+from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, SyncStatus
 from crm.models import CrmUser, Queue
 from crm.models.base import TimestampedModel
 from profiles.fields import EncryptedTextField
@@ -24,12 +24,6 @@ class ApprovalStatus(models.TextChoices):
     PENDING_APPROVAL = "pending_approval", "Pending Approval"
     APPROVED = "approved", "Approved"
     REJECTED = "rejected", "Rejected"
-
-
-class SyncStatus(models.TextChoices):
-    NOT_RUN = "not_run", "Not Run"
-    SUCCESS = "success", "Success"
-    FAILURE = "failure", "Failure"
 
 
 class FolderScope(models.TextChoices):

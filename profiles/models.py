@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, URLVali
 from django.db import models
 from django.db.models import Q
 
+from crm.choices import SyncStatus
 from crm.models import CrmUser
 from crm.models.base import TimestampedModel
 from profiles.fields import EncryptedTextField
@@ -44,12 +45,6 @@ class CredentialsSource(models.TextChoices):
     USER_OR_QUEUE = "user_or_queue", "Credentials specified by a user or queue"
     PROFILE = "profile", "Credentials specified in email server profile"
     OAUTH_CLIENT_CREDENTIALS = "oauth_client_credentials", "OAuth client credentials (Microsoft Entra ID)"
-
-
-class TestResult(models.TextChoices):
-    NOT_RUN = "not_run", "Not Run"
-    SUCCESS = "success", "Success"
-    FAILURE = "failure", "Failure"
 
 
 # (server type, direction) -> (port with SSL, port without SSL)
@@ -157,7 +152,7 @@ class EmailServerProfile(TimestampedModel):
 
     last_test_started_on = models.DateTimeField(null=True, blank=True, editable=False)
     last_test_result = models.CharField(
-        max_length=10, choices=TestResult.choices, default=TestResult.NOT_RUN, editable=False
+        max_length=10, choices=SyncStatus.choices, default=SyncStatus.NOT_RUN, editable=False
     )
     last_test_message = models.TextField(blank=True, editable=False)
 
