@@ -1,0 +1,73 @@
+"""Plain settings and data the connectors take and return (no Django, no CRM)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Tls(enum.StrEnum):
+    IMPLICIT = "implicit"  # TLS from the first byte (IMAPS 993, POP3S 995, SMTPS 465)
+    STARTTLS = "starttls"  # plain connect, then STARTTLS / STLS, required
+    NONE = "none"  # cleartext; only where the profile says SSL is off
+
+
+@dataclass(frozen=True, repr=False)
+class ServerSettings:
+    """Where and how to connect and authenticate for one direction of one mailbox."""
+
+    host: str
+    port: int
+    tls: Tls = Tls.IMPLICIT
+    timeout: float = 30.0
+    # A PEM bundle to trust instead of the system's CAs (tests, private CAs).
+    # Verification is never switched off.
+    ca_file: str | None = None
+    username: str = ""
+    password: str = field(default="", repr=False)
+    # Impersonation: log in as ``username`` (a master / service account) on
+    # behalf of this mailbox (IMAP SASL PLAIN authorization identity; POP3
+    # Dovecot-style ``mailbox*master``).
+    act_as: str = ""
+
+    def __repr__(self) -> str:
+        # Never print the password: settings end up in tracebacks and logs.
+        return (
+            f"ServerSettings(host={self.host!r}, port={self.port}, tls={self.tls.value}, "
+            f"username={self.username!r}, act_as={self.act_as!r})"
+        )
+
+
+@dataclass(frozen=True)
+class FolderState:
+    name: str
+    uidvalidity: int
+    uidnext: int | None
+    highestmodseq: int | None
+    exists: int
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    """One message as the server holds it. ``raw`` is None when it was over the
+    size cap and not downloaded (``size`` says how big it is)."""
+
+    uid: int
+    size: int
+    internaldate: datetime | None
+    raw: bytes | None
+
+
+@dataclass(frozen=True)
+class Pop3Message:
+    number: int
+    uidl: str
+    size: int
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the SMTP server said: recipients it refused (address -> reply)."""
+
+    refused: dict[str, str] = field(default_factory=dict)
