@@ -1,0 +1,249 @@
+"""The engine's own records: where each folder was read up to, what became of
+every message a mailbox saw, quarantined messages, alerts, sync runs, and the
+leases that keep one mailbox from syncing twice at once."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from crm.models import EmailActivity
+from mailboxes.models import Mailbox
+from profiles.models import EmailServerProfile
+
+
+class SyncKind(models.TextChoices):
+    INCOMING = "incoming", "Incoming email"
+    OUTGOING = "outgoing", "Outgoing email"
+    ACT = "act", "Appointments, contacts and tasks"
+
+
+class FolderCursor(models.Model):
+    """How far one folder of one mailbox has been read, for one configuration generation."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="folder_cursors")
+    folder = models.CharField(max_length=500)
+    generation = models.PositiveIntegerField()
+    uidvalidity = models.BigIntegerField(null=True, blank=True)
+    last_uid = models.BigIntegerField(default=0)
+    highestmodseq = models.BigIntegerField(null=True, blank=True)
+    # POP3 has no UIDs in order: the UIDLs already processed, pruned to what is still on the server.
+    seen_uidls = models.JSONField(default=list, blank=True)
+    # Opaque state of later connectors (EWS SyncFolderItems, DAV sync-token).
+    token = models.TextField(blank=True)
+    updated_on = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailbox", "folder"], name="folder_cursor_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id}:{self.folder} uid>{self.last_uid}"
+
+
+class ReceiptOutcome(models.TextChoices):
+    TRACKED = "tracked", "Tracked"
+    LINKED = "linked", "Already an activity; linked"
+    NOT_TRACKED_OPTION = "not_tracked_option", "Not tracked: the owner's option"
+    NO_CORRELATION = "no_correlation", "Not tracked: no correlation match"
+    SENDER_NOT_CRM = "sender_not_crm", "Not tracked: sender is not a CRM record"
+    QUARANTINED = "quarantined", "Quarantined"
+    TEST_MESSAGE = "test_message", "Not tracked: serversync test message"
+
+
+class Receipt(models.Model):
+    """A message seen by a mailbox: the activity it became, or why it did not."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="receipts")
+    folder = models.CharField(max_length=500)
+    server_id = models.CharField(max_length=200, help_text="UIDVALIDITY:UID (IMAP) or UIDL (POP3).")
+    message_identity = models.CharField(max_length=512)
+    message_id = models.CharField(max_length=998, blank=True)
+    subject = models.CharField(max_length=800, blank=True)
+    sender = models.CharField(max_length=320, blank=True)
+    outcome = models.CharField(max_length=30, choices=ReceiptOutcome.choices)
+    email = models.ForeignKey(
+        EmailActivity, on_delete=models.SET_NULL, null=True, blank=True, related_name="receipts"
+    )
+    quarantined = models.ForeignKey(
+        "QuarantinedMessage", on_delete=models.SET_NULL, null=True, blank=True, related_name="receipts"
+    )
+    server_received_on = models.DateTimeField(null=True, blank=True)
+    created_on = models.DateTimeField(auto_now_add=True)
+    updated_on = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_on", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox", "message_identity"], name="receipt_mailbox_identity_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["mailbox", "created_on"], name="receipt_mailbox_created")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} {self.server_id}: {self.outcome}"
+
+
+class QuarantineState(models.TextChoices):
+    QUARANTINED = "quarantined", "Quarantined"
+    REPROCESSED = "reprocessed", "Reprocessed"
+    DISCARDED = "discarded", "Discarded"
+
+
+class QuarantinedMessage(models.Model):
+    """A message that could not be processed: kept as received, reprocessable."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="quarantined_messages")
+    folder = models.CharField(max_length=500)
+    server_id = models.CharField(max_length=200)
+    message_identity = models.CharField(max_length=512)
+    raw = models.FileField(upload_to="quarantine/", blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    error_code = models.CharField(max_length=100)
+    error_text = models.TextField()
+    state = models.CharField(
+        max_length=20, choices=QuarantineState.choices, default=QuarantineState.QUARANTINED
+    )
+    attempts = models.PositiveIntegerField(default=1)
+    server_received_on = models.DateTimeField(null=True, blank=True)
+    created_on = models.DateTimeField(auto_now_add=True)
+    reprocessed_on = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_on", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox", "message_identity"], name="quarantine_mailbox_identity_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} {self.server_id}: {self.error_code}"
+
+
+class AlertLevel(models.TextChoices):
+    INFORMATION = "information", "Information"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+
+
+class MailboxAlert(models.Model):
+    """An alert about a mailbox or a profile. Repeats count up on the one open row."""
+
+    level = models.CharField(max_length=12, choices=AlertLevel.choices)
+    category = models.CharField(max_length=30)
+    code = models.CharField(max_length=100)
+    message = models.TextField()
+    mailbox = models.ForeignKey(
+        Mailbox, on_delete=models.CASCADE, null=True, blank=True, related_name="alerts"
+    )
+    profile = models.ForeignKey(
+        EmailServerProfile, on_delete=models.CASCADE, null=True, blank=True, related_name="alerts"
+    )
+    subject_key = models.CharField(max_length=50, help_text='"mailbox:42" or "profile:7".')
+    count = models.PositiveIntegerField(default=1)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    acknowledged_on = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolved_on = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-last_seen", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject_key", "category", "code"],
+                condition=Q(resolved_on__isnull=True),
+                name="alert_open_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["mailbox", "resolved_on"], name="alert_mailbox_open")]
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.subject_key} {self.code}"
+
+
+class SyncOutcome(models.TextChoices):
+    SUCCESS = "success", "Success"
+    PARTIAL = "partial", "Partial: continues next time"
+    FAILED = "failed", "Failed"
+
+
+class SyncRun(models.Model):
+    """One run of one kind for one mailbox, for the dashboard and the mailbox page."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="sync_runs")
+    kind = models.CharField(max_length=10, choices=SyncKind.choices)
+    started_on = models.DateTimeField()
+    finished_on = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=SyncOutcome.choices, blank=True)
+    received = models.PositiveIntegerField(default=0)
+    tracked = models.PositiveIntegerField(default=0)
+    linked = models.PositiveIntegerField(default=0)
+    not_tracked = models.PositiveIntegerField(default=0)
+    quarantined = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=100, blank=True)
+    error_text = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_on", "-id"]
+        indexes = [models.Index(fields=["mailbox", "kind", "started_on"], name="sync_run_mailbox_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} {self.kind} {self.started_on:%Y-%m-%d %H:%M}"
+
+
+class MailboxSchedule(models.Model):
+    """When a mailbox is next due for one kind of sync, and who holds it now.
+
+    A lease is a token and an expiry: the dispatcher sets both when it claims a
+    due mailbox, the task checks the token is still its own, and an expired
+    lease is free for the next dispatch (a worker that died lets go of it)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="schedules")
+    kind = models.CharField(max_length=10, choices=SyncKind.choices)
+    # Copied from the mailbox so the connection cap counts leases per profile in one query.
+    profile = models.ForeignKey(
+        EmailServerProfile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    next_due_on = models.DateTimeField()
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_on = models.DateTimeField(null=True, blank=True)
+    idle_runs = models.PositiveIntegerField(default=0, help_text="Runs in a row that found nothing to do.")
+    last_run_on = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "kind"], name="schedule_mailbox_kind_unique")
+        ]
+        indexes = [models.Index(fields=["kind", "next_due_on"], name="schedule_due")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} {self.kind} due {self.next_due_on}"
+
+
+class OutgoingClaim(models.Model):
+    """The engine's hold on an email it is sending. The Message-ID is fixed
+    before any network I/O; a claim that expires while the email is Sending
+    means the server may have accepted it, so it is never sent again on its own."""
+
+    email = models.OneToOneField(EmailActivity, on_delete=models.CASCADE, related_name="outgoing_claim")
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="outgoing_claims")
+    token = models.UUIDField(default=uuid.uuid4)
+    expires_on = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_on = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"claim on email {self.email_id}"
