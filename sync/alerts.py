@@ -1,0 +1,97 @@
+"""Recording alerts (counted, never duplicated while open) and sync runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from crm.models import OrganizationSettings
+from mailboxes.models import Mailbox
+from profiles.models import EmailServerProfile
+from sync import clock
+from sync.models import AlertLevel, MailboxAlert
+
+_LEVEL_SETTING = {
+    AlertLevel.ERROR: "record_error_alerts",
+    AlertLevel.WARNING: "record_warning_alerts",
+    AlertLevel.INFORMATION: "record_information_alerts",
+}
+
+
+def subject_key(*, mailbox: Mailbox | None = None, profile: EmailServerProfile | None = None) -> str:
+    if mailbox is not None:
+        return f"mailbox:{mailbox.pk}"
+    if profile is not None:
+        return f"profile:{profile.pk}"
+    raise ValueError("An alert is about a mailbox or a profile.")
+
+
+def record_alert(
+    *,
+    level: str,
+    category: str,
+    code: str,
+    message: str,
+    mailbox: Mailbox | None = None,
+    profile: EmailServerProfile | None = None,
+) -> MailboxAlert | None:
+    """Record an alert, or count a repeat on the open one with the same subject,
+    category and code. Levels the organization does not record are dropped."""
+    if not getattr(OrganizationSettings.load(), _LEVEL_SETTING[AlertLevel(level)]):
+        return None
+    key = subject_key(mailbox=mailbox, profile=profile)
+    if profile is None and mailbox is not None:
+        profile = mailbox.profile
+    now = clock.now()
+    open_alert = MailboxAlert.objects.filter(
+        subject_key=key, category=category, code=code, resolved_on__isnull=True
+    )
+    for _ in range(3):
+        if open_alert.update(count=F("count") + 1, last_seen=now, message=message, level=level):
+            return open_alert.get()
+        try:
+            with transaction.atomic():
+                return MailboxAlert.objects.create(
+                    level=level,
+                    category=category,
+                    code=code,
+                    message=message,
+                    mailbox=mailbox,
+                    profile=profile,
+                    subject_key=key,
+                    first_seen=now,
+                    last_seen=now,
+                )
+        except IntegrityError:
+            continue  # another worker opened it first: count on theirs
+    raise RuntimeError(f"Could not record alert {key} {category} {code}")
+
+
+def resolve_alerts(
+    *,
+    mailbox: Mailbox | None = None,
+    profile: EmailServerProfile | None = None,
+    category: str,
+    by: Any = None,
+) -> int:
+    """Close the open alerts of one category for a mailbox or profile (it works again)."""
+    key = subject_key(mailbox=mailbox, profile=profile)
+    return MailboxAlert.objects.filter(subject_key=key, category=category, resolved_on__isnull=True).update(
+        resolved_on=clock.now(), resolved_by=by
+    )
+
+
+def alert_acknowledge(*, alert: MailboxAlert, by: Any) -> MailboxAlert:
+    if alert.acknowledged_on is None:
+        alert.acknowledged_on, alert.acknowledged_by = clock.now(), by
+        alert.save(update_fields=["acknowledged_on", "acknowledged_by"])
+    return alert
+
+
+def alert_resolve(*, alert: MailboxAlert, by: Any) -> MailboxAlert:
+    if alert.resolved_on is None:
+        alert.resolved_on, alert.resolved_by = clock.now(), by
+        alert.save(update_fields=["resolved_on", "resolved_by"])
+    return alert
