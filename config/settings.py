@@ -261,6 +261,20 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
+# The sync engine.
+# A PEM bundle of CAs to trust for mail servers besides the system's (private CAs).
+SYNC_CA_FILE = env_str("SYNC_CA_FILE") or None
+SYNC_TRANSIENT_RETRY_LIMIT = env_int("SYNC_TRANSIENT_RETRY_LIMIT", 10, minimum=1)
+SYNC_TRANSIENT_RETRY_MINUTES = env_int("SYNC_TRANSIENT_RETRY_MINUTES", 5, minimum=1)
+SYNC_RUN_MAX_MESSAGES = env_int("SYNC_RUN_MAX_MESSAGES", 200, minimum=1)
+SYNC_RUN_MAX_SECONDS = env_int("SYNC_RUN_MAX_SECONDS", 120, minimum=1)
+SYNC_MAX_MESSAGE_BYTES = env_int("SYNC_MAX_MESSAGE_BYTES", 50 * 1024 * 1024, minimum=1024)
+SYNC_IDLE_BACKOFF_MAX_MINUTES = env_int("SYNC_IDLE_BACKOFF_MAX_MINUTES", 30, minimum=1)
+SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", 600, minimum=30)
+SYNC_DISPATCH_BATCH = env_int("SYNC_DISPATCH_BATCH", 500, minimum=1)
+# Crash points only test settings switch on (see config/settings_test.py).
+SYNC_CRASH_POINTS: frozenset[str] = frozenset()
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,

@@ -1,0 +1,88 @@
+"""From a mailbox and its profile to the plain settings a connector takes."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from mailboxes.models import Mailbox
+from profiles.models import CredentialsSource, EmailServerProfile, ServerType
+from sync.connectors.base import ServerSettings, Tls
+from sync.errors import PermanentError
+
+# Ports that mean "STARTTLS" when SSL is on, as administrators configure them.
+_STARTTLS_PORTS = {143, 110, 587, 25}
+
+
+def profile_of(mailbox: Mailbox) -> EmailServerProfile:
+    if mailbox.profile is None:
+        raise PermanentError("The mailbox has no email server profile.", code="profile_missing")
+    if not mailbox.profile.is_active:
+        raise PermanentError(
+            f"The email server profile {mailbox.profile} is inactive.", code="profile_inactive"
+        )
+    return mailbox.profile
+
+
+def incoming_settings(mailbox: Mailbox) -> ServerSettings:
+    profile = profile_of(mailbox)
+    username, password = _credentials(mailbox, profile, outgoing=False)
+    return ServerSettings(
+        host=profile.incoming_server_location,
+        port=profile.incoming_port or 0,
+        tls=_tls(profile.incoming_use_ssl, profile.incoming_port, implicit_port=None),
+        timeout=float(profile.connection_timeout_seconds),
+        ca_file=settings.SYNC_CA_FILE,
+        username=username,
+        password=password,
+        act_as=mailbox.email_address if profile.incoming_use_impersonation else "",
+    )
+
+
+def outgoing_settings(mailbox: Mailbox) -> ServerSettings:
+    profile = profile_of(mailbox)
+    username, password = _credentials(mailbox, profile, outgoing=True)
+    return ServerSettings(
+        host=profile.outgoing_server_location,
+        port=profile.outgoing_port or 0,
+        tls=_tls(profile.outgoing_use_ssl, profile.outgoing_port, implicit_port=465),
+        timeout=float(profile.connection_timeout_seconds),
+        ca_file=settings.SYNC_CA_FILE,
+        username=username,
+        password=password,
+        act_as=mailbox.email_address if profile.outgoing_use_impersonation else "",
+    )
+
+
+def _tls(use_ssl: bool, port: int | None, *, implicit_port: int | None) -> Tls:
+    """SSL on means TLS, never cleartext: implicit TLS, except on the ports
+    administrators use for STARTTLS (SMTP: implicit only on 465)."""
+    if not use_ssl:
+        return Tls.NONE
+    if implicit_port is not None:
+        return Tls.IMPLICIT if port == implicit_port else Tls.STARTTLS
+    return Tls.STARTTLS if port in _STARTTLS_PORTS else Tls.IMPLICIT
+
+
+def _credentials(mailbox: Mailbox, profile: EmailServerProfile, *, outgoing: bool) -> tuple[str, str]:
+    if profile.credentials_source == CredentialsSource.PROFILE:
+        if outgoing and not profile.use_same_settings_for_outgoing:
+            return profile.outgoing_username, profile.outgoing_password.reveal()
+        if not profile.password:
+            raise PermanentError(
+                f"The profile {profile} has no password; enter it on the profile.", code="credentials_missing"
+            )
+        return profile.username, profile.password.reveal()
+    if profile.credentials_source == CredentialsSource.USER_OR_QUEUE:
+        if not (mailbox.allow_credentials_for_email_processing and mailbox.username and mailbox.password):
+            raise PermanentError(
+                "The mailbox has no credentials: enter user name and password on the mailbox and allow "
+                "them for email processing.",
+                code="credentials_missing",
+            )
+        return mailbox.username, mailbox.password.reveal()
+    raise PermanentError("OAuth client credentials need the Exchange connector.", code="not_supported")
+
+
+def is_supported(profile: EmailServerProfile | None) -> bool:
+    """Whether serversync has connectors for this profile's type yet (Exchange comes later)."""
+    return profile is not None and profile.server_type in (ServerType.IMAP_SMTP, ServerType.POP3_SMTP)
