@@ -215,7 +215,7 @@ def _content(message: EmailMessage) -> tuple[str, str, list[Attachment]]:
     html = _body(message, "html")
     attachments = []
     for part in message.iter_attachments() if message.is_multipart() else []:
-        data = part.get_payload(decode=True) or b""
+        data = _decoded_payload(part)
         attachments.append(
             Attachment(
                 filename=str(part.get_filename() or "")[:255],
@@ -235,5 +235,9 @@ def _body(message: EmailMessage, subtype: str) -> str:
         return str(part.get_content())
     except (LookupError, UnicodeError, AssertionError):
         # Unknown or missing charset: keep the text readable rather than lose the message.
-        payload = part.get_payload(decode=True) or b""
-        return payload.decode("utf-8", errors="replace")
+        return _decoded_payload(part).decode("utf-8", errors="replace")
+
+
+def _decoded_payload(part: EmailMessage) -> bytes:
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""

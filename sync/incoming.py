@@ -1,0 +1,370 @@
+"""Incoming mail: fetch -> parse -> dedupe -> track/correlate -> store.
+
+Each message is stored in one transaction together with its receipt and the
+advanced folder cursor: a crash anywhere loses nothing (the cursor did not
+move) and doubles nothing (the message identity is unique).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+
+from crm.models import EmailActivity, OrganizationSettings, QueueItem
+from mailboxes.models import FolderScope, Mailbox
+from profiles.models import ServerType
+from sync import activity_store, clock, mailbox_state, parsing, tracking
+from sync.errors import MessageError, PermanentError, SyncError, TransientError
+from sync.models import (
+    FolderCursor,
+    QuarantinedMessage,
+    QuarantineState,
+    Receipt,
+    ReceiptOutcome,
+    SyncKind,
+    SyncOutcome,
+    SyncRun,
+)
+from sync.server_settings import incoming_settings, profile_of
+
+INBOX = "INBOX"
+# A message carrying this header was sent by serversync's own test & enable round trip.
+TEST_MESSAGE_HEADER = "x-serversync-test"
+
+
+@dataclass
+class Budget:
+    """Bounds one run in messages and seconds; what is left continues next time."""
+
+    messages: int = field(default_factory=lambda: settings.SYNC_RUN_MAX_MESSAGES)
+    deadline: float = field(default_factory=lambda: time.monotonic() + settings.SYNC_RUN_MAX_SECONDS)
+    used: int = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.used >= self.messages or time.monotonic() >= self.deadline
+
+    def spend(self) -> None:
+        self.used += 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a message was seen."""
+
+    mailbox: Mailbox
+    folder: str
+    server_id: str
+    server_received_on: datetime | None = None
+
+
+# --- storing one message -----------------------------------------------------------------------
+
+
+def store_message(*, source: Source, raw: bytes, advance: Callable[[], None]) -> Receipt:
+    """Turn one raw message into a receipt (and an activity when tracked), and
+    call ``advance`` to move the cursor, all in one transaction."""
+    try:
+        parsed = parsing.parse(raw)
+    except MessageError as error:
+        return quarantine(source=source, raw=raw, error=error, advance=advance)
+    with transaction.atomic():
+        receipt = _receipt_for(source, parsed, raw)
+        advance()
+        return receipt
+
+
+def _receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> Receipt:
+    mailbox = source.mailbox
+    known = Receipt.objects.filter(mailbox=mailbox, message_identity=parsed.identity).first()
+    if known is not None:
+        # Seen before under another UID (UIDVALIDITY changed, or a copy in another folder): relink.
+        Receipt.objects.filter(pk=known.pk).update(folder=source.folder, server_id=source.server_id)
+        return known
+    if parsed.header(TEST_MESSAGE_HEADER):
+        return _new_receipt(source, parsed, ReceiptOutcome.TEST_MESSAGE)
+    existing = EmailActivity.objects.filter(message_identity=parsed.identity, copy_owner__isnull=True).first()
+    if existing is not None:
+        return _link(source, parsed, existing)
+    organization = OrganizationSettings.load()
+    correlation = tracking.correlate(parsed, organization)
+    sender = tracking.resolve(parsed.sender.address, organization) if parsed.sender else None
+    decision = tracking.decide(tracking.tracking_option(mailbox), correlation, sender)
+    if not decision.track:
+        return _new_receipt(source, parsed, decision.outcome)
+    try:
+        with transaction.atomic():
+            email = activity_store.create_incoming_activity(
+                mailbox=mailbox,
+                parsed=parsed,
+                raw=raw,
+                correlation=correlation,
+                server_received_on=source.server_received_on,
+                organization=organization,
+            )
+    except IntegrityError:
+        # Another mailbox stored the same message a moment ago: link to theirs.
+        existing = EmailActivity.objects.get(message_identity=parsed.identity, copy_owner__isnull=True)
+        return _link(source, parsed, existing)
+    return _new_receipt(source, parsed, ReceiptOutcome.TRACKED, email=email)
+
+
+def _link(source: Source, parsed: parsing.ParsedMessage, email: EmailActivity) -> Receipt:
+    if source.mailbox.queue_id:
+        QueueItem.objects.get_or_create(queue_id=source.mailbox.queue_id, email=email)
+    return _new_receipt(source, parsed, ReceiptOutcome.LINKED, email=email)
+
+
+def _new_receipt(
+    source: Source, parsed: parsing.ParsedMessage, outcome: str, *, email: EmailActivity | None = None
+) -> Receipt:
+    return Receipt.objects.create(
+        mailbox=source.mailbox,
+        folder=source.folder,
+        server_id=source.server_id,
+        message_identity=parsed.identity,
+        message_id=parsed.message_id[:998],
+        subject=parsed.subject,
+        sender=parsed.sender.address[:320] if parsed.sender else "",
+        outcome=outcome,
+        email=email,
+        server_received_on=source.server_received_on,
+    )
+
+
+def quarantine(
+    *, source: Source, raw: bytes | None, error: SyncError, advance: Callable[[], None]
+) -> Receipt:
+    """Keep a message that cannot be processed, with the reason; the mailbox goes on."""
+    identity = (
+        parsing.identity_for("", raw) if raw is not None else f"oversize:{source.folder}:{source.server_id}"
+    )
+    with transaction.atomic():
+        held, created = QuarantinedMessage.objects.get_or_create(
+            mailbox=source.mailbox,
+            message_identity=identity,
+            defaults={
+                "folder": source.folder,
+                "server_id": source.server_id,
+                "size": len(raw or b""),
+                "error_code": error.code,
+                "error_text": error.message,
+                "server_received_on": source.server_received_on,
+            },
+        )
+        if created and raw is not None:
+            held.raw.save("message.eml", ContentFile(raw), save=True)
+        receipt, _ = Receipt.objects.get_or_create(
+            mailbox=source.mailbox,
+            message_identity=identity,
+            defaults={
+                "folder": source.folder,
+                "server_id": source.server_id,
+                "outcome": ReceiptOutcome.QUARANTINED,
+                "quarantined": held,
+                "server_received_on": source.server_received_on,
+            },
+        )
+        advance()
+        return receipt
+
+
+def reprocess_quarantined(*, quarantined_id: int) -> Receipt:
+    """Run a quarantined message through the pipeline again (after a fix)."""
+    held = QuarantinedMessage.objects.select_related("mailbox").get(pk=quarantined_id)
+    if not held.raw:
+        raise MessageError(
+            "The message was not downloaded (over the size limit); nothing to reprocess.", code="no_raw"
+        )
+    with held.raw.open("rb") as stored:
+        raw = stored.read()
+    source = Source(held.mailbox, held.folder, held.server_id, held.server_received_on)
+    try:
+        parsed = parsing.parse(raw)
+    except MessageError as error:
+        QuarantinedMessage.objects.filter(pk=held.pk).update(
+            attempts=held.attempts + 1, error_code=error.code, error_text=error.message
+        )
+        raise
+    with transaction.atomic():
+        Receipt.objects.filter(mailbox=held.mailbox, quarantined=held).delete()
+        receipt = _receipt_for(source, parsed, raw)
+        QuarantinedMessage.objects.filter(pk=held.pk).update(
+            state=QuarantineState.REPROCESSED, reprocessed_on=clock.now(), attempts=held.attempts + 1
+        )
+        return receipt
+
+
+# --- one run of one mailbox --------------------------------------------------------------------
+
+
+def sync_incoming(*, mailbox: Mailbox) -> SyncRun:
+    """Fetch and store what is new in a mailbox, within one run's budget."""
+    run = SyncRun.objects.create(mailbox=mailbox, kind=SyncKind.INCOMING, started_on=clock.now())
+    budget = Budget()
+    try:
+        profile = profile_of(mailbox)
+        if profile.server_type == ServerType.POP3_SMTP:
+            _sync_pop3(mailbox, run, budget)
+        elif profile.server_type == ServerType.IMAP_SMTP:
+            _sync_imap(mailbox, run, budget)
+        else:
+            raise PermanentError("Exchange is not supported yet.", code="not_supported_yet")
+    except (PermanentError, TransientError) as error:
+        _finish(run, SyncOutcome.FAILED, error)
+        mailbox_state.record_failure(mailbox=mailbox, kind=SyncKind.INCOMING, error=error)
+        return run
+    except BaseException:
+        _finish(
+            run, SyncOutcome.FAILED, SyncError("Internal error; see the worker log.", code="internal_error")
+        )
+        raise
+    _finish(run, SyncOutcome.PARTIAL if budget.exhausted else SyncOutcome.SUCCESS)
+    mailbox_state.record_success(
+        mailbox=mailbox, kind=SyncKind.INCOMING, processed=run.received, failed=run.quarantined
+    )
+    return run
+
+
+def _finish(run: SyncRun, outcome: str, error: SyncError | None = None) -> None:
+    run.finished_on = clock.now()
+    run.outcome = outcome
+    if error is not None:
+        run.error_code, run.error_text = error.code, error.message
+    run.save()
+
+
+def _count(run: SyncRun, receipt: Receipt) -> None:
+    run.received += 1
+    outcome_counter = {
+        ReceiptOutcome.TRACKED: "tracked",
+        ReceiptOutcome.LINKED: "linked",
+        ReceiptOutcome.QUARANTINED: "quarantined",
+    }.get(ReceiptOutcome(receipt.outcome), "not_tracked")
+    setattr(run, outcome_counter, getattr(run, outcome_counter) + 1)
+
+
+def _cutoff(mailbox: Mailbox) -> datetime | None:
+    """Mail received before the later of the mailbox's and the profile's
+    "process email from" is left alone."""
+    dates = [
+        d
+        for d in (
+            mailbox.process_email_received_after,
+            mailbox.profile and mailbox.profile.process_email_from,
+        )
+        if d
+    ]
+    return max(dates) if dates else None
+
+
+def _cursor(mailbox: Mailbox, folder: str) -> FolderCursor:
+    cursor, _ = FolderCursor.objects.get_or_create(
+        mailbox=mailbox, folder=folder, defaults={"generation": mailbox.configuration_generation}
+    )
+    if cursor.generation != mailbox.configuration_generation:
+        # The address or profile changed: what the old cursor says is about another mailbox.
+        cursor.generation = mailbox.configuration_generation
+        cursor.uidvalidity, cursor.last_uid, cursor.highestmodseq, cursor.seen_uidls, cursor.token = (
+            None,
+            0,
+            None,
+            [],
+            "",
+        )
+        cursor.save()
+    return cursor
+
+
+def _sync_imap(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
+    from sync.connectors.imap import ImapConnection
+
+    with ImapConnection(incoming_settings(mailbox)) as connection:
+        folders = connection.list_folders(
+            include_subfolders=mailbox.folders == FolderScope.INBOX_AND_SUBFOLDERS
+        )
+        for folder in folders:
+            if budget.exhausted:
+                return
+            _sync_imap_folder(connection, mailbox, folder, run, budget)
+
+
+def _sync_imap_folder(connection, mailbox: Mailbox, folder: str, run: SyncRun, budget: Budget) -> None:  # type: ignore[no-untyped-def]
+    state = connection.select(folder, readonly=not mailbox.delete_email_after_processing)
+    cursor = _cursor(mailbox, folder)
+    if cursor.uidvalidity != state.uidvalidity:
+        # New UIDVALIDITY: every UID changed, so read the folder again; identities relink it.
+        FolderCursor.objects.filter(pk=cursor.pk).update(uidvalidity=state.uidvalidity, last_uid=0)
+        cursor.uidvalidity, cursor.last_uid = state.uidvalidity, 0
+    cutoff = _cutoff(mailbox)
+    processed: list[int] = []
+    for fetched in connection.fetch_new(cursor.last_uid, max_size=settings.SYNC_MAX_MESSAGE_BYTES):
+        if budget.exhausted:
+            break
+        budget.spend()
+
+        def advance(uid: int = fetched.uid) -> None:
+            FolderCursor.objects.filter(pk=cursor.pk).update(last_uid=uid, highestmodseq=state.highestmodseq)
+
+        source = Source(mailbox, folder, f"{state.uidvalidity}:{fetched.uid}", fetched.internaldate)
+        if cutoff and fetched.internaldate and fetched.internaldate < cutoff:
+            with transaction.atomic():
+                advance()
+            continue
+        if fetched.raw is None:
+            limit = settings.SYNC_MAX_MESSAGE_BYTES
+            too_big = MessageError(
+                f"The message is {fetched.size:,} bytes, over the limit of {limit:,}.", code="too_large"
+            )
+            receipt = quarantine(source=source, raw=None, error=too_big, advance=advance)
+        else:
+            receipt = store_message(source=source, raw=fetched.raw, advance=advance)
+        _count(run, receipt)
+        processed.append(fetched.uid)
+    if mailbox.delete_email_after_processing and processed:
+        connection.delete(processed)
+
+
+def _sync_pop3(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
+    from sync.connectors.pop3 import Pop3Connection
+
+    cursor = _cursor(mailbox, INBOX)
+    seen = set(cursor.seen_uidls)
+    with Pop3Connection(incoming_settings(mailbox)) as connection:
+        messages = connection.list_messages()
+        for message in messages:
+            if message.uidl in seen:
+                if mailbox.delete_email_after_processing:
+                    connection.delete(message.number)
+                continue
+            if budget.exhausted:
+                break
+            budget.spend()
+            receipt = _store_pop3(connection, mailbox, cursor, message)
+            seen.add(message.uidl)
+            _count(run, receipt)
+            if mailbox.delete_email_after_processing:
+                connection.delete(message.number)
+        # Forget UIDLs no longer on the server, so the list stays as small as the mailbox.
+        on_server = {m.uidl for m in messages}
+        FolderCursor.objects.filter(pk=cursor.pk).update(seen_uidls=sorted(seen & on_server))
+        connection.quit()
+
+
+def _store_pop3(connection, mailbox: Mailbox, cursor: FolderCursor, message) -> Receipt:  # type: ignore[no-untyped-def]
+    def advance() -> None:
+        locked = FolderCursor.objects.select_for_update().get(pk=cursor.pk)
+        locked.seen_uidls = [*locked.seen_uidls, message.uidl]
+        locked.save(update_fields=["seen_uidls", "updated_on"])
+
+    source = Source(mailbox, INBOX, message.uidl)
+    if message.size > settings.SYNC_MAX_MESSAGE_BYTES:
+        error = MessageError(f"The message is {message.size:,} bytes, over the limit.", code="too_large")
+        return quarantine(source=source, raw=None, error=error, advance=advance)
+    return store_message(source=source, raw=connection.retrieve(message.number), advance=advance)
