@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -238,6 +238,6 @@ def _body(message: EmailMessage, subtype: str) -> str:
         return _decoded_payload(part).decode("utf-8", errors="replace")
 
 
-def _decoded_payload(part: EmailMessage) -> bytes:
+def _decoded_payload(part: Message) -> bytes:
     payload = part.get_payload(decode=True)
     return payload if isinstance(payload, bytes) else b""

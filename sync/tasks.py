@@ -5,11 +5,39 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.db import transaction
 
-from sync import clock
+from sync import clock, incoming, scheduler
+from sync.models import SyncKind
 
 
 @shared_task(name="sync.tasks.ping", bind=True)
 def ping(self: Any) -> dict[str, str]:
     """A no-op round trip through the broker, for smoke tests and health checks."""
     return {"worker": self.request.hostname or "eager", "at": clock.now().isoformat()}
+
+
+@shared_task(name="sync.tasks.dispatch")
+def dispatch() -> int:
+    """Run by Celery beat: claim due mailboxes and enqueue one task per mailbox and kind."""
+    claims = scheduler.dispatch()
+    for claim in claims:
+        task = incoming_mailbox if claim.kind == SyncKind.INCOMING else outgoing_mailbox
+        transaction.on_commit(lambda t=task, c=claim: t.delay(c.mailbox_id, c.token))
+    return len(claims)
+
+
+@shared_task(name="sync.tasks.incoming_mailbox")
+def incoming_mailbox(mailbox_id: int, lease_token: str) -> str:
+    claim = scheduler.Claim(mailbox_id, SyncKind.INCOMING, lease_token)
+    run = scheduler.run_claimed(claim, lambda mailbox: incoming.sync_incoming(mailbox=mailbox))
+    return run.outcome if run else "lease not held"
+
+
+@shared_task(name="sync.tasks.outgoing_mailbox")
+def outgoing_mailbox(mailbox_id: int, lease_token: str) -> str:
+    from sync import outgoing
+
+    claim = scheduler.Claim(mailbox_id, SyncKind.OUTGOING, lease_token)
+    run = scheduler.run_claimed(claim, lambda mailbox: outgoing.send_pending(mailbox=mailbox))
+    return run.outcome if run else "lease not held"

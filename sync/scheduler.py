@@ -1,0 +1,198 @@
+"""Which mailbox is due, leases, connection caps and backoff.
+
+The database is the one source of truth for any number of workers on any
+number of machines: the dispatcher claims due schedules with a conditional
+update (under ``SELECT … FOR UPDATE SKIP LOCKED`` where the database has it),
+and a task whose lease is no longer its own returns at once, so a redelivered
+task does no harm.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+
+from crm.choices import IncomingMethod, OutgoingMethod, ProcessEmailUsing
+from crm.models import OrganizationSettings
+from mailboxes.models import ApprovalStatus, Mailbox
+from profiles.models import ServerType
+from sync import clock
+from sync.models import MailboxSchedule, SyncKind, SyncOutcome, SyncRun
+
+SUPPORTED_TYPES = (ServerType.IMAP_SMTP, ServerType.POP3_SMTP)
+
+
+@dataclass(frozen=True)
+class Claim:
+    mailbox_id: int
+    kind: str
+    token: str
+
+
+def eligible(kind: str, *, now: datetime | None = None) -> QuerySet[Mailbox]:
+    """Mailboxes that may sync ``kind`` now. Exchange mailboxes are "not supported
+    yet": left out here, never failed or disabled."""
+    now = now or clock.now()
+    organization = OrganizationSettings.load()
+    if organization.process_email_using != ProcessEmailUsing.SERVER_SIDE_SYNC:
+        return Mailbox.objects.none()
+    mailboxes = Mailbox.objects.for_active_owners().filter(
+        profile__is_active=True, profile__server_type__in=SUPPORTED_TYPES
+    )
+    if kind == SyncKind.INCOMING:
+        mailboxes = mailboxes.filter(incoming_method=IncomingMethod.SERVER_SIDE_SYNC, incoming_enabled=True)
+    else:
+        mailboxes = mailboxes.filter(outgoing_method=OutgoingMethod.SERVER_SIDE_SYNC, outgoing_enabled=True)
+    mailboxes = mailboxes.filter(
+        Q(**{f"{kind}_postponed_until__isnull": True}) | Q(**{f"{kind}_postponed_until__lte": now})
+    )
+    if organization.process_email_only_for_approved_users:
+        mailboxes = mailboxes.exclude(Q(user__isnull=False) & ~Q(approval_status=ApprovalStatus.APPROVED))
+    if organization.process_email_only_for_approved_queues:
+        mailboxes = mailboxes.exclude(Q(queue__isnull=False) & ~Q(approval_status=ApprovalStatus.APPROVED))
+    return mailboxes
+
+
+def dispatch(*, kinds: tuple[str, ...] = (SyncKind.INCOMING, SyncKind.OUTGOING)) -> list[Claim]:
+    """Claim every due mailbox within the connection caps; return the claims to enqueue."""
+    now = clock.now()
+    claims: list[Claim] = []
+    for kind in kinds:
+        _ensure_schedules(kind, now)
+        claims += _claim_due(kind, now)
+    return claims
+
+
+def _ensure_schedules(kind: str, now: datetime) -> None:
+    missing = eligible(kind, now=now).exclude(schedules__kind=kind).values_list("pk", "profile_id")
+    MailboxSchedule.objects.bulk_create(
+        [
+            MailboxSchedule(mailbox_id=pk, kind=kind, profile_id=profile, next_due_on=now)
+            for pk, profile in missing
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _free(now: datetime) -> Q:
+    return Q(lease_token__isnull=True) | Q(lease_expires_on__lt=now)
+
+
+def _claim_due(kind: str, now: datetime) -> list[Claim]:
+    with transaction.atomic():
+        due = (
+            MailboxSchedule.objects.filter(
+                kind=kind, next_due_on__lte=now, mailbox__in=eligible(kind, now=now)
+            )
+            .filter(_free(now))
+            .select_related("mailbox__profile")
+            .order_by("next_due_on", "pk")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        room = _Capacity(now)
+        claims = []
+        for schedule in due[: settings.SYNC_DISPATCH_BATCH]:
+            if not room.take(schedule):
+                continue
+            token = uuid.uuid4()
+            claimed = MailboxSchedule.objects.filter(pk=schedule.pk).filter(_free(now))
+            if claimed.update(lease_token=token, lease_expires_on=now + _lease_length()):
+                claims.append(Claim(schedule.mailbox_id, kind, str(token)))
+        return claims
+
+
+def _lease_length() -> timedelta:
+    # Long enough for a run's time budget plus connecting and storing, so a live
+    # run never loses its lease; a dead worker's lease lapses soon after.
+    return timedelta(seconds=max(settings.SYNC_LEASE_SECONDS, 2 * settings.SYNC_RUN_MAX_SECONDS))
+
+
+class _Capacity:
+    """The profile's connection cap: counted per profile when the profile holds
+    the credentials, per mailbox when each mailbox has its own."""
+
+    def __init__(self, now: datetime) -> None:
+        held = MailboxSchedule.objects.filter(lease_token__isnull=False, lease_expires_on__gte=now)
+        self.per_profile = Counter(held.values_list("profile_id", flat=True))
+        self.per_mailbox = Counter(held.values_list("mailbox_id", flat=True))
+
+    def take(self, schedule: MailboxSchedule) -> bool:
+        profile = schedule.mailbox.profile
+        if profile is None:
+            return False
+        counter, key = (
+            (self.per_profile, profile.pk)
+            if profile.holds_credentials
+            else (self.per_mailbox, schedule.mailbox_id)
+        )
+        if counter[key] >= profile.max_concurrent_connections:
+            return False
+        counter[key] += 1
+        return True
+
+
+def claim_now(*, mailbox: Mailbox, kind: str) -> Claim | None:
+    """Claim one mailbox at once, due or not (``manage.py sync_mailbox``); None when a worker holds it."""
+    now = clock.now()
+    schedule, _ = MailboxSchedule.objects.get_or_create(
+        mailbox=mailbox, kind=kind, defaults={"next_due_on": now, "profile": mailbox.profile}
+    )
+    token = uuid.uuid4()
+    if (
+        MailboxSchedule.objects.filter(pk=schedule.pk)
+        .filter(_free(now))
+        .update(lease_token=token, lease_expires_on=now + _lease_length())
+    ):
+        return Claim(mailbox.pk, kind, str(token))
+    return None
+
+
+def run_claimed(claim: Claim, work: Callable[[Mailbox], SyncRun]) -> SyncRun | None:
+    """Run ``work`` for a claimed mailbox if the lease is still this claim's, then
+    release it and set when the mailbox is next due."""
+    now = clock.now()
+    held = MailboxSchedule.objects.filter(
+        mailbox_id=claim.mailbox_id, kind=claim.kind, lease_token=claim.token, lease_expires_on__gte=now
+    )
+    if not held.exists():
+        return None  # redelivered or expired: someone else owns this mailbox now
+    mailbox = Mailbox.objects.select_related("profile", "user", "queue").get(pk=claim.mailbox_id)
+    run = work(mailbox)
+    release(claim, run=run, mailbox=mailbox)
+    return run
+
+
+def release(claim: Claim, *, run: SyncRun | None, mailbox: Mailbox) -> None:
+    schedule = MailboxSchedule.objects.get(mailbox_id=claim.mailbox_id, kind=claim.kind)
+    busy = run is not None and (run.received or run.sent or run.outcome == SyncOutcome.PARTIAL)
+    idle_runs = 0 if busy else schedule.idle_runs + 1
+    MailboxSchedule.objects.filter(pk=schedule.pk, lease_token=claim.token).update(
+        lease_token=None,
+        lease_expires_on=None,
+        idle_runs=idle_runs,
+        last_run_on=clock.now(),
+        next_due_on=next_due(mailbox, run=run, idle_runs=idle_runs),
+        profile=mailbox.profile,
+    )
+
+
+def next_due(mailbox: Mailbox, *, run: SyncRun | None, idle_runs: int) -> datetime:
+    """Busy mailboxes come back after the minimum polling interval (at once when a
+    run stopped at its budget); idle ones back off gradually to a cap."""
+    now = clock.now()
+    if run is not None and run.outcome == SyncOutcome.PARTIAL:
+        return now
+    interval = timedelta(minutes=mailbox.profile.min_polling_interval_minutes if mailbox.profile else 5)
+    interval = max(interval, timedelta(minutes=1))
+    if idle_runs:
+        cap = timedelta(minutes=settings.SYNC_IDLE_BACKOFF_MAX_MINUTES)
+        interval = min(interval * 2 ** min(idle_runs - 1, 16), max(cap, interval))
+    return now + interval
