@@ -5,14 +5,41 @@ leases that keep one mailbox from syncing twice at once."""
 from __future__ import annotations
 
 import uuid
+from typing import Self, TypeVar
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from crm.models import EmailActivity
+from crm.models import CrmUser, EmailActivity
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
+
+_Row = TypeVar("_Row", bound=models.Model)
+
+
+class MailboxRowsQuerySet(models.QuerySet[_Row]):
+    """Rows that belong to a mailbox: a user sees those of the mailboxes they can see."""
+
+    def visible_to(self, crm_user: CrmUser) -> Self:
+        # Rows without a mailbox (alerts about a profile) fall outside: administrators only.
+        return self.filter(mailbox__in=Mailbox.objects.visible_to(crm_user).values("pk"))
+
+
+class ReceiptQuerySet(MailboxRowsQuerySet["Receipt"]):
+    pass
+
+
+class QuarantinedMessageQuerySet(MailboxRowsQuerySet["QuarantinedMessage"]):
+    pass
+
+
+class MailboxAlertQuerySet(MailboxRowsQuerySet["MailboxAlert"]):
+    pass
+
+
+class SyncRunQuerySet(MailboxRowsQuerySet["SyncRun"]):
+    pass
 
 
 class SyncKind(models.TextChoices):
@@ -74,6 +101,8 @@ class Receipt(models.Model):
     created_on = models.DateTimeField(auto_now_add=True)
     updated_on = models.DateTimeField(auto_now=True)
 
+    objects = ReceiptQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_on", "-id"]
         constraints = [
@@ -111,6 +140,8 @@ class QuarantinedMessage(models.Model):
     server_received_on = models.DateTimeField(null=True, blank=True)
     created_on = models.DateTimeField(auto_now_add=True)
     reprocessed_on = models.DateTimeField(null=True, blank=True)
+
+    objects = QuarantinedMessageQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_on", "-id"]
@@ -156,6 +187,8 @@ class MailboxAlert(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
 
+    objects = MailboxAlertQuerySet.as_manager()
+
     class Meta:
         ordering = ["-last_seen", "-id"]
         constraints = [
@@ -194,6 +227,8 @@ class SyncRun(models.Model):
     failed = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=100, blank=True)
     error_text = models.TextField(blank=True)
+
+    objects = SyncRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_on", "-id"]
@@ -247,3 +282,13 @@ class OutgoingClaim(models.Model):
 
     def __str__(self) -> str:
         return f"claim on email {self.email_id}"
+
+
+class TrackingTokenSequence(models.Model):
+    """The per-user counter in tracking tokens (``CRM:0001001``)."""
+
+    owner_key = models.CharField(max_length=50, unique=True)
+    next_value = models.PositiveBigIntegerField(default=1)
+
+    def __str__(self) -> str:
+        return f"{self.owner_key}: {self.next_value}"

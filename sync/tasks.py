@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from celery import shared_task
@@ -20,11 +21,19 @@ def ping(self: Any) -> dict[str, str]:
 @shared_task(name="sync.tasks.dispatch")
 def dispatch() -> int:
     """Run by Celery beat: claim due mailboxes and enqueue one task per mailbox and kind."""
+    from sync import outgoing
+
+    outgoing.settle_expired_claims()
+    outgoing.warn_stuck_pending()
     claims = scheduler.dispatch()
     for claim in claims:
-        task = incoming_mailbox if claim.kind == SyncKind.INCOMING else outgoing_mailbox
-        transaction.on_commit(lambda t=task, c=claim: t.delay(c.mailbox_id, c.token))
+        transaction.on_commit(partial(_enqueue, claim))
     return len(claims)
+
+
+def _enqueue(claim: scheduler.Claim) -> None:
+    task = incoming_mailbox if claim.kind == SyncKind.INCOMING else outgoing_mailbox
+    task.delay(claim.mailbox_id, claim.token)
 
 
 @shared_task(name="sync.tasks.incoming_mailbox")
