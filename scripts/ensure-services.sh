@@ -2,6 +2,7 @@
 # Make sure PostgreSQL and Redis answer on loopback, as the test suite expects
 # (postgres@127.0.0.1:5432 with trust auth, redis://127.0.0.1:6379). A stopped
 # server is started; a missing one is installed from Debian's packages (needs root).
+# Dovecot is only installed: the test harness starts its own on free ports.
 set -euo pipefail
 
 log() { echo "ensure-services: $*" >&2; }
@@ -67,8 +68,34 @@ ensure_redis() {
     log "Redis is up"
 }
 
+dovecot_installed() { command -v dovecot >/dev/null && command -v doveadm >/dev/null && id dovenull >/dev/null 2>&1; }
+
+# The packages would start the distribution's Dovecot on ports 143/993/110/995;
+# the tests start their own (tests/harness/dovecot.py), so keep that one from starting.
+ensure_dovecot() {
+    if dovecot_installed; then log "Dovecot is installed"; return; fi
+    local policy=/usr/sbin/policy-rc.d own_policy=
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\n# serversync: no services started during install\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod 755 "$policy"
+        own_policy=1
+    fi
+    apt_install dovecot-imapd dovecot-pop3d dovecot-lmtpd || { [[ -z $own_policy ]] || as_root rm -f "$policy"; exit 1; }
+    [[ -z $own_policy ]] || as_root rm -f "$policy"
+    # Where something started it anyway (systemd ignores policy-rc.d for some units), stop it.
+    if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+        as_root systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+    elif [[ -e /run/dovecot/master.pid ]]; then
+        as_root doveadm stop >/dev/null 2>&1 || true
+    fi
+    dovecot_installed || die "Dovecot installed, but dovecot, doveadm or the dovenull user is missing"
+    id mail >/dev/null 2>&1 || die "the mail user is missing; the test harness stores mail as mail:mail"
+    log "Dovecot is installed (the tests start their own)"
+}
+
 ensure_postgres
 ensure_redis
+ensure_dovecot
 # The suite's default connection (config/settings_test.py); fail here with the reason, not in every test.
 if [[ -z ${DATABASE_URL:-} ]]; then
     psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null \

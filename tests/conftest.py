@@ -8,6 +8,8 @@ from rest_framework.test import APIClient
 
 from tests.personas import World, build_world
 
+pytest_plugins = ["tests.harness.fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path: Path) -> None:
