@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from crm import api as crm_api
 from mailboxes import api as mailboxes_api
 from profiles import api as profiles_api
+from sync import api as sync_api
 
 router = DefaultRouter()
 router.include_format_suffixes = False
@@ -18,6 +19,10 @@ router.register("accounts", crm_api.AccountViewSet, basename="account")
 router.register("contacts", crm_api.ContactViewSet, basename="contact")
 router.register("leads", crm_api.LeadViewSet, basename="lead")
 router.register("emails", crm_api.EmailViewSet, basename="email")
+router.register("alerts", sync_api.AlertViewSet, basename="alert")
+router.register("receipts", sync_api.ReceiptViewSet, basename="receipt")
+router.register("quarantined-messages", sync_api.QuarantinedMessageViewSet, basename="quarantined-message")
+router.register("sync-runs", sync_api.SyncRunViewSet, basename="sync-run")
 
 urlpatterns = [
     path(

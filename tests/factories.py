@@ -7,6 +7,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.files.base import ContentFile
+from django.utils import timezone
 
 from crm.models import (
     Account,
@@ -22,6 +24,19 @@ from crm.models import (
 from mailboxes.models import Mailbox
 from mailboxes.services import mailbox_create
 from profiles.models import EmailServerProfile, ServerType
+from sync.models import (
+    AlertLevel,
+    FolderCursor,
+    MailboxAlert,
+    MailboxSchedule,
+    OutgoingClaim,
+    QuarantinedMessage,
+    Receipt,
+    ReceiptOutcome,
+    SyncKind,
+    SyncOutcome,
+    SyncRun,
+)
 
 _seq = itertools.count(1)
 
@@ -100,3 +115,67 @@ def attachment(*, email: EmailActivity, **extra: Any) -> EmailAttachment:
 
 def queue_item(*, queue: Queue, email: EmailActivity, **extra: Any) -> QueueItem:
     return QueueItem.objects.create(queue=queue, email=email, **extra)
+
+
+def alert(**extra: Any) -> MailboxAlert:
+    mailbox_ = extra.get("mailbox")
+    profile_ = extra.get("profile")
+    extra.setdefault("level", AlertLevel.ERROR)
+    extra.setdefault("category", "incoming")
+    extra.setdefault("code", f"code-{next(_seq)}")
+    extra.setdefault("message", "Something went wrong.")
+    extra.setdefault("subject_key", f"mailbox:{mailbox_.pk}" if mailbox_ else f"profile:{profile_.pk}")
+    extra.setdefault("first_seen", timezone.now())
+    extra.setdefault("last_seen", extra["first_seen"])
+    return MailboxAlert.objects.create(**extra)
+
+
+def receipt(*, mailbox: Mailbox, **extra: Any) -> Receipt:
+    number = next(_seq)
+    extra.setdefault("folder", "INBOX")
+    extra.setdefault("server_id", f"1:{number}")
+    extra.setdefault("message_identity", f"<m{number}@example.test>")
+    extra.setdefault("message_id", extra["message_identity"])
+    extra.setdefault("subject", f"Received {number}")
+    extra.setdefault("sender", f"sender{number}@example.test")
+    extra.setdefault("outcome", ReceiptOutcome.NOT_TRACKED_OPTION)
+    return Receipt.objects.create(mailbox=mailbox, **extra)
+
+
+def quarantined_message(*, mailbox: Mailbox, raw: bytes = b"", **extra: Any) -> QuarantinedMessage:
+    number = next(_seq)
+    extra.setdefault("folder", "INBOX")
+    extra.setdefault("server_id", f"1:{number}")
+    extra.setdefault("message_identity", f"sha256:{number:064x}")
+    extra.setdefault("error_code", "parse_error")
+    extra.setdefault("error_text", "The MIME structure is broken.")
+    message = QuarantinedMessage(mailbox=mailbox, size=len(raw), **extra)
+    if raw:
+        message.raw.save(f"{number}.eml", ContentFile(raw), save=False)
+    message.save()
+    return message
+
+
+def sync_run(*, mailbox: Mailbox, **extra: Any) -> SyncRun:
+    extra.setdefault("kind", SyncKind.INCOMING)
+    extra.setdefault("started_on", timezone.now())
+    extra.setdefault("finished_on", extra["started_on"])
+    extra.setdefault("outcome", SyncOutcome.SUCCESS)
+    return SyncRun.objects.create(mailbox=mailbox, **extra)
+
+
+def folder_cursor(*, mailbox: Mailbox, **extra: Any) -> FolderCursor:
+    extra.setdefault("folder", "INBOX")
+    extra.setdefault("generation", mailbox.configuration_generation)
+    return FolderCursor.objects.create(mailbox=mailbox, **extra)
+
+
+def schedule(*, mailbox: Mailbox, **extra: Any) -> MailboxSchedule:
+    extra.setdefault("kind", SyncKind.INCOMING)
+    extra.setdefault("next_due_on", timezone.now())
+    return MailboxSchedule.objects.create(mailbox=mailbox, profile=mailbox.profile, **extra)
+
+
+def outgoing_claim(*, email: EmailActivity, mailbox: Mailbox, **extra: Any) -> OutgoingClaim:
+    extra.setdefault("expires_on", timezone.now())
+    return OutgoingClaim.objects.create(email=email, mailbox=mailbox, **extra)

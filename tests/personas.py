@@ -16,9 +16,22 @@ from django.contrib.auth.models import User
 from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, Queue
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
+from sync.models import MailboxAlert, QuarantinedMessage, Receipt, SyncRun
 from tests import factories
 
 PERSONA_NAMES = ("admin", "alice", "bob", "quinn", "oscar", "anonymous")
+# In every quarantined message of the world; no page or API answer may show it.
+RAW_MARKER = "RAW-QUARANTINED-BYTES-4d1f"
+
+
+@dataclass
+class MailboxRecords:
+    """The engine's rows about one mailbox: one of each."""
+
+    alert: MailboxAlert
+    receipt: Receipt
+    quarantined: QuarantinedMessage
+    sync_run: SyncRun
 
 
 @dataclass
@@ -32,6 +45,7 @@ class Persona:
     lead: Lead | None = None
     email: EmailActivity | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    sync: MailboxRecords | None = None
 
 
 @dataclass
@@ -40,6 +54,8 @@ class World:
     profile: EmailServerProfile
     queue: Queue
     queue_mailbox: Mailbox
+    queue_sync: MailboxRecords | None = None
+    profile_alert: MailboxAlert | None = None  # about the profile, not a mailbox
 
     def __getitem__(self, name: str) -> Persona:
         return self.personas[name]
@@ -54,7 +70,19 @@ def _member(name: str, profile: EmailServerProfile, *, administrator: bool = Fal
     persona.contact = factories.contact(last_name=f"{name}-contact", owner=crm_user)
     persona.lead = factories.lead(last_name=f"{name}-lead", owner=crm_user)
     persona.email = factories.email(subject=f"{name}'s email", owner=crm_user)
+    persona.sync = _mailbox_records(persona.mailbox)
     return persona
+
+
+def _mailbox_records(mailbox: Mailbox) -> MailboxRecords:
+    raw = f"Subject: broken\r\nContent-Type: multipart/mixed\r\n\r\n{RAW_MARKER}\r\n".encode()
+    quarantined = factories.quarantined_message(mailbox=mailbox, raw=raw)
+    return MailboxRecords(
+        alert=factories.alert(mailbox=mailbox, profile=mailbox.profile),
+        receipt=factories.receipt(mailbox=mailbox),
+        quarantined=quarantined,
+        sync_run=factories.sync_run(mailbox=mailbox),
+    )
 
 
 def build_world() -> World:
@@ -71,4 +99,11 @@ def build_world() -> World:
     queue_mailbox = factories.mailbox(
         queue=owned_queue, profile=profile, email_address="support@example.test"
     )
-    return World(personas=personas, profile=profile, queue=owned_queue, queue_mailbox=queue_mailbox)
+    return World(
+        personas=personas,
+        profile=profile,
+        queue=owned_queue,
+        queue_mailbox=queue_mailbox,
+        queue_sync=_mailbox_records(queue_mailbox),
+        profile_alert=factories.alert(profile=profile, category="profile", code="profile-test-failed"),
+    )

@@ -7,7 +7,12 @@ The matrix then calls every route as every persona and checks:
 
 - allowed: the request is served (200/201/204, or a 400/409 for the empty body
   the probe sends) and a list shows exactly the records the persona may see;
-- denied: 401 for anonymous, 403 or 404 otherwise, and nothing changed.
+- denied: 401 for anonymous, 403 or 404 otherwise (405 for a method the
+  route does not serve), and nothing changed.
+
+An action route (``POST /alerts/{id}/acknowledge/``) is probed on every object
+of its rule: allowed personas get 200; denied ones get 401/403/404 and the
+object's row stays exactly as it was.
 """
 
 from __future__ import annotations
@@ -84,6 +89,25 @@ def profiles(world: World) -> list[tuple[models.Model, str | None]]:
     return [(world.profile, None)]
 
 
+def sync_records(attribute: str) -> Objects:
+    """One engine row of each persona's mailbox and of the queue's mailbox (quinn's)."""
+
+    def objects(world: World) -> list[tuple[models.Model, str | None]]:
+        assert world.queue_sync is not None
+        return [
+            *((getattr(p.sync, attribute), name) for name, p in world.personas.items() if p.sync),
+            (getattr(world.queue_sync, attribute), "quinn"),
+        ]
+
+    return objects
+
+
+def alerts(world: World) -> list[tuple[models.Model, str | None]]:
+    # An alert about the profile belongs to no mailbox: administrators only.
+    assert world.profile_alert is not None
+    return [*sync_records("alert")(world), (world.profile_alert, None)]
+
+
 @dataclass
 class Rule:
     """Who may use a route, per method. ``objects`` makes a detail route's URLs
@@ -91,7 +115,7 @@ class Rule:
 
     methods: dict[str, Access]
     objects: Objects | None = None
-    kind: str = "api"  # "api" | "page" | "admin"
+    kind: str = "api"  # "api" | "page" | "admin" | "action"
     list_of: Objects | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -111,6 +135,21 @@ def crud(
 
 def viewset_rules(basename: str, **kwargs: Any) -> dict[str, Rule]:
     return {f"{basename}-{suffix}": rule for suffix, rule in crud(**kwargs).items()}
+
+
+def read_only_rules(basename: str, collection: Objects, *, read: Access) -> dict[str, Rule]:
+    """A list and detail that only read; writing methods are refused to everyone."""
+    return {
+        f"{basename}-list": Rule({"GET": members, "POST": nobody}, list_of=collection),
+        f"{basename}-detail": Rule(
+            {"GET": read, "PATCH": nobody, "PUT": nobody, "DELETE": nobody}, objects=collection
+        ),
+    }
+
+
+def action_rule(collection: Objects, *, allowed: Access) -> Rule:
+    """A POST on one object (``{id}/acknowledge/``); GET is not served there."""
+    return Rule({"POST": allowed, "GET": nobody}, objects=collection, kind="action")
 
 
 def owned_records(attribute: str) -> dict[str, Any]:
@@ -147,6 +186,13 @@ RULES: dict[str, Rule] = {
         create=members,
         delete=nobody,
     ),
+    **read_only_rules("alert", alerts, read=owner_or_admin),
+    "alert-acknowledge": action_rule(alerts, allowed=owner_or_admin),
+    "alert-resolve": action_rule(alerts, allowed=owner_or_admin),
+    **read_only_rules("receipt", sync_records("receipt"), read=owner_or_admin),
+    **read_only_rules("quarantined-message", sync_records("quarantined"), read=owner_or_admin),
+    "quarantined-message-reprocess": action_rule(sync_records("quarantined"), allowed=owner_or_admin),
+    **read_only_rules("sync-run", sync_records("sync_run"), read=owner_or_admin),
     # The admin site: administrators only; everyone else is sent to its login.
     "admin:*": Rule({"GET": admin}, kind="admin"),
     # Signed-in administrators are sent on from the login page to the index.
@@ -241,7 +287,7 @@ def _check_list(world: World, route_name: str, rule: Rule, persona: str, method:
     url = reverse(route_name)
     response = client.generic(method, url, data="{}", content_type="application/json")
     if not access(persona, None):
-        expected = {401} if persona == "anonymous" else {403}
+        expected = {401} if persona == "anonymous" else {403, 405}
         assert response.status_code in expected, (method, url, persona, response.status_code)
         return
     assert response.status_code in {200, 201, 400}, (
@@ -275,6 +321,26 @@ def _check_detail(
         assert still_there, f"{persona} deleted {url} without the right"
 
 
+def _row(obj: models.Model) -> dict[str, Any] | None:
+    return type(obj)._default_manager.filter(pk=obj.pk).values().first()
+
+
+def _check_action(
+    world: World, route_name: str, rule: Rule, persona: str, method: str, access: Access
+) -> None:
+    assert rule.objects is not None
+    for obj, owner in rule.objects(world):
+        before = _row(obj)
+        url = reverse(route_name, args=[obj.pk])
+        response = _client(world, persona).generic(method, url, data="{}", content_type="application/json")
+        if access(persona, owner):
+            assert response.status_code == 200, (method, url, persona, response.status_code)
+            continue
+        expected = {401} if persona == "anonymous" else {403, 404, 405}
+        assert response.status_code in expected, (method, url, persona, owner, response.status_code)
+        assert _row(obj) == before, f"{persona} changed {url} without the right"
+
+
 def _cases() -> Iterator[Any]:
     for route_name, pattern in ROUTES:
         rule = rule_for(route_name)
@@ -304,6 +370,8 @@ def test_matrix(world: World, route_name: str, pattern: str, persona: str, metho
             assert response.status_code == rule.extra.get("status", {}).get(persona, 200)
         else:
             assert response.status_code in {302, 405}
+    elif rule.kind == "action":
+        _check_action(world, route_name, rule, persona, method, access)
     elif rule.objects is not None:
         _check_detail(world, route_name, rule, persona, method, access)
     else:
@@ -315,7 +383,7 @@ def test_methods_not_in_a_rule_are_refused(world: World, route_name: str):
     """A method the rule does not list (e.g. DELETE on emails) is answered 405 even for an administrator."""
     rule = RULES[route_name]
     obj, _ = rule.objects(world)[0]
-    closed = [m for m in ("PATCH", "PUT", "DELETE") if rule.methods.get(m) is nobody]
+    closed = [m for m in ("GET", "POST", "PATCH", "PUT", "DELETE") if rule.methods.get(m) is nobody]
     for method in closed:
         response = _client(world, "admin").generic(
             method, reverse(route_name, args=[obj.pk]), data="{}", content_type="application/json"

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import pytest
 
 from tests.harness.dovecot import Dovecot, DovecotError
-from tests.harness.smtp_relay import SmtpRelay, imap_authenticator
+from tests.harness.smtp_relay import SmtpRelay, doveadm_authenticator
 
 # -- Dovecot ------------------------------------------------------------------
 
@@ -58,14 +58,14 @@ def smtp_relay(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> It
     """One SMTP server per test worker process, delivering into ``dovecot``.
 
     STARTTLS on ``port``, SMTPS on ``smtps_port``; AUTH as any ``mail_user``
-    (checked by logging in to Dovecot); certificate from Dovecot's CA, so
+    (checked by Dovecot's auth service); certificate from Dovecot's CA, so
     ``smtp_relay.ca_file`` (or ``dovecot.ca_pem_path``) verifies both servers.
     ``smtp_relay.server_settings(...)`` gives connector settings.
     """
     relay = SmtpRelay(
         lmtp_host=dovecot.host,
         lmtp_port=dovecot.lmtp_port,
-        authenticate=imap_authenticator(dovecot.host, dovecot.imap_port),
+        authenticate=doveadm_authenticator(dovecot.config_path),
         ca=dovecot.ca,
         workdir=tmp_path_factory.mktemp("smtp-relay"),
     )

@@ -10,6 +10,7 @@ import pytest
 
 from crm.choices import TrackIncomingEmail
 from crm.models import EmailActivity, OrganizationSettings, QueueItem
+from sync.errors import MessageError
 from sync.incoming import Source, reprocess_quarantined, store_message
 from sync.models import QuarantinedMessage, Receipt, ReceiptOutcome
 from tests import factories, messages
@@ -140,7 +141,7 @@ def test_unparsable_message_is_quarantined_and_the_cursor_moves(world):
     held = QuarantinedMessage.objects.get(pk=receipt.quarantined_id)
     assert held.raw.read() == messages.NOT_A_MESSAGE
     assert cursor.moves == 1
-    with pytest.raises(Exception, match="parsed|headers"):
+    with pytest.raises(MessageError, match=r"parsed|headers"):
         reprocess_quarantined(quarantined_id=held.pk)
     assert QuarantinedMessage.objects.get(pk=held.pk).attempts == 2
 
