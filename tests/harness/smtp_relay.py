@@ -228,7 +228,7 @@ class _Handler:
         self.relay._record(
             Transaction(
                 listener=getattr(server, "listener", "?"),
-                login=(session.login_data or b"").decode("utf-8", "replace"),
+                login=_login(session),
                 mail_from=envelope.mail_from or "",
                 rcpt_to=tuple(envelope.rcpt_tos),
                 data=data,
@@ -241,6 +241,11 @@ class _Handler:
         if fault is not None:
             return await _answer(server, fault)
         return reply
+
+
+def _login(session: Session) -> str:
+    auth = session.auth_data
+    return auth.login.decode("utf-8", "replace") if isinstance(auth, LoginPassword) else ""
 
 
 def _data_reply(replies: dict[str, str]) -> str:
