@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -27,8 +28,15 @@ def flush_broker() -> None:
 
 
 class CeleryWorkerProcess:
-    def __init__(self, *, queues: str = "default,incoming,outgoing,act", name: str = "test") -> None:
+    def __init__(
+        self,
+        *,
+        queues: str = "default,incoming,outgoing,act",
+        name: str = "test",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.queues = queues
+        self.extra_env = env or {}
         self.hostname = f"{name}-{os.getpid()}-{time.monotonic_ns()}@serversync-test"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = ROOT / "var" / "test-logs" / f"{self.hostname.split('@')[0]}.log"
@@ -43,6 +51,10 @@ class CeleryWorkerProcess:
             # The test database pytest-django created for this test worker.
             "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
             "SERVERSYNC_DATA_DIR": str(settings.DATA_DIR),
+            # Stored files and trusted CAs as the test process has them.
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "SYNC_CA_FILE": settings.SYNC_CA_FILE or "",
+            **self.extra_env,
         }
         env.pop("PYTEST_XDIST_WORKER", None)
         return env
@@ -88,7 +100,7 @@ class CeleryWorkerProcess:
 
 
 @contextmanager
-def celery_worker(**kwargs: str) -> Iterator[CeleryWorkerProcess]:
+def celery_worker(**kwargs: Any) -> Iterator[CeleryWorkerProcess]:
     flush_broker()
     worker = CeleryWorkerProcess(**kwargs).start()
     try:
