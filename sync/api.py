@@ -1,0 +1,112 @@
+"""REST API for the engine's records: alerts, receipts, quarantined messages and
+sync runs. Read-only lists scoped by role (crm.api_base); the few actions call
+one service each. Administrators see everything; a user sees the rows of the
+mailboxes they own (a queue owner also the queue's), and acts on those."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from crm.api_base import RoleScopedMixin
+from sync import serializers
+from sync.alerts import alert_acknowledge, alert_resolve
+from sync.errors import MessageError
+from sync.incoming import reprocess_quarantined
+from sync.models import MailboxAlert, QuarantinedMessage, Receipt, SyncRun
+
+
+class ReadOnlyScopedViewSet(
+    RoleScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    # Actions are open to whoever sees the row: administrators, and the mailbox's owner.
+    admin_actions = frozenset()
+
+
+def _no_body(request: Request) -> None:
+    serializers.NoBodySerializer(data=request.data).is_valid(raise_exception=True)
+
+
+class AlertFilter(filters.FilterSet):
+    resolved = filters.BooleanFilter(field_name="resolved_on", lookup_expr="isnull", exclude=True)
+    acknowledged = filters.BooleanFilter(field_name="acknowledged_on", lookup_expr="isnull", exclude=True)
+
+    class Meta:
+        model = MailboxAlert
+        fields = ("level", "category", "code", "mailbox", "profile")
+
+
+class AlertViewSet(ReadOnlyScopedViewSet):
+    """Alerts about mailboxes and profiles: repeats counted on one open row."""
+
+    queryset = MailboxAlert.objects.select_related("acknowledged_by", "resolved_by")
+    serializer_class = serializers.AlertSerializer
+    filterset_class = AlertFilter
+    search_fields = ("message", "code")
+    ordering_fields = ("last_seen", "count")
+
+    @extend_schema(request=None, responses=serializers.AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: Any = None) -> Response:
+        _no_body(request)
+        alert = alert_acknowledge(alert=self.get_object(), by=request.user)
+        return Response(self.get_serializer(alert).data)
+
+    @extend_schema(request=None, responses=serializers.AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request: Request, pk: Any = None) -> Response:
+        _no_body(request)
+        alert = alert_resolve(alert=self.get_object(), by=request.user)
+        return Response(self.get_serializer(alert).data)
+
+
+class ReceiptViewSet(ReadOnlyScopedViewSet):
+    """What became of every message a mailbox saw."""
+
+    queryset = Receipt.objects.all()
+    serializer_class = serializers.ReceiptSerializer
+    filterset_fields = ("mailbox", "outcome", "folder")
+    search_fields = ("subject", "sender", "message_id")
+    ordering_fields = ("created_on", "server_received_on")
+
+
+class QuarantinedMessageViewSet(ReadOnlyScopedViewSet):
+    """Messages that could not be processed, kept as received until reprocessed."""
+
+    queryset = QuarantinedMessage.objects.all()
+    serializer_class = serializers.QuarantinedMessageSerializer
+    filterset_fields = ("mailbox", "state", "error_code")
+    search_fields = ("error_code", "error_text")
+    ordering_fields = ("created_on", "server_received_on")
+
+    @extend_schema(
+        request=None,
+        responses={200: serializers.ReceiptSerializer, 409: serializers.SyncErrorSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def reprocess(self, request: Request, pk: Any = None) -> Response:
+        """Run the message through the incoming pipeline again; its receipt says what it became."""
+        _no_body(request)
+        message = self.get_object()
+        try:
+            receipt = reprocess_quarantined(quarantined_id=message.pk)
+        except MessageError as error:
+            # Still not processable (or never downloaded): it stays quarantined with the new reason.
+            body = {"detail": error.message, "code": error.code}
+            return Response(body, status=status.HTTP_409_CONFLICT)
+        return Response(serializers.ReceiptSerializer(receipt).data)
+
+
+class SyncRunViewSet(ReadOnlyScopedViewSet):
+    """One row per run of one kind for one mailbox."""
+
+    queryset = SyncRun.objects.all()
+    serializer_class = serializers.SyncRunSerializer
+    filterset_fields = ("mailbox", "kind", "outcome")
+    ordering_fields = ("started_on", "finished_on")

@@ -1,0 +1,130 @@
+"""How the engine's records read in the API. All read-only: the engine writes them,
+people act on them only through the routes' actions."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from sync.models import MailboxAlert, QuarantinedMessage, Receipt, SyncRun
+
+
+class NoBodySerializer(serializers.Serializer):
+    """An action that takes no input: any JSON object is accepted and ignored,
+    anything else (a list, a scalar, a broken document) is a 400."""
+
+
+class SyncErrorSerializer(serializers.Serializer):
+    """Why an action on a message could not be done (``code`` as in sync.errors)."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    acknowledged = serializers.SerializerMethodField()
+    resolved = serializers.SerializerMethodField()
+    acknowledged_by = serializers.CharField(source="acknowledged_by.username", default=None)
+    resolved_by = serializers.CharField(source="resolved_by.username", default=None)
+
+    class Meta:
+        model = MailboxAlert
+        fields = (
+            "id",
+            "level",
+            "category",
+            "code",
+            "message",
+            "mailbox",
+            "profile",
+            "subject_key",
+            "count",
+            "first_seen",
+            "last_seen",
+            "acknowledged",
+            "acknowledged_on",
+            "acknowledged_by",
+            "resolved",
+            "resolved_on",
+            "resolved_by",
+        )
+        read_only_fields = fields
+
+    def get_acknowledged(self, alert: MailboxAlert) -> bool:
+        return alert.acknowledged_on is not None
+
+    def get_resolved(self, alert: MailboxAlert) -> bool:
+        return alert.resolved_on is not None
+
+
+class ReceiptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Receipt
+        fields = (
+            "id",
+            "mailbox",
+            "folder",
+            "server_id",
+            "message_identity",
+            "message_id",
+            "subject",
+            "sender",
+            "outcome",
+            "email",
+            "quarantined",
+            "server_received_on",
+            "created_on",
+            "updated_on",
+        )
+        read_only_fields = fields
+
+
+class QuarantinedMessageSerializer(serializers.ModelSerializer):
+    # The raw message stays out of JSON (a download of its own comes later);
+    # whether it was kept and how big it is are enough to decide on a reprocess.
+    raw_stored = serializers.SerializerMethodField()
+
+    class Meta:
+        model = QuarantinedMessage
+        fields = (
+            "id",
+            "mailbox",
+            "folder",
+            "server_id",
+            "message_identity",
+            "raw_stored",
+            "size",
+            "error_code",
+            "error_text",
+            "state",
+            "attempts",
+            "server_received_on",
+            "created_on",
+            "reprocessed_on",
+        )
+        read_only_fields = fields
+
+    def get_raw_stored(self, message: QuarantinedMessage) -> bool:
+        return bool(message.raw)
+
+
+class SyncRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SyncRun
+        fields = (
+            "id",
+            "mailbox",
+            "kind",
+            "started_on",
+            "finished_on",
+            "outcome",
+            "received",
+            "tracked",
+            "linked",
+            "not_tracked",
+            "quarantined",
+            "sent",
+            "failed",
+            "error_code",
+            "error_text",
+        )
+        read_only_fields = fields
