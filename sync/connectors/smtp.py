@@ -1,0 +1,440 @@
+"""SMTP submission (smtplib): one connection sends a batch of messages.
+
+``with SmtpConnection(settings) as smtp: smtp.send(raw, mail_from=..., rcpt_to=[...])``
+
+- TLS as the settings say: implicit (SMTPS), STARTTLS (required: a server
+  that does not offer it is refused) or none; the certificate is always
+  verified (``ca_file`` replaces the system's CAs, never switches checks off).
+- AUTH PLAIN or LOGIN (UTF-8) when a user name is set. SMTP has no standard
+  for impersonation, so with ``act_as`` the connector still logs in as the
+  service account; the envelope sender is whatever ``mail_from`` says (the
+  mailbox's address) and the server decides whether that account may use it.
+- A connection the server closed while idle is reopened once, before MAIL
+  FROM. Once the whole message has gone out, nothing is retried: a lost reply
+  raises ``TransientError(code="outcome_unknown")``, because the server may
+  have accepted the message and a resend could deliver it twice.
+- Every failure is a ``TransientError``, ``PermanentError`` or
+  ``MessageError`` with a stable ``code`` and a message naming the server,
+  the cause and the fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+
+from cryptography import x509
+
+from sync.connectors.base import SendResult, ServerSettings, Tls
+from sync.errors import MessageError, PermanentError, SyncError, TransientError
+
+# RFC 5321 4.5.3.2.6 allows a server ten minutes to answer the end of the data
+# (virus scanning, a slow queue); giving up early turns a sent message into
+# "outcome unknown", so the reply gets at least this long.
+DATA_REPLY_TIMEOUT = 300.0
+
+_NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+
+
+class SmtpConnection:
+    """One authenticated SMTP connection, reused for every message sent through it."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self._client: smtplib.SMTP | None = None
+
+    def __enter__(self) -> SmtpConnection:
+        self.open()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def server(self) -> str:
+        return f"SMTP server {self.settings.host}:{self.settings.port}"
+
+    # -- connection ---------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, secure and authenticate; raises a SyncError saying what failed."""
+        self.close()
+        with self._failures():
+            self._client = self._connect()
+
+    def close(self) -> None:
+        """QUIT politely; a connection that is already gone is just dropped."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.quit()
+        except OSError:  # smtplib's errors are OSErrors: the server went away first
+            pass
+        finally:
+            client.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        client: smtplib.SMTP
+        if s.tls is Tls.IMPLICIT:
+            client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._tls_context())
+        else:
+            client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        try:
+            client.ehlo_or_helo_if_needed()
+            if s.tls is Tls.STARTTLS:
+                self._starttls(client)
+            if s.username:
+                self._login(client)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _tls_context(self) -> ssl.SSLContext:
+        try:
+            return ssl.create_default_context(cafile=self.settings.ca_file)
+        except (OSError, ssl.SSLError) as error:
+            raise PermanentError(
+                f"The CA file {self.settings.ca_file!r} for the {self.server} cannot be read ({error}). "
+                "Point it at a PEM file holding the certificate authority that signed the server's "
+                "certificate.",
+                code="ca_file_invalid",
+            ) from error
+
+    def _starttls(self, client: smtplib.SMTP) -> None:
+        if not client.has_extn("starttls"):
+            raise PermanentError(
+                f"The {self.server} does not offer STARTTLS, and mail is never sent in cleartext when "
+                "SSL is on. Use the server's submission port (587 with STARTTLS, 465 with SSL), or "
+                "enable STARTTLS on the server.",
+                code="starttls_unavailable",
+            )
+        code, reply = client.starttls(context=self._tls_context())
+        if code != 220:
+            if 400 <= code < 500:
+                raise self._temporary(code, reply, "refused STARTTLS for now")
+            raise PermanentError(
+                f"The {self.server} refused STARTTLS ({_reply(code, reply)}). "
+                "Enable TLS on the server or use its SSL port (465).",
+                code="starttls_unavailable",
+            )
+        client.ehlo()
+
+    def _login(self, client: smtplib.SMTP) -> None:
+        user, password = self.settings.username.encode(), self.settings.password.encode()
+        mechanisms = client.esmtp_features.get("auth", "").upper().split()
+        if "PLAIN" in mechanisms:
+            code, reply = client.docmd("AUTH", "PLAIN " + _b64(b"\0" + user + b"\0" + password))
+        elif "LOGIN" in mechanisms:
+            code, reply = client.docmd("AUTH", "LOGIN " + _b64(user))
+            if code == 334:
+                code, reply = client.docmd(_b64(password))
+        else:
+            raise PermanentError(
+                f"The {self.server} offers no password login (AUTH PLAIN or LOGIN) on this connection"
+                + (" without TLS" if self.settings.tls is Tls.NONE else "")
+                + ". Turn SSL on in the profile, or remove the user name if the server needs no login.",
+                code="authentication_unavailable",
+            )
+        if code == 235:
+            return
+        if 400 <= code < 500:
+            raise self._temporary(code, reply, "could not check the password now")
+        raise PermanentError(
+            f"The {self.server} rejected the login for {self.settings.username!r} ({_reply(code, reply)}). "
+            "Correct the user name and password in the email server profile or the mailbox.",
+            code="authentication_failed",
+        )
+
+    # -- sending ------------------------------------------------------------------
+
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: list[str]) -> SendResult:
+        """Send ``raw`` unchanged to ``rcpt_to``; recipients the server refused are in
+        the result as long as it took at least one."""
+        if not rcpt_to:
+            raise MessageError("The message has no recipients.", code="no_recipients")
+        with self._failures():
+            client = self._mail_from(raw, mail_from, rcpt_to)
+            refused = self._rcpt_to(client, rcpt_to)
+        self._data(client, raw)
+        return SendResult(refused=refused)
+
+    def _mail_from(self, raw: bytes, mail_from: str, rcpt_to: list[str]) -> smtplib.SMTP:
+        """MAIL FROM, on a fresh connection if the server dropped the idle one."""
+        client = self._client or self._reopen()
+        options = self._mail_options(client, raw, [mail_from, *rcpt_to])
+        try:
+            code, reply = client.mail(mail_from, options)
+        except smtplib.SMTPServerDisconnected as error:
+            if isinstance(error.__context__, TimeoutError):
+                raise
+            code, reply = 421, b""
+        if code == 421:  # closed, or closing: nothing of this message has been sent yet
+            client = self._reopen()
+            code, reply = client.mail(mail_from, self._mail_options(client, raw, [mail_from, *rcpt_to]))
+        if code != 250:
+            self._reset(client)
+            raise self._sender_refused(code, reply, mail_from)
+        return client
+
+    def _reopen(self) -> smtplib.SMTP:
+        self.close()
+        self._client = self._connect()
+        return self._client
+
+    def _mail_options(self, client: smtplib.SMTP, raw: bytes, addresses: list[str]) -> list[str]:
+        options = []
+        if client.has_extn("size"):
+            options.append(f"SIZE={len(raw)}")
+        if not raw.isascii() and client.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if not all(address.isascii() for address in addresses):
+            if not client.has_extn("smtputf8"):
+                raise MessageError(
+                    f"The {self.server} does not accept addresses with non-ASCII characters (no SMTPUTF8): "
+                    f"{', '.join(a for a in addresses if not a.isascii())}.",
+                    code="smtputf8_unavailable",
+                )
+            options.append("SMTPUTF8")
+        return options
+
+    def _rcpt_to(self, client: smtplib.SMTP, rcpt_to: list[str]) -> dict[str, str]:
+        refused: dict[str, str] = {}
+        for address in rcpt_to:
+            code, reply = client.rcpt(address)
+            if code == 421:
+                raise self._temporary(code, reply, "closed the connection")
+            if code not in (250, 251):
+                refused[address] = _reply(code, reply)
+        if len(refused) == len(rcpt_to):
+            self._reset(client)
+            raise self._all_refused(refused)
+        return refused
+
+    def _data(self, client: smtplib.SMTP, raw: bytes) -> None:
+        with self._failures():
+            code, reply = client.docmd("DATA")
+            if code == 354:
+                # A failure while sending means the end-of-data mark never reached
+                # the server, so it cannot have accepted the message: safe to retry.
+                client.send(_dot_stuffed(raw))
+        if code != 354:
+            self._reset(client)
+            raise self._message_refused(code, reply)
+        code, reply = self._final_reply(client)
+        if code != 250:
+            raise self._message_refused(code, reply)
+
+    def _final_reply(self, client: smtplib.SMTP) -> tuple[int, bytes]:
+        """The reply to the end of the data: from here on the message may be delivered."""
+        try:
+            if client.sock is not None:
+                client.sock.settimeout(max(self.settings.timeout, DATA_REPLY_TIMEOUT))
+            code, reply = client.getreply()
+            if client.sock is not None:
+                client.sock.settimeout(self.settings.timeout)
+        except OSError as error:  # smtplib's errors are OSErrors too
+            self.close()
+            raise TransientError(
+                f"The connection to the {self.server} was lost after the whole message was sent and "
+                f"before the server confirmed it ({error}). The server may have accepted it, so it is not "
+                "sent again automatically: check the recipient's mailbox, then resend or cancel it.",
+                code="outcome_unknown",
+            ) from error
+        return code, reply
+
+    def _reset(self, client: smtplib.SMTP) -> None:
+        """RSET after a refusal so the next message can use the connection."""
+        try:
+            client.rset()
+        except OSError:
+            self.close()  # the next message reconnects
+
+    # -- failures -------------------------------------------------------------------
+
+    def _sender_refused(self, code: int, reply: bytes, mail_from: str) -> SyncError:
+        if 400 <= code < 500:
+            return self._temporary(code, reply, f"refused the sender {mail_from!r} for now")
+        if code == 552:  # SIZE over the server's limit: this message, not the mailbox
+            return self._message_refused(code, reply)
+        if code == 530:
+            return PermanentError(
+                f"The {self.server} requires a login ({_reply(code, reply)}). "
+                "Enter a user name and password in the email server profile.",
+                code="authentication_required",
+            )
+        return PermanentError(
+            f"The {self.server} refused {mail_from!r} as the sender ({_reply(code, reply)}). "
+            f"Allow the account {self.settings.username!r} to send as that address on the server, "
+            "or change the mailbox's email address.",
+            code="sender_refused",
+        )
+
+    def _all_refused(self, refused: dict[str, str]) -> SyncError:
+        replies = "; ".join(f"{address}: {reply}" for address, reply in refused.items())
+        if all(reply.startswith("4") for reply in refused.values()):
+            return TransientError(
+                f"The {self.server} refused every recipient for now ({replies}); it will be retried.",
+                code="temporary_failure",
+            )
+        # A bad address fails this email, not the mailbox: the next email may be fine.
+        return MessageError(
+            f"The {self.server} refused every recipient ({replies}). Correct the addresses and send again.",
+            code="all_recipients_refused",
+        )
+
+    def _message_refused(self, code: int, reply: bytes) -> SyncError:
+        if 400 <= code < 500:
+            return self._temporary(code, reply, "did not take the message for now")
+        return MessageError(
+            f"The {self.server} refused the message ({_reply(code, reply)}). "
+            "Change the message (for example its size or attachments) and send it again.",
+            code="message_refused",
+        )
+
+    def _temporary(self, code: int, reply: bytes | str, what: str) -> TransientError:
+        busy = code == 421
+        return TransientError(
+            f"The {self.server} {what} ({_reply(code, reply)}); "
+            + ("it is busy or shutting down, " if busy else "")
+            + "it will be retried.",
+            code="server_busy" if busy else "temporary_failure",
+        )
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Network, TLS and protocol errors as SyncErrors (only before any message data is sent)."""
+        try:
+            yield
+        except OSError as error:  # socket, ssl and smtplib errors are all OSErrors
+            self.close()
+            raise self._translate(error) from error
+
+    def _translate(self, error: OSError) -> SyncError:
+        s = self.settings
+        if isinstance(error, socket.gaierror):
+            if error.errno in _NAME_NOT_FOUND:
+                return PermanentError(
+                    f"The {self.server} cannot be found: the name {s.host!r} does not resolve ({error}). "
+                    "Correct the outgoing server name in the email server profile.",
+                    code="dns_not_found",
+                )
+            return TransientError(
+                f"The name of the {self.server} could not be looked up now ({error}); it will be retried.",
+                code="dns_unavailable",
+            )
+        if isinstance(error, ConnectionRefusedError):
+            return TransientError(
+                f"The {self.server} refused the connection. Check the port in the email server profile "
+                "and that the server is running; it will be retried.",
+                code="connection_refused",
+            )
+        if isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
+            return TransientError(
+                f"The {self.server} did not answer within {s.timeout:g} seconds. It may be overloaded or "
+                "a firewall drops the connection"
+                + (", or the port expects SSL from the start (465)" if s.tls is not Tls.IMPLICIT else "")
+                + "; it will be retried.",
+                code="timeout",
+            )
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return PermanentError(
+                f"The {self.server} presented a certificate that is not valid "
+                f"({(error.verify_message or error.reason or '').rstrip('.')}).{self._certificate_details()} "
+                f"Install a certificate for {s.host!r} signed by a trusted authority (and not expired), "
+                "or use the host name the certificate was issued for.",
+                code="tls_certificate_invalid",
+            )
+        if isinstance(error, ssl.SSLError):
+            hint = (
+                "the port may expect STARTTLS (587) rather than SSL from the start"
+                if s.tls is Tls.IMPLICIT
+                else "the server's TLS set-up may be broken or too old"
+            )
+            return PermanentError(
+                f"The TLS handshake with the {self.server} failed ({error.reason or error}): {hint}. "
+                "Check the port and SSL settings in the email server profile.",
+                code="tls_failed",
+            )
+        if isinstance(error, smtplib.SMTPResponseException):
+            if 400 <= error.smtp_code < 500:
+                return self._temporary(error.smtp_code, error.smtp_error, "turned the connection down")
+            reply = _reply(error.smtp_code, error.smtp_error)
+            return PermanentError(
+                f"The {self.server} turned the connection down ({reply}). "
+                "Check the server name and port in the email server profile.",
+                code="connection_rejected",
+            )
+        return TransientError(
+            f"The connection to the {self.server} was lost ({error}); it will be retried.",
+            code="connection_lost",
+        )
+
+    def _certificate_details(self) -> str:
+        """The certificate the server shows, fetched again without checking it, for the
+        administrator to see why it fails. Nothing but EHLO / STARTTLS is sent."""
+        try:
+            der = self._peer_certificate()
+        except OSError:
+            return ""
+        if der is None:
+            return ""
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = [
+                *alt.get_values_for_type(x509.DNSName),
+                *map(str, alt.get_values_for_type(x509.IPAddress)),
+            ]
+        except x509.ExtensionNotFound:
+            names = []
+        return (
+            f" The certificate is for {cert.subject.rfc4514_string() or '(no subject)'}"
+            f" (names: {', '.join(names) or 'none'}), issued by {cert.issuer.rfc4514_string()},"
+            f" valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to"
+            f" {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC."
+        )
+
+    def _peer_certificate(self) -> bytes | None:
+        s = self.settings
+        unchecked = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        unchecked.check_hostname = False
+        unchecked.verify_mode = ssl.CERT_NONE  # diagnostics only: no login, no mail
+        client: smtplib.SMTP
+        if s.tls is Tls.IMPLICIT:
+            client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=unchecked)
+        else:
+            client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        with client:
+            if s.tls is not Tls.IMPLICIT:
+                client.starttls(context=unchecked)
+            sock = client.sock
+            return sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+
+
+def _dot_stuffed(raw: bytes) -> bytes:
+    """The DATA payload: the message as is, lines starting with "." doubled (RFC 5321 4.5.2)."""
+    body = _LEADING_DOT.sub(b"..", raw)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _reply(code: int, reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return f"{code} {' '.join(text.split())}".rstrip()
