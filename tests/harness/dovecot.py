@@ -33,7 +33,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import trustme
@@ -54,8 +54,13 @@ def free_port() -> int:
 
 
 class Dovecot:
-    def __init__(self, *, ca: trustme.CA | None = None, cert: trustme.LeafCert | None = None) -> None:
+    def __init__(
+        self, *, ca: trustme.CA | None = None, cert: trustme.LeafCert | None = None, extra_config: str = ""
+    ) -> None:
+        """``cert`` replaces the usual one (for localhost and 127.0.0.1 from ``ca``);
+        ``extra_config`` is appended to dovecot.conf (a later setting wins)."""
         self.ca = ca or trustme.CA()
+        self.extra_config = extra_config
         self.cert = cert or self.ca.issue_cert("localhost", HOST)
         self.host = HOST
         self.imap_port, self.imaps_port = free_port(), free_port()
@@ -85,7 +90,7 @@ class Dovecot:
         for name in ("users", "impersonation-deny"):
             (self.dir / name).mkdir(mode=0o755)
         (self.dir / "masters").write_text(f"{self.master_user}:{{PLAIN}}{self.master_password}\n")
-        self.config_path.write_text(self._config())
+        self.config_path.write_text(self._config() + self.extra_config)
 
     def _config(self) -> str:
         d = self.dir
@@ -109,7 +114,8 @@ class Dovecot:
         # setpriv: a killed pytest takes its Dovecot down (no ports or /tmp held).
         command = ["setpriv", "--pdeathsig", "TERM", "dovecot", "-F", "-c", str(self.config_path)]
         with (self.dir / "stderr.log").open("ab") as stderr:
-            self.process = subprocess.Popen(command, stdout=stderr, stderr=stderr)
+            # Its own process group: stop() can end every process of this Dovecot.
+            self.process = subprocess.Popen(command, stdout=stderr, stderr=stderr, start_new_session=True)
         self._wait_ready(timeout)
         return self
 
@@ -145,6 +151,10 @@ class Dovecot:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        # Sessions (imap, pop3) and the log process outlive the master; an outage
+        # must end them too, or connected clients would go on being served.
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process = None
 
     @contextmanager
