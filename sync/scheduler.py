@@ -173,7 +173,9 @@ def run_claimed(claim: Claim, work: Callable[[Mailbox], SyncRun]) -> SyncRun | N
 def release(claim: Claim, *, run: SyncRun | None, mailbox: Mailbox) -> None:
     schedule = MailboxSchedule.objects.get(mailbox_id=claim.mailbox_id, kind=claim.kind)
     busy = run is not None and (run.received or run.sent or run.outcome == SyncOutcome.PARTIAL)
-    idle_runs = 0 if busy else schedule.idle_runs + 1
+    failed = run is not None and run.outcome == SyncOutcome.FAILED
+    # A failed run is not idleness: its retry time is the mailbox's postponement.
+    idle_runs = schedule.idle_runs if failed else 0 if busy else schedule.idle_runs + 1
     MailboxSchedule.objects.filter(pk=schedule.pk, lease_token=claim.token).update(
         lease_token=None,
         lease_expires_on=None,
@@ -188,7 +190,7 @@ def next_due(mailbox: Mailbox, *, run: SyncRun | None, idle_runs: int) -> dateti
     """Busy mailboxes come back after the minimum polling interval (at once when a
     run stopped at its budget); idle ones back off gradually to a cap."""
     now = clock.now()
-    if run is not None and run.outcome == SyncOutcome.PARTIAL:
+    if run is not None and run.outcome in (SyncOutcome.PARTIAL, SyncOutcome.FAILED):
         return now
     interval = timedelta(minutes=mailbox.profile.min_polling_interval_minutes if mailbox.profile else 5)
     interval = max(interval, timedelta(minutes=1))
