@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import trustme
 
 from sync.connectors.base import ServerSettings, Tls
+from sync.errors import TransientError
 from tests.harness.dovecot import Dovecot, free_port
 from tests.harness.fixtures import MailUser
 
@@ -81,6 +84,20 @@ def one_session_dovecot() -> Iterator[Dovecot]:
 def add_user(server: Dovecot) -> MailUser:
     password = secrets.token_hex(8)
     return MailUser(server.add_user(f"user-{secrets.token_hex(5)}", password), password)
+
+
+def refusal_while_busy(connection: Callable[[], Any]) -> TransientError:
+    """The error for an extra session. Dovecot counts a session a moment after
+    its login (anvil is told asynchronously), so an early try may still get in."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            with connection():
+                pass
+        except TransientError as error:
+            return error
+        time.sleep(0.1)
+    raise AssertionError("the server never refused the extra session")
 
 
 @pytest.fixture
