@@ -23,14 +23,12 @@ from __future__ import annotations
 import base64
 import re
 import smtplib
-import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from cryptography import x509
-
+from sync.connectors import network
 from sync.connectors.base import SendResult, ServerSettings, Tls
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 
@@ -39,7 +37,7 @@ from sync.errors import MessageError, PermanentError, SyncError, TransientError
 # "outcome unknown", so the reply gets at least this long.
 DATA_REPLY_TIMEOUT = 300.0
 
-_NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+PROTOCOL = "SMTP"
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
@@ -61,7 +59,7 @@ class SmtpConnection:
 
     @property
     def server(self) -> str:
-        return f"SMTP server {self.settings.host}:{self.settings.port}"
+        return f"{PROTOCOL} server {network.where(self.settings)}"
 
     # -- connection ---------------------------------------------------------------
 
@@ -103,7 +101,7 @@ class SmtpConnection:
 
     def _tls_context(self) -> ssl.SSLContext:
         try:
-            return ssl.create_default_context(cafile=self.settings.ca_file)
+            return network.verifying_context(self.settings)
         except (OSError, ssl.SSLError) as error:
             raise PermanentError(
                 f"The CA file {self.settings.ca_file!r} for the {self.server} cannot be read ({error}). "
@@ -285,7 +283,8 @@ class SmtpConnection:
         replies = "; ".join(f"{address}: {reply}" for address, reply in refused.items())
         if all(reply.startswith("4") for reply in refused.values()):
             return TransientError(
-                f"The {self.server} refused every recipient for now ({replies}); it will be retried.",
+                f"The {self.server} refused every recipient for now ({replies}); "
+                "serversync tries again later.",
                 code="temporary_failure",
             )
         # A bad address fails this email, not the mailbox: the next email may be fine.
@@ -304,12 +303,13 @@ class SmtpConnection:
         )
 
     def _temporary(self, code: int, reply: bytes | str, what: str) -> TransientError:
-        busy = code == 421
+        if code == 421:  # "service not available, closing transmission channel"
+            return network.server_busy(
+                self.settings, protocol=PROTOCOL, detail=f"{what}: {_reply(code, reply)}"
+            )
         return TransientError(
-            f"The {self.server} {what} ({_reply(code, reply)}); "
-            + ("it is busy or shutting down, " if busy else "")
-            + "it will be retried.",
-            code="server_busy" if busy else "temporary_failure",
+            f"The {self.server} {what} ({_reply(code, reply)}); serversync tries again later.",
+            code="temporary_failure",
         )
 
     @contextmanager
@@ -322,52 +322,7 @@ class SmtpConnection:
             raise self._translate(error) from error
 
     def _translate(self, error: OSError) -> SyncError:
-        s = self.settings
-        if isinstance(error, socket.gaierror):
-            if error.errno in _NAME_NOT_FOUND:
-                return PermanentError(
-                    f"The {self.server} cannot be found: the name {s.host!r} does not resolve ({error}). "
-                    "Correct the outgoing server name in the email server profile.",
-                    code="dns_not_found",
-                )
-            return TransientError(
-                f"The name of the {self.server} could not be looked up now ({error}); it will be retried.",
-                code="dns_unavailable",
-            )
-        if isinstance(error, ConnectionRefusedError):
-            return TransientError(
-                f"The {self.server} refused the connection. Check the port in the email server profile "
-                "and that the server is running; it will be retried.",
-                code="connection_refused",
-            )
-        if isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
-            return TransientError(
-                f"The {self.server} did not answer within {s.timeout:g} seconds. It may be overloaded or "
-                "a firewall drops the connection"
-                + (", or the port expects SSL from the start (465)" if s.tls is not Tls.IMPLICIT else "")
-                + "; it will be retried.",
-                code="timeout",
-            )
-        if isinstance(error, ssl.SSLCertVerificationError):
-            return PermanentError(
-                f"The {self.server} presented a certificate that is not valid "
-                f"({(error.verify_message or error.reason or '').rstrip('.')}).{self._certificate_details()} "
-                f"Install a certificate for {s.host!r} signed by a trusted authority (and not expired), "
-                "or use the host name the certificate was issued for.",
-                code="tls_certificate_invalid",
-            )
-        if isinstance(error, ssl.SSLError):
-            hint = (
-                "the port may expect STARTTLS (587) rather than SSL from the start"
-                if s.tls is Tls.IMPLICIT
-                else "the server's TLS set-up may be broken or too old"
-            )
-            return PermanentError(
-                f"The TLS handshake with the {self.server} failed ({error.reason or error}): {hint}. "
-                "Check the port and SSL settings in the email server profile.",
-                code="tls_failed",
-            )
-        if isinstance(error, smtplib.SMTPResponseException):
+        if isinstance(error, smtplib.SMTPResponseException):  # the greeting or EHLO refused
             if 400 <= error.smtp_code < 500:
                 return self._temporary(error.smtp_code, error.smtp_error, "turned the connection down")
             reply = _reply(error.smtp_code, error.smtp_error)
@@ -376,51 +331,24 @@ class SmtpConnection:
                 "Check the server name and port in the email server profile.",
                 code="connection_rejected",
             )
-        return TransientError(
-            f"The connection to the {self.server} was lost ({error}); it will be retried.",
-            code="connection_lost",
+        if isinstance(error, smtplib.SMTPServerDisconnected):
+            # smtplib turns a timed-out read into "connection unexpectedly closed".
+            if isinstance(error.__context__, TimeoutError):
+                return network.timeout(self.settings, protocol=PROTOCOL)
+            return network.connection_lost(self.settings, protocol=PROTOCOL, detail=str(error))
+        return network.translate(
+            error, self.settings, protocol=PROTOCOL, fetch_certificate=self._fetch_certificate
         )
 
-    def _certificate_details(self) -> str:
-        """The certificate the server shows, fetched again without checking it, for the
-        administrator to see why it fails. Nothing but EHLO / STARTTLS is sent."""
-        try:
-            der = self._peer_certificate()
-        except OSError:
-            return ""
-        if der is None:
-            return ""
-        cert = x509.load_der_x509_certificate(der)
-        try:
-            alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            names = [
-                *alt.get_values_for_type(x509.DNSName),
-                *map(str, alt.get_values_for_type(x509.IPAddress)),
-            ]
-        except x509.ExtensionNotFound:
-            names = []
-        return (
-            f" The certificate is for {cert.subject.rfc4514_string() or '(no subject)'}"
-            f" (names: {', '.join(names) or 'none'}), issued by {cert.issuer.rfc4514_string()},"
-            f" valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to"
-            f" {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC."
-        )
-
-    def _peer_certificate(self) -> bytes | None:
+    def _fetch_certificate(self, context: ssl.SSLContext) -> bytes | None:
+        """The certificate the server shows, read again without checking it, to say why it
+        fails. Nothing but EHLO and STARTTLS is sent."""
         s = self.settings
-        unchecked = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        unchecked.check_hostname = False
-        unchecked.verify_mode = ssl.CERT_NONE  # diagnostics only: no login, no mail
-        client: smtplib.SMTP
         if s.tls is Tls.IMPLICIT:
-            client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=unchecked)
-        else:
-            client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-        with client:
-            if s.tls is not Tls.IMPLICIT:
-                client.starttls(context=unchecked)
-            sock = client.sock
-            return sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+            return network.fetch_implicit_certificate(s)(context)
+        with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as client:
+            client.starttls(context=context)
+            return network.peer_certificate(client.sock) if client.sock is not None else None
 
 
 def _dot_stuffed(raw: bytes) -> bytes:

@@ -304,7 +304,7 @@ def test_a_certificate_for_another_name_is_invalid(tls, relay_with_cert, sender)
     assert raised.value.code == "tls_certificate_invalid"
     message = raised.value.message
     assert "IP address mismatch" in message  # the settings name the host 127.0.0.1
-    assert "names: wrong.example" in message
+    assert "The certificate names wrong.example" in message
     assert "valid from" in message
 
 
@@ -359,7 +359,7 @@ def test_implicit_tls_on_the_starttls_port_is_tls_failed(smtp_relay, settings_fo
     with pytest.raises(PermanentError) as raised:
         SmtpConnection(settings_for(Tls.IMPLICIT, port=smtp_relay.port)).open()
     assert raised.value.code == "tls_failed"
-    assert "STARTTLS (587)" in raised.value.message
+    assert f"{smtp_relay.host}:{smtp_relay.port}" in raised.value.message
 
 
 def test_starttls_is_required_when_asked_for(plain_smtp_server, settings_for):
