@@ -193,6 +193,14 @@ class EmailSerializer(serializers.ModelSerializer):
     regarding_account = ScopedRelatedField(queryset=Account.objects.all(), required=False, allow_null=True)
     regarding_contact = ScopedRelatedField(queryset=Contact.objects.all(), required=False, allow_null=True)
     regarding_lead = ScopedRelatedField(queryset=Lead.objects.all(), required=False, allow_null=True)
+    reply_to = ScopedRelatedField(
+        queryset=EmailActivity.objects.all(),
+        required=False,
+        allow_null=True,
+        write_only=True,
+        help_text="The email this one answers: sets In-Reply-To and References and, unless given, "
+        "the regarding record.",
+    )
 
     class Meta:
         model = EmailActivity
@@ -202,6 +210,7 @@ class EmailSerializer(serializers.ModelSerializer):
             "status",
             "owner",
             "sender_queue",
+            "reply_to",
             "subject",
             "body_text",
             "body_html",

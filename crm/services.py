@@ -25,6 +25,7 @@ def email_create(
     regarding_account: Account | None = None,
     regarding_contact: Contact | None = None,
     regarding_lead: Lead | None = None,
+    reply_to: EmailActivity | None = None,
 ) -> EmailActivity:
     """A new outgoing email, as a draft or pending send. The sender is the
     queue when one is given, else the owner; the engine fixes Message-ID and
@@ -33,6 +34,10 @@ def email_create(
     if not sender_address:
         field = "sender_queue" if sender_queue is not None else "owner"
         raise ValidationError({field: ["The sender has no email address to send from."]})
+    if reply_to is not None and not (regarding_account or regarding_contact or regarding_lead):
+        regarding_account = reply_to.regarding_account
+        regarding_contact = reply_to.regarding_contact
+        regarding_lead = reply_to.regarding_lead
     email = EmailActivity(
         direction=EmailActivity.Direction.OUTGOING,
         status=status,
@@ -43,6 +48,8 @@ def email_create(
         regarding_account=regarding_account,
         regarding_contact=regarding_contact,
         regarding_lead=regarding_lead,
+        correlated_email=reply_to,
+        conversation_id=reply_to.conversation_id if reply_to else "",
     )
     email.full_clean()
     email.save()

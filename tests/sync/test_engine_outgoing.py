@@ -156,3 +156,29 @@ def test_a_connection_dropped_after_the_data_is_outcome_unknown_never_resent(sta
     outgoing.send_pending(mailbox=alice)
     assert stack.relay.accepted_count(message.message_id) == 1
     assert len(inbox(stack, bob)) == 1
+
+
+def test_a_crm_reply_carries_in_reply_to_and_references_and_the_regarding(stack):
+    alice, carl = stack.user_mailbox("alice"), stack.user_mailbox("carl")
+    lead = factories.lead(last_name="Prospect", owner=alice.user)
+    question = (
+        f"From: {carl.email_address}\r\nTo: {alice.email_address}\r\nSubject: Question\r\n"
+        "Message-ID: <q-2@example.org>\r\nReferences: <root@example.org>\r\n"
+        "Date: Tue, 24 Nov 2026 10:00:00 +0000\r\n\r\nHow much?\r\n"
+    ).encode()
+    stack.deliver(alice, question)
+    sync_incoming(mailbox=alice)
+    incoming = EmailActivity.objects.get(message_id="q-2@example.org")
+    incoming.regarding_lead = lead
+    incoming.save()
+
+    answer = compose(
+        api_client_for(alice), subject="RE: Question", to=[carl.email_address], reply_to=incoming.pk
+    )
+    outgoing.send_pending(mailbox=alice)
+
+    (received,) = inbox(stack, carl)
+    assert received["In-Reply-To"] == "<q-2@example.org>"
+    assert received["References"] == "<root@example.org> <q-2@example.org>"
+    answer.refresh_from_db()
+    assert (answer.regarding, answer.correlated_email) == (lead, incoming)
