@@ -1,0 +1,59 @@
+"""manage.py sync_mailbox and reprocess_failed, as an administrator runs them."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from sync.models import MailboxSchedule, QuarantinedMessage, SyncKind
+from tests import messages
+from tests.sync.stack import Stack, build_stack
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
+    return build_stack(settings, dovecot, smtp_relay, mail_user)
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_sync_mailbox_runs_one_mailbox_now(stack):
+    alice = stack.user_mailbox("alice")
+    stack.deliver(alice, messages.simple(to=alice.email_address))
+    output = run("sync_mailbox", alice.email_address.upper(), "--kind", "incoming")
+    assert "incoming: Success — received 1, tracked 1" in output
+    schedule = MailboxSchedule.objects.get(mailbox=alice, kind=SyncKind.INCOMING)
+    assert schedule.lease_token is None  # released for the workers
+
+
+def test_sync_mailbox_refuses_while_a_worker_holds_the_mailbox(stack):
+    from sync import scheduler
+
+    alice = stack.user_mailbox("alice")
+    assert scheduler.claim_now(mailbox=alice, kind=SyncKind.INCOMING) is not None
+    with pytest.raises(CommandError, match="right now"):
+        run("sync_mailbox", alice.email_address, "--kind", "incoming")
+
+
+def test_sync_mailbox_names_an_unknown_address():
+    with pytest.raises(CommandError, match=r"nobody@example\.test"):
+        run("sync_mailbox", "nobody@example.test")
+
+
+def test_reprocess_failed_reports_each_message(stack):
+    alice = stack.user_mailbox("alice")
+    with stack.imap(alice) as client:
+        client.append("INBOX", messages.NOT_A_MESSAGE)
+    run("sync_mailbox", alice.email_address, "--kind", "incoming")
+    held = QuarantinedMessage.objects.get(mailbox=alice)
+    output = run("reprocess_failed", "--mailbox", alice.email_address)
+    assert f"#{held.pk}: still failing" in output
+    assert "Reprocessed 0, still quarantined 1." in output
