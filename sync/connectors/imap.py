@@ -9,6 +9,7 @@ for the rare relist after a UIDVALIDITY change.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -333,17 +334,19 @@ class ImapConnection:
         # An unexplained NO is most often passing (a server fault, a lock); it is retried.
         return TransientError(f"{PROTOCOL} server {where} refused a command: {text}.", code="server_error")
 
-    def _fetch_certificate(self, context: Any) -> bytes | None:
+    def _fetch_certificate(self, context: ssl.SSLContext) -> bytes | None:
         s = self.settings
         if s.tls is Tls.IMPLICIT:
             return network.fetch_implicit_certificate(s)(context)
         try:
             client = IMAPClient(s.host, port=s.port, ssl=False, timeout=s.timeout)
-            client.starttls(context)
         except IMAPClientError:
             return None
         try:
+            client.starttls(context)
             return network.peer_certificate(client.socket())
+        except IMAPClientError:
+            return None
         finally:
             with suppress(OSError):
                 client.shutdown()

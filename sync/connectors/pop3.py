@@ -8,6 +8,7 @@ that commits, and leaving the context without it drops the connection unsaid.
 from __future__ import annotations
 
 import poplib
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from types import TracebackType
@@ -192,11 +193,14 @@ class Pop3Connection:
     def _account(self) -> str:
         return self.settings.act_as or self.settings.username
 
-    def _fetch_certificate(self, context: Any) -> bytes | None:
+    def _fetch_certificate(self, context: ssl.SSLContext) -> bytes | None:
         s = self.settings
         if s.tls is Tls.IMPLICIT:
             return network.fetch_implicit_certificate(s)(context)
-        pop = poplib.POP3(s.host, s.port, timeout=s.timeout)
+        try:
+            pop = poplib.POP3(s.host, s.port, timeout=s.timeout)
+        except poplib.error_proto:
+            return None
         try:
             pop.stls(context=context)
             return network.peer_certificate(pop.sock)
