@@ -78,6 +78,9 @@ class ReceiptOutcome(models.TextChoices):
     SENDER_NOT_CRM = "sender_not_crm", "Not tracked: sender is not a CRM record"
     QUARANTINED = "quarantined", "Quarantined"
     TEST_MESSAGE = "test_message", "Not tracked: serversync test message"
+    AUTO_REPLY = "auto_reply", "Not tracked: auto-reply"
+    BOUNCE = "bounce", "Delivery report: recorded on the failed recipient"
+    FORWARDED = "forwarded", "Forwarded: processed for the forwarding user"
 
 
 class Receipt(models.Model):
@@ -292,3 +295,64 @@ class TrackingTokenSequence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner_key}: {self.next_value}"
+
+
+class EmailHash(models.Model):
+    """Smart matching's fingerprints of an email: its subject keywords and its
+    recipients, hashed, so a reply that lost its headers can still be matched."""
+
+    class Kind(models.TextChoices):
+        SUBJECT = "subject", "Subject keyword"
+        RECIPIENT = "recipient", "Recipient"
+
+    email = models.ForeignKey(EmailActivity, on_delete=models.CASCADE, related_name="hashes")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    value = models.CharField(max_length=64)
+    created_on = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "value", "created_on"], name="email_hash_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value[:12]} of {self.email_id}"
+
+
+class HourlyRollup(models.Model):
+    """One mailbox's sync runs in one hour, summed for the dashboard."""
+
+    hour = models.DateTimeField()
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="rollups")
+    profile = models.ForeignKey(
+        EmailServerProfile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    runs = models.PositiveIntegerField(default=0)
+    failed_runs = models.PositiveIntegerField(default=0)
+    received = models.PositiveIntegerField(default=0)
+    tracked = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    # Latency from the mail server's receive time to the activity being stored:
+    # a histogram (upper bound in seconds -> count), so percentiles need no SQL function.
+    latency_count = models.PositiveIntegerField(default=0)
+    latency_histogram = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-hour"]
+        constraints = [models.UniqueConstraint(fields=["hour", "mailbox"], name="rollup_hour_mailbox_unique")]
+        indexes = [models.Index(fields=["hour"], name="rollup_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} {self.hour:%Y-%m-%d %H}:00"
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker's sign of life, for the dashboard and /health/."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    queues = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    started_on = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.hostname} ({self.last_seen:%H:%M:%S})"

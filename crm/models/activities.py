@@ -78,6 +78,9 @@ class EmailActivity(TimestampedModel):
     )
     tracking_token = models.CharField(max_length=50, blank=True, db_index=True)
     conversation_id = models.CharField(max_length=255, blank=True, db_index=True)
+    conversation_index = models.CharField(
+        max_length=500, blank=True, help_text="The Thread-Index header, as Outlook and Exchange write it."
+    )
 
     regarding_account = models.ForeignKey(
         Account, on_delete=models.SET_NULL, null=True, blank=True, related_name="emails"
@@ -155,6 +158,10 @@ class ActivityParty(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     account = models.ForeignKey(Account, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     lead = models.ForeignKey(Lead, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    delivery_failed_on = models.DateTimeField(
+        null=True, blank=True, help_text="When a delivery report said mail to this recipient failed."
+    )
+    delivery_failure = models.TextField(blank=True, help_text="What the delivery report said.")
 
     class Meta:
         verbose_name = "activity party"

@@ -68,6 +68,21 @@ class OrganizationSettings(TimestampedModel):
         validators=[MinValueValidator(1), MaxValueValidator(9)],
     )
     smart_matching_enabled = models.BooleanField("use smart matching", default=False)
+    smart_matching_filter_keywords = models.TextField(
+        "hash filter keywords",
+        default="re\nfw\nfwd\naw\nwg\nsv\nvs\ntr",
+        blank=True,
+        help_text="Subject words smart matching ignores (reply and forward prefixes), one per line.",
+    )
+    smart_matching_max_hash_count = models.PositiveSmallIntegerField(
+        "maximum number of subject keywords or recipients", default=20, validators=[MinValueValidator(1)]
+    )
+    smart_matching_min_recipient_matches = models.PositiveSmallIntegerField(
+        "minimum number of recipients that must match", default=2, validators=[MinValueValidator(1)]
+    )
+    smart_matching_subject_delta = models.PositiveSmallIntegerField(
+        "maximum difference allowed between subject keywords", default=0
+    )
     track_email_between_users_as_two_activities = models.BooleanField(
         "track email sent between two CRM users as two activities", default=False
     )
