@@ -1,5 +1,6 @@
 """Settings for the test suite: fixed throwaway keys, real PostgreSQL and Redis on loopback."""
 
+import hashlib
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
@@ -14,6 +15,14 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379")
 os.environ.setdefault("CELERY_BROKER_URL", f"{os.environ['REDIS_URL']}/{REDIS_TEST_DB}")
 
 from config.settings import *  # noqa: E402, F403
+
+# Two checkouts testing on one machine (a developer's and CI's) keep apart:
+# their own database names and their own Redis key prefix.
+CHECKOUT_ID = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]  # noqa: F405, S324
+DATABASES["default"]["TEST"] = {"NAME": f"test_serversync_{CHECKOUT_ID}"}  # noqa: F405
+REDIS_KEY_PREFIX = f"serversync-test-{CHECKOUT_ID}:"
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405

@@ -20,6 +20,9 @@ from crm.models import EmailActivity, OrganizationSettings, QueueItem
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import ServerType
 from sync import activity_store, clock, mailbox_state, parsing, tracking
+from sync.connectors.base import FetchedMessage, FolderState, Pop3Message
+from sync.connectors.imap import ImapConnection, UnfetchableMessage
+from sync.connectors.pop3 import Pop3Connection
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import (
     FolderCursor,
@@ -283,7 +286,6 @@ def _cursor(mailbox: Mailbox, folder: str) -> FolderCursor:
 
 
 def _sync_imap(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
-    from sync.connectors.imap import ImapConnection
 
     with ImapConnection(incoming_settings(mailbox)) as connection:
         folders = connection.list_folders(
@@ -295,28 +297,69 @@ def _sync_imap(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
             _sync_imap_folder(connection, mailbox, folder, run, budget)
 
 
-def _sync_imap_folder(connection, mailbox: Mailbox, folder: str, run: SyncRun, budget: Budget) -> None:  # type: ignore[no-untyped-def]
+def _sync_imap_folder(
+    connection: ImapConnection, mailbox: Mailbox, folder: str, run: SyncRun, budget: Budget
+) -> None:
     state = connection.select(folder, readonly=not mailbox.delete_email_after_processing)
     cursor = _cursor(mailbox, folder)
     if cursor.uidvalidity != state.uidvalidity:
         # New UIDVALIDITY: every UID changed, so read the folder again; identities relink it.
         FolderCursor.objects.filter(pk=cursor.pk).update(uidvalidity=state.uidvalidity, last_uid=0)
         cursor.uidvalidity, cursor.last_uid = state.uidvalidity, 0
-    cutoff = _cutoff(mailbox)
-    processed: list[int] = []
-    for fetched in connection.fetch_new(cursor.last_uid, max_size=settings.SYNC_MAX_MESSAGE_BYTES):
-        if budget.exhausted:
+    folder_run = _ImapFolderRun(mailbox, folder, state, cursor, run, budget)
+    after = cursor.last_uid
+    while not budget.exhausted:
+        try:
+            for fetched in connection.fetch_new(after, max_size=settings.SYNC_MAX_MESSAGE_BYTES):
+                if budget.exhausted:
+                    break
+                folder_run.take(fetched)
+                after = fetched.uid
             break
-        budget.spend()
+        except UnfetchableMessage as error:
+            # One message the server will not hand out must not block the mailbox.
+            folder_run.quarantine_unfetchable(error)
+            after = error.uid
+    if mailbox.delete_email_after_processing and folder_run.processed:
+        connection.delete(folder_run.processed)
 
-        def advance(uid: int = fetched.uid) -> None:
-            FolderCursor.objects.filter(pk=cursor.pk).update(last_uid=uid, highestmodseq=state.highestmodseq)
 
-        source = Source(mailbox, folder, f"{state.uidvalidity}:{fetched.uid}", fetched.internaldate)
-        if cutoff and fetched.internaldate and fetched.internaldate < cutoff:
+class _ImapFolderRun:
+    """Storing what one folder yields, each message with its cursor step."""
+
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        folder: str,
+        state: FolderState,
+        cursor: FolderCursor,
+        run: SyncRun,
+        budget: Budget,
+    ) -> None:
+        self.mailbox, self.folder, self.state, self.cursor = mailbox, folder, state, cursor
+        self.run, self.budget = run, budget
+        self.cutoff = _cutoff(mailbox)
+        self.processed: list[int] = []
+
+    def _advance(self, uid: int) -> Callable[[], None]:
+        def advance() -> None:
+            FolderCursor.objects.filter(pk=self.cursor.pk).update(
+                last_uid=uid, highestmodseq=self.state.highestmodseq
+            )
+
+        return advance
+
+    def _source(self, uid: int, received: datetime | None) -> Source:
+        return Source(self.mailbox, self.folder, f"{self.state.uidvalidity}:{uid}", received)
+
+    def take(self, fetched: FetchedMessage) -> None:
+        self.budget.spend()
+        advance = self._advance(fetched.uid)
+        if self.cutoff and fetched.internaldate and fetched.internaldate < self.cutoff:
             with transaction.atomic():
                 advance()
-            continue
+            return
+        source = self._source(fetched.uid, fetched.internaldate)
         if fetched.raw is None:
             limit = settings.SYNC_MAX_MESSAGE_BYTES
             too_big = MessageError(
@@ -325,14 +368,19 @@ def _sync_imap_folder(connection, mailbox: Mailbox, folder: str, run: SyncRun, b
             receipt = quarantine(source=source, raw=None, error=too_big, advance=advance)
         else:
             receipt = store_message(source=source, raw=fetched.raw, advance=advance)
-        _count(run, receipt)
-        processed.append(fetched.uid)
-    if mailbox.delete_email_after_processing and processed:
-        connection.delete(processed)
+        _count(self.run, receipt)
+        self.processed.append(fetched.uid)
+
+    def quarantine_unfetchable(self, error: MessageError) -> None:
+        uid = getattr(error, "uid", 0)
+        self.budget.spend()
+        receipt = quarantine(
+            source=self._source(uid, None), raw=None, error=error, advance=self._advance(uid)
+        )
+        _count(self.run, receipt)
 
 
 def _sync_pop3(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
-    from sync.connectors.pop3 import Pop3Connection
 
     cursor = _cursor(mailbox, INBOX)
     seen = set(cursor.seen_uidls)
@@ -357,7 +405,9 @@ def _sync_pop3(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
         connection.quit()
 
 
-def _store_pop3(connection, mailbox: Mailbox, cursor: FolderCursor, message) -> Receipt:  # type: ignore[no-untyped-def]
+def _store_pop3(
+    connection: Pop3Connection, mailbox: Mailbox, cursor: FolderCursor, message: Pop3Message
+) -> Receipt:
     def advance() -> None:
         locked = FolderCursor.objects.select_for_update().get(pk=cursor.pk)
         locked.seen_uidls = [*locked.seen_uidls, message.uidl]

@@ -23,8 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def flush_broker() -> None:
-    """Drop messages a previous test left in this test worker's Redis database."""
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    """Drop messages a previous test of this checkout left in Redis (other
+    checkouts' keys, under their own prefix, stay)."""
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    keys = list(client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}*", count=500))
+    if keys:
+        client.delete(*keys)
 
 
 class CeleryWorkerProcess:
