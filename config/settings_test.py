@@ -16,9 +16,11 @@ os.environ.setdefault("CELERY_BROKER_URL", f"{os.environ['REDIS_URL']}/{REDIS_TE
 
 from config.settings import *  # noqa: E402, F403
 
-# Two checkouts testing on one machine (a developer's and CI's) keep apart:
-# their own database names and their own Redis key prefix.
+# Test runs on one machine keep apart (two checkouts, or two runs in one):
+# their own database names and their own Redis key prefix. pytest-xdist gives
+# each run an id; a run without xdist is told apart by its checkout.
 CHECKOUT_ID = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]  # noqa: F405, S324
+CHECKOUT_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:12] or CHECKOUT_ID
 DATABASES["default"]["TEST"] = {"NAME": f"test_serversync_{CHECKOUT_ID}"}  # noqa: F405
 REDIS_KEY_PREFIX = f"serversync-test-{CHECKOUT_ID}:"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
