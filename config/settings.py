@@ -263,6 +263,9 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
         "task": "sync.tasks.dispatch",
         "schedule": env_int("SYNC_DISPATCH_SECONDS", 30, minimum=1),
     },
+    # Idempotent: recomputes the current and previous hour each time.
+    "rollup-recent-hours": {"task": "sync.tasks.rollup_recent", "schedule": 300},
+    "cleanup-retention": {"task": "sync.tasks.cleanup", "schedule": 3600},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
@@ -277,6 +280,14 @@ SYNC_MAX_MESSAGE_BYTES = env_int("SYNC_MAX_MESSAGE_BYTES", 50 * 1024 * 1024, min
 SYNC_IDLE_BACKOFF_MAX_MINUTES = env_int("SYNC_IDLE_BACKOFF_MAX_MINUTES", 30, minimum=1)
 SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", 600, minimum=30)
 SYNC_DISPATCH_BATCH = env_int("SYNC_DISPATCH_BATCH", 500, minimum=1)
+SYNC_HEARTBEAT_SECONDS = env_int("SYNC_HEARTBEAT_SECONDS", 30, minimum=1)
+# Retention, in days; the hourly cleanup deletes in batches within a time budget.
+SYNC_RETAIN_RAW_MESSAGES_DAYS = env_int("SYNC_RETAIN_RAW_MESSAGES_DAYS", 365, minimum=1)
+SYNC_RETAIN_SYNC_RUNS_DAYS = env_int("SYNC_RETAIN_SYNC_RUNS_DAYS", 30, minimum=1)
+SYNC_RETAIN_RESOLVED_ALERTS_DAYS = env_int("SYNC_RETAIN_RESOLVED_ALERTS_DAYS", 90, minimum=1)
+SYNC_RETAIN_RECEIPTS_DAYS = env_int("SYNC_RETAIN_RECEIPTS_DAYS", 365, minimum=1)
+SYNC_CLEANUP_BATCH = env_int("SYNC_CLEANUP_BATCH", 1000, minimum=1)
+SYNC_CLEANUP_MAX_SECONDS = env_int("SYNC_CLEANUP_MAX_SECONDS", 300, minimum=1)
 # Crash points only test settings switch on (see config/settings_test.py).
 SYNC_CRASH_POINTS: frozenset[str] = frozenset()
 

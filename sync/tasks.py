@@ -8,7 +8,8 @@ from typing import Any
 from celery import shared_task
 from django.db import transaction
 
-from sync import clock, incoming, scheduler
+from sync import clock, incoming, retention, rollups, scheduler
+from sync import heartbeats as _heartbeats  # noqa: F401  (connects the worker signals)
 from sync.models import SyncKind
 
 
@@ -50,3 +51,13 @@ def outgoing_mailbox(mailbox_id: int, lease_token: str) -> str:
     claim = scheduler.Claim(mailbox_id, SyncKind.OUTGOING, lease_token)
     run = scheduler.run_claimed(claim, lambda mailbox: outgoing.send_pending(mailbox=mailbox))
     return run.outcome if run else "lease not held"
+
+
+@shared_task(name="sync.tasks.rollup_recent")
+def rollup_recent() -> int:
+    return rollups.rollup_recent()
+
+
+@shared_task(name="sync.tasks.cleanup")
+def cleanup() -> dict[str, int | bool]:
+    return retention.cleanup().__dict__
