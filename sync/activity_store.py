@@ -7,10 +7,18 @@ from datetime import datetime
 
 from django.core.files.base import ContentFile
 
-from crm.models import ActivityParty, EmailActivity, EmailAttachment, OrganizationSettings, QueueItem
+from crm.models import (
+    ActivityParty,
+    Contact,
+    CrmUser,
+    EmailActivity,
+    EmailAttachment,
+    OrganizationSettings,
+    QueueItem,
+)
 from mailboxes.models import Mailbox
-from sync import tracking
-from sync.parsing import Address, ParsedMessage
+from sync import auto_replies, clock, parsing, tracking
+from sync.parsing import Address, ParsedMessage, identity_for
 
 
 def create_incoming_activity(
@@ -21,12 +29,16 @@ def create_incoming_activity(
     correlation: tracking.Correlation,
     server_received_on: datetime | None,
     organization: OrganizationSettings,
+    copy_owner: CrmUser | None = None,
 ) -> EmailActivity:
     correlated = correlation.email
+    if mailbox.user is not None and parsed.sender is not None and tracking.creates_contact(mailbox, parsed):
+        create_contact_for_sender(sender=parsed.sender, owner=mailbox.user)
     email = EmailActivity.objects.create(
         direction=EmailActivity.Direction.INCOMING,
         status=EmailActivity.Status.RECEIVED,
-        owner=mailbox.user or (mailbox.queue.owner if mailbox.queue else None),
+        owner=copy_owner or mailbox.user or (mailbox.queue.owner if mailbox.queue else None),
+        copy_owner=copy_owner,
         subject=parsed.subject,
         body_text=parsed.body_text,
         body_html=parsed.body_html,
@@ -35,7 +47,8 @@ def create_incoming_activity(
         references=" ".join(f"<{m}>" for m in parsed.references),
         message_identity=parsed.identity,
         tracking_token=tracking.tracking_token_in(parsed.subject, organization),
-        conversation_id=correlated.conversation_id if correlated else "",
+        conversation_id=tracking.conversation_of(parsed, correlated),
+        conversation_index=parsed.header("thread-index").strip()[:500],
         regarding_account=correlated.regarding_account if correlated else None,
         regarding_contact=correlated.regarding_contact if correlated else None,
         regarding_lead=correlated.regarding_lead if correlated else None,
@@ -46,9 +59,53 @@ def create_incoming_activity(
     )
     _add_parties(email, parsed, organization)
     _add_attachments(email, parsed, organization)
+    tracking.remember_hashes(email=email, parsed=parsed, organization=organization)
     if mailbox.queue_id:
         QueueItem.objects.get_or_create(queue_id=mailbox.queue_id, email=email)
     return email
+
+
+def create_contact_for_sender(*, sender: Address, owner: CrmUser) -> Contact:
+    """A contact for an unknown sender: name from the display name, owned by the user."""
+    address = sender.address
+    first, _, last = sender.name.strip().strip('"').rpartition(" ")
+    return Contact.objects.create(
+        first_name=first.strip()[:100],
+        last_name=(last.strip() or address.partition("@")[0])[:100],
+        email=address[:254],
+        owner=owner,
+    )
+
+
+def remember_sent(*, email: EmailActivity, raw: bytes) -> None:
+    """What correlation needs of an email serversync sent: its conversation and
+    its smart-matching fingerprints."""
+    parsed = parsing.parse(raw)
+    conversation_id = tracking.conversation_of(parsed, email.correlated_email)
+    EmailActivity.objects.filter(pk=email.pk).update(
+        conversation_id=conversation_id, conversation_index=parsed.header("thread-index").strip()[:500]
+    )
+    email.conversation_id = conversation_id
+    tracking.remember_hashes(email=email, parsed=parsed, organization=OrganizationSettings.load())
+
+
+def record_delivery_failure(*, report: auto_replies.DeliveryReport) -> EmailActivity | None:
+    """Mark the failed recipients of a CRM email a bounce reports on; the email,
+    or None when the bounce is about mail the CRM does not know."""
+    if not report.original_message_id:
+        return None
+    original = EmailActivity.objects.filter(
+        message_identity=identity_for(report.original_message_id, b""), copy_owner__isnull=True
+    ).first()
+    if original is None:
+        return None
+    now = clock.now()
+    for failure in report.failed:
+        original.parties.filter(
+            address__iexact=failure.address,
+            role__in=[ActivityParty.Role.TO, ActivityParty.Role.CC, ActivityParty.Role.BCC],
+        ).update(delivery_failed_on=now, delivery_failure=failure.diagnostic[:2000])
+    return original
 
 
 def _add_parties(email: EmailActivity, parsed: ParsedMessage, organization: OrganizationSettings) -> None:

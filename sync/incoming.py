@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from crm.models import EmailActivity, OrganizationSettings, QueueItem
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import ServerType
-from sync import activity_store, clock, mailbox_state, parsing, tracking
+from sync import activity_store, auto_replies, clock, mailbox_state, parsing, tracking
 from sync.connectors.base import FetchedMessage, FolderState, Pop3Message
 from sync.connectors.imap import ImapConnection, UnfetchableMessage
 from sync.connectors.pop3 import Pop3Connection
@@ -92,13 +92,19 @@ def _receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> R
         return known
     if parsed.header(TEST_MESSAGE_HEADER):
         return _new_receipt(source, parsed, ReceiptOutcome.TEST_MESSAGE)
-    existing = EmailActivity.objects.filter(message_identity=parsed.identity, copy_owner__isnull=True).first()
+    if auto_replies.is_automatic(parsed):
+        return _automatic_receipt(source, parsed, raw)
+    organization = OrganizationSettings.load()
+    sender = tracking.resolve(parsed.sender.address, organization) if parsed.sender else None
+    copy_owner = tracking.copy_owner_for(mailbox, sender, organization)
+    existing = EmailActivity.objects.filter(message_identity=parsed.identity, copy_owner=copy_owner).first()
     if existing is not None:
         return _link(source, parsed, existing)
-    organization = OrganizationSettings.load()
     correlation = tracking.correlate(parsed, organization)
-    sender = tracking.resolve(parsed.sender.address, organization) if parsed.sender else None
     decision = tracking.decide(tracking.tracking_option(mailbox), correlation, sender)
+    if copy_owner is not None and EmailActivity.objects.filter(message_identity=parsed.identity).exists():
+        # The sender's email is in the CRM already; the recipient's copy is tracked beside it.
+        decision = tracking.Decision(True, ReceiptOutcome.TRACKED)
     if not decision.track:
         return _new_receipt(source, parsed, decision.outcome)
     try:
@@ -110,12 +116,22 @@ def _receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> R
                 correlation=correlation,
                 server_received_on=source.server_received_on,
                 organization=organization,
+                copy_owner=copy_owner,
             )
     except IntegrityError:
         # Another mailbox stored the same message a moment ago: link to theirs.
-        existing = EmailActivity.objects.get(message_identity=parsed.identity, copy_owner__isnull=True)
+        existing = EmailActivity.objects.get(message_identity=parsed.identity, copy_owner=copy_owner)
         return _link(source, parsed, existing)
     return _new_receipt(source, parsed, ReceiptOutcome.TRACKED, email=email)
+
+
+def _automatic_receipt(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> Receipt:
+    """Auto-replies are never tracked; a bounce of CRM email marks its failed recipients."""
+    report = auto_replies.delivery_report(parsed, raw)
+    original = activity_store.record_delivery_failure(report=report) if report else None
+    if original is not None:
+        return _new_receipt(source, parsed, ReceiptOutcome.BOUNCE, email=original)
+    return _new_receipt(source, parsed, ReceiptOutcome.AUTO_REPLY)
 
 
 def _link(source: Source, parsed: parsing.ParsedMessage, email: EmailActivity) -> Receipt:

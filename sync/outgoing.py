@@ -22,7 +22,7 @@ from crm.choices import OutgoingMethod
 from crm.models import ActivityParty, EmailActivity, OrganizationSettings
 from mailboxes.models import ApprovalStatus, Mailbox
 from profiles.models import ServerType
-from sync import alerts, clock, mailbox_state, parsing
+from sync import activity_store, alerts, clock, mailbox_state, parsing
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, OutgoingClaim, SyncKind, SyncOutcome, SyncRun, TrackingTokenSequence
 from sync.server_settings import incoming_settings, outgoing_settings
@@ -200,6 +200,7 @@ def _mark_sent(email: EmailActivity, claim: OutgoingClaim, raw: bytes, *, refuse
     email.failure_reason = "; ".join(f"{address}: {reply}" for address, reply in refused.items())
     email.raw_message.save("message.eml", ContentFile(raw), save=False)
     email.save(update_fields=["status", "sent_on", "failure_reason", "raw_message", "modified_on"])
+    activity_store.remember_sent(email=email, raw=raw)
     OutgoingClaim.objects.filter(pk=claim.pk).delete()
 
 

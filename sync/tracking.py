@@ -3,15 +3,21 @@ parties are. The business rules of tracking live here and nowhere else."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db.models import Model
 
 from crm.choices import TrackIncomingEmail
 from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, OrganizationSettings, Queue
 from mailboxes.models import Mailbox
-from sync.models import ReceiptOutcome
+from sync import clock
+from sync.models import EmailHash, ReceiptOutcome
 from sync.parsing import ParsedMessage, identity_for
 
 # Resolution order when an address belongs to several kinds of record.
@@ -23,6 +29,10 @@ PARTY_MODELS: tuple[tuple[str, type[Model]], ...] = (
     ("lead", Lead),
 )
 CUSTOMER_KINDS = {"contact", "account", "lead"}
+# Outlook's Thread-Index: 1 reserved byte, a 5-byte FILETIME and a 16-byte GUID
+# name the conversation; each reply appends 5 bytes.
+THREAD_INDEX_HEADER_BYTES = 22
+SMART_MATCHING_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,8 @@ def tracking_option(mailbox: Mailbox) -> str:
 
 
 def correlate(parsed: ParsedMessage, organization: OrganizationSettings) -> Correlation:
-    """In-Reply-To and References against CRM Message-IDs, then the tracking token."""
+    """In order: In-Reply-To and References against CRM Message-IDs, the tracking
+    token, the conversation (Thread-Index or the References root), smart matching."""
     if organization.correlation_enabled:
         for message_id in [*reversed(parsed.in_reply_to), *reversed(parsed.references)]:
             found = EmailActivity.objects.filter(
@@ -60,7 +71,138 @@ def correlate(parsed: ParsedMessage, organization: OrganizationSettings) -> Corr
         found = EmailActivity.objects.filter(tracking_token=token).order_by("id").first()
         if found is not None:
             return Correlation(found, EmailActivity.CorrelationMethod.TRACKING_TOKEN)
+    if organization.correlation_enabled:
+        return _in_conversation(parsed) or _smart_match(parsed, organization) or Correlation(None)
     return Correlation(None)
+
+
+def conversation_id_for(parsed: ParsedMessage) -> str:
+    """The conversation a message belongs to: the first 22 bytes of its
+    Thread-Index, else the root of its References chain, else itself."""
+    header = thread_index_header(parsed)
+    if header:
+        return "thread-index:" + header.hex()
+    root = (parsed.references or parsed.in_reply_to or [parsed.message_id or parsed.identity])[0]
+    return f"root:{root}"[:255]
+
+
+def conversation_of(parsed: ParsedMessage, correlated: EmailActivity | None) -> str:
+    """A stored email's conversation: its own headers say it when they point
+    anywhere, else the conversation of the email it correlated with."""
+    own_headers = thread_index_header(parsed) or parsed.references or parsed.in_reply_to
+    if not own_headers and correlated is not None and correlated.conversation_id:
+        return correlated.conversation_id
+    return conversation_id_for(parsed)
+
+
+def thread_index_header(parsed: ParsedMessage) -> bytes:
+    try:
+        decoded = base64.b64decode(parsed.header("thread-index").strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+    return decoded[:THREAD_INDEX_HEADER_BYTES] if len(decoded) >= THREAD_INDEX_HEADER_BYTES else b""
+
+
+def _in_conversation(parsed: ParsedMessage) -> Correlation | None:
+    # A message that starts a conversation has nothing earlier to join.
+    if not (thread_index_header(parsed) or parsed.references or parsed.in_reply_to):
+        return None
+    found = (
+        EmailActivity.objects.filter(conversation_id=conversation_id_for(parsed), copy_owner__isnull=True)
+        .exclude(message_identity=parsed.identity)
+        .order_by("-created_on", "-id")
+        .first()
+    )
+    return Correlation(found, EmailActivity.CorrelationMethod.CONVERSATION_INDEX) if found else None
+
+
+# --- smart matching -------------------------------------------------------------------------------
+
+
+def subject_keywords(subject: str, organization: OrganizationSettings) -> list[str]:
+    """The subject's words, lower-cased, less the filter keywords, punctuation and
+    the tracking token; at most the organization's maximum."""
+    if organization.tracking_token_prefix:
+        subject = re.sub(rf"{re.escape(organization.tracking_token_prefix)}:\d+", " ", subject)
+    ignored = {word.strip().lower() for word in organization.smart_matching_filter_keywords.splitlines()}
+    words = [word for word in re.findall(r"[^\W_]+", subject.lower()) if word not in ignored]
+    return list(dict.fromkeys(words))[: organization.smart_matching_max_hash_count]
+
+
+def recipient_addresses(parsed: ParsedMessage, organization: OrganizationSettings) -> list[str]:
+    """Every address on the message, sender included, so a reply (which swaps
+    sender and recipient) shares them; lower-cased, at most the maximum."""
+    addresses = [parsed.sender, *parsed.to, *parsed.cc] if parsed.sender else [*parsed.to, *parsed.cc]
+    unique = sorted({a.address.lower() for a in addresses if a is not None})
+    return unique[: organization.smart_matching_max_hash_count]
+
+
+def _hashes(parsed: ParsedMessage, organization: OrganizationSettings) -> list[tuple[EmailHash.Kind, str]]:
+    def digest(value: str) -> str:
+        return hashlib.sha256(value.encode()).hexdigest()
+
+    return [(EmailHash.Kind.SUBJECT, digest(w)) for w in subject_keywords(parsed.subject, organization)] + [
+        (EmailHash.Kind.RECIPIENT, digest(a)) for a in recipient_addresses(parsed, organization)
+    ]
+
+
+def remember_hashes(
+    *, email: EmailActivity, parsed: ParsedMessage, organization: OrganizationSettings
+) -> None:
+    """Store an email's smart-matching fingerprints (whether or not smart matching
+    is on now, so turning it on finds the last 90 days)."""
+    now = clock.now()
+    EmailHash.objects.bulk_create(
+        EmailHash(email=email, kind=kind, value=value, created_on=now)
+        for kind, value in _hashes(parsed, organization)
+    )
+
+
+def _smart_match(parsed: ParsedMessage, organization: OrganizationSettings) -> Correlation | None:
+    """The most recent email of the last 90 days whose subject keywords differ
+    by at most the allowed delta and that shares enough recipients."""
+    if not organization.smart_matching_enabled:
+        return None
+    hashes = _hashes(parsed, organization)
+    subjects = {value for kind, value in hashes if kind == EmailHash.Kind.SUBJECT}
+    recipients = {value for kind, value in hashes if kind == EmailHash.Kind.RECIPIENT}
+    if not subjects or len(recipients) < organization.smart_matching_min_recipient_matches:
+        return None
+    since = clock.now() - timedelta(days=SMART_MATCHING_DAYS)
+    rows = EmailHash.objects.filter(created_on__gte=since, value__in=subjects | recipients).values_list(
+        "email_id", "kind", "value"
+    )
+    shared: dict[str, Counter[int]] = {EmailHash.Kind.SUBJECT: Counter(), EmailHash.Kind.RECIPIENT: Counter()}
+    for email_id, kind, value in rows:
+        if value in (subjects if kind == EmailHash.Kind.SUBJECT else recipients):
+            shared[kind][email_id] += 1
+    enough = organization.smart_matching_min_recipient_matches
+    candidates = [
+        email_id
+        for email_id, count in shared[EmailHash.Kind.RECIPIENT].items()
+        if count >= enough and shared[EmailHash.Kind.SUBJECT][email_id]
+    ]
+    totals = Counter(
+        EmailHash.objects.filter(email_id__in=candidates, kind=EmailHash.Kind.SUBJECT).values_list(
+            "email_id", flat=True
+        )
+    )
+    delta = organization.smart_matching_subject_delta
+    matching = [
+        email_id
+        for email_id in candidates
+        # Keywords only one side has: the other's extra words plus ours it lacks.
+        if (totals[email_id] - shared[EmailHash.Kind.SUBJECT][email_id])
+        + (len(subjects) - shared[EmailHash.Kind.SUBJECT][email_id])
+        <= delta
+    ]
+    found = (
+        EmailActivity.objects.filter(pk__in=matching, copy_owner__isnull=True)
+        .exclude(message_identity=parsed.identity)
+        .order_by("-created_on", "-id")
+        .first()
+    )
+    return Correlation(found, EmailActivity.CorrelationMethod.SMART_MATCHING) if found else None
 
 
 def tracking_token_in(subject: str, organization: OrganizationSettings) -> str:
@@ -98,3 +240,24 @@ def decide(option: str, correlation: Correlation, sender: tuple[str, Model] | No
     if option == TrackIncomingEmail.FROM_EMAIL_ENABLED and sender is not None:
         return Decision(True, ReceiptOutcome.TRACKED)
     return Decision(False, ReceiptOutcome.SENDER_NOT_CRM)
+
+
+def copy_owner_for(
+    mailbox: Mailbox, sender: tuple[str, Model] | None, organization: OrganizationSettings
+) -> CrmUser | None:
+    """With "track email sent between two users as two activities" on, mail from
+    one CRM user to another becomes the recipient's own activity: its copy owner."""
+    if not organization.track_email_between_users_as_two_activities or mailbox.user is None:
+        return None
+    if sender is None or sender[0] != "user" or sender[1].pk == mailbox.user_id:
+        return None
+    return mailbox.user
+
+
+def creates_contact(mailbox: Mailbox, parsed: ParsedMessage) -> bool:
+    """The owner's personal option: an unknown sender of tracked mail becomes a
+    contact. Queues have no such option; a known address is never duplicated."""
+    if mailbox.user is None or not mailbox.user.auto_create_contacts or parsed.sender is None:
+        return False
+    address = parsed.sender.address
+    return not any(model._default_manager.filter(email__iexact=address).exists() for _, model in PARTY_MODELS)
