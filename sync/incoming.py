@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -223,10 +224,17 @@ def reprocess_quarantined(*, quarantined_id: int) -> Receipt:
 # --- one run of one mailbox --------------------------------------------------------------------
 
 
-def sync_incoming(*, mailbox: Mailbox) -> SyncRun:
-    """Fetch and store what is new in a mailbox, within one run's budget."""
+# Set for one run by sync_incoming: every counted message reports through it,
+# without threading a parameter through each protocol's loop.
+_on_progress: ContextVar[Callable[[SyncRun], None] | None] = ContextVar("on_progress", default=None)
+
+
+def sync_incoming(*, mailbox: Mailbox, on_progress: Callable[[SyncRun], None] | None = None) -> SyncRun:
+    """Fetch and store what is new in a mailbox, within one run's budget;
+    ``on_progress`` is called with the run after each message."""
     run = SyncRun.objects.create(mailbox=mailbox, kind=SyncKind.INCOMING, started_on=clock.now())
     budget = Budget()
+    progress = _on_progress.set(on_progress)
     try:
         profile = profile_of(mailbox)
         if profile.server_type == ServerType.POP3_SMTP:
@@ -244,6 +252,8 @@ def sync_incoming(*, mailbox: Mailbox) -> SyncRun:
             run, SyncOutcome.FAILED, SyncError("Internal error; see the worker log.", code="internal_error")
         )
         raise
+    finally:
+        _on_progress.reset(progress)
     _finish(run, SyncOutcome.PARTIAL if budget.exhausted else SyncOutcome.SUCCESS)
     mailbox_state.record_success(
         mailbox=mailbox, kind=SyncKind.INCOMING, processed=run.received, failed=run.quarantined
@@ -267,6 +277,8 @@ def _count(run: SyncRun, receipt: Receipt) -> None:
         ReceiptOutcome.QUARANTINED: "quarantined",
     }.get(ReceiptOutcome(receipt.outcome), "not_tracked")
     setattr(run, outcome_counter, getattr(run, outcome_counter) + 1)
+    if (report := _on_progress.get()) is not None:
+        report(run)
 
 
 def _cutoff(mailbox: Mailbox) -> datetime | None:

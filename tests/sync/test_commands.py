@@ -57,3 +57,21 @@ def test_reprocess_failed_reports_each_message(stack):
     output = run("reprocess_failed", "--mailbox", alice.email_address)
     assert f"#{held.pk}: still failing" in output
     assert "Reprocessed 0, still quarantined 1." in output
+
+
+def test_sync_mailbox_shows_progress_when_asked(stack, settings):
+    settings.SYNC_RUN_MAX_MESSAGES = 10
+    alice = stack.user_mailbox("alice")
+    for number in range(3):
+        stack.deliver(alice, messages.simple(to=alice.email_address, subject=f"Progress {number}"))
+    output = run("sync_mailbox", alice.email_address, "--kind", "incoming", "--progress")
+    frames = output.split("\r")[1:]
+    assert [frame.split("]")[1].split(" (")[0] for frame in frames] == [" 1/10", " 2/10", " 3/10"]
+    assert frames[-1].startswith("[#########....")
+    assert "incoming: Success — received 3" in output
+
+
+def test_sync_mailbox_shows_no_progress_when_output_is_not_a_terminal(stack):
+    alice = stack.user_mailbox("alice")
+    stack.deliver(alice, messages.simple(to=alice.email_address))
+    assert "\r" not in run("sync_mailbox", alice.email_address, "--kind", "incoming")
