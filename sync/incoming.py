@@ -74,6 +74,10 @@ class Source:
 def store_message(*, source: Source, raw: bytes, advance: Callable[[], None]) -> Receipt:
     """Turn one raw message into a receipt (and an activity when tracked), and
     call ``advance`` to move the cursor, all in one transaction."""
+    if source.mailbox.is_forward_mailbox:
+        from sync import forwarding  # imported here: forwarding builds on this module's pipeline
+
+        return forwarding.store_forwarded(source=source, raw=raw, advance=advance)
     try:
         parsed = parsing.parse(raw)
     except MessageError as error:
@@ -214,7 +218,12 @@ def reprocess_quarantined(*, quarantined_id: int) -> Receipt:
         raise
     with transaction.atomic():
         Receipt.objects.filter(mailbox=held.mailbox, quarantined=held).delete()
-        receipt = _receipt_for(source, parsed, raw)
+        if held.mailbox.is_forward_mailbox:
+            from sync import forwarding  # imported here: forwarding builds on this module's pipeline
+
+            receipt = forwarding.forwarded_receipt(source=source, raw=raw)
+        else:
+            receipt = _receipt_for(source, parsed, raw)
         QuarantinedMessage.objects.filter(pk=held.pk).update(
             state=QuarantineState.REPROCESSED, reprocessed_on=clock.now(), attempts=held.attempts + 1
         )
@@ -275,6 +284,8 @@ def _count(run: SyncRun, receipt: Receipt) -> None:
         ReceiptOutcome.TRACKED: "tracked",
         ReceiptOutcome.LINKED: "linked",
         ReceiptOutcome.QUARANTINED: "quarantined",
+        # A forward mailbox's message that became (or joined) its forwarding user's activity.
+        ReceiptOutcome.FORWARDED: "tracked",
     }.get(ReceiptOutcome(receipt.outcome), "not_tracked")
     setattr(run, outcome_counter, getattr(run, outcome_counter) + 1)
     if (report := _on_progress.get()) is not None:

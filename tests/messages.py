@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
 
 _seq = itertools.count(1)
@@ -86,3 +88,18 @@ def now_header() -> str:
     from datetime import UTC, datetime
 
     return format_datetime(datetime.now(UTC))
+
+
+def forwarded_as_attachment(*, forwarder: str, to: str, original: bytes) -> bytes:
+    """What an Exchange / Outlook "forward as attachment" rule sends: From the
+    user, a text part, and the original as a message/rfc822 part."""
+    attached = BytesParser(policy=policy.default).parsebytes(original)
+    message = EmailMessage()
+    message["From"] = forwarder
+    message["To"] = to
+    message["Subject"] = f"FW: {attached['Subject']}"
+    message["Date"] = FIXED_DATE
+    message["Message-ID"] = make_msgid(domain="example.test")
+    message.set_content("Forwarded by a rule.")
+    message.add_attachment(attached)
+    return message.as_bytes()

@@ -35,6 +35,10 @@ class Stack:
         queue = factories.queue(name.capitalize(), email=account.address)
         return self._mailbox(account, queue=queue, **mailbox)
 
+    def forward_mailbox(self, name: str = "forward", **mailbox: Any) -> Mailbox:
+        """A forward mailbox: no owner; users' rules forward mail to it."""
+        return self._mailbox(self.make_mail_user(name), is_forward_mailbox=True, **mailbox)
+
     def _mailbox(
         self, account: MailUser, *, profile: EmailServerProfile | None = None, **extra: Any
     ) -> Mailbox:
