@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Model
+from django.db.models import Model, Q
 
 from crm.choices import TrackIncomingEmail
 from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, OrganizationSettings, Queue
@@ -169,13 +169,15 @@ def _smart_match(parsed: ParsedMessage, organization: OrganizationSettings) -> C
     if not subjects or len(recipients) < organization.smart_matching_min_recipient_matches:
         return None
     since = clock.now() - timedelta(days=SMART_MATCHING_DAYS)
-    rows = EmailHash.objects.filter(created_on__gte=since, value__in=subjects | recipients).values_list(
-        "email_id", "kind", "value"
-    )
+    # Each kind on its own, so the lookup uses the (kind, value, created_on) index.
+    rows = EmailHash.objects.filter(
+        Q(kind=EmailHash.Kind.SUBJECT, value__in=subjects)
+        | Q(kind=EmailHash.Kind.RECIPIENT, value__in=recipients),
+        created_on__gte=since,
+    ).values_list("email_id", "kind")
     shared: dict[str, Counter[int]] = {EmailHash.Kind.SUBJECT: Counter(), EmailHash.Kind.RECIPIENT: Counter()}
-    for email_id, kind, value in rows:
-        if value in (subjects if kind == EmailHash.Kind.SUBJECT else recipients):
-            shared[kind][email_id] += 1
+    for email_id, kind in rows:
+        shared[kind][email_id] += 1
     enough = organization.smart_matching_min_recipient_matches
     candidates = [
         email_id
