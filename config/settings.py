@@ -274,6 +274,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 SYNC_CA_FILE = env_str("SYNC_CA_FILE") or None
 SYNC_TRANSIENT_RETRY_LIMIT = env_int("SYNC_TRANSIENT_RETRY_LIMIT", 10, minimum=1)
 SYNC_TRANSIENT_RETRY_MINUTES = env_int("SYNC_TRANSIENT_RETRY_MINUTES", 5, minimum=1)
+# A profile outage: this many mailboxes of one profile failing to connect within the
+# window is the server, not the mailboxes; they wait without spending retries.
+SYNC_OUTAGE_MIN_MAILBOXES = env_int("SYNC_OUTAGE_MIN_MAILBOXES", 3, minimum=2)
+SYNC_OUTAGE_WINDOW_SECONDS = env_int("SYNC_OUTAGE_WINDOW_SECONDS", 300, minimum=1)
 SYNC_RUN_MAX_MESSAGES = env_int("SYNC_RUN_MAX_MESSAGES", 200, minimum=1)
 SYNC_RUN_MAX_SECONDS = env_int("SYNC_RUN_MAX_SECONDS", 120, minimum=1)
 SYNC_MAX_MESSAGE_BYTES = env_int("SYNC_MAX_MESSAGE_BYTES", 50 * 1024 * 1024, minimum=1024)

@@ -2,7 +2,9 @@
 
 Permanent errors disable the direction at once; transient ones retry
 ``SYNC_TRANSIENT_RETRY_LIMIT`` times ``SYNC_TRANSIENT_RETRY_MINUTES`` apart,
-then count as permanent — as Dynamics 365 does.
+then count as permanent — as Dynamics 365 does. A server that does not answer
+many mailboxes of one profile at once is an outage (``sync.outages``), not a
+reason to spend their retries.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from mailboxes.models import Mailbox, SyncStatus
-from sync import alerts, clock
+from sync import alerts, clock, outages
 from sync.errors import PermanentError, SyncError, TransientError
 from sync.models import AlertLevel
 
@@ -31,12 +33,18 @@ def record_success(*, mailbox: Mailbox, kind: str, processed: int = 0, failed: i
         }
     )
     alerts.resolve_alerts(mailbox=mailbox, category=kind)
+    outages.server_answered(profile=mailbox.profile, kind=kind)
 
 
 @transaction.atomic
 def record_failure(*, mailbox: Mailbox, kind: str, error: SyncError) -> None:
-    """A run of ``kind`` failed with ``error``: retry later, or disable with the reason."""
-    locked = Mailbox.objects.select_for_update().get(pk=mailbox.pk)
+    """A run of ``kind`` failed with ``error``: retry later, or disable with the reason.
+    A connection failure during its profile's outage is held instead, its retries untouched."""
+    locked = Mailbox.objects.select_for_update(of=("self",)).select_related("profile").get(pk=mailbox.pk)
+    if outages.hold(mailbox=locked, kind=kind, error=error):
+        return
+    if not outages.is_connection_failure(error):
+        outages.server_answered(profile=locked.profile, kind=kind)  # it answered, if only to refuse
     now = clock.now()
     failures = getattr(locked, f"{kind}_transient_failures") + 1
     permanent = isinstance(error, PermanentError) or failures >= settings.SYNC_TRANSIENT_RETRY_LIMIT

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 
@@ -28,6 +28,7 @@ from sync.models import AlertLevel, OutgoingClaim, SyncKind, SyncOutcome, SyncRu
 from sync.server_settings import incoming_settings, outgoing_settings
 
 MAX_SEND_ATTEMPTS = 10
+RATE_WINDOW = timedelta(minutes=1)
 
 
 def crash_point(name: str) -> None:
@@ -57,10 +58,14 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
     run = SyncRun.objects.create(mailbox=mailbox, kind=SyncKind.OUTGOING, started_on=clock.now())
     emails = list(pending_for(mailbox)[: settings.SYNC_RUN_MAX_MESSAGES])
     sent: list[EmailActivity] = []
+    rate_limited = False
     try:
         if emails:
             with SmtpConnection(outgoing_settings(mailbox)) as smtp:
                 for email in emails:
+                    if send_slot_free_on(mailbox) is not None:
+                        rate_limited = True  # the scheduler brings the mailbox back when a slot frees
+                        break
                     if _send_one(smtp, mailbox, email, run):
                         sent.append(email)
     except (TransientError, PermanentError) as error:
@@ -68,11 +73,41 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
         mailbox_state.record_failure(mailbox=mailbox, kind=SyncKind.OUTGOING, error=error)
         return run
     _copy_to_sent_folder(mailbox, sent)
-    _finish(run, SyncOutcome.SUCCESS if len(emails) < settings.SYNC_RUN_MAX_MESSAGES else SyncOutcome.PARTIAL)
+    stopped = rate_limited or len(emails) >= settings.SYNC_RUN_MAX_MESSAGES
+    _finish(run, SyncOutcome.PARTIAL if stopped else SyncOutcome.SUCCESS)
     mailbox_state.record_success(
         mailbox=mailbox, kind=SyncKind.OUTGOING, processed=run.sent, failed=run.failed
     )
     return run
+
+
+def send_slot_free_on(mailbox: Mailbox) -> datetime | None:
+    """When this mailbox may send again under its profile's rate limit, or None
+    when it may send now. Counted in the database (sent in the last minute plus
+    sending now), so the limit holds whichever worker holds the mailbox."""
+    limit = mailbox.profile.outgoing_rate_limit_per_minute if mailbox.profile else None
+    if not limit:
+        return None
+    now = clock.now()
+    sender = Q(user_id=mailbox.user_id) if mailbox.user_id else Q(queue_id=mailbox.queue_id)
+    recent = (
+        EmailActivity.objects.filter(
+            pk__in=ActivityParty.objects.filter(sender, role=ActivityParty.Role.FROM).values("email_id"),
+            status=EmailActivity.Status.SENT,
+            sent_on__gt=now - RATE_WINDOW,
+        )
+        .order_by("sent_on")
+        .values_list("sent_on", flat=True)
+    )
+    sent_on = [at for at in recent if at is not None]
+    sending = OutgoingClaim.objects.filter(
+        mailbox=mailbox, email__status=EmailActivity.Status.SENDING
+    ).count()
+    over = len(sent_on) + sending - limit
+    if over < 0:
+        return None
+    # The slot frees when enough of the last minute's sends have aged out of it.
+    return sent_on[over] + RATE_WINDOW if over < len(sent_on) else now + RATE_WINDOW
 
 
 def _finish(run: SyncRun, outcome: str, error: SyncError | None = None) -> None:

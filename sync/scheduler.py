@@ -23,7 +23,7 @@ from crm.choices import IncomingMethod, OutgoingMethod, ProcessEmailUsing
 from crm.models import OrganizationSettings
 from mailboxes.models import ApprovalStatus, Mailbox
 from profiles.models import ServerType
-from sync import clock
+from sync import clock, outages
 from sync.models import MailboxSchedule, SyncKind, SyncOutcome, SyncRun
 
 SUPPORTED_TYPES = (ServerType.IMAP_SMTP, ServerType.POP3_SMTP)
@@ -98,9 +98,10 @@ def _claim_due(kind: str, now: datetime) -> list[Claim]:
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True, of=("self",))
         room = _Capacity(now)
+        probes = _Probes(kind, now)
         claims = []
         for schedule in due[: settings.SYNC_DISPATCH_BATCH]:
-            if not room.take(schedule):
+            if not probes.allows(schedule) or not room.take(schedule):
                 continue
             token = uuid.uuid4()
             claimed = MailboxSchedule.objects.filter(pk=schedule.pk).filter(_free(now))
@@ -136,6 +137,27 @@ class _Capacity:
         if counter[key] >= profile.max_concurrent_connections:
             return False
         counter[key] += 1
+        return True
+
+
+class _Probes:
+    """A profile in an outage gets one mailbox through per retry interval, to see
+    whether its server answers again; the rest wait without trying."""
+
+    def __init__(self, kind: str, now: datetime) -> None:
+        self.kind, self.now = kind, now
+        self.in_outage = outages.probing_profiles(kind)
+        self.probed: set[int] = set()
+
+    def allows(self, schedule: MailboxSchedule) -> bool:
+        profile_id = schedule.mailbox.profile_id
+        if profile_id not in self.in_outage:
+            return True
+        if profile_id in self.probed or outages.probed_recently(
+            profile_id=profile_id, kind=self.kind, now=self.now
+        ):
+            return False
+        self.probed.add(profile_id)
         return True
 
 
@@ -181,9 +203,21 @@ def release(claim: Claim, *, run: SyncRun | None, mailbox: Mailbox) -> None:
         lease_expires_on=None,
         idle_runs=idle_runs,
         last_run_on=clock.now(),
-        next_due_on=next_due(mailbox, run=run, idle_runs=idle_runs),
+        next_due_on=_not_before_send_slot(
+            claim, run, mailbox, next_due(mailbox, run=run, idle_runs=idle_runs)
+        ),
         profile=mailbox.profile,
     )
+
+
+def _not_before_send_slot(claim: Claim, run: SyncRun | None, mailbox: Mailbox, due: datetime) -> datetime:
+    """A send run stopped by the profile's rate limit is due when the next slot frees, not at once."""
+    from sync import outgoing
+
+    if claim.kind != SyncKind.OUTGOING or run is None or run.outcome != SyncOutcome.PARTIAL:
+        return due
+    slot = outgoing.send_slot_free_on(mailbox)
+    return max(due, slot) if slot is not None else due
 
 
 def next_due(mailbox: Mailbox, *, run: SyncRun | None, idle_runs: int) -> datetime:
