@@ -34,10 +34,11 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --editable '.[dev]'
 	touch $@ $(VENV)/.stamp-run
 
-.PHONY: help venv run manage test lint migrations-check
+.PHONY: help venv run demo manage test lint migrations-check
 
 help:
 	@echo "make run                  start web app ($(HOST):$(PORT)), Celery worker and beat (Ctrl-C stops all)"
+	@echo "make demo                 as run, plus the test mail stack, a seeded organization and a stream of mail (root)"
 	@echo "make test [PYTEST_ARGS=]  run the test suite against PostgreSQL and Redis on loopback"
 	@echo "make lint                 ruff check, ruff format --check, mypy"
 	@echo "make manage CMD='...'     run a manage.py command with the settings of make run"
@@ -51,6 +52,13 @@ run: $(VENV)/.stamp-run
 	$(MANAGE) ensure_admin
 	@echo "serversync: starting web app on http://$(HOST):$(PORT)/admin/, Celery worker and beat (Ctrl-C stops all)"
 	$(LOCAL_ENV) honcho start --port $(PORT)
+
+# The test mail stack (Dovecot runs as the mail user, so this needs root, as the tests do),
+# a seeded organization, a stream of mail and the platform; its own data folder and database.
+demo: $(VENV)/.stamp-dev
+	scripts/ensure-services.sh
+	$(MANAGE) collectstatic --noinput --verbosity 0
+	SERVERSYNC_DATA_DIR=$(CURDIR)/var/demo $(LOCAL_ENV) python scripts/demo.py
 
 manage: $(VENV)/.stamp-run
 	$(MANAGE) $(CMD)

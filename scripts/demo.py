@@ -1,0 +1,229 @@
+"""`make demo`: the test mail stack, a seeded organization, a stream of mail
+and the platform (web, worker, beat), so a newcomer sees mail flowing.
+
+Needs root, as the tests do: the test Dovecot runs as the system's mail user.
+Run it through scripts/local-env.sh (the Makefile does) so keys exist. Ctrl-C
+(or SIGTERM) stops the platform, the stream and the mail servers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.dovecot import Dovecot  # noqa: E402
+from tests.harness.smtp_relay import SmtpRelay, doveadm_authenticator  # noqa: E402
+
+PASSWORD = "demo-mail-password"  # noqa: S105  (the throwaway test Dovecot's users)
+CUSTOMERS = [("Carl", "Customer", "carl@customer.example"), ("Dana", "Buyer", "dana@customer.example")]
+
+
+def message(*, sender: str, to: str, subject: str, body: str, **headers: str) -> bytes:
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = sender, to, subject
+    mail["Date"] = format_datetime(time_now())
+    mail["Message-ID"] = make_msgid(domain="customer.example")
+    for name, value in headers.items():
+        mail[name.replace("_", "-")] = value
+    mail.set_content(body)
+    return mail.as_bytes()
+
+
+def time_now() -> Any:
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def reset_data(data_dir: Path) -> None:
+    """A fresh database each time: the mail servers are new each time too (keys stay)."""
+    for pattern in ("serversync.sqlite3*", "celerybeat-schedule*"):
+        for path in data_dir.glob(pattern):
+            path.unlink()
+    for folder in ("broker", "results", "media"):
+        subprocess.run(["rm", "-rf", str(data_dir / folder)], check=True)  # noqa: S603, S607
+    for folder in ("broker/queue", "broker/processed", "broker/control", "results"):
+        (data_dir / folder).mkdir(parents=True, exist_ok=True)
+
+
+def seed(dovecot: Dovecot, relay: SmtpRelay) -> dict[str, Any]:
+    """A profile for the mail stack, a user and a queue mailbox (approved, enabled),
+    two customers as contacts, and an email the CRM already sent (to reply to)."""
+    from crm.choices import TrackIncomingEmail
+    from crm.models import Contact, CrmUser, EmailActivity, Queue
+    from mailboxes.models import ApprovalStatus, Mailbox
+    from mailboxes.services import mailbox_create
+    from profiles.models import EmailServerProfile, ServerType
+
+    profile = EmailServerProfile(
+        name="Demo mail stack",
+        server_type=ServerType.IMAP_SMTP,
+        incoming_server_location=dovecot.host,
+        incoming_port=dovecot.imaps_port,
+        outgoing_server_location=relay.host,
+        outgoing_port=relay.port,
+        connection_timeout_seconds=10,
+        min_polling_interval_minutes=1,  # the floor: a busy mailbox is read again each minute
+    )
+    profile.full_clean()
+    profile.save()
+    alice_address = dovecot.add_user("alice", PASSWORD)
+    support_address = dovecot.add_user("support", PASSWORD)
+    alice = CrmUser.objects.create(
+        full_name="Alice Agent", email=alice_address, track_incoming_email=TrackIncomingEmail.ALL
+    )
+    support = Queue.objects.create(name="Support", email=support_address)
+    for owner in ({"user": alice}, {"queue": support}):
+        address = alice_address if "user" in owner else support_address
+        mailbox = mailbox_create(
+            data={
+                "email_address": address,
+                "profile": profile,
+                "allow_credentials_for_email_processing": True,
+                "username": address,
+                "password": PASSWORD,
+                **owner,
+            }
+        )
+        # As a passed test & enable leaves it.
+        Mailbox.objects.filter(pk=mailbox.pk).update(
+            approval_status=ApprovalStatus.APPROVED, incoming_enabled=True, outgoing_enabled=True
+        )
+    for first, last, address in CUSTOMERS:
+        Contact.objects.create(first_name=first, last_name=last, email=address)
+    quote = EmailActivity.objects.create(
+        direction=EmailActivity.Direction.OUTGOING,
+        status=EmailActivity.Status.SENT,
+        owner=alice,
+        subject="Your quote",
+        body_text="Here is the quote you asked for.",
+        message_id=make_msgid(domain="serversync.demo"),
+        sent_on=time_now(),
+    )
+    return {"alice": alice_address, "support": support_address, "quote": quote}
+
+
+def stream(dovecot: Dovecot, seeded: dict[str, Any], stop: threading.Event, every: float) -> None:
+    """Customers write in, reply to the CRM's email, and one auto-replies."""
+    alice, support, quote = seeded["alice"], seeded["support"], seeded["quote"]
+    carl, dana = CUSTOMERS[0][2], CUSTOMERS[1][2]
+    script = [
+        (alice, message(sender=carl, to=alice, subject="Question about my order", body="Where is it?")),
+        (support, message(sender=dana, to=support, subject="Login trouble", body="I cannot sign in.")),
+        (
+            alice,
+            message(
+                sender=carl,
+                to=alice,
+                subject=f"Re: {quote.subject}",
+                body="Thanks, the quote looks good.",
+                In_Reply_To=quote.message_id,
+                References=quote.message_id,
+            ),
+        ),
+        (
+            alice,
+            message(
+                sender=dana,
+                to=alice,
+                subject=f"Automatic reply: {quote.subject}",
+                body="I am out of office until Monday.",
+                In_Reply_To=quote.message_id,
+                Auto_Submitted="auto-replied",
+            ),
+        ),
+    ]
+    for number in itertools.count(1):
+        for address, raw in script if number == 1 else script[:2]:
+            if stop.is_set():
+                return
+            dovecot.deliver(address, raw)
+            print(f"demo: delivered a message to {address}", flush=True)
+            if stop.wait(every):
+                return
+        script = [
+            (alice, message(sender=carl, to=alice, subject=f"Follow-up {number}", body="One more thing.")),
+            (support, message(sender=dana, to=support, subject=f"Ticket {number}", body="Still stuck.")),
+        ]
+
+
+def main() -> int:
+    data_dir = Path(os.environ.setdefault("SERVERSYNC_DATA_DIR", str(ROOT / "var" / "demo"))).resolve()
+    port = os.environ.get("PORT", "8000")
+    reset_data(data_dir)
+    dovecot = Dovecot().start()
+    relay = SmtpRelay(
+        lmtp_host=dovecot.host,
+        lmtp_port=dovecot.lmtp_port,
+        authenticate=doveadm_authenticator(dovecot.config_path),
+        ca=dovecot.ca,
+        workdir=data_dir / "relay",
+    ).start()
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "SYNC_CA_FILE": str(dovecot.ca_pem_path),
+            "SYNC_DISPATCH_SECONDS": os.environ.get("SYNC_DISPATCH_SECONDS", "5"),
+            "SYNC_IDLE_BACKOFF_MAX_MINUTES": "1",
+            "SERVERSYNC_ADMIN_PASSWORD": os.environ.get("SERVERSYNC_ADMIN_PASSWORD", "demo"),
+        }
+    )
+    stop = threading.Event()
+    platform: subprocess.Popen[bytes] | None = None
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("ensure_admin")
+        seeded = seed(dovecot, relay)
+        platform = subprocess.Popen(  # noqa: S603
+            ["honcho", "start", "--port", port],  # noqa: S607
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        print(
+            f"\ndemo: web app  http://{os.environ.get('HOST', '127.0.0.1')}:{port}/admin/  "
+            f"(user admin, password {os.environ['SERVERSYNC_ADMIN_PASSWORD']})\n"
+            f"demo: watch    Email activities, Receipts and Sync runs in the admin; the API at /api/\n"
+            f"demo: mailboxes {seeded['alice']} (user Alice) and {seeded['support']} (queue Support), "
+            f"IMAP on {dovecot.host}:{dovecot.imaps_port}, SMTP on {relay.host}:{relay.port}\n"
+            "demo: a message arrives every few seconds; Ctrl-C stops everything\n",
+            flush=True,
+        )
+        streamer = threading.Thread(target=stream, args=(dovecot, seeded, stop, 4.0), daemon=True)
+        streamer.start()
+        while not stop.wait(1):
+            if platform.poll() is not None:
+                print(f"demo: the platform exited with {platform.returncode}", flush=True)
+                return 1
+        return 0
+    finally:
+        stop.set()
+        if platform is not None and platform.poll() is None:
+            platform.send_signal(signal.SIGTERM)  # honcho stops its processes in order
+            try:
+                platform.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(platform.pid, signal.SIGKILL)
+        relay.stop()
+        dovecot.close()
+        print("demo: stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
