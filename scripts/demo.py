@@ -65,6 +65,7 @@ def seed(dovecot: Dovecot, relay: SmtpRelay) -> dict[str, Any]:
     from mailboxes.models import ApprovalStatus, Mailbox
     from mailboxes.services import mailbox_create
     from profiles.models import EmailServerProfile, ServerType
+    from sync.parsing import identity_for, normalize_message_id
 
     profile = EmailServerProfile(
         name="Demo mail stack",
@@ -102,13 +103,16 @@ def seed(dovecot: Dovecot, relay: SmtpRelay) -> dict[str, Any]:
         )
     for first, last, address in CUSTOMERS:
         Contact.objects.create(first_name=first, last_name=last, email=address)
+    # As the engine records a sent email: normalized Message-ID and its identity.
+    quote_id = normalize_message_id(make_msgid(domain="serversync.demo"))
     quote = EmailActivity.objects.create(
         direction=EmailActivity.Direction.OUTGOING,
         status=EmailActivity.Status.SENT,
         owner=alice,
         subject="Your quote",
         body_text="Here is the quote you asked for.",
-        message_id=make_msgid(domain="serversync.demo"),
+        message_id=quote_id,
+        message_identity=identity_for(quote_id, b""),
         sent_on=time_now(),
     )
     return {"alice": alice_address, "support": support_address, "quote": quote}
@@ -128,8 +132,8 @@ def stream(dovecot: Dovecot, seeded: dict[str, Any], stop: threading.Event, ever
                 to=alice,
                 subject=f"Re: {quote.subject}",
                 body="Thanks, the quote looks good.",
-                In_Reply_To=quote.message_id,
-                References=quote.message_id,
+                In_Reply_To=f"<{quote.message_id}>",
+                References=f"<{quote.message_id}>",
             ),
         ),
         (
@@ -139,7 +143,7 @@ def stream(dovecot: Dovecot, seeded: dict[str, Any], stop: threading.Event, ever
                 to=alice,
                 subject=f"Automatic reply: {quote.subject}",
                 body="I am out of office until Monday.",
-                In_Reply_To=quote.message_id,
+                In_Reply_To=f"<{quote.message_id}>",
                 Auto_Submitted="auto-replied",
             ),
         ),
