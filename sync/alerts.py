@@ -11,7 +11,8 @@ from crm.models import OrganizationSettings
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
 from sync import clock
-from sync.models import AlertLevel, MailboxAlert
+from sync.errors import SyncError
+from sync.models import AlertLevel, MailboxAlert, SyncRun
 
 _LEVEL_SETTING = {
     AlertLevel.ERROR: "record_error_alerts",
@@ -95,3 +96,11 @@ def alert_resolve(*, alert: MailboxAlert, by: Any) -> MailboxAlert:
         alert.resolved_on, alert.resolved_by = clock.now(), by
         alert.save(update_fields=["resolved_on", "resolved_by"])
     return alert
+
+
+def run_finish(run: SyncRun, outcome: str, error: SyncError | None = None) -> None:
+    """Close a sync run with its outcome (and the error that ended it)."""
+    run.finished_on, run.outcome = clock.now(), outcome
+    if error is not None:
+        run.error_code, run.error_text = error.code, error.message
+    run.save()

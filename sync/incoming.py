@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from crm.models import EmailActivity, OrganizationSettings, QueueItem
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import ServerType
-from sync import activity_store, auto_replies, clock, mailbox_state, parsing, tracking
+from sync import activity_store, alerts, auto_replies, clock, mailbox_state, parsing, tracking
 from sync.connectors.base import FetchedMessage, FolderState, Pop3Message
 from sync.connectors.imap import ImapConnection, UnfetchableMessage
 from sync.connectors.pop3 import Pop3Connection
@@ -253,29 +253,21 @@ def sync_incoming(*, mailbox: Mailbox, on_progress: Callable[[SyncRun], None] | 
         else:
             raise PermanentError("Exchange is not supported yet.", code="not_supported_yet")
     except (PermanentError, TransientError) as error:
-        _finish(run, SyncOutcome.FAILED, error)
+        alerts.run_finish(run, SyncOutcome.FAILED, error)
         mailbox_state.record_failure(mailbox=mailbox, kind=SyncKind.INCOMING, error=error)
         return run
     except BaseException:
-        _finish(
+        alerts.run_finish(
             run, SyncOutcome.FAILED, SyncError("Internal error; see the worker log.", code="internal_error")
         )
         raise
     finally:
         _on_progress.reset(progress)
-    _finish(run, SyncOutcome.PARTIAL if budget.exhausted else SyncOutcome.SUCCESS)
+    alerts.run_finish(run, SyncOutcome.PARTIAL if budget.exhausted else SyncOutcome.SUCCESS)
     mailbox_state.record_success(
         mailbox=mailbox, kind=SyncKind.INCOMING, processed=run.received, failed=run.quarantined
     )
     return run
-
-
-def _finish(run: SyncRun, outcome: str, error: SyncError | None = None) -> None:
-    run.finished_on = clock.now()
-    run.outcome = outcome
-    if error is not None:
-        run.error_code, run.error_text = error.code, error.message
-    run.save()
 
 
 def _count(run: SyncRun, receipt: Receipt) -> None:

@@ -69,12 +69,12 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
                     if _send_one(smtp, mailbox, email, run):
                         sent.append(email)
     except (TransientError, PermanentError) as error:
-        _finish(run, SyncOutcome.FAILED, error)
+        alerts.run_finish(run, SyncOutcome.FAILED, error)
         mailbox_state.record_failure(mailbox=mailbox, kind=SyncKind.OUTGOING, error=error)
         return run
     _copy_to_sent_folder(mailbox, sent)
     stopped = rate_limited or len(emails) >= settings.SYNC_RUN_MAX_MESSAGES
-    _finish(run, SyncOutcome.PARTIAL if stopped else SyncOutcome.SUCCESS)
+    alerts.run_finish(run, SyncOutcome.PARTIAL if stopped else SyncOutcome.SUCCESS)
     mailbox_state.record_success(
         mailbox=mailbox, kind=SyncKind.OUTGOING, processed=run.sent, failed=run.failed
     )
@@ -108,13 +108,6 @@ def send_slot_free_on(mailbox: Mailbox) -> datetime | None:
         return None
     # The slot frees when enough of the last minute's sends have aged out of it.
     return sent_on[over] + RATE_WINDOW if over < len(sent_on) else now + RATE_WINDOW
-
-
-def _finish(run: SyncRun, outcome: str, error: SyncError | None = None) -> None:
-    run.finished_on, run.outcome = clock.now(), outcome
-    if error is not None:
-        run.error_code, run.error_text = error.code, error.message
-    run.save()
 
 
 def _send_one(smtp, mailbox: Mailbox, email: EmailActivity, run: SyncRun) -> bool:  # type: ignore[no-untyped-def]
