@@ -356,3 +356,86 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} ({self.last_seen:%H:%M:%S})"
+
+
+class TestState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    TESTING = "testing", "Testing"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+class Rollout(models.Model):
+    """Test & enable of many mailboxes at a safe pace: queue mailboxes first, then
+    users, at most ``batch_size`` mailboxes per window (Dynamics' 200 per 5 hours)."""
+
+    class State(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        CANCELED = "canceled", "Canceled"
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_on = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PLANNED)
+    batch_size = models.PositiveIntegerField(default=200)
+    window_minutes = models.PositiveIntegerField(default=300)
+    round_trip = models.BooleanField(default=False)
+    next_batch_number = models.PositiveIntegerField(default=1)
+    next_batch_on = models.DateTimeField(null=True, blank=True)
+    finished_on = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_on", "-id"]
+
+    def __str__(self) -> str:
+        return f"Rollout {self.pk} ({self.state})"
+
+
+class MailboxTest(models.Model):
+    """One test & enable of one mailbox: its progress for the page, and its results."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="tests")
+    state = models.CharField(max_length=10, choices=TestState.choices, default=TestState.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    rollout = models.ForeignKey(
+        Rollout, on_delete=models.SET_NULL, null=True, blank=True, related_name="tests"
+    )
+    round_trip = models.BooleanField(default=False)
+    queued_on = models.DateTimeField()
+    started_on = models.DateTimeField(null=True, blank=True)
+    finished_on = models.DateTimeField(null=True, blank=True)
+    summary = models.TextField(blank=True)
+    # Per direction: {"incoming": {"outcome": ..., "code": ..., "message": ..., "fix": ...}, ...}
+    results = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-queued_on", "-id"]
+        indexes = [models.Index(fields=["mailbox", "queued_on"], name="mailbox_test_recent")]
+
+    def __str__(self) -> str:
+        return f"test of {self.mailbox_id}: {self.state}"
+
+
+class RolloutItem(models.Model):
+    """One mailbox's place in a rollout's plan."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="items")
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="+")
+    batch_number = models.PositiveIntegerField()
+    position = models.PositiveIntegerField()
+    test = models.OneToOneField(
+        MailboxTest, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["batch_number", "position"]
+        constraints = [models.UniqueConstraint(fields=["rollout", "mailbox"], name="rollout_item_unique")]
+
+    def __str__(self) -> str:
+        return f"rollout {self.rollout_id} batch {self.batch_number}: {self.mailbox_id}"
