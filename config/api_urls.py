@@ -23,6 +23,7 @@ router.register("alerts", sync_api.AlertViewSet, basename="alert")
 router.register("receipts", sync_api.ReceiptViewSet, basename="receipt")
 router.register("quarantined-messages", sync_api.QuarantinedMessageViewSet, basename="quarantined-message")
 router.register("sync-runs", sync_api.SyncRunViewSet, basename="sync-run")
+router.register("rollouts", sync_api.RolloutViewSet, basename="rollout")
 
 urlpatterns = [
     path(

@@ -266,6 +266,8 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     # Idempotent: recomputes the current and previous hour each time.
     "rollup-recent-hours": {"task": "sync.tasks.rollup_recent", "schedule": 300},
     "cleanup-retention": {"task": "sync.tasks.cleanup", "schedule": 3600},
+    # Paced rollouts: each run starts at most one due batch per rollout.
+    "rollout-tick": {"task": "sync.tasks.rollout_tick", "schedule": 60},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 

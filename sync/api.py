@@ -7,19 +7,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Count, Q, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
-from crm.api_base import RoleScopedMixin
+from crm.api_base import IsAdministrator, RoleScopedMixin
+from mailboxes.api import MailboxViewSet
+from mailboxes.models import Mailbox
 from sync import serializers
 from sync.alerts import alert_acknowledge, alert_resolve
 from sync.errors import MessageError
 from sync.incoming import reprocess_quarantined
-from sync.models import MailboxAlert, QuarantinedMessage, Receipt, SyncRun
+from sync.models import MailboxAlert, QuarantinedMessage, Receipt, Rollout, SyncRun
+from sync.rollout import RolloutError, rollout_cancel, rollout_plan
 
 
 class ReadOnlyScopedViewSet(
@@ -110,3 +117,88 @@ class SyncRunViewSet(ReadOnlyScopedViewSet):
     serializer_class = serializers.SyncRunSerializer
     filterset_fields = ("mailbox", "kind", "outcome")
     ordering_fields = ("started_on", "finished_on")
+
+
+class MailboxSelection(filters.FilterSet):
+    """A rollout of "all matching" mailboxes: the mailbox list's filters, search and owner type."""
+
+    search = filters.CharFilter(method="filter_search")
+    owner_type = filters.ChoiceFilter(
+        choices=[("queue", "Queue"), ("user", "User"), ("forward", "Forward mailbox")],
+        method="filter_owner_type",
+    )
+
+    class Meta:
+        model = Mailbox
+        fields = MailboxViewSet.filterset_fields
+
+    def filter_search(self, queryset: QuerySet[Mailbox], name: str, value: str) -> QuerySet[Mailbox]:
+        return queryset.filter(Q(name__icontains=value) | Q(email_address__icontains=value))
+
+    def filter_owner_type(self, queryset: QuerySet[Mailbox], name: str, value: str) -> QuerySet[Mailbox]:
+        owner = {"queue": Q(queue__isnull=False), "user": Q(user__isnull=False)}
+        return queryset.filter(owner.get(value, Q(is_forward_mailbox=True)))
+
+
+class RolloutViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """Paced test & enable of many mailboxes (administrators only): planned queue
+    mailboxes first, then users, in batches per window; progress per batch."""
+
+    queryset = (
+        Rollout.objects.select_related("created_by")
+        .annotate(mailbox_count=Count("items"))
+        .order_by("-created_on", "-id")
+    )
+    permission_classes = [IsAuthenticated, IsAdministrator]
+    filterset_fields = ("state",)
+    ordering_fields = ("created_on",)
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.action == "list":
+            return serializers.RolloutSerializer
+        return serializers.RolloutDetailSerializer
+
+    @extend_schema(
+        request=serializers.RolloutCreateSerializer, responses={201: serializers.RolloutDetailSerializer}
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        given = serializers.RolloutCreateSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = given.validated_data
+        if "all_matching" in data:
+            selection = MailboxSelection(data["all_matching"], queryset=Mailbox.objects.all())
+            if not selection.is_valid():
+                raise ValidationError({"all_matching": selection.errors})
+            mailbox_ids = list(selection.qs.values_list("pk", flat=True))
+        else:
+            mailbox_ids = data["mailboxes"]
+            missing = set(mailbox_ids) - set(
+                Mailbox.objects.filter(pk__in=mailbox_ids).values_list("pk", flat=True)
+            )
+            if missing:
+                raise ValidationError({"mailboxes": [f"No mailbox with id {pk}." for pk in sorted(missing)]})
+        try:
+            rollout = rollout_plan(
+                mailbox_ids=mailbox_ids, created_by=request.user, round_trip=data["round_trip"]
+            )
+        except RolloutError as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response(self.get_serializer(self.get_queryset().get(pk=rollout.pk)).data, status=201)
+
+    @extend_schema(
+        request=None,
+        responses={200: serializers.RolloutDetailSerializer, 409: serializers.SyncErrorSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: Any = None) -> Response:
+        """Cancel the queued tests and the batches not started; tests already running finish."""
+        _no_body(request)
+        try:
+            rollout_cancel(rollout=self.get_object())
+        except RolloutError as error:
+            return Response(
+                {"detail": str(error), "code": "rollout_finished"}, status=status.HTTP_409_CONFLICT
+            )
+        return Response(self.get_serializer(self.get_object()).data)

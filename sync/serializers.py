@@ -3,9 +3,13 @@ people act on them only through the routes' actions."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sync.models import MailboxAlert, QuarantinedMessage, Receipt, SyncRun
+from sync.models import MailboxAlert, QuarantinedMessage, Receipt, Rollout, SyncRun
+from sync.rollout import rollout_progress
 
 
 class NoBodySerializer(serializers.Serializer):
@@ -128,3 +132,66 @@ class SyncRunSerializer(serializers.ModelSerializer):
             "error_text",
         )
         read_only_fields = fields
+
+
+class RolloutCreateSerializer(serializers.Serializer):
+    """Which mailboxes to roll out: their ids, or every mailbox matching the
+    mailbox list's filters (``{"approval_status": "approved", "owner_type": "queue"}``)."""
+
+    mailboxes = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**31 - 1),
+        required=False,
+        allow_empty=False,
+        max_length=100_000,
+    )
+    all_matching = serializers.DictField(child=serializers.CharField(max_length=320), required=False)
+    round_trip = serializers.BooleanField(default=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("mailboxes" in attrs) == ("all_matching" in attrs):
+            raise serializers.ValidationError("Give either mailboxes or all_matching.")
+        return attrs
+
+
+class BatchProgressSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    mailboxes = serializers.IntegerField()
+    started = serializers.BooleanField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    mailbox_count = serializers.IntegerField()
+
+    class Meta:
+        model = Rollout
+        fields: tuple[str, ...] = (
+            "id",
+            "state",
+            "created_by",
+            "created_on",
+            "mailbox_count",
+            "batch_size",
+            "window_minutes",
+            "round_trip",
+            "next_batch_number",
+            "next_batch_on",
+            "finished_on",
+        )
+        read_only_fields = fields
+
+
+class RolloutDetailSerializer(RolloutSerializer):
+    """A rollout with its progress per batch (``counts`` per test state)."""
+
+    batches = serializers.SerializerMethodField()
+
+    class Meta(RolloutSerializer.Meta):
+        fields = (*RolloutSerializer.Meta.fields, "batches")
+        read_only_fields = fields
+
+    @extend_schema_field(BatchProgressSerializer(many=True))
+    def get_batches(self, rollout: Rollout) -> list[dict[str, Any]]:
+        progress = rollout_progress(rollout=rollout)
+        return BatchProgressSerializer(progress, many=True).data  # type: ignore[return-value]

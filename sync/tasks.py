@@ -61,3 +61,12 @@ def rollup_recent() -> int:
 @shared_task(name="sync.tasks.cleanup")
 def cleanup() -> dict[str, int | bool]:
     return retention.cleanup().__dict__
+
+
+@shared_task(name="sync.tasks.rollout_tick")
+def rollout_tick() -> dict[str, int]:
+    """Run by Celery beat: start due rollout batches, requeue stalled ones, complete finished ones."""
+    from sync import rollout
+
+    result = rollout.rollout_tick()
+    return {"started": len(result.started), "requeued": result.requeued, "completed": len(result.completed)}

@@ -33,10 +33,12 @@ from sync.models import (
     QuarantinedMessage,
     Receipt,
     ReceiptOutcome,
+    Rollout,
     SyncKind,
     SyncOutcome,
     SyncRun,
 )
+from sync.rollout import rollout_plan
 
 _seq = itertools.count(1)
 
@@ -179,3 +181,7 @@ def schedule(*, mailbox: Mailbox, **extra: Any) -> MailboxSchedule:
 def outgoing_claim(*, email: EmailActivity, mailbox: Mailbox, **extra: Any) -> OutgoingClaim:
     extra.setdefault("expires_on", timezone.now())
     return OutgoingClaim.objects.create(email=email, mailbox=mailbox, **extra)
+
+
+def rollout(*, mailboxes: list[Mailbox], created_by: User | None = None, **extra: Any) -> Rollout:
+    return rollout_plan(mailbox_ids=[m.pk for m in mailboxes], created_by=created_by, **extra)

@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, Queue
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
-from sync.models import MailboxAlert, QuarantinedMessage, Receipt, SyncRun
+from sync.models import MailboxAlert, QuarantinedMessage, Receipt, Rollout, SyncRun
 from tests import factories
 
 PERSONA_NAMES = ("admin", "alice", "bob", "quinn", "oscar", "anonymous")
@@ -56,6 +56,7 @@ class World:
     queue_mailbox: Mailbox
     queue_sync: MailboxRecords | None = None
     profile_alert: MailboxAlert | None = None  # about the profile, not a mailbox
+    rollout: Rollout | None = None  # of every mailbox; administrators only
 
     def __getitem__(self, name: str) -> Persona:
         return self.personas[name]
@@ -99,6 +100,7 @@ def build_world() -> World:
     queue_mailbox = factories.mailbox(
         queue=owned_queue, profile=profile, email_address="support@example.test"
     )
+    mailboxes = [p.mailbox for p in personas.values() if p.mailbox] + [queue_mailbox]
     return World(
         personas=personas,
         profile=profile,
@@ -106,4 +108,5 @@ def build_world() -> World:
         queue_mailbox=queue_mailbox,
         queue_sync=_mailbox_records(queue_mailbox),
         profile_alert=factories.alert(profile=profile, category="profile", code="profile-test-failed"),
+        rollout=factories.rollout(mailboxes=mailboxes, created_by=personas["admin"].login),
     )

@@ -108,6 +108,11 @@ def alerts(world: World) -> list[tuple[models.Model, str | None]]:
     return [*sync_records("alert")(world), (world.profile_alert, None)]
 
 
+def rollouts(world: World) -> list[tuple[models.Model, str | None]]:
+    assert world.rollout is not None
+    return [(world.rollout, None)]
+
+
 @dataclass
 class Rule:
     """Who may use a route, per method. ``objects`` makes a detail route's URLs
@@ -193,6 +198,12 @@ RULES: dict[str, Rule] = {
     **read_only_rules("quarantined-message", sync_records("quarantined"), read=owner_or_admin),
     "quarantined-message-reprocess": action_rule(sync_records("quarantined"), allowed=owner_or_admin),
     **read_only_rules("sync-run", sync_records("sync_run"), read=owner_or_admin),
+    # Rollouts test & enable many mailboxes at once: administrators only.
+    "rollout-list": Rule({"GET": admin, "POST": admin}, list_of=rollouts),
+    "rollout-detail": Rule(
+        {"GET": admin, "PATCH": nobody, "PUT": nobody, "DELETE": nobody}, objects=rollouts
+    ),
+    "rollout-cancel": action_rule(rollouts, allowed=admin),
     # The admin site: administrators only; everyone else is sent to its login.
     "admin:*": Rule({"GET": admin}, kind="admin"),
     # Signed-in administrators are sent on from the login page to the index.

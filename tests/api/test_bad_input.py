@@ -64,6 +64,7 @@ def _concrete(path: str, world: World) -> str:
         "emails": world["alice"].email.pk,
         "alerts": world["alice"].sync.alert.pk,
         "quarantined-messages": world["alice"].sync.quarantined.pk,
+        "rollouts": world.rollout.pk,
     }
     resource = path.strip("/").split("/")[2]
     return path.replace("{id}", str(ids.get(resource, 0)))
