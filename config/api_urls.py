@@ -5,14 +5,14 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from crm import api as crm_api
-from mailboxes import api as mailboxes_api
-from profiles import api as profiles_api
 from sync import api as sync_api
+from sync import checks_api
 
 router = DefaultRouter()
 router.include_format_suffixes = False
-router.register("profiles", profiles_api.EmailServerProfileViewSet, basename="profile")
-router.register("mailboxes", mailboxes_api.MailboxViewSet, basename="mailbox")
+# The engine's subclasses add test & enable and approval actions to these routes.
+router.register("profiles", checks_api.EmailServerProfileViewSet, basename="profile")
+router.register("mailboxes", checks_api.MailboxViewSet, basename="mailbox")
 router.register("users", crm_api.CrmUserViewSet, basename="crmuser")
 router.register("queues", crm_api.QueueViewSet, basename="queue")
 router.register("accounts", crm_api.AccountViewSet, basename="account")

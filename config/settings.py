@@ -252,6 +252,7 @@ CELERY_TASK_ROUTES = {
     "sync.tasks.incoming_*": {"queue": "incoming"},
     "sync.tasks.outgoing_*": {"queue": "outgoing"},
     "sync.tasks.act_*": {"queue": "act"},
+    "sync.tasks.test_and_enable_*": {"queue": "default"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

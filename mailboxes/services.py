@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from crm.choices import ActMethod
 from crm.models import OrganizationSettings
 from mailboxes.models import SYNC_DIRECTIONS, ApprovalStatus, Mailbox, SyncStatus
-from profiles.models import EmailServerProfile
+from profiles.models import EmailServerProfile, ServerType
 
 # A change of these makes every saved folder cursor and test result stale.
 CONFIGURATION_FIELDS = ("email_address", "profile")
@@ -90,3 +92,25 @@ def mailbox_set_approval(*, mailbox: Mailbox, status: str, by: Any) -> Mailbox:
         update_fields=["approval_status", "approval_changed_by", "approval_changed_on", "modified_on"]
     )
     return mailbox
+
+
+def apply_default_email_settings(*, mailboxes: Iterable[Mailbox]) -> list[Mailbox]:
+    """ "Apply default email settings": the organization's default profile and sync
+    methods on each mailbox (a new profile starts a new configuration generation).
+    The default profile is left out where there is none; appointments, contacts
+    and tasks stay off where the mailbox cannot sync them (queues, POP3 profiles)."""
+    defaults = mailbox_defaults()
+    if defaults["profile"] is None:
+        del defaults["profile"]
+    changed = []
+    for mailbox in mailboxes:
+        data = dict(defaults)
+        if data.get("act_method") != ActMethod.NONE and _cannot_sync_act(mailbox, data.get("profile")):
+            data["act_method"] = ActMethod.NONE
+        changed.append(mailbox_update(mailbox=mailbox, data=data))
+    return changed
+
+
+def _cannot_sync_act(mailbox: Mailbox, profile: EmailServerProfile | None) -> bool:
+    profile = profile or mailbox.profile
+    return bool(mailbox.queue_id) or (profile is not None and profile.server_type == ServerType.POP3_SMTP)

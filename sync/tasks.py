@@ -53,6 +53,14 @@ def outgoing_mailbox(mailbox_id: int, lease_token: str) -> str:
     return run.outcome if run else "lease not held"
 
 
+@shared_task(name="sync.tasks.test_and_enable_mailbox")
+def test_and_enable_mailbox(test_id: int) -> str:
+    from sync import checks
+
+    report = checks.run_queued_test(test_id=test_id)
+    return report.summary if report else "test gone or canceled"
+
+
 @shared_task(name="sync.tasks.rollup_recent")
 def rollup_recent() -> int:
     return rollups.rollup_recent()

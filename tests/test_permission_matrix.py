@@ -194,6 +194,14 @@ RULES: dict[str, Rule] = {
     **read_only_rules("alert", alerts, read=owner_or_admin),
     "alert-acknowledge": action_rule(alerts, allowed=owner_or_admin),
     "alert-resolve": action_rule(alerts, allowed=owner_or_admin),
+    # Test & enable: administrators, and a mailbox's own user (a queue owner also the
+    # queue's), who may set its credentials too; others get 404 (sync/checks_api.py).
+    "mailbox-test-and-enable": action_rule(mailboxes, allowed=owner_or_admin),
+    # Approval needs mailboxes.approve_email, which only administrators hold here.
+    "mailbox-approve": action_rule(mailboxes, allowed=admin),
+    "mailbox-reject": action_rule(mailboxes, allowed=admin),
+    "mailbox-apply-default-email-settings": Rule({"POST": admin, "GET": nobody}),
+    "profile-test-connection": action_rule(profiles, allowed=admin),
     **read_only_rules("receipt", sync_records("receipt"), read=owner_or_admin),
     **read_only_rules("quarantined-message", sync_records("quarantined"), read=owner_or_admin),
     "quarantined-message-reprocess": action_rule(sync_records("quarantined"), allowed=owner_or_admin),
