@@ -3,6 +3,7 @@ mid-batch, and a cancel. Windows move with time-machine; the tick runs in-proces
 
 from __future__ import annotations
 
+import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -14,11 +15,14 @@ from django.db import connection
 from mailboxes.models import ApprovalStatus, Mailbox
 from sync.models import MailboxTest, Rollout, RolloutItem
 from sync.models import TestState as State
-from sync.rollout import rollout_cancel, rollout_plan, rollout_progress, rollout_tick
+from sync.rollout import STALLED_AFTER, rollout_cancel, rollout_plan, rollout_progress, rollout_tick
 from tests import factories
+from tests.harness.celery_worker import celery_worker
+from tests.sync.test_crash_safety import wait_until
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 WINDOW = timedelta(minutes=300)
+FINISHED = (State.PASSED, State.FAILED, State.CANCELED)
 
 
 def closed_port() -> int:
@@ -161,3 +165,42 @@ def test_cancel_cancels_queued_tests_and_later_batches_and_lets_running_ones_fin
     assert tick_at(START + 3 * WINDOW) == []
     assert batch_tests(rollout, 2) == []
     assert rollout_cancel(rollout=rollout).state == Rollout.State.CANCELED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_batch_is_resumed_by_the_tick_and_the_rollout_can_be_canceled():
+    rollout = rollout_plan(mailbox_ids=[m.pk for m in organization(queues=150, users=300)], created_by=None)
+    first_batch = MailboxTest.objects.filter(rollout=rollout)
+    finished = first_batch.filter(state__in=FINISHED)
+
+    with celery_worker(queues="default", name="doomed") as doomed:
+        (started,) = rollout_tick().started
+        wait_until(lambda: finished.count() >= 20, what="20 finished tests")
+        doomed.kill(signal.SIGKILL)
+    finished_at_kill = finished.count()
+    assert started == (rollout.pk, 1)
+    assert 20 <= finished_at_kill < 200, "the worker must die mid-batch for this test to mean anything"
+    finished_on_at_kill = dict(finished.values_list("pk", "finished_on"))
+
+    # The fresh worker starts with an empty broker: only the tick can bring the rest back.
+    with celery_worker(queues="default", name="fresh"):
+        assert rollout_tick().requeued == 0  # not stalled yet: the batch just ran
+        later = datetime.now(UTC) + STALLED_AFTER + timedelta(minutes=1)
+        with time_machine.travel(later, tick=True):
+            result = rollout_tick()
+        assert (result.started, result.requeued) == ([], 200 - finished_at_kill)
+        wait_until(lambda: finished.count() == 200, timeout=120, what="the whole first batch")
+
+    assert first_batch.count() == 200
+    assert RolloutItem.objects.filter(rollout=rollout, test__isnull=True, batch_number=1).count() == 0
+    # Tests finished before the kill were not run again.
+    assert dict(first_batch.filter(pk__in=finished_on_at_kill).values_list("pk", "finished_on")) == (
+        finished_on_at_kill
+    )
+    assert set(first_batch.values_list("state", flat=True)) <= {State.PASSED, State.FAILED}
+
+    rollout_cancel(rollout=rollout)
+    assert tick_at(datetime.now(UTC) + 3 * WINDOW) == []
+    rollout.refresh_from_db()
+    assert rollout.state == Rollout.State.CANCELED
+    assert MailboxTest.objects.filter(rollout=rollout).count() == 200
