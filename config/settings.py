@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # htmx for the pages, from the package's own static files (no copy committed).
+    "django_htmx",
     "crm",
     "profiles",
     "mailboxes",
@@ -74,6 +76,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -90,6 +93,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "sync.views.context.roles",
             ],
         },
     },
@@ -152,7 +156,10 @@ def _storages() -> dict[str, Any]:
 
 STORAGES = _storages()
 
-LOGIN_URL = "/admin/login/"
+# The pages' own sign-in; the admin site keeps its login at /admin/login/.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 ADMINISTRATORS_GROUP = "Administrators"
 
 # Security defaults; HTTPS=true behind a TLS-terminating proxy turns on the rest.

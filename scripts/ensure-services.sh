@@ -3,6 +3,7 @@
 # (postgres@127.0.0.1:5432 with trust auth, redis://127.0.0.1:6379). A stopped
 # server is started; a missing one is installed from Debian's packages (needs root).
 # Dovecot is only installed: the test harness starts its own on free ports.
+# Chromium is only installed: the browser tests launch it through Playwright.
 set -euo pipefail
 
 log() { echo "ensure-services: $*" >&2; }
@@ -93,9 +94,19 @@ ensure_dovecot() {
     log "Dovecot is installed (the tests start their own)"
 }
 
+# The browser tests (tests/ui/) launch Debian's Chromium through Playwright's
+# executable_path; `playwright install` would download a browser, which we never do.
+ensure_chromium() {
+    if [[ -x /usr/bin/chromium ]]; then log "Chromium is installed"; return; fi
+    apt_install chromium
+    [[ -x /usr/bin/chromium ]] || die "chromium installed, but /usr/bin/chromium is missing"
+    log "Chromium is installed"
+}
+
 ensure_postgres
 ensure_redis
 ensure_dovecot
+ensure_chromium
 # The suite's default connection (config/settings_test.py); fail here with the reason, not in every test.
 if [[ -z ${DATABASE_URL:-} ]]; then
     psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null \

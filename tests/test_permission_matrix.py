@@ -13,6 +13,12 @@ The matrix then calls every route as every persona and checks:
 An action route (``POST /alerts/{id}/acknowledge/``) is probed on every object
 of its rule: allowed personas get 200; denied ones get 401/403/404 and the
 object's row stays exactly as it was.
+
+A page is fetched with GET: allowed personas get 200 (or the rule's status for
+them); anonymous visitors are sent to a login page, other denied ones get
+403/404. A form route (a page's POST that names mailboxes in its body, as htmx
+sends it) is probed like an action, once per object; anonymous visitors are
+sent to the login page, and no test of a mailbox is queued by a denied persona.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from django.db import models
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from sync.models import MailboxTest
 from tests.personas import PERSONA_NAMES, World
 
 Access = Callable[[str, str | None], bool]
@@ -120,7 +127,7 @@ class Rule:
 
     methods: dict[str, Access]
     objects: Objects | None = None
-    kind: str = "api"  # "api" | "page" | "admin" | "action"
+    kind: str = "api"  # "api" | "page" | "admin" | "action" | "form"
     list_of: Objects | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -217,7 +224,27 @@ RULES: dict[str, Rule] = {
     # Signed-in administrators are sent on from the login page to the index.
     "admin:login": Rule({"GET": public}, kind="page", extra={"status": {"admin": 302}}),
     # Logging out takes a POST; a GET does nothing for anyone.
-    "admin:logout": Rule({"GET": nobody}, kind="page"),
+    "admin:logout": Rule({"GET": nobody}, kind="page", extra={"denied": {302, 405}}),
+    # The web UI (sync/urls.py). Pages list only what the viewer may see (tests/sync/test_views.py).
+    "login": Rule({"GET": public}, kind="page"),
+    "logout": Rule({"GET": nobody}, kind="page"),
+    "dashboard": Rule({"GET": members}, kind="page"),
+    "mailboxes": Rule({"GET": members}, kind="page"),
+    "mailboxes-progress": Rule({"GET": members}, kind="page"),
+    "alerts": Rule({"GET": members}, kind="page"),
+    "profiles": Rule({"GET": admin}, kind="page"),
+    "migration": Rule({"GET": admin}, kind="page"),
+    "email-settings": Rule({"GET": admin}, kind="page"),
+    "mailboxes-test-and-enable": Rule(
+        {"POST": owner_or_admin, "GET": nobody}, objects=mailboxes, kind="form"
+    ),
+    # Approving needs mailboxes.approve_email: the Administrators group has it.
+    "mailboxes-approval": Rule(
+        {"POST": admin, "GET": nobody},
+        objects=mailboxes,
+        kind="form",
+        extra={"data": {"decision": "approve"}},
+    ),
 }
 # Owners may PATCH their own user record and mailbox (personal options,
 # credentials), but replacing the whole record with PUT is for administrators.
@@ -360,6 +387,27 @@ def _check_action(
         assert _row(obj) == before, f"{persona} changed {url} without the right"
 
 
+def _check_form(world: World, route_name: str, rule: Rule, persona: str, method: str, access: Access) -> None:
+    assert rule.objects is not None
+    url = reverse(route_name)
+    if method != "POST":
+        assert _client(world, persona).generic(method, url).status_code == 405
+        return
+    for obj, owner in rule.objects(world):
+        before, tests_before = _row(obj), MailboxTest.objects.filter(mailbox_id=obj.pk).count()
+        data = {"mailbox": obj.pk, **rule.extra.get("data", {})}
+        response = _client(world, persona).post(url, data, HTTP_HX_REQUEST="true")
+        if access(persona, owner):
+            assert response.status_code == 200, (url, persona, response.status_code)
+            continue
+        expected = {302} if persona == "anonymous" else {403, 404}
+        assert response.status_code in expected, (url, persona, owner, response.status_code)
+        if persona == "anonymous":
+            assert response["Location"].startswith("/login/")
+        assert _row(obj) == before, f"{persona} changed {obj} through {url}"
+        assert MailboxTest.objects.filter(mailbox_id=obj.pk).count() == tests_before, (url, persona)
+
+
 def _cases() -> Iterator[Any]:
     for route_name, pattern in ROUTES:
         rule = rule_for(route_name)
@@ -388,7 +436,14 @@ def test_matrix(world: World, route_name: str, pattern: str, persona: str, metho
         if access(persona, None):
             assert response.status_code == rule.extra.get("status", {}).get(persona, 200)
         else:
-            assert response.status_code in {302, 405}
+            expected = {302, 405} if persona == "anonymous" else {403, 404, 405}
+            assert response.status_code in rule.extra.get("denied", expected), (
+                route_name,
+                persona,
+                response.status_code,
+            )
+    elif rule.kind == "form":
+        _check_form(world, route_name, rule, persona, method, access)
     elif rule.kind == "action":
         _check_action(world, route_name, rule, persona, method, access)
     elif rule.objects is not None:
@@ -397,7 +452,9 @@ def test_matrix(world: World, route_name: str, pattern: str, persona: str, metho
         _check_list(world, route_name, rule, persona, method, access)
 
 
-@pytest.mark.parametrize("route_name", [name for name, rule in RULES.items() if rule.objects is not None])
+@pytest.mark.parametrize(
+    "route_name", [name for name, rule in RULES.items() if rule.objects is not None and rule.kind != "form"]
+)
 def test_methods_not_in_a_rule_are_refused(world: World, route_name: str):
     """A method the rule does not list (e.g. DELETE on emails) is answered 405 even for an administrator."""
     rule = RULES[route_name]

@@ -1,0 +1,47 @@
+"""Who may open a page: the same roles as the API (crm.roles).
+
+Anonymous visitors are sent to the login page; a signed-in login that is
+neither an administrator nor linked to an active CRM user gets 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django_htmx.middleware import HtmxDetails
+
+from crm.roles import crm_user_for, is_administrator
+
+View = Callable[..., HttpResponse]
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request as django-htmx's middleware leaves it (for type checking)."""
+
+    htmx: HtmxDetails
+
+
+def _requires(check: Callable[[Any], bool]) -> Callable[[View], View]:
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not check(request.user):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapped)
+
+    return decorator
+
+
+def _is_member(user: Any) -> bool:
+    return is_administrator(user) or crm_user_for(user) is not None
+
+
+member_required = _requires(_is_member)
+administrator_required = _requires(is_administrator)
