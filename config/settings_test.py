@@ -22,6 +22,9 @@ from config.settings import *  # noqa: E402, F403
 CHECKOUT_ID = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]  # noqa: F405, S324
 CHECKOUT_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:12] or CHECKOUT_ID
 DATABASES["default"]["TEST"] = {"NAME": f"test_serversync_{CHECKOUT_ID}"}  # noqa: F405
+# Threads a test starts (the live server) must not keep connections open past
+# the test, or the test database cannot be dropped at the end.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 REDIS_KEY_PREFIX = f"serversync-test-{CHECKOUT_ID}:"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}

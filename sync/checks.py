@@ -15,12 +15,14 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import partial
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 
 from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailUsing, SyncStatus
 from crm.models import OrganizationSettings
@@ -42,6 +44,8 @@ TEST_HEADER = "X-Serversync-Test"
 ROUND_TRIP_TIMEOUT_SECONDS = 30.0
 ROUND_TRIP_POLL_SECONDS = 0.5
 ALERT_CATEGORY = "test"
+# A test still Testing after this long was left by a worker that died.
+STALE_TEST = timedelta(minutes=10)
 
 # What to do about each cause, in words; the connectors' messages say what happened.
 FIXES = {
@@ -430,9 +434,13 @@ def queue_test_and_enable(
 
 def run_queued_test(*, test_id: int) -> TestReport | None:
     """Run one queued test (the Celery task's body); None when it is gone or canceled."""
-    test = MailboxTest.objects.select_related("mailbox__profile").filter(pk=test_id).first()
-    if test is None or test.state not in (TestState.QUEUED, TestState.TESTING):
-        return None  # TESTING again: redelivered after a worker died mid-test
+    now = clock.now()
+    # Claim it first, so a redelivered or requeued copy of the task never runs a
+    # test twice at once; a test left Testing by a dead worker is free again later.
+    claimable = Q(state=TestState.QUEUED) | Q(state=TestState.TESTING, started_on__lt=now - STALE_TEST)
+    if not MailboxTest.objects.filter(claimable, pk=test_id).update(state=TestState.TESTING, started_on=now):
+        return None
+    test = MailboxTest.objects.select_related("mailbox__profile").get(pk=test_id)
     return mailbox_test_and_enable(mailbox=test.mailbox, round_trip=test.round_trip, test=test)
 
 

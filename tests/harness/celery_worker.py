@@ -43,6 +43,7 @@ class CeleryWorkerProcess:
         self.extra_env = env or {}
         self.hostname = f"{name}-{os.getpid()}-{time.monotonic_ns()}@serversync-test"
         self.process: subprocess.Popen[bytes] | None = None
+        self.app_name = f"celery-{self.hostname.split('@')[0]}"[:63]
         self.log_path = ROOT / "var" / "test-logs" / f"{self.hostname.split('@')[0]}.log"
 
     def environment(self) -> dict[str, str]:
@@ -53,7 +54,9 @@ class CeleryWorkerProcess:
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND,
             # The test database pytest-django created for this test worker.
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "DATABASE_URL": (
+                f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}?application_name={self.app_name}"
+            ),
             "SERVERSYNC_DATA_DIR": str(settings.DATA_DIR),
             # Stored files and trusted CAs as the test process has them.
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
@@ -98,6 +101,20 @@ class CeleryWorkerProcess:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, sig)
             self.process.wait(timeout=30)
+        self._wait_for_its_sessions_to_end()
+
+    def _wait_for_its_sessions_to_end(self, timeout: float = 10) -> None:
+        """A killed worker's database sessions linger a moment; the test database
+        can only be dropped once they are gone."""
+        deadline = time.monotonic() + timeout
+        with connection.cursor() as cursor:
+            while time.monotonic() < deadline:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [self.app_name]
+                )
+                if cursor.fetchone()[0] == 0:
+                    return
+                time.sleep(0.05)
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)

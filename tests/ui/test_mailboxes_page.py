@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from mailboxes.services import mailbox_update
@@ -47,6 +48,9 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
             pytest.fail(f"Chromium ({CHROMIUM}) did not launch: {error}", pytrace=False)
         yield launched
         launched.close()
+        # ORM calls made while Playwright's loop ran used connections of that
+        # context; close them here, or the test database cannot be dropped.
+        connections.close_all()
 
 
 @pytest.fixture
