@@ -7,14 +7,12 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # A fixed throwaway key, so worker subprocesses started by tests decrypt what the tests wrote.
 os.environ.setdefault("CREDENTIAL_KEYS", "dGVzdC1vbmx5LWNyZWRlbnRpYWwta2V5LTMyYnl0ZXM=")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/serversync")
-# Each pytest-xdist worker gets its own Redis database (1, 2, ...); pytest-django
-# already gives each its own PostgreSQL database (test_serversync_gw0, ...).
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw-1").removeprefix("gw")
-REDIS_TEST_DB = (int(_WORKER) if _WORKER.isdigit() else -1) % 15 + 1
+# pytest-django gives each pytest-xdist worker its own PostgreSQL database; in
+# Redis each keeps to its own key prefix (below, and tests/conftest.py).
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379")
-os.environ.setdefault("CELERY_BROKER_URL", f"{os.environ['REDIS_URL']}/{REDIS_TEST_DB}")
+os.environ.setdefault("CELERY_BROKER_URL", f"{os.environ['REDIS_URL']}/1")
 
-from config.settings import *  # noqa: E402, F403
+from config.settings import *  # noqa: F403
 
 # Test runs on one machine keep apart (two checkouts, or two runs in one):
 # their own database names and their own Redis key prefix. pytest-xdist gives
@@ -25,7 +23,9 @@ DATABASES["default"]["TEST"] = {"NAME": f"test_serversync_{CHECKOUT_ID}"}  # noq
 # Threads a test starts (the live server) must not keep connections open past
 # the test, or the test database cannot be dropped at the end.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
-REDIS_KEY_PREFIX = f"serversync-test-{CHECKOUT_ID}:"
+# tests/conftest.py narrows it to one pytest-xdist worker and hands it to the
+# worker processes tests start, through this variable.
+REDIS_KEY_PREFIX = os.environ.get("SERVERSYNC_TEST_REDIS_PREFIX") or f"serversync-test-{CHECKOUT_ID}:"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
 

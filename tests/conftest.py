@@ -11,6 +11,26 @@ from tests.personas import World, build_world
 pytest_plugins = ["tests.harness.fixtures"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Each pytest-xdist worker keeps its Celery messages and results under a
+    Redis key prefix of its own (tests/harness/celery_worker.py hands it to the
+    worker processes it starts). The settings were read before xdist named the
+    worker, so this happens here.
+    """
+    from django.conf import settings
+
+    from config.celery import app
+
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    prefix = f"{settings.REDIS_KEY_PREFIX}{worker}:"
+    options = {"global_keyprefix": prefix}
+    settings.REDIS_KEY_PREFIX = prefix
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
+    settings.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = options
+    app.conf.broker_transport_options = options
+    app.conf.result_backend_transport_options = options
+
+
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path: Path) -> None:
     """Stored files (raw messages, attachments) go to a folder of this test's own."""

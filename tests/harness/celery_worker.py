@@ -61,6 +61,7 @@ class CeleryWorkerProcess:
             # Stored files and trusted CAs as the test process has them.
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "SYNC_CA_FILE": settings.SYNC_CA_FILE or "",
+            "SERVERSYNC_TEST_REDIS_PREFIX": settings.REDIS_KEY_PREFIX,
             **self.extra_env,
         }
         env.pop("PYTEST_XDIST_WORKER", None)
