@@ -24,7 +24,7 @@ from django.db import models
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -35,8 +35,10 @@ from mailboxes.serializers import MailboxSerializer
 from mailboxes.services import apply_default_email_settings, mailbox_set_approval
 from profiles import api as profiles_api
 from sync import checks
+from sync.api import RolloutViewSet
 from sync.models import MailboxTest
-from sync.serializers import NoBodySerializer
+from sync.rollout import rollout_plan
+from sync.serializers import NoBodySerializer, RolloutDetailSerializer
 
 MAX_MAILBOXES = 10_000
 
@@ -165,3 +167,16 @@ class EmailServerProfileViewSet(profiles_api.EmailServerProfileViewSet):
                 }
             ).data
         )
+
+    @extend_schema(request=None, responses=RolloutDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="test-and-enable-mailboxes")
+    def test_and_enable_mailboxes(self, request: Request, pk: Any = None) -> Response:
+        """ "Test & Enable Mailboxes": every mailbox of this profile, as one background
+        job — a rollout, paced like any other, whose first batch starts at the next tick."""
+        _no_body(request)
+        profile = self.get_object()
+        mailbox_ids = list(profile.mailboxes.values_list("pk", flat=True))
+        if not mailbox_ids:
+            raise ValidationError({"detail": "This profile has no mailboxes to test."})
+        plan = rollout_plan(mailbox_ids=mailbox_ids, created_by=request.user)
+        return Response(RolloutDetailSerializer(RolloutViewSet.queryset.get(pk=plan.pk)).data)

@@ -359,6 +359,7 @@ class WorkerHeartbeat(models.Model):
 
 
 class TestState(models.TextChoices):
+    __test__ = False  # a test & enable state, not a pytest test class
     QUEUED = "queued", "Queued"
     TESTING = "testing", "Testing"
     PASSED = "passed", "Passed"

@@ -209,6 +209,7 @@ RULES: dict[str, Rule] = {
     "mailbox-reject": action_rule(mailboxes, allowed=admin),
     "mailbox-apply-default-email-settings": Rule({"POST": admin, "GET": nobody}),
     "profile-test-connection": action_rule(profiles, allowed=admin),
+    "profile-test-and-enable-mailboxes": action_rule(profiles, allowed=admin),
     **read_only_rules("receipt", sync_records("receipt"), read=owner_or_admin),
     **read_only_rules("quarantined-message", sync_records("quarantined"), read=owner_or_admin),
     "quarantined-message-reprocess": action_rule(sync_records("quarantined"), allowed=owner_or_admin),

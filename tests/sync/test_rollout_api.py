@@ -7,6 +7,7 @@ import pytest
 from mailboxes.models import Mailbox
 from sync.models import Rollout
 from sync.rollout import rollout_tick
+from tests import factories
 from tests.personas import World
 
 pytestmark = pytest.mark.django_db
@@ -77,3 +78,15 @@ def test_a_completed_rollout_cannot_be_canceled(world: World, api_as):
     response = api_as("admin").post(f"/api/v1/rollouts/{world.rollout.pk}/cancel/", {}, format="json")
     assert response.status_code == 409
     assert response.json()["code"] == "rollout_finished"
+
+
+def test_test_and_enable_mailboxes_of_a_profile_is_one_rollout_of_all_its_mailboxes(world: World, api_as):
+    response = api_as("admin").post(f"/api/v1/profiles/{world.profile.pk}/test-and-enable-mailboxes/")
+    assert response.status_code == 200, response.content
+    rollout = Rollout.objects.get(pk=response.json()["id"])
+    planned = set(rollout.items.values_list("mailbox_id", flat=True))
+    assert planned == set(Mailbox.objects.filter(profile=world.profile).values_list("pk", flat=True))
+    empty = factories.profile("Unused")
+    response = api_as("admin").post(f"/api/v1/profiles/{empty.pk}/test-and-enable-mailboxes/")
+    assert response.status_code == 400
+    assert "no mailboxes" in response.json()["detail"]
