@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 
 from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, SyncStatus
-from crm.models import CrmUser, Queue
+from crm.models import CrmUser, OrganizationSettings, Queue
 from crm.models.base import TimestampedModel
 from profiles.fields import EncryptedTextField
 from profiles.models import EmailServerProfile, ServerType
@@ -31,6 +31,19 @@ class FolderScope(models.TextChoices):
     INBOX_AND_SUBFOLDERS = "inbox_and_subfolders", "Inbox and sub-folders"
 
 
+OWNER_TYPES = (("user", "User"), ("queue", "Queue"), ("forward", "Forward mailbox"))
+_OWNED_BY = {
+    "user": Q(user__isnull=False),
+    "queue": Q(queue__isnull=False),
+    "forward": Q(is_forward_mailbox=True),
+}
+# "Process email only for approved users / queues": which setting governs which owner.
+_APPROVAL_SETTING = {
+    "user": "process_email_only_for_approved_users",
+    "queue": "process_email_only_for_approved_queues",
+}
+
+
 class MailboxQuerySet(models.QuerySet["Mailbox"]):
     def visible_to(self, crm_user: CrmUser) -> MailboxQuerySet:
         """A user sees their own mailbox; a queue owner also sees the queue's."""
@@ -39,6 +52,22 @@ class MailboxQuerySet(models.QuerySet["Mailbox"]):
     def for_active_owners(self) -> MailboxQuerySet:
         """Mailboxes whose owner may sync: a deactivated CRM user's mailbox stops."""
         return self.exclude(user__is_active=False).exclude(queue__is_active=False)
+
+    def search(self, text: str) -> MailboxQuerySet:
+        return self.filter(Q(name__icontains=text) | Q(email_address__icontains=text))
+
+    def of_owner_type(self, owner_type: str) -> MailboxQuerySet:
+        """``user``, ``queue`` or ``forward`` (OWNER_TYPES)."""
+        return self.filter(_OWNED_BY[owner_type])
+
+    def approved_where_required(self, organization: OrganizationSettings) -> MailboxQuerySet:
+        """Leave out mailboxes whose address the organization requires approved and is not."""
+        mailboxes = self
+        for owner_type, setting in _APPROVAL_SETTING.items():
+            if getattr(organization, setting):
+                unapproved = _OWNED_BY[owner_type] & ~Q(approval_status=ApprovalStatus.APPROVED)
+                mailboxes = mailboxes.exclude(unapproved)
+        return mailboxes
 
 
 class Mailbox(TimestampedModel):
@@ -172,6 +201,12 @@ class Mailbox(TimestampedModel):
         # clean() reports a duplicate address on its field; skip the generic
         # constraint message that would repeat it without naming the field.
         super().validate_constraints(exclude={*(exclude or ()), "email_address"})
+
+    def awaits_approval(self, organization: OrganizationSettings) -> bool:
+        """The organization processes only approved addresses of this kind of owner, and this one is not."""
+        setting = _APPROVAL_SETTING.get(self.owner_kind)
+        required = bool(setting and getattr(organization, setting))
+        return required and self.approval_status != ApprovalStatus.APPROVED
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}

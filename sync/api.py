@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -20,7 +20,7 @@ from rest_framework.serializers import BaseSerializer
 
 from crm.api_base import IsAdministrator, RoleScopedMixin
 from mailboxes.api import MailboxViewSet
-from mailboxes.models import Mailbox
+from mailboxes.models import OWNER_TYPES, Mailbox, MailboxQuerySet
 from sync import serializers
 from sync.alerts import alert_acknowledge, alert_resolve
 from sync.errors import MessageError
@@ -123,21 +123,17 @@ class MailboxSelection(filters.FilterSet):
     """A rollout of "all matching" mailboxes: the mailbox list's filters, search and owner type."""
 
     search = filters.CharFilter(method="filter_search")
-    owner_type = filters.ChoiceFilter(
-        choices=[("queue", "Queue"), ("user", "User"), ("forward", "Forward mailbox")],
-        method="filter_owner_type",
-    )
+    owner_type = filters.ChoiceFilter(choices=OWNER_TYPES, method="filter_owner_type")
 
     class Meta:
         model = Mailbox
         fields = MailboxViewSet.filterset_fields
 
-    def filter_search(self, queryset: QuerySet[Mailbox], name: str, value: str) -> QuerySet[Mailbox]:
-        return queryset.filter(Q(name__icontains=value) | Q(email_address__icontains=value))
+    def filter_search(self, queryset: MailboxQuerySet, name: str, value: str) -> QuerySet[Mailbox]:
+        return queryset.search(value)
 
-    def filter_owner_type(self, queryset: QuerySet[Mailbox], name: str, value: str) -> QuerySet[Mailbox]:
-        owner = {"queue": Q(queue__isnull=False), "user": Q(user__isnull=False)}
-        return queryset.filter(owner.get(value, Q(is_forward_mailbox=True)))
+    def filter_owner_type(self, queryset: MailboxQuerySet, name: str, value: str) -> QuerySet[Mailbox]:
+        return queryset.of_owner_type(value)
 
 
 class RolloutViewSet(

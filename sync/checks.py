@@ -26,7 +26,7 @@ from django.db.models import Q
 
 from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailUsing, SyncStatus
 from crm.models import OrganizationSettings
-from mailboxes.models import ApprovalStatus, FolderScope, Mailbox
+from mailboxes.models import FolderScope, Mailbox
 from profiles.models import CredentialsSource, EmailServerProfile, ServerType
 from sync import alerts, clock
 from sync.connectors.base import ServerSettings
@@ -185,7 +185,7 @@ _NONE = DirectionResult("", "")
 
 def _blocker(mailbox: Mailbox, organization: OrganizationSettings) -> SyncError | None:
     """Why no direction can be tried (no connection is attempted), or None."""
-    if _approval_required(mailbox, organization) and mailbox.approval_status != ApprovalStatus.APPROVED:
+    if mailbox.awaits_approval(organization):
         return SyncError(
             f"The email address {mailbox.email_address} is not approved "
             f"({mailbox.get_approval_status_display()}), and the organization processes email only "
@@ -197,14 +197,6 @@ def _blocker(mailbox: Mailbox, organization: OrganizationSettings) -> SyncError 
     except SyncError as error:
         return error
     return None
-
-
-def _approval_required(mailbox: Mailbox, organization: OrganizationSettings) -> bool:
-    if mailbox.user_id:
-        return organization.process_email_only_for_approved_users
-    if mailbox.queue_id:
-        return organization.process_email_only_for_approved_queues
-    return False
 
 
 def _test_direction(direction: str, mailbox: Mailbox) -> DirectionResult:

@@ -21,7 +21,7 @@ from django.db.models import Q, QuerySet
 
 from crm.choices import IncomingMethod, OutgoingMethod, ProcessEmailUsing
 from crm.models import OrganizationSettings
-from mailboxes.models import ApprovalStatus, Mailbox
+from mailboxes.models import Mailbox
 from profiles.models import ServerType
 from sync import clock, outages
 from sync.models import MailboxSchedule, SyncKind, SyncOutcome, SyncRun
@@ -53,11 +53,7 @@ def eligible(kind: str, *, now: datetime | None = None) -> QuerySet[Mailbox]:
     mailboxes = mailboxes.filter(
         Q(**{f"{kind}_postponed_until__isnull": True}) | Q(**{f"{kind}_postponed_until__lte": now})
     )
-    if organization.process_email_only_for_approved_users:
-        mailboxes = mailboxes.exclude(Q(user__isnull=False) & ~Q(approval_status=ApprovalStatus.APPROVED))
-    if organization.process_email_only_for_approved_queues:
-        mailboxes = mailboxes.exclude(Q(queue__isnull=False) & ~Q(approval_status=ApprovalStatus.APPROVED))
-    return mailboxes
+    return mailboxes.approved_where_required(organization)
 
 
 def dispatch(*, kinds: tuple[str, ...] = (SyncKind.INCOMING, SyncKind.OUTGOING)) -> list[Claim]:

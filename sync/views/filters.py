@@ -6,15 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 from django_filters import rest_framework as filters
 
 from crm.choices import SyncStatus
-from mailboxes.models import ApprovalStatus, Mailbox
+from mailboxes.models import OWNER_TYPES, ApprovalStatus, Mailbox, MailboxQuerySet
 from profiles.models import EmailServerProfile
+from sync import clock
 
 YES_NO = (("yes", "Yes"), ("no", "No"))
-OWNER_TYPES = (("user", "User"), ("queue", "Queue"), ("forward", "Forward mailbox"))
 
 
 class MailboxFilter(filters.FilterSet):
@@ -40,15 +39,15 @@ class MailboxFilter(filters.FilterSet):
             pk__in=queryset.exclude(profile=None).values("profile")
         )
 
-    def search(self, queryset: QuerySet[Mailbox], name: str, value: str) -> QuerySet[Mailbox]:
-        return queryset.filter(Q(name__icontains=value) | Q(email_address__icontains=value))
+    def search(self, queryset: MailboxQuerySet, name: str, value: str) -> QuerySet[Mailbox]:
+        return queryset.search(value)
 
     def filter_disabled(self, queryset: QuerySet[Mailbox], name: str, value: str) -> QuerySet[Mailbox]:
         # Disabled means the engine switched a direction off and said why.
         return queryset.exclude(disabled_reason="") if value == "yes" else queryset.filter(disabled_reason="")
 
     def filter_backoff(self, queryset: QuerySet[Mailbox], name: str, value: str) -> QuerySet[Mailbox]:
-        now = timezone.now()
+        now = clock.now()
         waiting = (
             Q(incoming_postponed_until__gt=now)
             | Q(outgoing_postponed_until__gt=now)
@@ -56,9 +55,5 @@ class MailboxFilter(filters.FilterSet):
         )
         return queryset.filter(waiting) if value == "yes" else queryset.exclude(waiting)
 
-    def filter_owner(self, queryset: QuerySet[Mailbox], name: str, value: str) -> QuerySet[Mailbox]:
-        if value == "user":
-            return queryset.filter(user__isnull=False)
-        if value == "queue":
-            return queryset.filter(queue__isnull=False)
-        return queryset.filter(is_forward_mailbox=True)
+    def filter_owner(self, queryset: MailboxQuerySet, name: str, value: str) -> QuerySet[Mailbox]:
+        return queryset.of_owner_type(value)
