@@ -23,6 +23,8 @@ from crm.models import ActivityParty, EmailActivity, OrganizationSettings
 from mailboxes.models import ApprovalStatus, Mailbox
 from profiles.models import ServerType
 from sync import activity_store, alerts, clock, mailbox_state, parsing
+from sync.connectors.imap import ImapConnection
+from sync.connectors.smtp import SmtpConnection
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, OutgoingClaim, SyncKind, SyncOutcome, SyncRun, TrackingTokenSequence
 from sync.server_settings import incoming_settings, outgoing_settings
@@ -53,8 +55,6 @@ def pending_for(mailbox: Mailbox) -> QuerySet[EmailActivity]:
 
 def send_pending(*, mailbox: Mailbox) -> SyncRun:
     """Send this mailbox's pending email over one SMTP connection."""
-    from sync.connectors.smtp import SmtpConnection
-
     run = SyncRun.objects.create(mailbox=mailbox, kind=SyncKind.OUTGOING, started_on=clock.now())
     emails = list(pending_for(mailbox)[: settings.SYNC_RUN_MAX_MESSAGES])
     sent: list[EmailActivity] = []
@@ -297,8 +297,6 @@ def _copy_to_sent_folder(mailbox: Mailbox, sent: list[EmailActivity]) -> None:
     """Put a copy in the IMAP Sent folder; a failure here never resends anything."""
     if not sent or mailbox.profile is None or mailbox.profile.server_type != ServerType.IMAP_SMTP:
         return
-    from sync.connectors.imap import ImapConnection
-
     try:
         with ImapConnection(incoming_settings(mailbox)) as imap:
             folder = imap.find_sent_folder()
