@@ -1,7 +1,7 @@
 """Settings for the test suite: fixed throwaway keys, real PostgreSQL and Redis on loopback."""
 
-import hashlib
 import os
+import secrets
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # A fixed throwaway key, so worker subprocesses started by tests decrypt what the tests wrote.
@@ -16,9 +16,11 @@ from config.settings import *  # noqa: F403
 
 # Test runs on one machine keep apart (two checkouts, or two runs in one):
 # their own database names and their own Redis key prefix. pytest-xdist gives
-# each run an id; a run without xdist is told apart by its checkout.
-CHECKOUT_ID = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]  # noqa: F405, S324
-CHECKOUT_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:12] or CHECKOUT_ID
+# each run an id; a run without xdist makes one, which the processes it starts
+# (Celery workers) inherit through the environment.
+CHECKOUT_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:12] or os.environ.setdefault(
+    "SERVERSYNC_TEST_RUN_ID", secrets.token_hex(4)
+)
 DATABASES["default"]["TEST"] = {"NAME": f"test_serversync_{CHECKOUT_ID}"}  # noqa: F405
 # Threads a test starts (the live server) must not keep connections open past
 # the test, or the test database cannot be dropped at the end.
