@@ -273,6 +273,7 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     },
     # Idempotent: recomputes the current and previous hour each time.
     "rollup-recent-hours": {"task": "sync.tasks.rollup_recent", "schedule": 300},
+    "check-profile-health": {"task": "sync.tasks.check_profile_health", "schedule": 300},
     "cleanup-retention": {"task": "sync.tasks.cleanup", "schedule": 3600},
     # Paced rollouts: each run starts at most one due batch per rollout.
     "rollout-tick": {"task": "sync.tasks.rollout_tick", "schedule": 60},
@@ -298,6 +299,10 @@ SYNC_ROLLOUT_WINDOW_MINUTES = env_int("SYNC_ROLLOUT_WINDOW_MINUTES", 300, minimu
 SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", 600, minimum=30)
 SYNC_DISPATCH_BATCH = env_int("SYNC_DISPATCH_BATCH", 500, minimum=1)
 SYNC_HEARTBEAT_SECONDS = env_int("SYNC_HEARTBEAT_SECONDS", 30, minimum=1)
+# A profile is unhealthy when more than this share of its mailboxes that ran in the
+# last hour failed (and at least this many ran): an Error alert, an email to its owner.
+SYNC_PROFILE_ALERT_FAILING_PERCENT = env_int("SYNC_PROFILE_ALERT_FAILING_PERCENT", 50, minimum=0)
+SYNC_PROFILE_ALERT_MIN_MAILBOXES = env_int("SYNC_PROFILE_ALERT_MIN_MAILBOXES", 2, minimum=1)
 # Retention, in days; the hourly cleanup deletes in batches within a time budget.
 SYNC_RETAIN_RAW_MESSAGES_DAYS = env_int("SYNC_RETAIN_RAW_MESSAGES_DAYS", 365, minimum=1)
 SYNC_RETAIN_SYNC_RUNS_DAYS = env_int("SYNC_RETAIN_SYNC_RUNS_DAYS", 30, minimum=1)

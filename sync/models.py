@@ -83,6 +83,10 @@ class ReceiptOutcome(models.TextChoices):
     FORWARDED = "forwarded", "Forwarded: processed for the forwarding user"
 
 
+# The message is (or joined) an activity in the CRM.
+TRACKED_OUTCOMES = frozenset({ReceiptOutcome.TRACKED, ReceiptOutcome.LINKED, ReceiptOutcome.FORWARDED})
+
+
 class Receipt(models.Model):
     """A message seen by a mailbox: the activity it became, or why it did not."""
 
@@ -117,6 +121,12 @@ class Receipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailbox_id} {self.server_id}: {self.outcome}"
+
+    @property
+    def tracked_activity(self) -> EmailActivity | None:
+        """The activity this message became or was linked to (a bounce's
+        ``email`` is the original it reports on, not an activity of its own)."""
+        return self.email if self.outcome in TRACKED_OUTCOMES else None
 
 
 class QuarantineState(models.TextChoices):
@@ -189,6 +199,8 @@ class MailboxAlert(models.Model):
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Set once the profile's owner has been emailed about this alert (sync.profile_health).
+    owner_notified_on = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = MailboxAlertQuerySet.as_manager()
 
@@ -235,10 +247,21 @@ class SyncRun(models.Model):
 
     class Meta:
         ordering = ["-started_on", "-id"]
-        indexes = [models.Index(fields=["mailbox", "kind", "started_on"], name="sync_run_mailbox_kind")]
+        indexes = [
+            models.Index(fields=["mailbox", "kind", "started_on"], name="sync_run_mailbox_kind"),
+            # The roll-ups and the profile health check read the runs of one recent hour.
+            models.Index(fields=["started_on"], name="sync_run_started"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mailbox_id} {self.kind} {self.started_on:%Y-%m-%d %H:%M}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """How long the run took; None while it runs."""
+        if self.finished_on is None:
+            return None
+        return (self.finished_on - self.started_on).total_seconds()
 
 
 class MailboxSchedule(models.Model):
@@ -343,6 +366,38 @@ class HourlyRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailbox_id} {self.hour:%Y-%m-%d %H}:00"
+
+
+class HourlyTotal(models.Model):
+    """All mailboxes of one profile in one hour: the sum of their HourlyRollup rows,
+    kept so the administrator's dashboard reads a week in a few hundred rows
+    however many mailboxes there are."""
+
+    hour = models.DateTimeField()
+    profile = models.ForeignKey(
+        EmailServerProfile, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    mailboxes = models.PositiveIntegerField(default=0)
+    runs = models.PositiveIntegerField(default=0)
+    failed_runs = models.PositiveIntegerField(default=0)
+    received = models.PositiveIntegerField(default=0)
+    tracked = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    latency_count = models.PositiveIntegerField(default=0)
+    latency_histogram = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-hour"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "profile"], name="total_hour_profile_unique", nulls_distinct=False
+            )
+        ]
+        indexes = [models.Index(fields=["hour"], name="total_hour")]
+
+    def __str__(self) -> str:
+        return f"profile {self.profile_id} {self.hour:%Y-%m-%d %H}:00"
 
 
 class WorkerHeartbeat(models.Model):

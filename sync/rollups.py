@@ -18,7 +18,7 @@ from django.db.models import Count, Q, Sum
 
 from mailboxes.models import Mailbox
 from sync import clock
-from sync.models import HourlyRollup, Receipt, SyncOutcome, SyncRun
+from sync.models import HourlyRollup, HourlyTotal, Receipt, SyncOutcome, SyncRun
 
 HOUR = timedelta(hours=1)
 # Upper bounds in seconds; a latency above the last one counts under OVERFLOW.
@@ -52,8 +52,9 @@ class _Row:
 
 def rollup_hour(*, hour: datetime) -> int:
     """Recompute every mailbox's roll-up of the hour that ``hour`` falls in
-    from its sync runs (by start) and receipts (by storage time); returns the
-    number of roll-up rows the hour now has."""
+    from its sync runs (by start) and receipts (by storage time), and the
+    hour's per-profile totals from them; returns the number of roll-up rows
+    the hour now has."""
     start = hour_of(hour)
     rows: dict[int, _Row] = defaultdict(_Row)
     _add_runs(rows, start)
@@ -67,7 +68,32 @@ def rollup_hour(*, hour: datetime) -> int:
                 mailbox_id=mailbox_id,
                 defaults={"profile_id": profiles.get(mailbox_id), **row.__dict__},
             )
+        _write_totals(start, rows, profiles)
     return len(rows)
+
+
+def _write_totals(start: datetime, rows: Mapping[int, _Row], profiles: Mapping[int, int | None]) -> None:
+    totals: dict[int | None, _Row] = defaultdict(_Row)
+    mailboxes: dict[int | None, int] = defaultdict(int)
+    for mailbox_id, row in rows.items():
+        profile_id = profiles.get(mailbox_id)
+        total = totals[profile_id]
+        mailboxes[profile_id] += 1
+        for name in ("runs", "failed_runs", "received", "tracked", "sent", "failed", "latency_count"):
+            setattr(total, name, getattr(total, name) + getattr(row, name))
+        total.latency_histogram = merge_histograms([total.latency_histogram, row.latency_histogram])
+    stale = HourlyTotal.objects.filter(hour=start).exclude(
+        profile_id__in=[p for p in totals if p is not None]
+    )
+    if None in totals:
+        stale = stale.exclude(profile__isnull=True)
+    stale.delete()
+    for profile_id, total in totals.items():
+        HourlyTotal.objects.update_or_create(
+            hour=start,
+            profile_id=profile_id,
+            defaults={"mailboxes": mailboxes[profile_id], **total.__dict__},
+        )
 
 
 def _add_runs(rows: dict[int, _Row], start: datetime) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.db import transaction
 
-from sync import clock, incoming, retention, rollups, scheduler
+from sync import clock, incoming, profile_health, retention, rollups, scheduler
 from sync import heartbeats as _heartbeats  # noqa: F401  (connects the worker signals)
 from sync.models import SyncKind
 
@@ -64,6 +64,11 @@ def test_and_enable_mailbox(test_id: int) -> str:
 @shared_task(name="sync.tasks.rollup_recent")
 def rollup_recent() -> int:
     return rollups.rollup_recent()
+
+
+@shared_task(name="sync.tasks.check_profile_health")
+def check_profile_health() -> dict[str, int]:
+    return profile_health.check_profiles()
 
 
 @shared_task(name="sync.tasks.cleanup")

@@ -11,7 +11,7 @@ from django.db.models import Sum
 from crm.choices import TrackIncomingEmail
 from sync import rollups
 from sync.incoming import sync_incoming
-from sync.models import HourlyRollup, Receipt, ReceiptOutcome, SyncKind, SyncOutcome, SyncRun
+from sync.models import HourlyRollup, HourlyTotal, Receipt, ReceiptOutcome, SyncKind, SyncOutcome, SyncRun
 from tests import factories, messages
 from tests.sync.stack import Stack, build_stack
 
@@ -126,6 +126,35 @@ def test_rollup_recent_covers_this_hour_and_the_last(world):
         rollups.rollup_recent()
     hours = dict(HourlyRollup.objects.filter(mailbox=alice).values_list("hour", "received"))
     assert hours == {HOUR - rollups.HOUR: 2, HOUR: 3}
+
+
+def test_the_hours_profile_totals_sum_its_mailboxes_and_follow_recomputes(world):
+    alice, bob, quinn = (world[name].mailbox for name in ("alice", "bob", "quinn"))
+    other_profile = factories.profile(name="Other")
+    bob.profile = other_profile
+    bob.save()
+    factories.sync_run(mailbox=alice, started_on=HOUR, received=3, tracked=2)
+    factories.sync_run(mailbox=quinn, started_on=HOUR, received=4, tracked=4, outcome=SyncOutcome.FAILED)
+    factories.sync_run(mailbox=bob, started_on=HOUR, sent=7)
+    stored_receipt(alice, created_on=HOUR + timedelta(minutes=1), waited=timedelta(seconds=3))
+    stored_receipt(quinn, created_on=HOUR + timedelta(minutes=1), waited=timedelta(seconds=50))
+    rollups.rollup_hour(hour=HOUR)
+
+    totals = {row.profile_id: row for row in HourlyTotal.objects.filter(hour=HOUR)}
+    for profile_id, total in totals.items():
+        summed = HourlyRollup.objects.filter(hour=HOUR, profile_id=profile_id).aggregate(
+            received=Sum("received"), tracked=Sum("tracked"), sent=Sum("sent"), failed_runs=Sum("failed_runs")
+        )
+        assert {name: getattr(total, name) for name in summed} == summed
+        assert total.mailboxes == HourlyRollup.objects.filter(hour=HOUR, profile_id=profile_id).count()
+    assert set(totals) == {alice.profile_id, other_profile.pk}
+    assert totals[alice.profile_id].latency_histogram == {"5": 1, "60": 1}
+
+    SyncRun.objects.filter(mailbox=bob).delete()
+    rollups.rollup_hour(hour=HOUR)
+    assert set(HourlyTotal.objects.filter(hour=HOUR).values_list("profile_id", flat=True)) == {
+        alice.profile_id
+    }
 
 
 def test_percentiles_come_from_the_histogram():
