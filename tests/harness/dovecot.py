@@ -17,6 +17,12 @@ TLS from a throwaway trustme CA. Choices the engine's tests rely on:
   Dovecot's authorization failure (IMAP ``[AUTHORIZATIONFAILED]``).
 - Mail arrives through LMTP (``deliver``), so INTERNALDATE is the delivery
   time and Dovecot adds Return-Path, Delivered-To and Received headers.
+- ``hide_folder`` turns Dovecot's ACL plugin on for one user only (userdb
+  fields in that user's passwd-file line), with a global ACL file that takes
+  the lookup and read rights on a folder from every login: SELECT then answers
+  "Mailbox doesn't exist", as a server whose access rules hide a mailbox's inbox
+  from the account that signs in does. Other users load no plugin, so the
+  server starts as fast as without it.
 """
 
 from __future__ import annotations
@@ -87,7 +93,7 @@ class Dovecot:
         self.cert.private_key_pem.write_to_path(str(self.dir / "key.pem"))
         chain = b"".join(blob.bytes() for blob in self.cert.cert_chain_pems)
         (self.dir / "cert.pem").write_bytes(chain)
-        for name in ("users", "impersonation-deny"):
+        for name in ("users", "impersonation-deny", "acl"):
             (self.dir / name).mkdir(mode=0o755)
         (self.dir / "masters").write_text(f"{self.master_user}:{{PLAIN}}{self.master_password}\n")
         self.config_path.write_text(self._config() + self.extra_config)
@@ -185,6 +191,21 @@ class Dovecot:
         line = f"{address}:{{PLAIN}}{password}:{self.mail_uid.pw_uid}:{self.mail_uid.pw_gid}::{home}::\n"
         (self.dir / "users" / address).write_text(line)
         return address
+
+    def hide_folder(self, address: str, folder: str = "INBOX") -> None:
+        """``folder`` of ``address`` no longer exists for any login (ACL: no lookup,
+        no read), though its mail stays on disk. Call it before the user's first
+        login: Dovecot may not re-read a passwd-file within a second of reading it."""
+        address = address.lower()
+        acl = self.dir / "acl" / address
+        # Global ACL file lines: <mailbox> <identifier> <rights>; "-" makes them negative rights.
+        with acl.open("a") as rules:
+            rules.write(f"{folder} -anyone lr\n")
+        users = self.dir / "users" / address
+        line = users.read_text().rstrip("\n")
+        if "userdb_acl=" not in line:
+            # The passwd-file's last field holds extra fields; userdb_* ones go to the userdb.
+            users.write_text(f"{line}userdb_mail_plugins=acl userdb_acl=vfile:{acl}\n")
 
     def deny_impersonation(self, address: str, *, master: str = MASTER_USER) -> None:
         """The master user may no longer act for ``address`` (its own login still works)."""

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from crm.choices import ActMethod, ProcessEmailUsing, SyncStatus
+from crm.choices import ActMethod, OutgoingMethod, ProcessEmailUsing, SyncStatus
 from crm.models import EmailActivity, OrganizationSettings
 from mailboxes.models import ApprovalStatus, Mailbox
 from profiles.models import CredentialsSource, ServerType
@@ -146,6 +146,26 @@ def test_denied_master_user_is_impersonation_denied(stack):
         mailbox.email_address,
         fix="right to act for this mailbox",
     )
+
+
+def test_an_inbox_the_server_hides_is_folder_not_found_and_nothing_is_enabled(stack):
+    # A mailbox that only receives: its incoming test is the only one, so nothing can pass.
+    mailbox = untested(stack, outgoing_method=OutgoingMethod.NONE)
+    stack.dovecot.hide_folder(mailbox.email_address, "INBOX")
+
+    found = assert_failed(
+        mailbox,
+        "incoming",
+        "folder_not_found",
+        "The folder 'INBOX' does not exist",
+        mailbox.email_address,
+        fix="Create the folder on the mail server or change the mailbox's folder settings",
+    )
+    assert found.fix in mailbox.disabled_reason
+    assert (mailbox.incoming_enabled, mailbox.outgoing_enabled) == (False, False)
+    alert = MailboxAlert.objects.get(mailbox=mailbox, category="test", resolved_on=None)
+    assert alert.code == "folder_not_found"
+    assert "'INBOX'" in alert.message
 
 
 def test_approval_missing_fails_without_connecting(stack):
