@@ -174,6 +174,17 @@ if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    # Load balancers probe the app itself over plain HTTP, without the proxy's header.
+    SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+
+# Monitoring: the bearer token of /health/status/. Unset, only administrators'
+# sessions may read it and everyone else gets 404.
+SERVERSYNC_STATUS_TOKEN = env_str("SERVERSYNC_STATUS_TOKEN")
+if SERVERSYNC_STATUS_TOKEN and len(SERVERSYNC_STATUS_TOKEN) < 24:
+    raise ImproperlyConfigured(
+        "SERVERSYNC_STATUS_TOKEN is too short (24 characters at least). Generate one with: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
 
 # System SMTP settings, used for notification email (never for mailbox mail).
 EMAIL_HOST = env_str("EMAIL_HOST")

@@ -3,7 +3,7 @@ tests/test_permission_matrix.py, or the suite fails."""
 
 from django.urls import path
 
-from sync.views import mailboxes, pages
+from sync.views import health, mailboxes, pages
 
 urlpatterns = [
     path("", pages.dashboard, name="dashboard"),
@@ -15,4 +15,7 @@ urlpatterns = [
     path("alerts/", pages.alert_list, name="alerts"),
     path("migration/", pages.migration, name="migration"),
     path("settings/email/", pages.email_settings, name="email-settings"),
+    # For load balancers (public) and monitoring systems (token or administrator).
+    path("health/", health.health, name="health"),
+    path("health/status/", health.health_status, name="health-status"),
 ]

@@ -236,6 +236,12 @@ RULES: dict[str, Rule] = {
     "profiles": Rule({"GET": admin}, kind="page"),
     "migration": Rule({"GET": admin}, kind="page"),
     "email-settings": Rule({"GET": admin}, kind="page"),
+    # Load balancers' check: public. The world has no worker heartbeat, so everyone
+    # gets 503 (tests/sync/test_health.py has the 200s).
+    "health": Rule({"GET": public}, kind="page", extra={"status": dict.fromkeys(PERSONA_NAMES, 503)}),
+    # Monitoring: an administrator's session or the bearer token (tests/sync/test_health.py);
+    # no token is configured here, so everyone else is told the route does not exist.
+    "health-status": Rule({"GET": admin}, kind="page", extra={"denied": {404}}),
     "mailboxes-test-and-enable": Rule(
         {"POST": owner_or_admin, "GET": nobody}, objects=mailboxes, kind="form"
     ),
