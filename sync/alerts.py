@@ -21,6 +21,11 @@ _LEVEL_SETTING = {
 }
 
 
+# Alerts no later success can answer: someone must look (an interrupted send
+# may or may not have arrived). Only naming the code resolves them.
+SETTLED_BY_PEOPLE = frozenset({"outcome_unknown"})
+
+
 def subject_key(*, mailbox: Mailbox | None = None, profile: EmailServerProfile | None = None) -> str:
     if mailbox is not None:
         return f"mailbox:{mailbox.pk}"
@@ -75,13 +80,18 @@ def resolve_alerts(
     mailbox: Mailbox | None = None,
     profile: EmailServerProfile | None = None,
     category: str,
+    code: str | None = None,
     by: Any = None,
 ) -> int:
-    """Close the open alerts of one category for a mailbox or profile (it works again)."""
+    """Close the open alerts of one category (and code, if given) for a mailbox
+    or profile: it works again. Alerts SETTLED_BY_PEOPLE close only by their code."""
     key = subject_key(mailbox=mailbox, profile=profile)
-    return MailboxAlert.objects.filter(subject_key=key, category=category, resolved_on__isnull=True).update(
-        resolved_on=clock.now(), resolved_by=by
-    )
+    open_alerts = MailboxAlert.objects.filter(subject_key=key, category=category, resolved_on__isnull=True)
+    if code is not None:
+        open_alerts = open_alerts.filter(code=code)
+    else:
+        open_alerts = open_alerts.exclude(code__in=SETTLED_BY_PEOPLE)
+    return open_alerts.update(resolved_on=clock.now(), resolved_by=by)
 
 
 def alert_acknowledge(*, alert: MailboxAlert, by: Any) -> MailboxAlert:

@@ -3,18 +3,63 @@ tests/test_permission_matrix.py, or the suite fails."""
 
 from django.urls import path
 
-from sync.views import health, mailboxes, pages
+from sync.views import (
+    alerts,
+    dashboard,
+    emails,
+    health,
+    mailbox_credentials,
+    mailbox_detail,
+    mailboxes,
+    pages,
+    profiles,
+    settings,
+)
 
 urlpatterns = [
-    path("", pages.dashboard, name="dashboard"),
+    path("", dashboard.dashboard_page, name="dashboard"),
     path("mailboxes/", mailboxes.mailbox_list, name="mailboxes"),
     path("mailboxes/test-and-enable/", mailboxes.mailbox_test_and_enable, name="mailboxes-test-and-enable"),
     path("mailboxes/approval/", mailboxes.mailbox_approval, name="mailboxes-approval"),
     path("mailboxes/progress/", mailboxes.mailbox_progress, name="mailboxes-progress"),
-    path("profiles/", pages.profile_list, name="profiles"),
-    path("alerts/", pages.alert_list, name="alerts"),
+    path(
+        "mailboxes/<int:pk>/credentials/",
+        mailbox_credentials.mailbox_credentials,
+        name="mailboxes-credentials",
+    ),
+    path(
+        "mailboxes/rollouts/<int:pk>/cancel/",
+        mailboxes.mailbox_rollout_cancel,
+        name="mailboxes-rollout-cancel",
+    ),
+    path("mailboxes/<int:pk>/", mailbox_detail.mailbox_page, name="mailbox-page"),
+    path(
+        "mailboxes/<int:pk>/details.txt",
+        mailbox_detail.mailbox_details_download,
+        name="mailbox-page-details",
+    ),
+    path(
+        "mailboxes/quarantined/<int:pk>/message.eml",
+        mailbox_detail.quarantined_download,
+        name="mailbox-page-quarantined-eml",
+    ),
+    path(
+        "mailboxes/quarantined/<int:pk>/reprocess/",
+        mailbox_detail.quarantined_reprocess,
+        name="mailbox-page-quarantined-reprocess",
+    ),
+    path("emails/", emails.email_list, name="emails"),
+    path("profiles/", profiles.profile_list, name="profiles"),
+    path("profiles/new/", profiles.profile_create, name="profiles-new"),
+    path("profiles/<int:pk>/", profiles.profile_edit, name="profiles-edit"),
+    path("profiles/<int:pk>/test-connection/", profiles.profile_test, name="profiles-test-connection"),
+    path("alerts/", alerts.alert_wall, name="alerts"),
+    path("alerts/<int:pk>/acknowledge/", alerts.acknowledge, name="alert-page-acknowledge"),
+    path("alerts/<int:pk>/resolve/", alerts.resolve, name="alert-page-resolve"),
+    path("alerts/emails/<int:pk>/resend/", alerts.resend, name="outcome-unknown-resend"),
+    path("alerts/emails/<int:pk>/mark-sent/", alerts.mark_sent, name="outcome-unknown-mark-sent"),
     path("migration/", pages.migration, name="migration"),
-    path("settings/email/", pages.email_settings, name="email-settings"),
+    path("settings/email/", settings.email_settings, name="email-settings"),
     # For load balancers (public) and monitoring systems (token or administrator).
     path("health/", health.health, name="health"),
     path("health/status/", health.health_status, name="health-status"),

@@ -35,7 +35,9 @@ from django.db import models
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from crm.models import EmailActivity
 from sync.models import MailboxTest
+from tests import factories
 from tests.personas import PERSONA_NAMES, World
 
 Access = Callable[[str, str | None], bool]
@@ -115,6 +117,18 @@ def alerts(world: World) -> list[tuple[models.Model, str | None]]:
     return [*sync_records("alert")(world), (world.profile_alert, None)]
 
 
+def outcome_unknown_emails(world: World) -> list[tuple[models.Model, str | None]]:
+    """An email of each persona's mailbox (and the queue's) whose send was interrupted."""
+    senders = [(p.crm_user, None, name) for name, p in world.personas.items() if p.mailbox and p.crm_user]
+    senders.append((None, world.queue, "quinn"))
+    found: list[tuple[models.Model, str | None]] = []
+    for user, queue, name in senders:
+        email = factories.email(status=EmailActivity.Status.OUTCOME_UNKNOWN, owner=user or world.queue.owner)
+        factories.party(email=email, user=user, queue=queue)
+        found.append((email, name))
+    return found
+
+
 def rollouts(world: World) -> list[tuple[models.Model, str | None]]:
     assert world.rollout is not None
     return [(world.rollout, None)]
@@ -127,7 +141,7 @@ class Rule:
 
     methods: dict[str, Access]
     objects: Objects | None = None
-    kind: str = "api"  # "api" | "page" | "admin" | "action" | "form"
+    kind: str = "api"  # "api" | "page" | "admin" | "action" | "form" | "object-page"
     list_of: Objects | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -233,9 +247,25 @@ RULES: dict[str, Rule] = {
     "mailboxes": Rule({"GET": members}, kind="page"),
     "mailboxes-progress": Rule({"GET": members}, kind="page"),
     "alerts": Rule({"GET": members}, kind="page"),
+    # The alert wall's buttons (sync/views/alerts.py): whoever sees the alert, or the
+    # mailbox that sent the email; a profile's alerts are administrators' only.
+    "alert-page-acknowledge": Rule(
+        {"POST": owner_or_admin, "GET": nobody}, objects=alerts, kind="object-page"
+    ),
+    "alert-page-resolve": Rule({"POST": owner_or_admin, "GET": nobody}, objects=alerts, kind="object-page"),
+    "outcome-unknown-resend": Rule(
+        {"POST": owner_or_admin, "GET": nobody}, objects=outcome_unknown_emails, kind="object-page"
+    ),
+    "outcome-unknown-mark-sent": Rule(
+        {"POST": owner_or_admin, "GET": nobody}, objects=outcome_unknown_emails, kind="object-page"
+    ),
     "profiles": Rule({"GET": admin}, kind="page"),
+    # Profile and email settings forms (sync/views/profiles.py, settings.py): administrators only.
+    "profiles-new": Rule({"GET": admin, "POST": admin}, kind="page"),
+    "profiles-edit": Rule({"GET": admin, "POST": admin}, objects=profiles, kind="object-page"),
+    "profiles-test-connection": Rule({"POST": admin, "GET": nobody}, objects=profiles, kind="object-page"),
     "migration": Rule({"GET": admin}, kind="page"),
-    "email-settings": Rule({"GET": admin}, kind="page"),
+    "email-settings": Rule({"GET": admin, "POST": admin}, kind="page"),
     # Load balancers' check: public. The world has no worker heartbeat, so everyone
     # gets 503 (tests/sync/test_health.py has the 200s).
     "health": Rule({"GET": public}, kind="page", extra={"status": dict.fromkeys(PERSONA_NAMES, 503)}),
@@ -245,6 +275,24 @@ RULES: dict[str, Rule] = {
     "mailboxes-test-and-enable": Rule(
         {"POST": owner_or_admin, "GET": nobody}, objects=mailboxes, kind="form"
     ),
+    # A mailbox's own credentials from its row on /mailboxes/ (as the API's owner PATCH).
+    "mailboxes-credentials": Rule(
+        {"POST": owner_or_admin, "GET": nobody}, objects=mailboxes, kind="object-page"
+    ),
+    # The rollout plan's "Cancel rollout": administrators only, as the API's rollout-cancel.
+    "mailboxes-rollout-cancel": Rule({"POST": admin, "GET": nobody}, objects=rollouts, kind="object-page"),
+    # The mailbox page and what it offers (sync/views/mailbox_detail.py): its owner
+    # (a queue owner for the queue's) and administrators; anyone else gets 404.
+    "mailbox-page": Rule({"GET": owner_or_admin}, objects=mailboxes, kind="object-page"),
+    "mailbox-page-details": Rule({"GET": owner_or_admin}, objects=mailboxes, kind="object-page"),
+    "mailbox-page-quarantined-eml": Rule(
+        {"GET": owner_or_admin}, objects=sync_records("quarantined"), kind="object-page"
+    ),
+    "mailbox-page-quarantined-reprocess": Rule(
+        {"POST": owner_or_admin, "GET": nobody}, objects=sync_records("quarantined"), kind="object-page"
+    ),
+    # Received email: every member, each seeing their own mailboxes' (tests/sync/test_emails_page.py).
+    "emails": Rule({"GET": members}, kind="page"),
     # Approving needs mailboxes.approve_email: the Administrators group has it.
     "mailboxes-approval": Rule(
         {"POST": admin, "GET": nobody},
@@ -415,6 +463,25 @@ def _check_form(world: World, route_name: str, rule: Rule, persona: str, method:
         assert MailboxTest.objects.filter(mailbox_id=obj.pk).count() == tests_before, (url, persona)
 
 
+def _check_object_page(
+    world: World, route_name: str, rule: Rule, persona: str, method: str, access: Access
+) -> None:
+    """A page (or a page's button) about one object, as a browser or htmx asks for it."""
+    assert rule.objects is not None
+    for obj, owner in rule.objects(world):
+        before = _row(obj)
+        url = reverse(route_name, args=[obj.pk])
+        response = _client(world, persona).generic(method, url, HTTP_HX_REQUEST="true")
+        if access(persona, owner):
+            assert response.status_code == 200, (method, url, persona, response.status_code)
+            continue
+        expected = {302, 405} if persona == "anonymous" else {403, 404, 405}
+        assert response.status_code in expected, (method, url, persona, owner, response.status_code)
+        if response.status_code == 302:
+            assert response["Location"].startswith("/login/")
+        assert _row(obj) == before, f"{persona} changed {obj} through {url}"
+
+
 def _cases() -> Iterator[Any]:
     for route_name, pattern in ROUTES:
         rule = rule_for(route_name)
@@ -439,7 +506,8 @@ def test_matrix(world: World, route_name: str, pattern: str, persona: str, metho
         return
     access = rule.methods[method]
     if rule.kind == "page":
-        response = _client(world, persona).get(reverse(route_name))
+        # A page's own form posts back to it: probed with an empty body (allowed: 200 with errors).
+        response = _client(world, persona).generic(method, reverse(route_name))
         if access(persona, None):
             assert response.status_code == rule.extra.get("status", {}).get(persona, 200)
         else:
@@ -451,6 +519,8 @@ def test_matrix(world: World, route_name: str, pattern: str, persona: str, metho
             )
     elif rule.kind == "form":
         _check_form(world, route_name, rule, persona, method, access)
+    elif rule.kind == "object-page":
+        _check_object_page(world, route_name, rule, persona, method, access)
     elif rule.kind == "action":
         _check_action(world, route_name, rule, persona, method, access)
     elif rule.objects is not None:
