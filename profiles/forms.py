@@ -1,13 +1,29 @@
-"""Write-only form handling for encrypted fields: never rendered, blank keeps the stored value."""
+"""Forms of profiles: write-only handling of encrypted fields (never rendered, blank keeps the
+stored value), and the web UI's profile form, which shows only what applies to a server type."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
+from django.forms import BoundField
+from django.http import QueryDict
 
+from crm.models import CrmUser
 from profiles.fields import EncryptedTextField, Secret
+from profiles.models import (
+    EXCHANGE_ONLINE_EWS_URL,
+    EXCHANGE_TYPES,
+    AuthProtocol,
+    CredentialsSource,
+    Direction,
+    EmailServerProfile,
+    ServerType,
+    default_port,
+)
 
 
 class SecretFormField(forms.CharField):
@@ -49,8 +65,360 @@ class SecretFieldsFormMixin:
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()  # type: ignore[misc]
         for name in self._secret_field_names():
+            if name not in self.fields:  # type: ignore[attr-defined]
+                continue  # a form that leaves the secret out leaves it alone
             if cleaned.get(f"clear_{name}"):
                 cleaned[name] = Secret(plain="")
+                # Also when the request left the secret's box out: construct_instance
+                # skips a field missing from the data whose value is empty.
+                setattr(self.instance, name, Secret(plain=""))
             elif not cleaned.get(name):
                 cleaned[name] = getattr(self.instance, name)
         return cleaned
+
+
+# -- the web UI's profile form (sync/views/profiles.py) --------------------------
+
+# The form's sections, in the order the page shows them (Dynamics' profile form groups them so).
+PROFILE_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("General", ("name", "server_type", "description", "owner", "is_active", "is_default")),
+    (
+        "Incoming email",
+        (
+            "incoming_server_location",
+            "auto_discover_server_location",
+            "incoming_port",
+            "incoming_use_ssl",
+            "incoming_auth_protocol",
+        ),
+    ),
+    (
+        "Outgoing email",
+        ("outgoing_server_location", "outgoing_port", "outgoing_use_ssl", "outgoing_auth_protocol"),
+    ),
+    (
+        "Credentials",
+        (
+            "credentials_source",
+            "username",
+            "password",
+            "use_same_settings_for_outgoing",
+            "outgoing_username",
+            "outgoing_password",
+            "oauth_tenant_id",
+            "oauth_client_id",
+            "oauth_client_secret",
+            "incoming_use_impersonation",
+            "outgoing_use_impersonation",
+        ),
+    ),
+    (
+        "Additional settings",
+        (
+            "process_email_from",
+            "min_polling_interval_minutes",
+            "max_concurrent_connections",
+            "outgoing_rate_limit_per_minute",
+            "connection_timeout_seconds",
+            "move_failed_email_to_undeliverable",
+            "send_alert_email_to_owner",
+        ),
+    ),
+)
+
+EXCHANGE_ONLY = frozenset({"auto_discover_server_location", "move_failed_email_to_undeliverable"})
+# An Exchange location is the EWS URL, which carries the port.
+PORTS = frozenset({"incoming_port", "outgoing_port"})
+OAUTH_FIELDS = frozenset({"oauth_tenant_id", "oauth_client_id", "oauth_client_secret"})
+PROFILE_CREDENTIALS = frozenset(
+    {"username", "password", "use_same_settings_for_outgoing", "outgoing_username", "outgoing_password"}
+)
+OUTGOING_CREDENTIALS = frozenset({"outgoing_username", "outgoing_password"})
+IMPERSONATION = frozenset({"incoming_use_impersonation", "outgoing_use_impersonation"})
+# Changing one of these changes which fields apply or which port is usual: the page redraws the form.
+REDRAWN_ON_CHANGE = (
+    "server_type",
+    "credentials_source",
+    "use_same_settings_for_outgoing",
+    "incoming_use_ssl",
+    "outgoing_use_ssl",
+)
+
+_SMTP_PORTS = (
+    (465, "SMTP over SSL/TLS"),
+    (587, "SMTP submission, STARTTLS when SSL is on"),
+    (25, "SMTP, STARTTLS when SSL is on"),
+)
+# The ports administrators pick from, per server type and direction (offered as suggestions).
+COMMON_PORTS: dict[tuple[str, str], tuple[tuple[int, str], ...]] = {
+    (ServerType.IMAP_SMTP, Direction.INCOMING): (
+        (993, "IMAP over SSL/TLS"),
+        (143, "IMAP, STARTTLS when SSL is on"),
+    ),
+    (ServerType.POP3_SMTP, Direction.INCOMING): (
+        (995, "POP3 over SSL/TLS"),
+        (110, "POP3, STARTTLS when SSL is on"),
+    ),
+    (ServerType.IMAP_SMTP, Direction.OUTGOING): _SMTP_PORTS,
+    (ServerType.POP3_SMTP, Direction.OUTGOING): _SMTP_PORTS,
+}
+_PLACEHOLDERS: dict[tuple[str, str], str] = {
+    (ServerType.IMAP_SMTP, Direction.INCOMING): "imap.example.com",
+    (ServerType.POP3_SMTP, Direction.INCOMING): "pop.example.com",
+    (ServerType.IMAP_SMTP, Direction.OUTGOING): "smtp.example.com",
+    (ServerType.POP3_SMTP, Direction.OUTGOING): "smtp.example.com",
+}
+_EWS_PLACEHOLDER = "https://mail.example.com/EWS/Exchange.asmx"
+
+
+def fields_not_applying(server_type: str, credentials_source: str, same_for_outgoing: bool) -> frozenset[str]:
+    """The profile fields that mean nothing for this server type and way of signing in.
+
+    The form hides them and clears them on save, so a profile never keeps a
+    setting its page does not show.
+    """
+    hidden = set(PORTS if server_type in EXCHANGE_TYPES else EXCHANGE_ONLY)
+    if credentials_source != CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
+        hidden |= OAUTH_FIELDS
+    if credentials_source != CredentialsSource.PROFILE:
+        hidden |= PROFILE_CREDENTIALS
+    elif same_for_outgoing:
+        hidden |= OUTGOING_CREDENTIALS
+    if credentials_source == CredentialsSource.USER_OR_QUEUE:
+        hidden |= IMPERSONATION
+    return frozenset(hidden)
+
+
+def credential_choices(server_type: str) -> list[tuple[str, str]]:
+    return [
+        (value, label)
+        for value, label in CredentialsSource.choices
+        if value != CredentialsSource.OAUTH_CLIENT_CREDENTIALS or server_type == ServerType.EXCHANGE_ONLINE
+    ]
+
+
+def auth_protocol_choices(server_type: str) -> list[tuple[str, str]]:
+    return [
+        (value, label)
+        for value, label in AuthProtocol.choices
+        if value != AuthProtocol.NTLM or server_type in EXCHANGE_TYPES
+    ]
+
+
+def default_location(server_type: str) -> str:
+    return EXCHANGE_ONLINE_EWS_URL if server_type == ServerType.EXCHANGE_ONLINE else ""
+
+
+def type_defaults(
+    server_type: str, *, incoming_ssl: bool = True, outgoing_ssl: bool = True
+) -> dict[str, Any]:
+    """What a new profile of this type starts with: the usual ports, Exchange Online's EWS URL."""
+    values: dict[str, Any] = {"server_type": server_type}
+    for direction, ssl in ((Direction.INCOMING, incoming_ssl), (Direction.OUTGOING, outgoing_ssl)):
+        values[f"{direction}_server_location"] = default_location(server_type)
+        if server_type not in EXCHANGE_TYPES:
+            values[f"{direction}_port"] = default_port(server_type, direction, ssl)
+    return values
+
+
+def _still_default(value: Any, name: str, server_type: str) -> bool:
+    """Whether a port or location is blank or still the usual one of ``server_type``
+    (then it follows a change of type or SSL; one the administrator typed stays)."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return True
+    if name.endswith("_server_location"):
+        return text == default_location(server_type)
+    if server_type in EXCHANGE_TYPES or not text.isdigit():
+        return False
+    direction = name.removesuffix("_port")
+    return int(text) in {default_port(server_type, direction, ssl) for ssl in (True, False)}
+
+
+class OwnerField(forms.EmailField):
+    """The owner by email address: a list of every CRM user would not scale."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.update(
+            required=False,
+            label="Owner",
+            help_text="Email address of the active CRM user who owns the profile and gets its alert emails.",
+        )
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> CrmUser | None:
+        address = super().clean(value)
+        if not address:
+            return None
+        owners = list(CrmUser.objects.filter(email__iexact=address, is_active=True)[:2])
+        if not owners:
+            raise ValidationError("No active CRM user has this email address.", code="invalid_choice")
+        if len(owners) > 1:
+            raise ValidationError(
+                "Several active CRM users have this email address; give the owner an address of their own.",
+                code="ambiguous",
+            )
+        return owners[0]
+
+
+@dataclass
+class FieldRow:
+    """One field of the page, and for a secret whether one is stored and its "remove" box."""
+
+    field: BoundField
+    stored: bool = False
+    clear: BoundField | None = None
+
+
+class ProfileForm(SecretFieldsFormMixin, forms.ModelForm):
+    """The web UI's profile form: the fields that apply to the server type and the
+    way of signing in, and no others.
+
+    The rules stay in ``EmailServerProfile.clean()``, so its errors show on the
+    fields they name. Fields that do not apply are left out of the page and
+    cleared on save, whatever the request sent. A field the page did not show
+    (``shown_fields``, which the page sends along) keeps its stored value.
+    """
+
+    owner = OwnerField()
+    instance: EmailServerProfile
+
+    class Meta:
+        model = EmailServerProfile
+        fields = [name for _, names in PROFILE_SECTIONS for name in names]
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "process_email_from": forms.DateTimeInput(
+                attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"
+            ),
+        }
+
+    def __init__(
+        self,
+        data: QueryDict | None = None,
+        *,
+        instance: EmailServerProfile,
+        initial: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(data, instance=instance, initial=initial)
+        if instance.owner_id is not None and "owner" not in (initial or {}):
+            self.initial["owner"] = instance.owner.email if instance.owner else ""
+        self.stored_secrets = {name for name in self._secret_field_names() if getattr(instance, name)}
+        shown = data.get("shown_fields") if data is not None else None
+        self.shown_before = None if shown is None else set(shown.split(","))
+        self.chosen_type = self._server_type()
+        if instance.pk is not None:
+            del self.fields["server_type"]  # fixed once saved: a new type is a new profile
+        source = self._current("credentials_source")
+        if source not in dict(credential_choices(self.chosen_type)):
+            source = CredentialsSource.USER_OR_QUEUE
+        same = bool(self._current("use_same_settings_for_outgoing"))
+        self.not_applying = fields_not_applying(self.chosen_type, source, same)
+        for name in self.not_applying:
+            self.fields.pop(name, None)
+            self.fields.pop(f"clear_{name}", None)
+        self._fit_to_type()
+
+    def _current(self, name: str) -> Any:
+        """The value on the page now: as submitted, or initial where the page did not show it."""
+        field = self[name]
+        if self.is_bound and self.shown_before is not None and name not in self.shown_before:
+            return field.initial
+        return field.value()
+
+    def _server_type(self) -> str:
+        if self.instance.pk is None and self._current("server_type") in ServerType.values:
+            return str(self._current("server_type"))
+        return self.instance.server_type
+
+    def _fit_to_type(self) -> None:
+        fields = self.fields
+        if "credentials_source" in fields:
+            fields["credentials_source"].choices = credential_choices(self.chosen_type)  # type: ignore[attr-defined]
+        for direction in Direction.values:
+            fields[f"{direction}_auth_protocol"].choices = auth_protocol_choices(self.chosen_type)  # type: ignore[attr-defined]
+            location = fields[f"{direction}_server_location"]
+            location.widget.attrs["placeholder"] = _PLACEHOLDERS.get(
+                (self.chosen_type, direction), _EWS_PLACEHOLDER
+            )
+            if f"{direction}_port" in fields:
+                port = fields[f"{direction}_port"]
+                port.widget.attrs["list"] = f"{direction}-ports"
+                port.help_text = "Blank: the usual port for the server type and SSL."
+        for name in REDRAWN_ON_CHANGE:
+            if name in fields:
+                fields[name].widget.attrs["data-redraw"] = "true"
+        for name in self._secret_field_names():
+            if name in fields:
+                # A password typed before the form is redrawn stays in the browser, never sent back.
+                fields[name].widget.attrs.update({"id": f"id_{name}", "hx-preserve": "true"})
+
+    @property
+    def shown_fields(self) -> str:
+        return ",".join(name for name in self.fields if not name.startswith("clear_"))
+
+    @property
+    def port_suggestions(self) -> list[tuple[str, tuple[tuple[int, str], ...]]]:
+        return [
+            (direction, COMMON_PORTS.get((self.chosen_type, direction), ()))
+            for direction in Direction.values
+            if f"{direction}_port" in self.fields
+        ]
+
+    def sections(self) -> list[tuple[str, list[FieldRow]]]:
+        shown = []
+        for title, names in PROFILE_SECTIONS:
+            rows = [self._row(name) for name in names if name in self.fields]
+            if rows:
+                shown.append((title, rows))
+        return shown
+
+    def _row(self, name: str) -> FieldRow:
+        if name not in self._secret_field_names():
+            return FieldRow(self[name])
+        stored = name in self.stored_secrets
+        clear = self[f"clear_{name}"] if stored and f"clear_{name}" in self.fields else None
+        return FieldRow(self[name], stored=stored, clear=clear)
+
+    def _post_clean(self) -> None:
+        fields = {field.name: field for field in EmailServerProfile._meta.concrete_fields}
+        for name in self.not_applying:
+            setattr(self.instance, name, fields[name].get_default())
+        super()._post_clean()  # type: ignore[misc]
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        # A model rule about a field this form does not show still reaches the page,
+        # as an error of the whole form rather than a crash.
+        if hasattr(errors, "error_dict"):
+            placed: dict[str, list[ValidationError]] = {}
+            for name, messages in errors.error_dict.items():
+                key = name if name == NON_FIELD_ERRORS or name in self.fields else NON_FIELD_ERRORS
+                placed.setdefault(key, []).extend(messages)
+            errors = ValidationError(placed)
+        super()._update_errors(errors)  # type: ignore[misc]
+
+    @classmethod
+    def redrawn(cls, query: QueryDict, *, instance: EmailServerProfile) -> ProfileForm:
+        """The form after a change of type, credentials or SSL: what was typed stays (never
+        a secret: those stay in the browser), fields that no longer apply go, and ports and
+        locations that were still the usual ones follow the type and SSL."""
+        probe = cls(query, instance=instance)
+        kept = {
+            field.name: field.value()
+            for field in probe
+            if field.name not in probe._secret_field_names()
+            and not field.name.startswith("clear_")
+            and (probe.shown_before is None or field.name in probe.shown_before)
+        }
+        previous_type = query.get("shown_server_type", "")
+        if previous_type not in ServerType.values:
+            previous_type = probe.chosen_type
+        usual = type_defaults(
+            probe.chosen_type,
+            incoming_ssl=bool(kept.get("incoming_use_ssl", instance.incoming_use_ssl)),
+            outgoing_ssl=bool(kept.get("outgoing_use_ssl", instance.outgoing_use_ssl)),
+        )
+        for name, value in usual.items():
+            if name != "server_type" and _still_default(kept.get(name), name, previous_type):
+                kept[name] = value
+        return cls(instance=instance, initial=kept)

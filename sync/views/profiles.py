@@ -1,0 +1,104 @@
+"""Email server profile pages (/profiles/): list, create (server type first), edit,
+and "Test Connection". Administrators only.
+
+The form (profiles.forms.ProfileForm) shows only the fields that apply to the
+profile's server type and way of signing in; when one of those choices changes,
+htmx asks this same page for the form redrawn (a GET carrying the form's values,
+never its secrets) and swaps it in. Without JavaScript the form still works: a
+submitted change of type or credentials redraws it with the fields that apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.db.models import Count
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from profiles.forms import ProfileForm, type_defaults
+from profiles.models import EmailServerProfile, ServerType
+from sync.checks import LABELS, profile_test_connection
+from sync.views.access import HtmxHttpRequest, administrator_required
+
+# What each server type means to an administrator choosing one.
+TYPE_DESCRIPTIONS: dict[str, str] = {
+    ServerType.IMAP_SMTP: "Any IMAP server for incoming and SMTP for outgoing email (Gmail, Dovecot, …).",
+    ServerType.POP3_SMTP: "A POP3 server for incoming and SMTP for outgoing email.",
+    ServerType.EXCHANGE_ONLINE: "Microsoft 365: Exchange Web Services at outlook.office365.com.",
+    ServerType.EXCHANGE_SERVER: "Exchange Server on premises, through its EWS URL.",
+}
+
+
+@require_GET
+@administrator_required
+def profile_list(request: HtmxHttpRequest) -> HttpResponse:
+    profiles = EmailServerProfile.objects.select_related("owner").annotate(mailbox_count=Count("mailboxes"))
+    return render(request, "sync/profiles/list.html", {"profiles": profiles})
+
+
+@require_http_methods(["GET", "POST"])
+@administrator_required
+def profile_create(request: HtmxHttpRequest) -> HttpResponse:
+    """Choose the server type, then fill in the form for that type."""
+    source = request.POST if request.method == "POST" else request.GET
+    server_type = source.get("server_type", "")
+    if server_type not in ServerType.values:
+        return _choose_type(request, asked=bool(server_type) or request.method == "POST")
+    profile = EmailServerProfile(server_type=server_type)
+    if request.method == "POST":
+        form = ProfileForm(request.POST, instance=profile)
+        if form.is_valid():
+            saved = form.save()
+            messages.success(request, f"Created the profile {saved.name}. Test its connection next.")
+            return redirect("profiles-edit", pk=saved.pk)
+    elif "shown_fields" in request.GET:
+        form = ProfileForm.redrawn(request.GET, instance=profile)
+    else:
+        form = ProfileForm(instance=profile, initial=type_defaults(server_type))
+    return _form_page(request, form, profile=None)
+
+
+@require_http_methods(["GET", "POST"])
+@administrator_required
+def profile_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    profile = get_object_or_404(EmailServerProfile.objects.select_related("owner"), pk=pk)
+    if request.method == "POST":
+        form = ProfileForm(request.POST, instance=profile)
+        if form.is_valid():
+            form.save()
+            messages.success(request, f"Saved the profile {profile.name}.")
+            return redirect("profiles-edit", pk=profile.pk)
+        # The page describes the stored profile (heading, last test), not the rejected input.
+        profile.refresh_from_db()
+    elif "shown_fields" in request.GET:
+        form = ProfileForm.redrawn(request.GET, instance=profile)
+    else:
+        form = ProfileForm(instance=profile)
+    return _form_page(request, form, profile=profile)
+
+
+@require_POST
+@administrator_required
+def profile_test(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """ "Test Connection": both directions with the saved profile's own credentials."""
+    profile = get_object_or_404(EmailServerProfile.objects.select_related("owner"), pk=pk)
+    results = profile_test_connection(profile=profile)
+    context = {"profile": profile, "results": results, "labels": LABELS}
+    if request.htmx:
+        return render(request, "sync/profiles/_test_results.html", context)
+    return _form_page(request, ProfileForm(instance=profile), profile=profile, results=results)
+
+
+def _choose_type(request: HtmxHttpRequest, *, asked: bool) -> HttpResponse:
+    types = [(value, label, TYPE_DESCRIPTIONS[value]) for value, label in ServerType.choices]
+    return render(request, "sync/profiles/choose_type.html", {"types": types, "asked": asked})
+
+
+def _form_page(
+    request: HtmxHttpRequest, form: ProfileForm, *, profile: EmailServerProfile | None, **extra: Any
+) -> HttpResponse:
+    context = {"form": form, "profile": profile, "labels": LABELS, **extra}
+    return render(request, "sync/profiles/form.html", context)
