@@ -1,0 +1,218 @@
+"""Everything the mailbox page and its support report show about one mailbox:
+statuses, recent sync runs, folder cursors, alerts and quarantined messages.
+
+Credentials are never part of it: the overview says only whether each one is
+set, and every free text that came from a mail server (an error, an alert) is
+read through a redactor that blanks the mailbox's and its profile's secrets,
+in case a server echoed one back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from django.db.models import Case, Count, Model, Q, Value, When
+
+from crm.models import OrganizationSettings
+from mailboxes.models import SYNC_DIRECTIONS, Mailbox
+from profiles.fields import MASK, EncryptedTextField
+from profiles.models import EmailServerProfile
+from sync import clock
+from sync.models import (
+    FolderCursor,
+    MailboxAlert,
+    MailboxTest,
+    QuarantinedMessage,
+    QuarantineState,
+    SyncRun,
+)
+
+RUNS_SHOWN = 20
+ALERTS_SHOWN = 20
+QUARANTINED_SHOWN = 50
+DIRECTION_LABELS = {
+    "incoming": "Incoming email",
+    "outgoing": "Outgoing email",
+    "act": "Appointments, contacts, tasks",
+}
+# A secret this short would blank ordinary letters and digits all over the
+# text; the fields that hold secrets are never shown at all, whatever their length.
+MIN_REDACTED_LENGTH = 4
+
+_Row = TypeVar("_Row", bound=Model)
+
+
+class Redactor:
+    """Blanks the secrets of a mailbox and its profile in free text."""
+
+    def __init__(self, *records: Model | None) -> None:
+        self._secrets = sorted(
+            {value for record in records if record is not None for value in _secrets_of(record)},
+            key=len,
+            reverse=True,
+        )
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+
+def _secrets_of(record: Model) -> list[str]:
+    # Every encrypted field, so a secret field added later is blanked too.
+    fields = [f for f in record._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+    values = [getattr(record, f.attname).reveal() for f in fields]
+    return [value for value in values if len(value) >= MIN_REDACTED_LENGTH]
+
+
+@dataclass(frozen=True)
+class DirectionState:
+    """One direction's method and status, as the mailbox record says."""
+
+    key: str
+    label: str
+    method: str
+    status: str
+    status_label: str
+    enabled: bool
+    transient_failures: int
+    postponed_until: datetime | None
+    in_backoff: bool
+
+
+@dataclass(frozen=True)
+class Credential:
+    label: str
+    is_set: bool
+
+
+@dataclass
+class MailboxOverview:
+    mailbox: Mailbox
+    profile: EmailServerProfile | None
+    show_profile_settings: bool
+    directions: list[DirectionState]
+    credentials: list[Credential]
+    awaits_approval: bool
+    latest_test: MailboxTest | None
+    runs: list[SyncRun]
+    cursors: list[FolderCursor]
+    alerts: list[MailboxAlert]
+    quarantined: list[QuarantinedMessage]
+    quarantined_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def quarantined_waiting(self) -> int:
+        return self.quarantined_counts.get(QuarantineState.QUARANTINED, 0)
+
+
+def mailbox_overview(*, mailbox: Mailbox, administrator: bool) -> MailboxOverview:
+    """The mailbox page's data, in a fixed number of queries. A profile's own
+    settings and alerts are for administrators; its owner sees only its name."""
+    redact = Redactor(mailbox, mailbox.profile)
+    _redact_fields(mailbox, redact, "disabled_reason", "last_sync_error_text")
+    return MailboxOverview(
+        mailbox=mailbox,
+        profile=mailbox.profile,
+        show_profile_settings=administrator,
+        directions=[_direction(mailbox, key) for key in SYNC_DIRECTIONS],
+        credentials=_credentials(mailbox, administrator=administrator),
+        awaits_approval=mailbox.awaits_approval(OrganizationSettings.load()),
+        latest_test=_latest_test(mailbox, redact),
+        runs=_redacted(_runs(mailbox), redact, "error_text"),
+        cursors=list(_cursors(mailbox)),
+        alerts=_redacted(_alerts(mailbox, administrator=administrator), redact, "message"),
+        quarantined=_redacted(_quarantined(mailbox), redact, "error_text"),
+        quarantined_counts=dict(
+            QuarantinedMessage.objects.filter(mailbox=mailbox)
+            .order_by()
+            .values("state")
+            .annotate(n=Count("pk"))
+            .values_list("state", "n")
+        ),
+    )
+
+
+def _direction(mailbox: Mailbox, key: str) -> DirectionState:
+    postponed = getattr(mailbox, f"{key}_postponed_until")
+    return DirectionState(
+        key=key,
+        label=DIRECTION_LABELS[key],
+        method=getattr(mailbox, f"get_{key}_method_display")(),
+        status=getattr(mailbox, f"{key}_status"),
+        status_label=getattr(mailbox, f"get_{key}_status_display")(),
+        enabled=getattr(mailbox, f"{key}_enabled"),
+        transient_failures=getattr(mailbox, f"{key}_transient_failures"),
+        postponed_until=postponed,
+        in_backoff=bool(postponed and postponed > clock.now()),
+    )
+
+
+def _credentials(mailbox: Mailbox, *, administrator: bool) -> list[Credential]:
+    found = [
+        Credential("Mailbox user name", bool(mailbox.username)),
+        Credential("Mailbox password", bool(mailbox.password)),
+    ]
+    profile = mailbox.profile
+    if profile is not None and administrator:
+        found += [
+            Credential("Profile user name", bool(profile.username)),
+            Credential("Profile password", bool(profile.password)),
+            Credential("Profile outgoing user name", bool(profile.outgoing_username)),
+            Credential("Profile outgoing password", bool(profile.outgoing_password)),
+            Credential("Profile OAuth client secret", bool(profile.oauth_client_secret)),
+        ]
+    return found
+
+
+def _latest_test(mailbox: Mailbox, redact: Redactor) -> MailboxTest | None:
+    test = MailboxTest.objects.filter(mailbox=mailbox).order_by("-queued_on", "-id").first()
+    if test is not None:
+        test.summary = redact(test.summary)
+        for result in (test.results or {}).values():
+            if isinstance(result, dict):
+                for key in ("message", "fix"):
+                    result[key] = redact(str(result.get(key, "")))
+    return test
+
+
+def _runs(mailbox: Mailbox) -> list[SyncRun]:
+    return list(SyncRun.objects.filter(mailbox=mailbox).order_by("-started_on", "-id")[:RUNS_SHOWN])
+
+
+def _cursors(mailbox: Mailbox) -> list[FolderCursor]:
+    # Cursors of an earlier configuration (another address or profile) say nothing about this one.
+    return list(
+        FolderCursor.objects.filter(mailbox=mailbox, generation=mailbox.configuration_generation).order_by(
+            "folder"
+        )
+    )
+
+
+def _alerts(mailbox: Mailbox, *, administrator: bool) -> list[MailboxAlert]:
+    about = Q(mailbox=mailbox)
+    if administrator and mailbox.profile_id:
+        # A profile outage explains a failing mailbox; it is an administrator's alert.
+        about |= Q(mailbox=None, profile_id=mailbox.profile_id, resolved_on=None)
+    alerts = MailboxAlert.objects.filter(about).select_related("acknowledged_by", "resolved_by")
+    return list(alerts.order_by("-last_seen", "-id")[:ALERTS_SHOWN])
+
+
+def _quarantined(mailbox: Mailbox) -> list[QuarantinedMessage]:
+    # Waiting ones first: they are what the page offers to reprocess.
+    waiting_first = Case(When(state=QuarantineState.QUARANTINED, then=Value(0)), default=Value(1))
+    held = QuarantinedMessage.objects.filter(mailbox=mailbox).order_by(waiting_first, "-created_on", "-id")
+    return list(held[:QUARANTINED_SHOWN])
+
+
+def _redacted(rows: list[_Row], redact: Redactor, *names: str) -> list[_Row]:
+    for row in rows:
+        _redact_fields(row, redact, *names)
+    return rows
+
+
+def _redact_fields(row: Model, redact: Redactor, *names: str) -> None:
+    # Only the in-memory copy the page shows; these rows are never saved from here.
+    for name in names:
+        setattr(row, name, redact(getattr(row, name)))

@@ -1,0 +1,228 @@
+"""The mailbox page (/mailboxes/<id>/) after real sync runs against the test
+Dovecot: runs, cursors and quarantine as the test counts them itself; the
+quarantined message downloaded as the server holds it, and reprocessed once the
+cause is fixed; the support report; no credential anywhere; flat queries."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from crm.choices import IncomingMethod
+from crm.models import CrmUser, EmailActivity
+from mailboxes.models import Mailbox
+from mailboxes.services import mailbox_update
+from profiles.models import CredentialsSource, EmailServerProfile
+from sync.models import MailboxAlert, QuarantinedMessage, QuarantineState, Receipt, ReceiptOutcome, SyncRun
+from tests import factories
+from tests.personas import World
+from tests.sync.received_mail import ReceivedMail, deliver_and_sync
+from tests.sync.stack import Stack, build_stack
+from tests.test_secrets import SECRETS
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
+    return build_stack(settings, dovecot, smtp_relay, mail_user)
+
+
+@pytest.fixture
+def mail(stack: Stack) -> ReceivedMail:
+    return deliver_and_sync(stack)
+
+
+def signed_in(name: str, *, administrator: bool = False, mailbox: Mailbox | None = None) -> Client:
+    login = factories.login_user(name, administrator=administrator)
+    if mailbox is not None:
+        CrmUser.objects.filter(pk=mailbox.user_id).update(user=login)
+    client = Client()
+    client.force_login(login)
+    return client
+
+
+def cells(page: str, css_class: str) -> list[int]:
+    return [int(n) for n in re.findall(rf'<td class="n {css_class}">(\d+)</td>', page)]
+
+
+def test_the_page_shows_what_the_runs_did(mail: ReceivedMail, stack: Stack):
+    alice = mail.alice
+    page = signed_in("alice", mailbox=alice).get(f"/mailboxes/{alice.pk}/").content.decode()
+
+    runs = SyncRun.objects.filter(mailbox=alice)
+    assert page.count("data-run=") == runs.count() == 2
+    receipts = Receipt.objects.filter(mailbox=alice)
+    assert sum(cells(page, "received")) == receipts.count()
+    assert sum(cells(page, "tracked")) == receipts.filter(outcome=ReceiptOutcome.TRACKED).count()
+    assert sum(cells(page, "quarantined")) == receipts.filter(outcome=ReceiptOutcome.QUARANTINED).count()
+    waiting = QuarantinedMessage.objects.filter(mailbox=alice, state=QuarantineState.QUARANTINED).count()
+    assert f'<strong id="quarantined-waiting">{waiting}</strong>' in page
+    with stack.imap(alice) as client:
+        client.select_folder("INBOX", readonly=True)
+        last_uid = max(client.search("ALL"))
+    assert re.search(rf'data-folder="INBOX">.*?<td class="last-uid">{last_uid}</td>', page, re.S)
+    assert "Success" in page
+
+
+def test_the_quarantined_message_downloads_as_the_server_holds_it(mail: ReceivedMail, stack: Stack):
+    alice = mail.alice
+    held = QuarantinedMessage.objects.get(mailbox=alice)
+    client = signed_in("alice", mailbox=alice)
+    assert (
+        f"/mailboxes/quarantined/{held.pk}/message.eml"
+        in client.get(f"/mailboxes/{alice.pk}/").content.decode()
+    )
+
+    response = client.get(f"/mailboxes/quarantined/{held.pk}/message.eml")
+
+    assert response["Content-Type"] == "message/rfc822"
+    assert response["Content-Disposition"] == f'attachment; filename="quarantined-{held.pk}.eml"'
+    uid = int(held.server_id.split(":")[1])
+    with stack.imap(alice) as imap:
+        imap.select_folder("INBOX", readonly=True)
+        on_server = imap.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"]
+    assert b"".join(response.streaming_content) == on_server
+
+
+def test_reprocess_from_the_page_once_the_cause_is_fixed(mail: ReceivedMail):
+    admin = signed_in("admin", administrator=True)
+    held = QuarantinedMessage.objects.get(mailbox=mail.inbound)
+    assert held.error_code == "forward_user_not_forwarding"
+    Mailbox.objects.filter(pk=mail.frank.pk).update(incoming_method=IncomingMethod.FORWARD_MAILBOX)
+
+    response = admin.post(f"/mailboxes/quarantined/{held.pk}/reprocess/", follow=True)
+
+    assert response.redirect_chain == [(f"/mailboxes/{mail.inbound.pk}/", 302)]
+    assert f"Message #{held.pk} reprocessed: Forwarded" in response.content.decode()
+    held.refresh_from_db()
+    assert held.state == QuarantineState.REPROCESSED
+    email = EmailActivity.objects.get(subject=f"Forwarded by {mail.frank.name}")
+    assert email.owner == mail.frank.user
+    assert Receipt.objects.filter(mailbox=mail.inbound, outcome=ReceiptOutcome.FORWARDED).count() == 2
+
+
+def test_a_message_that_still_fails_stays_quarantined_with_the_reason(mail: ReceivedMail):
+    alice = mail.alice
+    held = QuarantinedMessage.objects.get(mailbox=alice)
+
+    response = signed_in("alice", mailbox=alice).post(
+        f"/mailboxes/quarantined/{held.pk}/reprocess/", follow=True
+    )
+
+    assert (
+        f"Message #{held.pk} is still quarantined: The message has no headers." in response.content.decode()
+    )
+    held.refresh_from_db()
+    assert (held.state, held.attempts) == (QuarantineState.QUARANTINED, 2)
+
+
+def test_the_support_report(mail: ReceivedMail):
+    alice = mail.alice
+    response = signed_in("alice", mailbox=alice).get(f"/mailboxes/{alice.pk}/details.txt")
+
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response["Content-Disposition"].startswith("attachment;")
+    report = response.content.decode()
+    assert f"Email address: {alice.email_address}" in report
+    assert f"Owner: User: {alice.user.full_name}" in report
+    for run in SyncRun.objects.filter(mailbox=alice):
+        assert f"received {run.received}, tracked {run.tracked}" in report
+    held = QuarantinedMessage.objects.get(mailbox=alice)
+    assert f"#{held.pk} INBOX {held.server_id}" in report
+    assert "serversync: 0.1.0" in report
+    assert "Database: PostgreSQL" in report
+    # The profile's own settings are an administrator's; its owner sees its name.
+    assert f"Name: {alice.profile.name}" in report
+    assert "Incoming port" not in report
+
+
+# --- credentials -------------------------------------------------------------------------------
+
+
+def _with_secrets(world: World) -> Mailbox:
+    """Every secret the profile and alice's mailbox can hold, and a server that echoed one."""
+    EmailServerProfile.objects.filter(pk=world.profile.pk).update(
+        credentials_source=CredentialsSource.USER_OR_QUEUE, username="svc@contoso.test"
+    )
+    profile = EmailServerProfile.objects.get(pk=world.profile.pk)
+    profile.password = SECRETS["password"]
+    profile.outgoing_password = SECRETS["outgoing_password"]
+    profile.oauth_client_secret = SECRETS["oauth_client_secret"]
+    profile.save()
+    mailbox = mailbox_update(mailbox=world["alice"].mailbox, data={"password": SECRETS["mailbox"]})
+    echoed = f"LOGIN alice {SECRETS['mailbox']} rejected"
+    factories.sync_run(
+        mailbox=mailbox, outcome="failed", error_code="authentication_failed", error_text=echoed
+    )
+    factories.alert(mailbox=mailbox, message=echoed)
+    Mailbox.objects.filter(pk=mailbox.pk).update(
+        last_sync_error_code="authentication_failed", last_sync_error_text=echoed
+    )
+    return mailbox
+
+
+def test_no_credential_is_shown_on_the_page_or_in_the_report(world: World):
+    mailbox = _with_secrets(world)
+    stored = Mailbox.objects.get(pk=mailbox.pk).password.token
+    for persona in ("admin", "alice"):
+        client = Client()
+        client.force_login(world[persona].login)
+        for url in (f"/mailboxes/{mailbox.pk}/", f"/mailboxes/{mailbox.pk}/details.txt"):
+            text = client.get(url).content.decode()
+            for label, secret in SECRETS.items():
+                assert secret not in text, f"the {label} secret appears in {url} for {persona}"
+            assert stored[:40] not in text  # nor the ciphertext
+            assert "LOGIN alice ******** rejected" in text
+    report = Client()
+    report.force_login(world["admin"].login)
+    text = report.get(f"/mailboxes/{mailbox.pk}/details.txt").content.decode()
+    assert "Mailbox password: set" in text
+    assert "Profile OAuth client secret: set" in text
+    assert "Profile user name: set" in text
+
+
+def test_the_mailbox_list_links_each_row_to_its_page(world: World):
+    client = Client()
+    client.force_login(world["quinn"].login)
+    page = client.get("/mailboxes/").content.decode()
+    for mailbox in (world["quinn"].mailbox, world.queue_mailbox):
+        assert f'href="/mailboxes/{mailbox.pk}/">{mailbox.email_address}</a>' in page
+
+
+# --- flat queries ------------------------------------------------------------------------------
+
+
+def _queries_for(client: Client, url: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def _history(mailbox: Mailbox, count: int) -> None:
+    """``count`` rows of each kind the page lists."""
+    now = timezone.now()
+    for number in range(count):
+        started = now - timedelta(minutes=number)
+        factories.sync_run(mailbox=mailbox, started_on=started, received=number)
+        factories.alert(mailbox=mailbox, last_seen=started)
+        factories.quarantined_message(mailbox=mailbox, raw=b"Subject: x\r\n\r\nbody\r\n")
+        factories.folder_cursor(mailbox=mailbox, folder=f"INBOX/{number:03d}-{count}")
+
+
+@pytest.mark.parametrize("url", ["/mailboxes/{pk}/", "/mailboxes/{pk}/details.txt"])
+def test_the_mailbox_page_queries_do_not_grow_with_its_rows(world: World, url: str):
+    mailbox = world["alice"].mailbox
+    client = Client()
+    client.force_login(world["admin"].login)
+    _history(mailbox, 3)
+    few = _queries_for(client, url.format(pk=mailbox.pk))
+    _history(mailbox, 27)
+    assert MailboxAlert.objects.filter(mailbox=mailbox).count() == 31
+    assert _queries_for(client, url.format(pk=mailbox.pk)) == few
