@@ -307,6 +307,9 @@ SYNC_IDLE_BACKOFF_MAX_MINUTES = env_int("SYNC_IDLE_BACKOFF_MAX_MINUTES", 30, min
 # Paced rollout of test & enable (Dynamics' best practice: 200 mailboxes per 5 hours).
 SYNC_ROLLOUT_BATCH_SIZE = env_int("SYNC_ROLLOUT_BATCH_SIZE", 200, minimum=1)
 SYNC_ROLLOUT_WINDOW_MINUTES = env_int("SYNC_ROLLOUT_WINDOW_MINUTES", 300, minimum=1)
+# Email Router migration: migrated profiles and mailboxes "process email from" this
+# many hours before the migration (a later router threshold is kept per mailbox).
+ROUTER_MIGRATION_PROCESS_EMAIL_HOURS = env_int("ROUTER_MIGRATION_PROCESS_EMAIL_HOURS", 24, minimum=0)
 SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", 600, minimum=30)
 SYNC_DISPATCH_BATCH = env_int("SYNC_DISPATCH_BATCH", 500, minimum=1)
 SYNC_HEARTBEAT_SECONDS = env_int("SYNC_HEARTBEAT_SECONDS", 30, minimum=1)

@@ -265,3 +265,76 @@ class Mailbox(TimestampedModel):
             return self.profile
         except EmailServerProfile.DoesNotExist:
             return None
+
+
+class RouterMigrationState(models.TextChoices):
+    PENDING = "pending", "Awaiting review"
+    APPLIED = "applied", "Applied"
+    ABANDONED = "abandoned", "Abandoned"
+
+
+class RouterMigrationSource(models.TextChoices):
+    WIZARD = "wizard", "Migration wizard"
+    API = "api", "REST API"
+    COMMAND = "command", "import_email_router command"
+
+
+class RouterMigration(TimestampedModel):
+    """One Email Router migration: the uploaded files' checksums, the review
+    built from them, the administrator's choice of profiles and the result.
+    Kept for good; the files' contents only until it is applied or abandoned."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    source = models.CharField(max_length=10, choices=RouterMigrationSource.choices)
+    state = models.CharField(
+        max_length=10, choices=RouterMigrationState.choices, default=RouterMigrationState.PENDING
+    )
+    # sha256 over the files' own checksums: the same files uploaded again have the same one.
+    fingerprint = models.CharField(max_length=64, db_index=True)
+    routers = models.JSONField(default=list, help_text="Per router: its name and the files it ignored.")
+    selection = models.JSONField(
+        default=dict, help_text="Profile key -> migrate (true) or not (false); unlisted profiles migrate."
+    )
+    review = models.JSONField(default=dict)
+    result = models.JSONField(default=dict)
+    apply_error = models.TextField(blank=True, help_text="Why the last attempt to apply changed nothing.")
+    finished_on = models.DateTimeField(null=True, blank=True)
+    finished_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_on", "-id"]
+
+    def __str__(self) -> str:
+        return f"Email Router migration {self.pk} ({self.get_state_display()})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.state == RouterMigrationState.PENDING
+
+
+class RouterMigrationFile(models.Model):
+    """One uploaded router file. ``content`` (base64 of the bytes, encrypted at
+    rest like every credential) is emptied once the migration is applied or
+    abandoned; name, size and checksum stay."""
+
+    migration = models.ForeignKey(RouterMigration, on_delete=models.CASCADE, related_name="files")
+    router = models.PositiveSmallIntegerField(help_text="The router's position in the upload, from 1.")
+    router_name = models.CharField(max_length=200)
+    name = models.CharField(max_length=100, help_text="The file's name as the Email Router spells it.")
+    uploaded_name = models.CharField(max_length=255)
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField("SHA-256", max_length=64)
+    content = EncryptedTextField()
+
+    class Meta:
+        ordering = ["router", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["migration", "router", "name"], name="router_file_once_per_router")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.router_name}: {self.name}"

@@ -1,0 +1,137 @@
+"""The review: the plan as plain JSON, kept with the migration and shown by the
+wizard, the API and the command. No password, and no value of a tag the
+importer did not understand, is ever part of it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from crm.choices import IncomingMethod, OutgoingMethod
+from mailboxes.router_import.plan import CREATE, SKIP, UNCHANGED, UPDATE, MailboxPlan, Plan, ProfilePlan
+from profiles.models import AuthProtocol, CredentialsSource, ServerType
+
+
+def as_review(plan: Plan) -> dict[str, Any]:
+    mailboxes = [_mailbox(mailbox) for mailbox in plan.mailboxes if mailbox.action != SKIP]
+    profiles = [_profile(profile, plan) for profile in plan.profiles]
+    return {
+        "crm_urls": plan.crm_urls,
+        "process_email_from": _utc(plan.cutoff),
+        "counts": {
+            "profiles_to_create": sum(1 for p in plan.profiles if p.migrate and p.existing is None),
+            "profiles_reused": sum(1 for p in plan.profiles if p.migrate and p.existing is not None),
+            "mailboxes_to_create": _count(mailboxes, CREATE, forward=False),
+            "mailboxes_to_update": _count(mailboxes, UPDATE, forward=False),
+            "forward_mailboxes_to_create": _count(mailboxes, CREATE, forward=True),
+            "forward_mailboxes_to_update": _count(mailboxes, UPDATE, forward=True),
+            "mailboxes_unchanged": sum(1 for m in mailboxes if m["action"] == UNCHANGED),
+            "needing_credentials": sum(
+                1 for m in mailboxes if m["needs_credentials"] and m["action"] != UNCHANGED
+            ),
+            "not_migrated": len(plan.not_migrated),
+            "people_skipped": len(plan.skipped_people),
+            "not_understood": len(plan.findings),
+        },
+        "profiles": profiles,
+        "mailboxes": sorted(mailboxes, key=_mailbox_order),
+        "warnings": plan.warnings,
+        "not_migrated": [{"what": what, "reason": reason} for what, reason in plan.not_migrated],
+        "people_skipped": plan.skipped_people,
+        "not_understood": [finding.as_dict() for finding in plan.findings],
+        "notes": plan.notes,
+    }
+
+
+def _count(mailboxes: list[dict[str, Any]], action: str, *, forward: bool) -> int:
+    return sum(1 for m in mailboxes if m["action"] == action and (m["owner_kind"] == "forward") == forward)
+
+
+def _mailbox_order(mailbox: dict[str, Any]) -> tuple[int, str]:
+    # Queue mailboxes first, then users, then forward mailboxes: the order to test them in.
+    return ({"queue": 0, "user": 1}.get(mailbox["owner_kind"], 2), mailbox["email_address"])
+
+
+def _profile(profile: ProfilePlan, plan: Plan) -> dict[str, Any]:
+    spec = profile.spec
+    exchange = spec.server_type in (ServerType.EXCHANGE_ONLINE, ServerType.EXCHANGE_SERVER)
+    return {
+        "key": profile.key,
+        "name": profile.name,
+        "existing_profile": profile.existing.pk if profile.existing else None,
+        "migrate": profile.migrate,
+        "server_type": spec.server_type,
+        "server_type_label": ServerType(spec.server_type).label,
+        "incoming": _direction(
+            spec.incoming_server_location,
+            spec.incoming_port,
+            spec.incoming_use_ssl,
+            spec.incoming_auth_protocol,
+            exchange,
+            spec.auto_discover_server_location,
+        ),
+        "outgoing": _direction(
+            spec.outgoing_server_location,
+            spec.outgoing_port,
+            spec.outgoing_use_ssl,
+            spec.outgoing_auth_protocol,
+            exchange,
+            spec.auto_discover_server_location,
+        ),
+        "credentials": _credentials(profile),
+        "incoming_sources": profile.incoming_sources,
+        "outgoing_sources": profile.outgoing_sources,
+        "warnings": profile.warnings,
+        "mailboxes": sum(1 for m in plan.mailboxes if m.profile is profile and m.action != SKIP),
+    }
+
+
+def _direction(location: str, port: int, ssl: bool, auth: str, exchange: bool, autodiscover: bool) -> str:
+    where = (location or "Autodiscover") if exchange else f"{location}:{port}"
+    return f"{where}, {'SSL' if ssl else 'no SSL'}, {AuthProtocol(auth).label}"
+
+
+def _credentials(profile: ProfilePlan) -> str:
+    spec = profile.spec
+    if spec.credentials_source != CredentialsSource.PROFILE:
+        return CredentialsSource(spec.credentials_source).label
+    users = (
+        spec.username
+        if spec.use_same_settings_for_outgoing
+        else f"{spec.username}, outgoing {spec.outgoing_username}"
+    )
+    password = "password kept" if not profile.lacks_password else "no password (enter it on the profile)"
+    return f"{CredentialsSource.PROFILE.label}: {users}; {password}"
+
+
+def _mailbox(mailbox: MailboxPlan) -> dict[str, Any]:
+    profile = mailbox.profile
+    assert profile is not None  # noqa: S101 -- every planned mailbox has one
+    return {
+        "key": mailbox.key,
+        "owner_kind": mailbox.owner.kind,
+        "owner": mailbox.owner.name,
+        "email_address": mailbox.email_address,
+        "mailbox": mailbox.existing.pk if mailbox.existing else None,
+        "action": mailbox.action,
+        "profile": profile.key,
+        "profile_name": profile.name,
+        "incoming": _method(mailbox, mailbox.incoming, IncomingMethod.SERVER_SIDE_SYNC.label),
+        "outgoing": _method(mailbox, mailbox.outgoing, OutgoingMethod.SERVER_SIDE_SYNC.label),
+        "process_email_from": _utc(mailbox.process_email_from),
+        "threshold_kept": bool(mailbox.threshold and mailbox.process_email_from == mailbox.threshold),
+        "needs_credentials": mailbox.needs_credentials,
+        "delete_email_after_processing": mailbox.delete_emails,
+        "changes": mailbox.changes,
+    }
+
+
+def _method(mailbox: MailboxPlan, handled: bool, label: str) -> str:
+    """What a direction becomes: the router handled it, or a new mailbox leaves it off."""
+    if handled:
+        return label
+    return "unchanged" if mailbox.existing else IncomingMethod.NONE.label
+
+
+def _utc(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None
