@@ -52,7 +52,15 @@ def throughput(periods: Sequence[Period], *, labels: Sequence[str], title: str) 
 
 def latency(periods: Sequence[Period], *, labels: Sequence[str], title: str) -> SafeString:
     """p50 and p95 latency per period, in seconds; gaps where nothing was stored."""
-    chart = pygal.Line(title=title, x_labels=labels, logarithmic=True, allow_interruptions=True, **_OPTIONS)
+    options = _OPTIONS | {"legend_at_bottom_columns": 2}
+    chart = pygal.Line(
+        title=title,
+        x_labels=labels,
+        logarithmic=True,
+        allow_interruptions=True,
+        value_formatter=lambda seconds: f"{seconds:g} s",
+        **options,
+    )
     chart.add("p50", [_plottable(period.latency_p50) for period in periods])
     chart.add("p95", [_plottable(period.latency_p95) for period in periods])
     return _svg(chart)

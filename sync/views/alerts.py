@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
+from django.forms import HiddenInput
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -34,7 +35,8 @@ class AlertWallFilter(filters.FilterSet):
     level = filters.ChoiceFilter(choices=AlertLevel.choices, label="Level")
     category = filters.ChoiceFilter(choices=(), label="Category")
     profile = filters.ModelChoiceFilter(queryset=EmailServerProfile.objects.none(), label="Profile")
-    mailbox = filters.ModelChoiceFilter(queryset=Mailbox.objects.none(), label="Mailbox", widget=None)
+    # From a mailbox's page (?mailbox=ID); a select of every mailbox would not scale.
+    mailbox = filters.NumberFilter(field_name="mailbox_id", label="Mailbox", widget=HiddenInput)
 
     class Meta:
         model = MailboxAlert
@@ -50,7 +52,6 @@ class AlertWallFilter(filters.FilterSet):
         self.filters["profile"].queryset = EmailServerProfile.objects.filter(
             pk__in=queryset.values("profile")
         )
-        self.filters["mailbox"].queryset = Mailbox.objects.filter(pk__in=queryset.values("mailbox"))
 
     def search(self, queryset: QuerySet[MailboxAlert], name: str, value: str) -> QuerySet[MailboxAlert]:
         return queryset.filter(
@@ -86,9 +87,19 @@ def alert_wall(request: HttpRequest) -> HttpResponse:
         "page": page,
         "rows": _rows(rows),
         "open_by_level": open_alerts_by_level(alerts),
-        "query": _query_without_page(request),
+        "query": _query_without(request, "page"),
+        "every_mailbox_query": _query_without(request, "page", "mailbox"),
+        "mailbox": _filtered_mailbox(wall, visible(Mailbox.objects.all(), request.user)),
     }
     return render(request, "sync/alerts.html", context)
+
+
+def _filtered_mailbox(wall: AlertWallFilter, mailboxes: QuerySet[Mailbox]) -> Mailbox | None:
+    """The mailbox the wall is narrowed to, if the viewer may see it."""
+    mailbox_id = wall.form.cleaned_data.get("mailbox") if wall.is_valid() else None
+    if not mailbox_id:
+        return None
+    return mailboxes.filter(pk=mailbox_id).only("email_address").first()
 
 
 def _rows(alerts: list[MailboxAlert]) -> list[tuple[MailboxAlert, list[Any]]]:
@@ -108,9 +119,10 @@ def _rows(alerts: list[MailboxAlert]) -> list[tuple[MailboxAlert, list[Any]]]:
     ]
 
 
-def _query_without_page(request: HttpRequest) -> str:
+def _query_without(request: HttpRequest, *names: str) -> str:
     query = request.GET.copy()
-    query.pop("page", None)
+    for name in names:
+        query.pop(name, None)
     return query.urlencode()
 
 

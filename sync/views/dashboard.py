@@ -55,9 +55,9 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
         "flow": flow,
         "day_chart": charts.throughput(flow.hours, labels=_hour_labels(flow), title="Last 24 hours"),
         "week_chart": charts.throughput(flow.days, labels=_day_labels(flow), title="Last 7 days"),
-        "latency_chart": charts.latency(
-            flow.hours, labels=_hour_labels(flow), title="Latency, last 24 hours (s)"
-        ),
+        # One hour of data draws no line: the table says it better.
+        "latency_chart": sum(bool(hour.latency_histogram) for hour in flow.hours) > 1
+        and charts.latency(flow.hours, labels=_hour_labels(flow), title="Latency, last 24 hours (s)"),
         "latency_hours": list(reversed(flow.hours)),
     }
     if administrator:

@@ -124,9 +124,17 @@ def test_a_user_sees_only_their_own_mailboxes_alerts(wall):
     assert shown_alert_ids(response) == sql_ids("mailbox_id = %s", [bob.mailbox.pk])
     body = response.content.decode()
     assert wall["alice"].mailbox.email_address not in body
-    # Nor can a filter reach another mailbox's alerts.
+    # Nor can a filter reach another mailbox's alerts, or its address.
     response = client_for(bob.login).get(f"/alerts/?mailbox={wall['alice'].mailbox.pk}&state=all")
-    assert shown_alert_ids(response) <= sql_ids("mailbox_id = %s", [bob.mailbox.pk])
+    assert shown_alert_ids(response) == set()
+    assert wall["alice"].mailbox.email_address not in response.content.decode()
+
+
+def test_a_mailbox_pages_link_narrows_the_wall_to_that_mailbox(wall):
+    alice = wall["alice"].mailbox
+    response = client_for(wall["admin"].login).get(f"/alerts/?mailbox={alice.pk}&state=all")
+    assert shown_alert_ids(response) == sql_ids("mailbox_id = %s", [alice.pk])
+    assert f"Mailbox: {alice.email_address}" in response.content.decode()
 
 
 def test_acknowledge_then_resolve_records_who_and_when(wall):
