@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from crm.choices import SyncStatus
 from mailboxes.models import ApprovalStatus, Mailbox
 from sync.models import MailboxTest, Rollout
 from sync.models import TestState as MailboxTestState
@@ -29,6 +31,34 @@ def listed(response) -> set[str]:
 
 def queued_test(mailbox: Mailbox, **extra) -> MailboxTest:
     return MailboxTest.objects.create(mailbox=mailbox, queued_on=timezone.now(), **extra)
+
+
+def rows(html: str) -> dict[int, str]:
+    """The mailbox table rows in a page or partial, by mailbox id."""
+    return {int(pk): row for pk, row in re.findall(r'<tr id="mailbox-(\d+)"(.*?)</tr>', html, re.S)}
+
+
+def refreshed_rows(html: str) -> dict[int, str]:
+    """The rows a progress answer swaps into the table out of band."""
+    return {pk: row for pk, row in rows(html).items() if 'hx-swap-oob="true"' in row}
+
+
+def without_tokens(html: str) -> str:
+    # Django masks the CSRF token differently in every answer.
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+
+
+def finish(test: MailboxTest, state: str = MailboxTestState.PASSED, **mailbox_values) -> None:
+    """What test & enable leaves behind: the test finished, the mailbox's statuses recorded."""
+    MailboxTest.objects.filter(pk=test.pk).update(state=state, finished_on=timezone.now())
+    Mailbox.objects.filter(pk=test.mailbox_id).update(test_completed_on=timezone.now(), **mailbox_values)
+
+
+def progress(client: Client, *test_ids: int, done: tuple[int, ...] = ()) -> str:
+    query = "&".join([f"test={pk}" for pk in test_ids] + [f"done={pk}" for pk in done])
+    response = client.get(f"/mailboxes/progress/?{query}", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    return response.content.decode()
 
 
 def test_a_user_sees_only_their_own_mailbox_and_a_queue_owner_also_the_queues(world: World):
@@ -145,3 +175,203 @@ def test_the_mailbox_page_queries_do_not_grow_with_the_mailboxes(world: World):
     for _ in range(27):
         queued_test(factories.mailbox(user=factories.crm_user(), profile=profile))
     assert _queries_for_mailbox_page(client) == few
+
+
+# --- the table follows the tests --------------------------------------------------------------
+
+
+def test_a_finished_test_refreshes_its_table_row_once(world: World):
+    quinns, queues = world["quinn"].mailbox, world.queue_mailbox
+    test, still_running = queued_test(quinns), queued_test(queues)
+    client = client_for(world, "quinn")
+    assert refreshed_rows(progress(client, test.pk, still_running.pk)) == {}
+
+    finish(
+        test, incoming_status=SyncStatus.SUCCESS, incoming_enabled=True, outgoing_status=SyncStatus.FAILURE
+    )
+    answer = progress(client, test.pk, still_running.pk)
+
+    assert list(refreshed_rows(answer)) == [quinns.pk]
+    row = refreshed_rows(answer)[quinns.pk]
+    assert re.search(r'class="incoming"><span class="badge success">Success</span> <span class="on">on', row)
+    assert re.search(r'class="outgoing"><span class="badge failure">Failure</span></td>', row)
+    assert "Passed" in row
+    # The next poll names the test as seen, so the row is not sent again.
+    assert f"test={test.pk}&amp;test={still_running.pk}&amp;done={test.pk}" in answer
+    assert refreshed_rows(progress(client, test.pk, still_running.pk, done=(test.pk,))) == {}
+
+
+def test_the_refreshed_row_is_the_row_the_page_shows(world: World):
+    test = queued_test(world["alice"].mailbox)
+    client = client_for(world, "alice")
+    finish(test, state=MailboxTestState.FAILED, incoming_status=SyncStatus.FAILURE, disabled_reason="No.")
+
+    refreshed = refreshed_rows(progress(client, test.pk))[world["alice"].mailbox.pk]
+    on_the_page = rows(client.get("/mailboxes/").content.decode())[world["alice"].mailbox.pk]
+
+    assert without_tokens(refreshed.replace(' hx-swap-oob="true"', "")) == without_tokens(on_the_page)
+
+
+def test_a_page_that_shows_finished_tests_refreshes_no_row(world: World):
+    test = queued_test(world["alice"].mailbox)
+    finish(test)
+    page = client_for(world, "alice").get(f"/mailboxes/?test={test.pk}").content.decode()
+    assert refreshed_rows(page) == {}
+    assert f"done={test.pk}" not in page  # finished: the panel no longer polls
+
+
+def test_progress_refreshes_only_rows_the_viewer_may_see(world: World):
+    alices, bobs = queued_test(world["alice"].mailbox), queued_test(world["bob"].mailbox)
+    finish(alices)
+    finish(bobs)
+    answer = progress(client_for(world, "alice"), alices.pk, bobs.pk)
+    assert list(refreshed_rows(answer)) == [world["alice"].mailbox.pk]
+    assert world["bob"].mailbox.email_address not in answer
+
+
+def _queries_for_progress(client: Client, test_ids: list[int]) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        answer = progress(client, *test_ids)
+    assert len(refreshed_rows(answer)) == len(test_ids)
+    return len(queries)
+
+
+def test_progress_queries_do_not_grow_with_the_refreshed_rows(world: World):
+    client = client_for(world, "admin")
+
+    def finished_tests(count: int) -> list[int]:
+        tests = [
+            queued_test(factories.mailbox(user=factories.crm_user(), profile=world.profile))
+            for _ in range(count)
+        ]
+        for test in tests:
+            finish(test, state=MailboxTestState.FAILED, incoming_status=SyncStatus.FAILURE)
+        return [test.pk for test in tests]
+
+    assert _queries_for_progress(client, finished_tests(3)) == _queries_for_progress(
+        client, finished_tests(30)
+    )
+
+
+# --- round trip and rollouts ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ticked", "round_trip"), [({"round_trip": "1"}, True), ({}, False)])
+def test_round_trip_is_passed_through_to_the_tests(world: World, ticked: dict, round_trip: bool):
+    alice = world["alice"].mailbox
+    client_for(world, "alice").post(
+        "/mailboxes/test-and-enable/", {"mailbox": alice.pk, **ticked}, HTTP_HX_REQUEST="true"
+    )
+    assert list(MailboxTest.objects.values_list("mailbox_id", "round_trip")) == [(alice.pk, round_trip)]
+
+
+def test_round_trip_is_passed_through_to_a_rollout(world: World, settings):
+    settings.SYNC_ROLLOUT_BATCH_SIZE = 2
+    client_for(world, "admin").post("/mailboxes/test-and-enable/", {"all_matching": "1", "round_trip": "1"})
+    assert Rollout.objects.order_by("-id").values_list("round_trip", flat=True)[0] is True
+
+
+def test_the_page_offers_round_trip(world: World):
+    page = client_for(world, "alice").get("/mailboxes/").content.decode()
+    assert 'name="round_trip" value="1"' in page
+
+
+def test_an_administrator_cancels_a_rollout_from_the_plan(world: World):
+    rollout = world.rollout
+    assert rollout is not None
+    client = client_for(world, "admin")
+    page = client.get("/mailboxes/").content.decode()
+    assert f'action="/mailboxes/rollouts/{rollout.pk}/cancel/"' in page
+    assert "Cancel rollout" in page
+
+    response = client.post(f"/mailboxes/rollouts/{rollout.pk}/cancel/", {"next": "/mailboxes/?owner=user"})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/mailboxes/?owner=user"
+    rollout.refresh_from_db()
+    assert rollout.state == Rollout.State.CANCELED
+    assert rollout.next_batch_on is None
+    after = client.get("/mailboxes/")
+    assert rollout not in after.context["rollouts"]
+    assert f"Rollout {rollout.pk} is canceled" in after.content.decode()
+
+
+def test_a_finished_rollout_cannot_be_canceled_and_says_why(world: World):
+    rollout = world.rollout
+    assert rollout is not None
+    Rollout.objects.filter(pk=rollout.pk).update(state=Rollout.State.COMPLETED)
+    client = client_for(world, "admin")
+    client.post(f"/mailboxes/rollouts/{rollout.pk}/cancel/")
+    rollout.refresh_from_db()
+    assert rollout.state == Rollout.State.COMPLETED
+    assert "nothing left to cancel" in client.get("/mailboxes/").content.decode()
+
+
+def test_cancel_goes_back_only_to_this_site(world: World):
+    rollout = world.rollout
+    assert rollout is not None
+    response = client_for(world, "admin").post(
+        f"/mailboxes/rollouts/{rollout.pk}/cancel/", {"next": "https://elsewhere.example/"}
+    )
+    assert response["Location"] == "/mailboxes/"
+
+
+def test_only_administrators_see_the_cancel_button(world: World):
+    factories.rollout(mailboxes=[world["alice"].mailbox], created_by=world["alice"].login)
+    page = client_for(world, "alice").get("/mailboxes/")
+    assert len(page.context["rollouts"]) == 1  # her own plan shows ...
+    assert "Cancel rollout" not in page.content.decode()  # ... but canceling is for administrators
+
+
+# --- where a failure is fixed ------------------------------------------------------------------
+
+
+def failed_with(mailbox: Mailbox, code: str) -> MailboxTest:
+    results = {
+        "incoming": {"outcome": "failure", "code": code, "message": f"Failed: {code}.", "fix": "Fix it."}
+    }
+    return queued_test(mailbox, state=MailboxTestState.FAILED, results=results)
+
+
+def fix_link(html: str) -> tuple[str, str]:
+    found = re.search(r'<div class="problem">.*?<a href="([^"]+)"[^>]*>([^<]+)</a>', html, re.S)
+    assert found, html
+    return found.group(1).replace("&amp;", "&"), found.group(2)
+
+
+def test_an_owner_is_sent_to_their_credentials_form_which_opens(world: World):
+    alice = world["alice"].mailbox
+    test = failed_with(alice, "authentication_failed")
+    client = client_for(world, "alice")
+
+    link, text = fix_link(progress(client, test.pk))
+
+    assert text == "Set your credentials"
+    assert "/api/" not in link
+    page = client.get(link)
+    assert listed(page) == {alice.email_address}
+    assert f'<details id="credentials-{alice.pk}" open>' in page.content.decode()
+    assert f'action="/mailboxes/{alice.pk}/credentials/"' in page.content.decode()
+
+
+def test_an_owner_is_shown_their_mailbox_for_a_profile_fault(world: World):
+    test = failed_with(world["alice"].mailbox, "connection_refused")
+    assert fix_link(progress(client_for(world, "alice"), test.pk)) == (
+        f"/mailboxes/{world['alice'].mailbox.pk}/",
+        "Mailbox details",
+    )
+
+
+def test_an_administrator_is_sent_to_the_profile_edit_page(world: World):
+    test = failed_with(world["alice"].mailbox, "connection_refused")
+    assert fix_link(progress(client_for(world, "admin"), test.pk)) == (
+        f"/profiles/{world.profile.pk}/",
+        "Fix the profile",
+    )
+
+
+def test_only_the_mailbox_with_the_credentials_form_is_open(world: World):
+    alice, bob = world["alice"].mailbox, world["bob"].mailbox
+    page = client_for(world, "admin").get(f"/mailboxes/?credentials={alice.pk}").content.decode()
+    assert f'<details id="credentials-{alice.pk}" open>' in page
+    assert f'<details id="credentials-{bob.pk}">' in page

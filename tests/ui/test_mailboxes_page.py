@@ -10,69 +10,28 @@ shows what production shows and polls until both tests have finished.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from pathlib import Path
+from playwright.sync_api import Locator, Page, expect
 
-import pytest
-from django.db import connections
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-
+from crm.models import CrmUser
+from mailboxes.models import Mailbox
 from mailboxes.services import mailbox_update
 from tests import factories
 from tests.harness.celery_worker import celery_worker
-from tests.sync.stack import Stack, build_stack
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "mailboxes.png"
+from tests.sync.stack import Stack
+from tests.ui.conftest import screenshot, sign_in
 
 
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
-    # Playwright's sync API keeps an event loop running in this thread, which makes
-    # Django refuse the test's own ORM calls; nothing here is really async.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        except Exception as error:  # whatever the cause: fail the suite with it, never skip
-            pytest.fail(f"Chromium ({CHROMIUM}) did not launch: {error}", pytrace=False)
-        yield launched
-        launched.close()
-        # ORM calls made while Playwright's loop ran used connections of that
-        # context; close them here, or the test database cannot be dropped.
-        connections.close_all()
+def row(page: Page, mailbox: Mailbox) -> Locator:
+    return page.locator(f"#mailbox-{mailbox.pk}")
 
 
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
+def mark_page(page: Page) -> None:
+    """A mark only this document carries: a reload or a navigation would drop it."""
+    page.evaluate("window.serversyncTestMark = true")
 
 
-@pytest.fixture
-def page(browser: Browser, live_server) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(30_000)
-    yield context.new_page()
-    context.close()
-
-
-def sign_in(page: Page, username: str) -> None:
-    page.goto("/mailboxes/")
-    expect(page).to_have_url(re.compile(r"/login/\?next="))
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill("pw-" + username)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Mailboxes")).to_be_visible()
+def assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.serversyncTestMark === true"), "the page was reloaded"
 
 
 def test_test_and_enable_shows_one_pass_and_one_fail_with_its_reason(page: Page, stack: Stack):
@@ -81,14 +40,18 @@ def test_test_and_enable_shows_one_pass_and_one_fail_with_its_reason(page: Page,
     bad = stack.user_mailbox("bad")
     mailbox_update(mailbox=bad, data={"password": "not-the-password"})
     stack.queue_mailbox("support")  # a queue's mailbox, which the filter leaves out
+    Mailbox.objects.update(incoming_enabled=False, outgoing_enabled=False)  # as before a first test
 
     with celery_worker(queues="default"):
         sign_in(page, "admin")
         page.get_by_label("Owner type").select_option("user")
         page.get_by_role("button", name="Filter").click()
         expect(page.locator("table.mailboxes tbody tr")).to_have_count(2)
+        good_row, bad_row = row(page, good), row(page, bad)
+        expect(good_row.locator("td.incoming")).to_have_text("Not Run")
         page.get_by_label(f"Select {good.email_address}").check()
         page.get_by_label(f"Select {bad.email_address}").check()
+        mark_page(page)
         page.get_by_role("button", name="Test & enable").click()
 
         passed = page.locator(f'li.test[data-mailbox="{good.email_address}"]')
@@ -97,12 +60,55 @@ def test_test_and_enable_shows_one_pass_and_one_fail_with_its_reason(page: Page,
         expect(failed).to_have_attribute("data-state", "failed", timeout=60_000)
 
     expect(page.locator("#progress-panel h2")).to_contain_text("finished")
+    # The table's rows followed the tests, in this same page (never reloaded).
+    expect(good_row.locator("td.incoming")).to_have_text("Success on")
+    expect(good_row.locator("td.outgoing")).to_have_text("Success on")
+    expect(good_row.locator("td.last-test .badge")).to_have_text("Passed")
+    expect(bad_row.locator("td.incoming")).to_have_text("Failure")
+    expect(bad_row.locator("td.last-test .badge")).to_have_text("Failed")
+    expect(bad_row.locator("td.last-test .reason")).to_contain_text("uthentication")
+    expect(page.get_by_label(f"Select {good.email_address}")).to_be_checked()  # the ticks stay
+    assert_not_reloaded(page)
     expect(failed.locator(".reason").first).to_contain_text("uthentication")
     expect(failed.get_by_role("link", name="Fix the credentials").first).to_be_visible()
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    screenshot(page, "mailboxes")
 
     good.refresh_from_db()
     bad.refresh_from_db()
     assert (good.incoming_enabled, good.outgoing_enabled) == (True, True)
     assert (bad.incoming_enabled, bad.incoming_status) == (False, "failure")
+
+
+def test_an_owner_fixes_their_password_from_the_failure_and_passes(page: Page, stack: Stack):
+    mailbox = stack.user_mailbox("owner")
+    right_password = mailbox.password.reveal()
+    mailbox_update(mailbox=mailbox, data={"password": "not-the-password"})
+    CrmUser.objects.filter(pk=mailbox.user_id).update(user=factories.login_user("owner"))
+
+    with celery_worker(queues="default"):
+        sign_in(page, "owner")
+        page.get_by_label(f"Select {mailbox.email_address}").check()
+        page.get_by_role("button", name="Test & enable").click()
+        failed = page.locator(f'li.test[data-mailbox="{mailbox.email_address}"]')
+        expect(failed).to_have_attribute("data-state", "failed", timeout=60_000)
+
+        failed.get_by_role("link", name="Set your credentials").first.click()
+        form = page.locator(f"#credentials-{mailbox.pk}")
+        expect(form.get_by_label("Password")).to_be_visible()  # the link opened it
+        form.get_by_label("Password").fill(right_password)
+        form.get_by_role("button", name="Save credentials").click()
+        expect(row(page, mailbox).get_by_role("status")).to_have_text(
+            "Credentials saved. Test & enable the mailbox to use them."
+        )
+
+        mark_page(page)
+        page.get_by_label(f"Select {mailbox.email_address}").check()
+        page.get_by_role("button", name="Test & enable").click()
+        passed = page.locator(f'li.test[data-mailbox="{mailbox.email_address}"]')
+        expect(passed).to_have_attribute("data-state", "passed", timeout=60_000)
+        expect(row(page, mailbox).locator("td.incoming")).to_have_text("Success on")
+        assert_not_reloaded(page)
+
+    mailbox.refresh_from_db()
+    assert mailbox.password.reveal() == right_password
+    assert (mailbox.incoming_enabled, mailbox.outgoing_enabled) == (True, True)
