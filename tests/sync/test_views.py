@@ -375,3 +375,17 @@ def test_only_the_mailbox_with_the_credentials_form_is_open(world: World):
     page = client_for(world, "admin").get(f"/mailboxes/?credentials={alice.pk}").content.decode()
     assert f'<details id="credentials-{alice.pk}" open>' in page
     assert f'<details id="credentials-{bob.pk}">' in page
+
+
+def test_an_administrator_approves_from_an_approval_failure(world: World):
+    alice = world["alice"].mailbox
+    test = failed_with(alice, "approval_missing")
+    link, text = fix_link(progress(client_for(world, "admin"), test.pk))
+    assert text == "Approve the address"
+    assert listed(client_for(world, "admin").get(link)) == {alice.email_address}
+
+
+def test_an_owners_credentials_link_never_points_at_the_api(world: World):
+    test = failed_with(world["quinn"].mailbox, "credentials_missing")
+    link, text = fix_link(progress(client_for(world, "quinn"), test.pk))
+    assert (text, link.split("#")[1]) == ("Set your credentials", f"credentials-{world['quinn'].mailbox.pk}")
