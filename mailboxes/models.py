@@ -333,7 +333,9 @@ class RouterMigrationFile(models.Model):
     class Meta:
         ordering = ["router", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["migration", "router", "name"], name="router_file_once_per_router")
+            models.UniqueConstraint(
+                fields=["migration", "router", "name"], name="router_file_once_per_router"
+            )
         ]
 
     def __str__(self) -> str:
