@@ -5,6 +5,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from crm import api as crm_api
+from mailboxes import router_api
 from sync import api as sync_api
 from sync import checks_api
 
@@ -24,6 +25,7 @@ router.register("receipts", sync_api.ReceiptViewSet, basename="receipt")
 router.register("quarantined-messages", sync_api.QuarantinedMessageViewSet, basename="quarantined-message")
 router.register("sync-runs", sync_api.SyncRunViewSet, basename="sync-run")
 router.register("rollouts", sync_api.RolloutViewSet, basename="rollout")
+router.register("router-migrations", router_api.RouterMigrationViewSet, basename="router-migration")
 
 urlpatterns = [
     path(

@@ -38,6 +38,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from crm.models import EmailActivity
 from sync.models import MailboxTest
 from tests import factories
+from tests.mailboxes.router_import.routers import pending_migration
 from tests.personas import PERSONA_NAMES, World
 
 Access = Callable[[str, str | None], bool]
@@ -132,6 +133,11 @@ def outcome_unknown_emails(world: World) -> list[tuple[models.Model, str | None]
 def rollouts(world: World) -> list[tuple[models.Model, str | None]]:
     assert world.rollout is not None
     return [(world.rollout, None)]
+
+
+def router_migrations(world: World) -> list[tuple[models.Model, str | None]]:
+    """One pending Email Router migration, made on first use: administrators only."""
+    return [(pending_migration(), None)]
 
 
 @dataclass
@@ -234,6 +240,15 @@ RULES: dict[str, Rule] = {
         {"GET": admin, "PATCH": nobody, "PUT": nobody, "DELETE": nobody}, objects=rollouts
     ),
     "rollout-cancel": action_rule(rollouts, allowed=admin),
+    # Email Router migrations: administrators only (mailboxes/router_api.py).
+    # (The list's rows are checked in tests/mailboxes/router_import/test_api.py: the probe's
+    # migration is made on first use, after the list was asked for.)
+    "router-migration-list": Rule({"GET": admin, "POST": admin}),
+    "router-migration-detail": Rule(
+        {"GET": admin, "PATCH": nobody, "PUT": nobody, "DELETE": nobody}, objects=router_migrations
+    ),
+    "router-migration-apply": action_rule(router_migrations, allowed=admin),
+    "router-migration-abandon": action_rule(router_migrations, allowed=admin),
     # The admin site: administrators only; everyone else is sent to its login.
     "admin:*": Rule({"GET": admin}, kind="admin"),
     # Signed-in administrators are sent on from the login page to the index.

@@ -10,3 +10,8 @@ class RouterImportError(Exception):
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__(" ".join(self.problems))
+
+
+class RouterMigrationConflict(RouterImportError):
+    """The migration cannot go on as asked: it is already applied or abandoned,
+    or the database refused a step of applying it (and nothing was changed)."""

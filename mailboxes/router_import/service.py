@@ -21,7 +21,7 @@ from django.utils import timezone
 from mailboxes.models import RouterMigration, RouterMigrationFile, RouterMigrationState
 from mailboxes.router_import.apply import apply_plan
 from mailboxes.router_import.documents import RouterDocuments, read_router
-from mailboxes.router_import.errors import RouterImportError
+from mailboxes.router_import.errors import RouterImportError, RouterMigrationConflict
 from mailboxes.router_import.files import RouterFile, RouterFiles, RouterUpload, read_uploads
 from mailboxes.router_import.plan import build_plan
 from mailboxes.router_import.review import as_review
@@ -88,7 +88,7 @@ def router_migration_apply(
         message = f"Nothing was migrated: {_describe(error)}"
         RouterMigration.objects.filter(pk=migration.pk).update(apply_error=message)
         logger.warning("Email Router migration %s not applied: %s", migration.pk, message)
-        raise RouterImportError(message) from error
+        raise RouterMigrationConflict(message) from error
     logger.info("Email Router migration %s applied: %s", applied.pk, _counts(applied.result))
     return applied
 
@@ -212,7 +212,7 @@ def _checked_selection(migration: RouterMigration, selection: dict[str, bool]) -
 def _pending(migration: RouterMigration) -> RouterMigration:
     locked = RouterMigration.objects.select_for_update().get(pk=migration.pk)
     if not locked.is_pending:
-        raise RouterImportError(f"This migration is already {locked.get_state_display().lower()}.")
+        raise RouterMigrationConflict(f"This migration is already {locked.get_state_display().lower()}.")
     return locked
 
 

@@ -123,3 +123,12 @@ def build_contoso() -> Contoso:
         carol_mailbox=carol_mailbox,
         support_mailbox=support_mailbox,
     )
+
+
+def pending_migration():
+    """A pending migration of one small router (for permission probes), made once per test."""
+    from mailboxes.models import RouterMigration, RouterMigrationState
+    from mailboxes.router_import.service import router_migration_create
+
+    existing = RouterMigration.objects.filter(state=RouterMigrationState.PENDING).first()
+    return existing or router_migration_create(routers=[memory_upload()], created_by=None, source="api")
