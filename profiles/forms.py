@@ -301,8 +301,8 @@ class ProfileForm(SecretFieldsFormMixin, forms.ModelForm):
         initial: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(data, instance=instance, initial=initial)
-        if instance.owner_id is not None and "owner" not in (initial or {}):
-            self.initial["owner"] = instance.owner.email if instance.owner else ""
+        if instance.owner is not None and "owner" not in (initial or {}):
+            self.initial["owner"] = instance.owner.email
         self.stored_secrets = {name for name in self._secret_field_names() if getattr(instance, name)}
         shown = data.get("shown_fields") if data is not None else None
         self.shown_before = None if shown is None else set(shown.split(","))
@@ -318,6 +318,14 @@ class ProfileForm(SecretFieldsFormMixin, forms.ModelForm):
             self.fields.pop(name, None)
             self.fields.pop(f"clear_{name}", None)
         self._fit_to_type()
+
+    def clean_owner(self) -> CrmUser | None:
+        owner: CrmUser | None = self.cleaned_data.get("owner")
+        current = self.instance.owner
+        # An owner without an email address cannot be shown in the box: an empty box keeps them.
+        if owner is None and current is not None and not current.email:
+            return current
+        return owner
 
     def _current(self, name: str) -> Any:
         """The value on the page now: as submitted, or initial where the page did not show it."""
@@ -345,6 +353,12 @@ class ProfileForm(SecretFieldsFormMixin, forms.ModelForm):
                 port = fields[f"{direction}_port"]
                 port.widget.attrs["list"] = f"{direction}-ports"
                 port.help_text = "Blank: the usual port for the server type and SSL."
+        owner = self.instance.owner
+        if owner is not None and not owner.email and "owner" in fields:
+            fields["owner"].help_text = (
+                f"Now {owner.full_name}, who has no email address: leave the box empty to keep them, "
+                "or enter another owner's address."
+            )
         for name in REDRAWN_ON_CHANGE:
             if name in fields:
                 fields[name].widget.attrs["data-redraw"] = "true"

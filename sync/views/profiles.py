@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from profiles.forms import ProfileForm, type_defaults
 from profiles.models import EmailServerProfile, ServerType
-from sync.checks import LABELS, profile_test_connection
+from sync.checks import profile_test_connection
 from sync.views.access import HtmxHttpRequest, administrator_required
 
 # What each server type means to an administrator choosing one.
@@ -48,16 +48,16 @@ def profile_create(request: HtmxHttpRequest) -> HttpResponse:
     if server_type not in ServerType.values:
         return _choose_type(request, asked=bool(server_type) or request.method == "POST")
     profile = EmailServerProfile(server_type=server_type)
-    if request.method == "POST":
+    # A type changed where no JavaScript redrew the form: show that type's form before saving.
+    type_changed = request.POST.get("shown_server_type", server_type) != server_type
+    if request.method == "POST" and not type_changed:
         form = ProfileForm(request.POST, instance=profile)
         if form.is_valid():
             saved = form.save()
             messages.success(request, f"Created the profile {saved.name}. Test its connection next.")
             return redirect("profiles-edit", pk=saved.pk)
-    elif "shown_fields" in request.GET:
-        form = ProfileForm.redrawn(request.GET, instance=profile)
     else:
-        form = ProfileForm(instance=profile, initial=type_defaults(server_type))
+        form = _unsaved_form(request, profile)
     return _form_page(request, form, profile=None)
 
 
@@ -65,19 +65,26 @@ def profile_create(request: HtmxHttpRequest) -> HttpResponse:
 @administrator_required
 def profile_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     profile = get_object_or_404(EmailServerProfile.objects.select_related("owner"), pk=pk)
-    if request.method == "POST":
-        form = ProfileForm(request.POST, instance=profile)
-        if form.is_valid():
-            form.save()
-            messages.success(request, f"Saved the profile {profile.name}.")
-            return redirect("profiles-edit", pk=profile.pk)
-        # The page describes the stored profile (heading, last test), not the rejected input.
-        profile.refresh_from_db()
-    elif "shown_fields" in request.GET:
-        form = ProfileForm.redrawn(request.GET, instance=profile)
-    else:
-        form = ProfileForm(instance=profile)
+    if request.method != "POST":
+        return _form_page(request, _unsaved_form(request, profile), profile=profile)
+    form = ProfileForm(request.POST, instance=profile)
+    if form.is_valid():
+        form.save()
+        messages.success(request, f"Saved the profile {profile.name}.")
+        return redirect("profiles-edit", pk=profile.pk)
+    # The page describes the stored profile (heading, last test), not the rejected input.
+    profile.refresh_from_db()
     return _form_page(request, form, profile=profile)
+
+
+def _unsaved_form(request: HtmxHttpRequest, profile: EmailServerProfile) -> ProfileForm:
+    """The form shown without saving: redrawn from the values the page sent, or as stored
+    (a new profile: its type's usual ports and location)."""
+    values = request.POST if request.method == "POST" else request.GET
+    if "shown_fields" in values:
+        return ProfileForm.redrawn(values, instance=profile)
+    initial = type_defaults(profile.server_type) if profile.pk is None else None
+    return ProfileForm(instance=profile, initial=initial)
 
 
 @require_POST
@@ -86,7 +93,7 @@ def profile_test(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """ "Test Connection": both directions with the saved profile's own credentials."""
     profile = get_object_or_404(EmailServerProfile.objects.select_related("owner"), pk=pk)
     results = profile_test_connection(profile=profile)
-    context = {"profile": profile, "results": results, "labels": LABELS}
+    context = {"profile": profile, "results": results}
     if request.htmx:
         return render(request, "sync/profiles/_test_results.html", context)
     return _form_page(request, ProfileForm(instance=profile), profile=profile, results=results)
@@ -100,5 +107,5 @@ def _choose_type(request: HtmxHttpRequest, *, asked: bool) -> HttpResponse:
 def _form_page(
     request: HtmxHttpRequest, form: ProfileForm, *, profile: EmailServerProfile | None, **extra: Any
 ) -> HttpResponse:
-    context = {"form": form, "profile": profile, "labels": LABELS, **extra}
+    context = {"form": form, "profile": profile, **extra}
     return render(request, "sync/profiles/form.html", context)

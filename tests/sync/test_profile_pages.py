@@ -398,6 +398,36 @@ def test_the_outgoing_credentials_apply_only_when_they_differ(world: World):
     assert "outgoing_username" in shown_names(html.decode())
 
 
+def test_a_type_changed_without_javascript_shows_that_types_form_before_saving(world: World):
+    client = signed_in(world)
+    shown = shown_on_create(client, ServerType.IMAP_SMTP)
+    data = imap_data(server_type=ServerType.POP3_SMTP, shown_fields=shown, shown_server_type="imap_smtp")
+
+    html = client.post("/profiles/new/", data).content.decode()
+
+    assert not EmailServerProfile.objects.filter(name="Company IMAP").exists()
+    assert 'value="995"' in field_block(html, "incoming_port")
+    assert 'name="shown_server_type" value="pop3_smtp"' in html
+    saved = client.post("/profiles/new/", {**data, "incoming_port": "995", "shown_server_type": "pop3_smtp"})
+    assert saved.status_code == 302
+    assert EmailServerProfile.objects.get(name="Company IMAP").server_type == ServerType.POP3_SMTP
+
+
+def test_an_owner_without_an_email_address_is_kept_when_the_box_stays_empty(world: World):
+    owner = factories.crm_user("Nomail Person", email="")
+    profile = factories.profile("Owned", owner=owner)
+    client = signed_in(world)
+    assert (
+        "Now Nomail Person, who has no email address"
+        in client.get(f"/profiles/{profile.pk}/").content.decode()
+    )
+
+    client.post(f"/profiles/{profile.pk}/", edit_data(profile, owner=""))
+
+    profile.refresh_from_db()
+    assert profile.owner == owner
+
+
 def test_the_server_type_is_fixed_once_the_profile_exists(world: World):
     profile = world.profile
     data = edit_data(profile, server_type=ServerType.POP3_SMTP, description="changed")
