@@ -202,6 +202,17 @@ class Mailbox(TimestampedModel):
         # constraint message that would repeat it without naming the field.
         super().validate_constraints(exclude={*(exclude or ()), "email_address"})
 
+    @property
+    def awaits_credentials(self) -> bool:
+        """A migration could not bring the password over, and none has been entered
+        since (on the profile, where it holds the credentials, or on the mailbox)."""
+        if not self.needs_credentials:
+            return False
+        profile = self._profile()
+        if profile is not None and profile.holds_credentials:
+            return not profile.password
+        return not self.password
+
     def awaits_approval(self, organization: OrganizationSettings) -> bool:
         """The organization processes only approved addresses of this kind of owner, and this one is not."""
         setting = _APPROVAL_SETTING.get(self.owner_kind)

@@ -50,6 +50,9 @@ def mailbox_update(*, mailbox: Mailbox, data: dict[str, Any]) -> Mailbox:
     before = {field: _value(locked, field) for field in CONFIGURATION_FIELDS}
     for field, value in data.items():
         setattr(mailbox, field, value)
+    if data.get("password"):
+        # A password entered is what a migration that could not bring one over asked for.
+        mailbox.needs_credentials = False
     mailbox.configuration_generation = locked.configuration_generation
     changed = [field for field in CONFIGURATION_FIELDS if _value(mailbox, field) != before[field]]
     if changed:

@@ -11,7 +11,7 @@ from sync.views import (
     mailbox_credentials,
     mailbox_detail,
     mailboxes,
-    pages,
+    migration,
     profiles,
     settings,
 )
@@ -58,7 +58,13 @@ urlpatterns = [
     path("alerts/<int:pk>/resolve/", alerts.resolve, name="alert-page-resolve"),
     path("alerts/emails/<int:pk>/resend/", alerts.resend, name="outcome-unknown-resend"),
     path("alerts/emails/<int:pk>/mark-sent/", alerts.mark_sent, name="outcome-unknown-mark-sent"),
-    path("migration/", pages.migration, name="migration"),
+    path("migration/", migration.migration_upload, name="migration"),
+    path("migration/<int:pk>/", migration.migration_detail, name="migration-detail"),
+    path("migration/<int:pk>/profiles/", migration.migration_profiles, name="migration-profiles"),
+    path("migration/<int:pk>/review/", migration.migration_review, name="migration-review"),
+    path("migration/<int:pk>/start/", migration.migration_apply, name="migration-start"),
+    path("migration/<int:pk>/abandon/", migration.migration_abandon, name="migration-abandon"),
+    path("migration/<int:pk>/rollout/", migration.migration_rollout, name="migration-rollout"),
     path("settings/email/", settings.email_settings, name="email-settings"),
     # For load balancers (public) and monitoring systems (token or administrator).
     path("health/", health.health, name="health"),

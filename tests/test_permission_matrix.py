@@ -279,7 +279,14 @@ RULES: dict[str, Rule] = {
     "profiles-new": Rule({"GET": admin, "POST": admin}, kind="page"),
     "profiles-edit": Rule({"GET": admin, "POST": admin}, objects=profiles, kind="object-page"),
     "profiles-test-connection": Rule({"POST": admin, "GET": nobody}, objects=profiles, kind="object-page"),
-    "migration": Rule({"GET": admin}, kind="page"),
+    # The Email Router migration wizard (sync/views/migration.py): administrators only.
+    "migration": Rule({"GET": admin, "POST": admin}, kind="page"),
+    "migration-detail": Rule({"GET": admin}, objects=router_migrations, kind="object-page"),
+    "migration-profiles": Rule({"GET": admin, "POST": admin}, objects=router_migrations, kind="object-page"),
+    "migration-review": Rule({"GET": admin}, objects=router_migrations, kind="object-page"),
+    "migration-start": Rule({"POST": admin, "GET": nobody}, objects=router_migrations, kind="object-page"),
+    "migration-abandon": Rule({"POST": admin, "GET": nobody}, objects=router_migrations, kind="object-page"),
+    "migration-rollout": Rule({"POST": admin, "GET": nobody}, objects=router_migrations, kind="object-page"),
     "email-settings": Rule({"GET": admin, "POST": admin}, kind="page"),
     # Load balancers' check: public. The world has no worker heartbeat, so everyone
     # gets 503 (tests/sync/test_health.py has the 200s).
