@@ -34,7 +34,7 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --editable '.[dev]'
 	touch $@ $(VENV)/.stamp-run
 
-.PHONY: help venv run demo manage test lint migrations-check
+.PHONY: help venv run demo manage test lint migrations-check bench
 
 help:
 	@echo "make run                  start web app ($(HOST):$(PORT)), Celery worker and beat (Ctrl-C stops all)"
@@ -43,6 +43,7 @@ help:
 	@echo "make lint                 ruff check, ruff format --check, mypy"
 	@echo "make manage CMD='...'     run a manage.py command with the settings of make run"
 	@echo "make migrations-check     fail if a model change has no migration"
+	@echo "make bench [BENCH_ARGS=]  seed a large organization into its own PostgreSQL database and time the pages (bench/README.md)"
 
 venv: $(VENV)/.stamp-dev
 
@@ -79,3 +80,10 @@ lint: $(VENV)/.stamp-dev
 
 migrations-check: $(VENV)/.stamp-dev
 	$(MANAGE) makemigrations --check --dry-run
+
+# Page timings against a seeded organization (10,000 mailboxes, 1,000,000 emails) in a
+# database of its own, created and dropped by the script; results and options in bench/README.md.
+BENCH_ARGS ?=
+bench: $(VENV)/.stamp-dev
+	scripts/ensure-services.sh
+	$(BIN)/python -m bench.dashboard $(BENCH_ARGS)

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.db.models import Count, Q, QuerySet, Sum
 from kombu import Connection, Queue
 
@@ -89,11 +89,13 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def _in_thread(check: Callable[[], Any]) -> Any:
+    # Pool threads live on between probes, each with its own database connection:
+    # kept within CONN_MAX_AGE and dropped when broken, as Django does around a request.
+    close_old_connections()
     try:
         return check()
     finally:
-        # This thread's own database connection; pool threads live on between probes.
-        connection.close()
+        close_old_connections()
 
 
 def _outcome(name: str, future: Future[Any]) -> Any:
