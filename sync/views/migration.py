@@ -9,6 +9,7 @@ those functions keep is what the pages show.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -157,11 +158,12 @@ def _routers(request: HtmxHttpRequest) -> list[RouterUpload]:
 
 def _review_context(migration: RouterMigration) -> dict[str, Any]:
     review = migration.review
-    mailboxes = review.get("mailboxes", [])
+    mailboxes = [{**m, "process_from": _when(m["process_email_from"])} for m in review.get("mailboxes", [])]
     return {
         "migration": migration,
         "review": review,
         "hours_back": settings.ROUTER_MIGRATION_PROCESS_EMAIL_HOURS,
+        "process_from": _when(review.get("process_email_from")),
         "counts": review.get("counts", {}),
         "to_create": [p for p in review.get("profiles", []) if p["migrate"] and not p["existing_profile"]],
         "to_reuse": [p for p in review.get("profiles", []) if p["migrate"] and p["existing_profile"]],
@@ -175,6 +177,10 @@ def _review_context(migration: RouterMigration) -> dict[str, Any]:
         "unchanged": [m for m in mailboxes if m["action"] == "unchanged"],
         "warnings": [*review.get("warnings", []), *_profile_warnings(review)],
     }
+
+
+def _when(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso) if iso else None
 
 
 def _profile_warnings(review: dict[str, Any]) -> list[str]:
