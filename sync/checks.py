@@ -68,7 +68,8 @@ FIXES = {
     "authentication setting.",
     "impersonation_denied": "Grant the profile's account the right to act for this mailbox on the mail "
     "server (master user / impersonation), or give the mailbox its own credentials.",
-    "folder_not_found": "Create the folder on the mail server or change the mailbox's folder settings.",
+    "folder_not_found": "Check that the folder exists on the mail server and that the account may open it "
+    "(the server's access rules), or change the mailbox's folder settings.",
     "permission_denied": "Grant the account its rights on the mail server.",
     "server_busy": "Lower the profile's maximum concurrent connections, or test again later.",
     "approval_missing": "Approve the mailbox's email address (or turn off \"process email only for "

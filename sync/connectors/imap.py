@@ -321,8 +321,9 @@ class ImapConnection:
             return network.server_busy(self.settings, protocol=PROTOCOL, detail=text)
         if folder and MISSING_FOLDER.search(text):
             return PermanentError(
-                f"The folder {folder!r} does not exist in the mailbox {self._account} on {where} ({text}). "
-                "Create it on the mail server or change the mailbox's folder settings.",
+                f"The folder {folder!r} does not exist in the mailbox {self._account} on {where}, or the "
+                f"server's access rules hide it from this account ({text}). Create the folder or grant "
+                "the account its rights on the mail server, or change the mailbox's folder settings.",
                 code="folder_not_found",
             )
         if NO_PERMISSION.search(text):

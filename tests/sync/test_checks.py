@@ -159,7 +159,7 @@ def test_an_inbox_the_server_hides_is_folder_not_found_and_nothing_is_enabled(st
         "folder_not_found",
         "The folder 'INBOX' does not exist",
         mailbox.email_address,
-        fix="Create the folder on the mail server or change the mailbox's folder settings",
+        fix="Check that the folder exists on the mail server and that the account may open it",
     )
     assert found.fix in mailbox.disabled_reason
     assert (mailbox.incoming_enabled, mailbox.outgoing_enabled) == (False, False)
