@@ -240,6 +240,7 @@ SPECTACULAR_SETTINGS = {
         "ActMethodEnum": "crm.choices.ActMethod",
         "TrackIncomingEmailEnum": "crm.choices.TrackIncomingEmail",
         "SyncStatusEnum": "crm.choices.SyncStatus",
+        "RouterMigrationStateEnum": "mailboxes.models.RouterMigrationState",
     },
 }
 

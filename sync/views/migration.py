@@ -52,10 +52,16 @@ def migration_upload(request: HtmxHttpRequest) -> HttpResponse:
         else:
             return _go(request, "migration-profiles", migration.pk)
     earlier = RouterMigration.objects.select_related("created_by")[:EARLIER_SHOWN]
+    organization = OrganizationSettings.objects.filter().first() or OrganizationSettings()
     return render(
         request,
         "sync/migration/upload.html",
-        {"problems": problems, "routers": ROUTER_NUMBERS, "earlier": earlier, "names": request.POST},
+        {
+            "problems": problems,
+            "routers": ROUTER_NUMBERS,
+            "earlier": earlier,
+            "crm_urls": organization.crm_url_list,
+        },
     )
 
 

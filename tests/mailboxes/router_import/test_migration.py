@@ -5,6 +5,7 @@ passwords are nowhere, and a second import of the same files creates nothing."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 
 import pytest
@@ -335,3 +336,14 @@ def test_without_the_organizations_crm_urls_nothing_is_migrated(contoso: Contoso
 
     assert review["profiles"] == review["mailboxes"] == []
     assert "CRM URLs are not set" in review["warnings"][0]
+
+
+def test_no_password_in_the_log(contoso: Contoso, frozen_now, caplog):
+    caplog.set_level(logging.DEBUG)
+    migration = router_migration_create(routers=[upload(MAIN), upload(BRANCH)], created_by=None, source="api")
+    router_migration_select(migration=migration, selection={})
+    router_migration_apply(migration=migration, by=None)
+
+    assert "Email Router migration" in caplog.text
+    for ciphertext in CIPHERTEXTS:
+        assert ciphertext not in caplog.text

@@ -213,3 +213,11 @@ def test_the_test_and_enable_page_shows_which_mailboxes_need_credentials(admin_c
     shared.save()
     assert marked() == expected - {"frank@contoso.test", "alice@contoso.test", "bob@contoso.test"}
     assert not Mailbox.objects.get(email_address="frank@contoso.test").needs_credentials
+
+
+def test_the_upload_page_says_when_the_organizations_crm_urls_are_missing(admin_client: Client):
+    from crm.models import OrganizationSettings
+
+    assert 'id="no-crm-urls"' not in admin_client.get("/migration/").content.decode()
+    OrganizationSettings.objects.update(crm_urls="")
+    assert 'id="no-crm-urls"' in admin_client.get("/migration/").content.decode()
