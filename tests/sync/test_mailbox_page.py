@@ -143,6 +143,24 @@ def test_the_support_report(mail: ReceivedMail):
     assert "Incoming port" not in report
 
 
+def test_a_message_over_the_size_limit_has_nothing_to_download_or_reprocess(world: World):
+    mailbox = world["alice"].mailbox
+    held = factories.quarantined_message(mailbox=mailbox, error_code="too_large")
+    client = Client()
+    client.force_login(world["alice"].login)
+    row = re.search(
+        rf'data-quarantined="{held.pk}".*?</tr>',
+        client.get(f"/mailboxes/{mailbox.pk}/").content.decode(),
+        re.S,
+    )
+    assert row is not None
+    assert "not downloaded" in row[0]
+    assert "Reprocess" not in row[0]
+    assert client.get(f"/mailboxes/quarantined/{held.pk}/message.eml").status_code == 404
+    response = client.post(f"/mailboxes/quarantined/{held.pk}/reprocess/", follow=True)
+    assert "is still quarantined: The message was not downloaded" in response.content.decode()
+
+
 # --- credentials -------------------------------------------------------------------------------
 
 
