@@ -37,7 +37,7 @@ from profiles import api as profiles_api
 from sync import checks
 from sync.api import RolloutViewSet
 from sync.models import MailboxTest
-from sync.rollout import rollout_plan
+from sync.rollout import RolloutError, profile_rollout
 from sync.serializers import NoBodySerializer, RolloutDetailSerializer
 
 MAX_MAILBOXES = 10_000
@@ -174,9 +174,8 @@ class EmailServerProfileViewSet(profiles_api.EmailServerProfileViewSet):
         """ "Test & Enable Mailboxes": every mailbox of this profile, as one background
         job — a rollout, paced like any other, whose first batch starts at the next tick."""
         _no_body(request)
-        profile = self.get_object()
-        mailbox_ids = list(profile.mailboxes.values_list("pk", flat=True))
-        if not mailbox_ids:
-            raise ValidationError({"detail": "This profile has no mailboxes to test."})
-        plan = rollout_plan(mailbox_ids=mailbox_ids, created_by=request.user)
+        try:
+            plan = profile_rollout(profile=self.get_object(), created_by=request.user)
+        except RolloutError as error:
+            raise ValidationError({"detail": str(error)}) from error
         return Response(RolloutDetailSerializer(RolloutViewSet.queryset.get(pk=plan.pk)).data)

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, Value, When
 
 from mailboxes.models import Mailbox
+from profiles.models import EmailServerProfile
 from sync import clock
 from sync.models import MailboxTest, Rollout, RolloutItem, TestState
 
@@ -63,6 +64,15 @@ class TickResult:
 
 
 @transaction.atomic
+def profile_rollout(*, profile: EmailServerProfile, created_by: User | AnonymousUser | None) -> Rollout:
+    """ "Test & Enable Mailboxes" of a profile: every one of its mailboxes, as one
+    background job paced like any rollout; its first batch starts at the next tick."""
+    mailbox_ids = list(profile.mailboxes.values_list("pk", flat=True))
+    if not mailbox_ids:
+        raise RolloutError("This profile has no mailboxes to test.")
+    return rollout_plan(mailbox_ids=mailbox_ids, created_by=created_by)
+
+
 def rollout_plan(
     *, mailbox_ids: Iterable[int], created_by: User | AnonymousUser | None, round_trip: bool = False
 ) -> Rollout:

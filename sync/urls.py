@@ -53,6 +53,11 @@ urlpatterns = [
     path("profiles/new/", profiles.profile_create, name="profiles-new"),
     path("profiles/<int:pk>/", profiles.profile_edit, name="profiles-edit"),
     path("profiles/<int:pk>/test-connection/", profiles.profile_test, name="profiles-test-connection"),
+    path(
+        "profiles/<int:pk>/test-and-enable-mailboxes/",
+        profiles.profile_test_and_enable_mailboxes,
+        name="profiles-test-and-enable-mailboxes",
+    ),
     path("alerts/", alerts.alert_wall, name="alerts"),
     path("alerts/<int:pk>/acknowledge/", alerts.acknowledge, name="alert-page-acknowledge"),
     path("alerts/<int:pk>/resolve/", alerts.resolve, name="alert-page-resolve"),

@@ -279,6 +279,9 @@ RULES: dict[str, Rule] = {
     "profiles-new": Rule({"GET": admin, "POST": admin}, kind="page"),
     "profiles-edit": Rule({"GET": admin, "POST": admin}, objects=profiles, kind="object-page"),
     "profiles-test-connection": Rule({"POST": admin, "GET": nobody}, objects=profiles, kind="object-page"),
+    "profiles-test-and-enable-mailboxes": Rule(
+        {"POST": admin, "GET": nobody}, objects=profiles, kind="object-page"
+    ),
     # The Email Router migration wizard (sync/views/migration.py): administrators only.
     "migration": Rule({"GET": admin, "POST": admin}, kind="page"),
     "migration-detail": Rule({"GET": admin}, objects=router_migrations, kind="object-page"),

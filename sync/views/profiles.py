@@ -16,11 +16,13 @@ from django.contrib import messages
 from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from profiles.forms import ProfileForm, type_defaults
 from profiles.models import EmailServerProfile, ServerType
 from sync.checks import profile_test_connection
+from sync.rollout import RolloutError, profile_rollout
 from sync.views.access import HtmxHttpRequest, administrator_required
 
 # What each server type means to an administrator choosing one.
@@ -97,6 +99,27 @@ def profile_test(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         return render(request, "sync/profiles/_test_results.html", context)
     return _form_page(request, ProfileForm(instance=profile), profile=profile, results=results)
+
+
+@require_POST
+@administrator_required
+def profile_test_and_enable_mailboxes(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """ "Test & Enable Mailboxes": all the profile's mailboxes as one paced rollout,
+    watched on the mailbox page filtered to this profile."""
+    profile = get_object_or_404(EmailServerProfile, pk=pk)
+    try:
+        plan = profile_rollout(profile=profile, created_by=request.user)
+    except RolloutError as error:
+        messages.error(request, str(error))
+        target = reverse("profiles-edit", args=[profile.pk])
+    else:
+        messages.success(
+            request, f"Rollout #{plan.pk} will test & enable the mailboxes of {profile.name}, queues first."
+        )
+        target = f"{reverse('mailboxes')}?profile={profile.pk}"
+    if request.htmx:
+        return HttpResponse(headers={"HX-Redirect": target})
+    return redirect(target)
 
 
 def _choose_type(request: HtmxHttpRequest, *, asked: bool) -> HttpResponse:

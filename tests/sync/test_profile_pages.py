@@ -663,3 +663,36 @@ def test_test_connection_shows_a_wrong_password_and_a_closed_port_with_cause_and
     assert profile.last_test_result == SyncStatus.FAILURE
     # The edit page keeps showing the last result.
     assert "Correct the user name and password" in client.get(f"/profiles/{profile.pk}/").content.decode()
+
+
+# -- "Test & Enable Mailboxes" from the profile's page --------------------------------
+
+
+def test_test_and_enable_mailboxes_plans_one_rollout_of_the_profiles_mailboxes(world: World):
+    from sync.models import Rollout, RolloutItem
+
+    client = signed_in(world)
+    other = factories.profile("Other")
+    factories.mailbox(user=factories.crm_user("Olga Other"), profile=other)
+
+    response = client.post(f"/profiles/{world.profile.pk}/test-and-enable-mailboxes/")
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/mailboxes/?profile={world.profile.pk}"
+    rollout = Rollout.objects.exclude(pk=world.rollout.pk).get()
+    planned = set(RolloutItem.objects.filter(rollout=rollout).values_list("mailbox_id", flat=True))
+    assert planned == set(world.profile.mailboxes.values_list("pk", flat=True))
+    first = RolloutItem.objects.filter(rollout=rollout).order_by("batch_number", "position").first()
+    assert first.mailbox_id == world.queue_mailbox.pk  # queues first
+    page = client.get(response["Location"]).content.decode()
+    assert f"Rollout #{rollout.pk} will test &amp; enable the mailboxes of {world.profile.name}" in page
+
+
+def test_test_and_enable_mailboxes_of_an_empty_profile_says_so(world: World):
+    from sync.models import Rollout
+
+    empty = factories.profile("Empty")
+    client = signed_in(world)
+    response = client.post(f"/profiles/{empty.pk}/test-and-enable-mailboxes/", follow=True)
+    assert "This profile has no mailboxes to test." in response.content.decode()
+    assert not Rollout.objects.exclude(pk=world.rollout.pk).exists()
