@@ -347,3 +347,17 @@ def test_no_password_in_the_log(contoso: Contoso, frozen_now, caplog):
     assert "Email Router migration" in caplog.text
     for ciphertext in CIPHERTEXTS:
         assert ciphertext not in caplog.text
+
+
+def test_held_files_are_re_encrypted_by_key_rotation_and_still_apply(contoso: Contoso, frozen_now, settings):
+    from cryptography.fernet import Fernet
+
+    from profiles.rotation import rotate_credentials
+
+    migration = router_migration_create(routers=[upload(MAIN), upload(BRANCH)], created_by=None, source="api")
+    settings.CREDENTIAL_KEYS = [Fernet.generate_key().decode(), *settings.CREDENTIAL_KEYS]
+
+    assert rotate_credentials()["mailboxes.RouterMigrationFile.content"] == 6
+    settings.CREDENTIAL_KEYS = settings.CREDENTIAL_KEYS[:1]  # the old key gone: the files still read
+    router_migration_apply(migration=migration, by=None)
+    assert Mailbox.objects.filter(email_address="frank@contoso.test").exists()
