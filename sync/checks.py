@@ -357,6 +357,8 @@ def _record_on_mailbox(mailbox: Mailbox, report: TestReport, generation: int) ->
         if result.outcome == SUCCESS:
             values[f"{result.direction}_transient_failures"] = 0
             values[f"{result.direction}_postponed_until"] = None
+    if any(r.outcome == SUCCESS and r.direction in ("incoming", "outgoing") for r in report.results):
+        values["needs_credentials"] = False  # a mail server accepted the sign-in: they are there
     values["disabled_reason"] = " ".join(
         f"{LABELS[r.direction].capitalize()}: {r.message} {r.fix}"
         for r in report.results

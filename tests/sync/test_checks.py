@@ -87,6 +87,19 @@ def test_success_enables_both_directions_and_tells_the_owner(stack):
     assert alert.code == "test_passed"
 
 
+def test_a_migrated_mailbox_waiting_for_credentials_stops_waiting_once_a_test_passes(stack):
+    """The Email Router import could not bring the password: the profile's own credentials
+    (entered since) sign in, so the mailbox no longer says it needs credentials."""
+    mailbox = untested(stack)
+    Mailbox.objects.filter(pk=mailbox.pk).update(needs_credentials=True)
+    mailbox.refresh_from_db()
+    assert not mailbox.awaits_credentials  # a password is there, so the badge is off already
+
+    assert checks.mailbox_test_and_enable(mailbox=mailbox).passed
+    mailbox.refresh_from_db()
+    assert not mailbox.needs_credentials
+
+
 def test_dns_name_not_found(stack):
     mailbox = on_profile(untested(stack), incoming_server_location="imap.serversync.invalid")
 
