@@ -185,6 +185,8 @@ class Mailbox(TimestampedModel):
                 condition=Q(user__isnull=True) | Q(queue__isnull=True), name="mailbox_single_owner"
             ),
         ]
+        # The mailbox list shows a page in this order: read from the index, not a sort of all.
+        indexes = [models.Index(fields=["name", "id"], name="mailbox_name_order")]
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email_address}>"

@@ -28,7 +28,8 @@ from kombu import Connection, Queue
 from crm.choices import SyncStatus
 from mailboxes.models import SYNC_DIRECTIONS, ApprovalStatus, Mailbox
 from sync import clock, heartbeats
-from sync.models import AlertLevel, HourlyRollup, MailboxAlert, WorkerHeartbeat
+from sync.dashboard import open_alerts_by_level
+from sync.models import HourlyTotal, MailboxAlert, WorkerHeartbeat
 from sync.rollups import HOUR, hour_of
 
 logger = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def status_report(health: Health) -> dict[str, Any]:
         "checks": health.checks,
         "generated_on": now.isoformat(),
         "mailboxes": mailbox_counts(Mailbox.objects.all(), now=now) if database_up else None,
-        "alerts": open_alert_counts() if database_up else None,
+        "alerts": open_alerts_by_level(MailboxAlert.objects.all()) if database_up else None,
         "workers": [_worker(heartbeat) for heartbeat in health.workers],
         "queues": health.queue_depths,
         "last_hour": last_hour_totals(now=now) if database_up else None,
@@ -192,21 +193,11 @@ def mailbox_counts(mailboxes: QuerySet[Mailbox], *, now: datetime) -> dict[str, 
     return counts
 
 
-def open_alert_counts() -> dict[str, int]:
-    """Unresolved alerts per level (every level present, zero when none)."""
-    levels = dict(
-        MailboxAlert.objects.filter(resolved_on__isnull=True)
-        .values_list("level")
-        .annotate(count=Count("pk"))
-        .order_by()
-    )
-    return {level.value: levels.get(level.value, 0) for level in AlertLevel}
-
-
 def last_hour_totals(*, now: datetime) -> dict[str, Any]:
-    """The roll-ups of the last complete hour, summed over every mailbox."""
+    """The roll-ups of the last complete hour, summed over every mailbox (from the
+    per-profile totals: a few rows however many mailboxes there are)."""
     start = hour_of(now) - HOUR
-    sums = HourlyRollup.objects.filter(hour=start).aggregate(**{name: Sum(name) for name in ROLLUP_FIELDS})
+    sums = HourlyTotal.objects.filter(hour=start).aggregate(**{name: Sum(name) for name in ROLLUP_FIELDS})
     return {"hour": start.isoformat(), **{name: sums[name] or 0 for name in ROLLUP_FIELDS}}
 
 

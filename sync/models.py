@@ -213,7 +213,13 @@ class MailboxAlert(models.Model):
                 name="alert_open_unique",
             )
         ]
-        indexes = [models.Index(fields=["mailbox", "resolved_on"], name="alert_mailbox_open")]
+        indexes = [
+            models.Index(fields=["mailbox", "resolved_on"], name="alert_mailbox_open"),
+            # The alert wall's first page: the newest open alerts.
+            models.Index(
+                fields=["-last_seen", "-id"], condition=Q(resolved_on__isnull=True), name="alert_open_recent"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.subject_key} {self.code}"

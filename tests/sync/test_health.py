@@ -19,8 +19,8 @@ from django.test import Client
 
 from config.celery import app
 from mailboxes.models import ApprovalStatus, Mailbox
-from sync import heartbeats
-from sync.models import AlertLevel, HourlyRollup
+from sync import heartbeats, rollups
+from sync.models import AlertLevel
 from tests import factories
 from tests.harness.celery_worker import celery_worker, flush_broker
 
@@ -235,16 +235,12 @@ def seed_organization(now: datetime) -> list[Mailbox]:
     factories.alert(mailbox=mailboxes[4], level=AlertLevel.INFORMATION, resolved_on=now)
     last_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     for offset, mailbox in ((0, mailboxes[0]), (0, mailboxes[1]), (1, mailboxes[0]), (-1, mailboxes[0])):
-        HourlyRollup.objects.create(
-            hour=last_hour + timedelta(hours=offset),
-            mailbox=mailbox,
-            runs=12 + mailbox.pk,
-            failed_runs=1,
-            received=30 + offset,
-            tracked=20,
-            sent=5,
-            failed=2,
-        )
+        started = last_hour + timedelta(hours=offset, minutes=10)
+        factories.sync_run(mailbox=mailbox, started_on=started, received=30 + offset, tracked=20)
+        factories.sync_run(mailbox=mailbox, kind="outgoing", started_on=started, sent=5, failed=2)
+        factories.sync_run(mailbox=mailbox, started_on=started, outcome="failed")
+    for offset in (-1, 0, 1):
+        rollups.rollup_hour(hour=last_hour + timedelta(hours=offset))
     return mailboxes
 
 
@@ -295,9 +291,9 @@ def test_the_status_numbers_match_the_databases_and_redis_own_counts(
     assert report["queues"]["incoming"] == 3
     last_hour = mid_hour.replace(minute=0) - timedelta(hours=1)
     sums = sql(
-        "SELECT sum(runs), sum(failed_runs), sum(received), sum(tracked), sum(sent), sum(failed)"
-        " FROM sync_hourlyrollup WHERE hour = %s",
-        [last_hour],
+        "SELECT count(*), count(*) FILTER (WHERE outcome = 'failed'), sum(received), sum(tracked), sum(sent),"
+        " sum(failed) FROM sync_syncrun WHERE started_on >= %s AND started_on < %s",
+        [last_hour, last_hour + timedelta(hours=1)],
     )[0]
     assert report["last_hour"] == {
         "hour": last_hour.isoformat(),
