@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from crm.admin_site import AdministratorModelAdmin
 from profiles.fields import EncryptedTextField
 from profiles.forms import SecretFieldsFormMixin
-from profiles.models import EmailServerProfile
+from profiles.models import ADDITIONAL_SETTINGS, EmailServerProfile
 
 
 class SecretAdminForm(SecretFieldsFormMixin, forms.ModelForm):
@@ -157,17 +157,7 @@ class EmailServerProfileAdmin(SecretFieldsAdminMixin, AdministratorModelAdmin):
         ),
         (
             "Advanced",
-            {
-                "fields": [
-                    "process_email_from",
-                    "min_polling_interval_minutes",
-                    "max_concurrent_connections",
-                    "outgoing_rate_limit_per_minute",
-                    "connection_timeout_seconds",
-                    "move_failed_email_to_undeliverable",
-                    "send_alert_email_to_owner",
-                ]
-            },
+            {"fields": list(ADDITIONAL_SETTINGS)},
         ),
         ("Last test", {"fields": ["last_test_started_on", "last_test_result", "last_test_message"]}),
         ("Record information", {"classes": ["collapse"], "fields": ["created_on", "modified_on"]}),

@@ -15,6 +15,7 @@ from django.http import QueryDict
 from crm.models import CrmUser
 from profiles.fields import EncryptedTextField, Secret
 from profiles.models import (
+    ADDITIONAL_SETTINGS,
     EXCHANGE_ONLINE_EWS_URL,
     EXCHANGE_TYPES,
     AuthProtocol,
@@ -112,18 +113,7 @@ PROFILE_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "outgoing_use_impersonation",
         ),
     ),
-    (
-        "Additional settings",
-        (
-            "process_email_from",
-            "min_polling_interval_minutes",
-            "max_concurrent_connections",
-            "outgoing_rate_limit_per_minute",
-            "connection_timeout_seconds",
-            "move_failed_email_to_undeliverable",
-            "send_alert_email_to_owner",
-        ),
-    ),
+    ("Additional settings", ADDITIONAL_SETTINGS),
 )
 
 EXCHANGE_ONLY = frozenset({"auto_discover_server_location", "move_failed_email_to_undeliverable"})

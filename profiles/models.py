@@ -71,6 +71,18 @@ class EmailServerProfileQuerySet(models.QuerySet["EmailServerProfile"]):
         return self.filter(is_active=True)
 
 
+# Dynamics 365's "Additional settings" of a profile, in its order (forms, admin, reports).
+ADDITIONAL_SETTINGS = (
+    "process_email_from",
+    "min_polling_interval_minutes",
+    "max_concurrent_connections",
+    "outgoing_rate_limit_per_minute",
+    "connection_timeout_seconds",
+    "move_failed_email_to_undeliverable",
+    "send_alert_email_to_owner",
+)
+
+
 class EmailServerProfile(TimestampedModel):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)

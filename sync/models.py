@@ -346,14 +346,10 @@ class EmailHash(models.Model):
         return f"{self.kind} {self.value[:12]} of {self.email_id}"
 
 
-class HourlyRollup(models.Model):
-    """One mailbox's sync runs in one hour, summed for the dashboard."""
+class HourCounts(models.Model):
+    """What one hour of sync runs adds up to (a mailbox's, or a profile's)."""
 
     hour = models.DateTimeField()
-    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="rollups")
-    profile = models.ForeignKey(
-        EmailServerProfile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
     runs = models.PositiveIntegerField(default=0)
     failed_runs = models.PositiveIntegerField(default=0)
     received = models.PositiveIntegerField(default=0)
@@ -366,6 +362,18 @@ class HourlyRollup(models.Model):
     latency_histogram = models.JSONField(default=dict, blank=True)
 
     class Meta:
+        abstract = True
+
+
+class HourlyRollup(HourCounts):
+    """One mailbox's sync runs in one hour, summed for the dashboard."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="rollups")
+    profile = models.ForeignKey(
+        EmailServerProfile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
         ordering = ["-hour"]
         constraints = [models.UniqueConstraint(fields=["hour", "mailbox"], name="rollup_hour_mailbox_unique")]
         indexes = [models.Index(fields=["hour"], name="rollup_hour")]
@@ -374,24 +382,15 @@ class HourlyRollup(models.Model):
         return f"{self.mailbox_id} {self.hour:%Y-%m-%d %H}:00"
 
 
-class HourlyTotal(models.Model):
+class HourlyTotal(HourCounts):
     """All mailboxes of one profile in one hour: the sum of their HourlyRollup rows,
     kept so the administrator's dashboard reads a week in a few hundred rows
     however many mailboxes there are."""
 
-    hour = models.DateTimeField()
     profile = models.ForeignKey(
         EmailServerProfile, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
     )
     mailboxes = models.PositiveIntegerField(default=0)
-    runs = models.PositiveIntegerField(default=0)
-    failed_runs = models.PositiveIntegerField(default=0)
-    received = models.PositiveIntegerField(default=0)
-    tracked = models.PositiveIntegerField(default=0)
-    sent = models.PositiveIntegerField(default=0)
-    failed = models.PositiveIntegerField(default=0)
-    latency_count = models.PositiveIntegerField(default=0)
-    latency_histogram = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-hour"]

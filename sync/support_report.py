@@ -22,6 +22,7 @@ from django.db.models import Field, Model
 from django.utils.text import capfirst
 
 from mailboxes.models import Mailbox
+from profiles.models import ADDITIONAL_SETTINGS
 from sync import clock
 from sync.mailbox_overview import MailboxOverview, Redactor
 
@@ -66,13 +67,7 @@ PROFILE_FIELDS = (
     "credentials_source",
     "use_same_settings_for_outgoing",
     "oauth_tenant_id",
-    "process_email_from",
-    "min_polling_interval_minutes",
-    "max_concurrent_connections",
-    "outgoing_rate_limit_per_minute",
-    "connection_timeout_seconds",
-    "move_failed_email_to_undeliverable",
-    "send_alert_email_to_owner",
+    *ADDITIONAL_SETTINGS,
     "last_test_started_on",
     "last_test_result",
     "last_test_message",

@@ -2,11 +2,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from rest_framework.test import APIClient
 
 from tests.personas import World, build_world
+
+if TYPE_CHECKING:
+    from tests.sync.stack import Stack
 
 pytest_plugins = ["tests.harness.fixtures"]
 
@@ -35,6 +39,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def _media_root(settings, tmp_path: Path) -> None:
     """Stored files (raw messages, attachments) go to a folder of this test's own."""
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
+    """An organization wired to the test mail stack (tests/sync/stack.py)."""
+    # Imported here: the stack imports the harness's fixtures module, which pytest
+    # must import first itself (as a plugin) to rewrite its asserts.
+    from tests.sync.stack import build_stack
+
+    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.test import Client
+
 from crm.choices import IncomingMethod, TrackIncomingEmail
-from crm.models import Account, EmailActivity
+from crm.models import Account, CrmUser, EmailActivity
 from mailboxes.models import Mailbox
 from sync.incoming import sync_incoming
 from tests import factories, messages
@@ -103,3 +105,13 @@ def _deliver_the_rest(stack: Stack, mail: ReceivedMail) -> None:
             forwarder=forwarder.email_address, to=mail.inbound.email_address, original=original
         )
         stack.deliver(mail.inbound, wrapper)
+
+
+def signed_in(name: str, *, administrator: bool = False, mailbox: Mailbox | None = None) -> Client:
+    """A client signed in as a new login; with ``mailbox``, that login is its user's."""
+    login = factories.login_user(name, administrator=administrator)
+    if mailbox is not None:
+        CrmUser.objects.filter(pk=mailbox.user_id).update(user=login)
+    client = Client()
+    client.force_login(login)
+    return client

@@ -22,14 +22,9 @@ from tests.sync.connectors.conftest import (  # noqa: F401  (fixtures)
     dovecot_with_bad_certificate,
     silent_port,
 )
-from tests.sync.stack import Stack, build_stack
+from tests.sync.stack import Stack
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 def untested(stack: Stack, name: str = "alice", **extra) -> Mailbox:

@@ -9,14 +9,8 @@ from django.core.management import CommandError, call_command
 
 from sync.models import MailboxSchedule, QuarantinedMessage, SyncKind
 from tests import messages
-from tests.sync.stack import Stack, build_stack
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 def run(*args: str) -> str:

@@ -15,17 +15,11 @@ from sync.models import MailboxAlert, Receipt, SyncKind
 from sync.tasks import incoming_mailbox, outgoing_mailbox
 from tests import messages
 from tests.harness.celery_worker import celery_worker
-from tests.sync.stack import Stack, build_stack
 from tests.sync.test_engine_outgoing import api_client_for, compose, inbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 MESSAGES = 120
 KILL_AFTER = 15
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 def wait_until(condition, *, timeout: float = 60, what: str = "") -> None:

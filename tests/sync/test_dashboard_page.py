@@ -21,7 +21,7 @@ from sync.incoming import sync_incoming
 from sync.rollups import LATENCY_BOUNDS
 from tests import factories, messages
 from tests.harness.celery_worker import celery_worker
-from tests.sync.stack import Stack, build_stack
+from tests.sync.stack import Stack
 
 pytestmark = pytest.mark.django_db
 
@@ -162,11 +162,6 @@ def test_the_dashboard_costs_the_same_queries_for_3_and_for_30_mailboxes(world):
 
 
 # -- throughput and latency, from real sync runs ------------------------------------
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 @pytest.mark.slow

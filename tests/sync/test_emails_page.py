@@ -15,34 +15,12 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from crm.models import CrmUser
-from mailboxes.models import Mailbox
 from sync.models import Receipt, ReceiptOutcome
 from tests import factories
 from tests.personas import World
-from tests.sync.received_mail import QUOTE_ID, ReceivedMail, deliver_and_sync
-from tests.sync.stack import Stack, build_stack
+from tests.sync.received_mail import QUOTE_ID, ReceivedMail, signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
-
-
-@pytest.fixture
-def mail(stack: Stack) -> ReceivedMail:
-    return deliver_and_sync(stack)
-
-
-def signed_in(name: str, *, administrator: bool = False, mailbox: Mailbox | None = None) -> Client:
-    login = factories.login_user(name, administrator=administrator)
-    if mailbox is not None:
-        CrmUser.objects.filter(pk=mailbox.user_id).update(user=login)
-    client = Client()
-    client.force_login(login)
-    return client
 
 
 def shown(client: Client, query: str = "") -> dict[str, list[tuple[str, str]]]:

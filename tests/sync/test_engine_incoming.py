@@ -16,14 +16,8 @@ from sync import scheduler
 from sync.incoming import sync_incoming
 from sync.models import MailboxAlert, QuarantinedMessage, Receipt, ReceiptOutcome, SyncKind
 from tests import factories, messages
-from tests.sync.stack import Stack, build_stack
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 def incoming_of(mailbox: Mailbox) -> list[EmailActivity]:

@@ -16,14 +16,9 @@ from sync import outgoing
 from sync.incoming import sync_incoming
 from sync.models import MailboxAlert, SyncKind
 from tests import factories
-from tests.sync.stack import Stack, build_stack
+from tests.sync.stack import Stack
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 def compose(api_as_user, **payload) -> EmailActivity:

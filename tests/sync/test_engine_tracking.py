@@ -16,15 +16,9 @@ from sync.incoming import sync_incoming
 from sync.models import Receipt
 from tests import factories, messages
 from tests.sync import auto_mail
-from tests.sync.stack import Stack, build_stack
 
 pytestmark = pytest.mark.django_db
 RESPONSES = TrackIncomingEmail.RESPONSES_TO_CRM
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 def organization(**options) -> None:

@@ -11,14 +11,9 @@ from mailboxes.models import Mailbox
 from sync.incoming import reprocess_quarantined, sync_incoming
 from sync.models import QuarantinedMessage, Receipt, ReceiptOutcome
 from tests import factories, messages
-from tests.sync.stack import Stack, build_stack
+from tests.sync.stack import Stack
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 def forwarding_user(stack: Stack, name: str, option: str = TrackIncomingEmail.ALL) -> Mailbox:

@@ -15,37 +15,18 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crm.choices import IncomingMethod
-from crm.models import CrmUser, EmailActivity
+from crm.models import EmailActivity
 from mailboxes.models import Mailbox
 from mailboxes.services import mailbox_update
 from profiles.models import CredentialsSource, EmailServerProfile
 from sync.models import MailboxAlert, QuarantinedMessage, QuarantineState, Receipt, ReceiptOutcome, SyncRun
 from tests import factories
 from tests.personas import World
-from tests.sync.received_mail import ReceivedMail, deliver_and_sync
-from tests.sync.stack import Stack, build_stack
+from tests.sync.received_mail import ReceivedMail, signed_in
+from tests.sync.stack import Stack
 from tests.test_secrets import SECRETS
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
-
-
-@pytest.fixture
-def mail(stack: Stack) -> ReceivedMail:
-    return deliver_and_sync(stack)
-
-
-def signed_in(name: str, *, administrator: bool = False, mailbox: Mailbox | None = None) -> Client:
-    login = factories.login_user(name, administrator=administrator)
-    if mailbox is not None:
-        CrmUser.objects.filter(pk=mailbox.user_id).update(user=login)
-    client = Client()
-    client.force_login(login)
-    return client
 
 
 def cells(page: str, css_class: str) -> list[int]:

@@ -15,16 +15,11 @@ from sync import scheduler
 from sync.incoming import sync_incoming
 from sync.models import MailboxAlert, SyncKind
 from tests import messages
-from tests.sync.stack import Stack, build_stack
+from tests.sync.stack import Stack
 
 pytestmark = pytest.mark.django_db
 
 STEP = timedelta(minutes=6)  # one retry interval (5 minutes) and a little
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 def sync_due(at: datetime) -> list[int]:

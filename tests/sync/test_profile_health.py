@@ -15,14 +15,9 @@ from sync import clock, profile_health
 from sync.incoming import sync_incoming
 from sync.models import AlertLevel, MailboxAlert, SyncOutcome, SyncRun
 from tests import factories
-from tests.sync.stack import Stack, build_stack
+from tests.sync.stack import Stack
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 @pytest.fixture

@@ -25,14 +25,9 @@ from profiles.models import (
 from tests import factories
 from tests.harness.dovecot import free_port
 from tests.personas import World
-from tests.sync.stack import Stack, build_stack
+from tests.sync.stack import Stack
 
 SECRET = "Pl41n-Secret-7c1e"
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 def signed_in(world: World, name: str = "admin") -> Client:

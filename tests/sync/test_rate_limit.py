@@ -20,17 +20,11 @@ from profiles.models import EmailServerProfile
 from sync import outgoing, scheduler
 from sync.models import SyncKind
 from tests import factories
-from tests.sync.stack import Stack, build_stack
 
 pytestmark = pytest.mark.django_db
 
 EMAILS, LIMIT = 100, 30
 TURN = timedelta(seconds=20)
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 def test_100_emails_at_30_a_minute_take_three_minutes_across_two_workers(stack):

@@ -13,7 +13,6 @@ from sync import rollups
 from sync.incoming import sync_incoming
 from sync.models import HourlyRollup, HourlyTotal, Receipt, ReceiptOutcome, SyncKind, SyncOutcome, SyncRun
 from tests import factories, messages
-from tests.sync.stack import Stack, build_stack
 
 pytestmark = pytest.mark.django_db
 
@@ -164,11 +163,6 @@ def test_percentiles_come_from_the_histogram():
     assert rollups.percentile(histogram, 0.99) == float("inf")
     assert rollups.percentile({}, 0.5) is None
     assert rollups.merge_histograms([{"5": 1}, {"5": 2, "60": 1}]) == {"5": 3, "60": 1}
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 def test_rollup_of_real_sync_runs_equals_their_receipts(stack):

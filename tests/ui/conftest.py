@@ -12,8 +12,6 @@ import pytest
 from django.db import connections
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.sync.stack import Stack, build_stack
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -42,11 +40,6 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
         # ORM calls made while Playwright's loop ran used connections of that
         # context; close them here, or the test database cannot be dropped.
         connections.close_all()
-
-
-@pytest.fixture
-def stack(settings, dovecot, smtp_relay, mail_user) -> Stack:
-    return build_stack(settings, dovecot, smtp_relay, mail_user)
 
 
 @pytest.fixture
