@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:  # run as a script as well as with -m
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/serversync_bench"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/14"
-PAGES = ("/", "/mailboxes/", "/alerts/")
+# The three the target is set for, then the item-level view and one mailbox page.
+PAGES = ("/", "/mailboxes/", "/alerts/", "/emails/", "/mailboxes/1/")
 TARGET_MS = 300.0
 DATA_DIR = ROOT / "var" / "bench"
 

@@ -10,6 +10,7 @@ from typing import Self, TypeVar
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 
 from crm.models import CrmUser, EmailActivity
 from mailboxes.models import Mailbox
@@ -117,7 +118,13 @@ class Receipt(models.Model):
                 fields=["mailbox", "message_identity"], name="receipt_mailbox_identity_unique"
             )
         ]
-        indexes = [models.Index(fields=["mailbox", "created_on"], name="receipt_mailbox_created")]
+        indexes = [
+            models.Index(fields=["mailbox", "created_on"], name="receipt_mailbox_created"),
+            # The item-level view's "received" (sync.received.RECEIVED): windows and newest first.
+            models.Index(Coalesce("server_received_on", "created_on"), name="receipt_received"),
+            # A page of messages fetches every receipt of each (all receiving mailboxes).
+            models.Index(fields=["message_identity"], name="receipt_identity"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mailbox_id} {self.server_id}: {self.outcome}"

@@ -5,13 +5,15 @@ receiving mailbox the viewer may see."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django_filters import rest_framework as filters
 
@@ -21,6 +23,7 @@ from sync.received import message_identities, outcome_counts, received_messages,
 from sync.views.access import HtmxHttpRequest, member_required
 
 PAGE_SIZE = 50
+DEFAULT_WINDOW_DAYS = 7
 DATE_INPUT = forms.DateInput(attrs={"type": "date"})
 
 
@@ -30,12 +33,8 @@ class ReceiptFilter(filters.FilterSet):
     # An address, part of one, or a mailbox id; not a list to choose from, as an administrator
     # may have thousands. Only the viewer's own receipts are searched either way.
     mailbox = filters.CharFilter(method="filter_mailbox", label="Mailbox address")
-    received_from = filters.DateFilter(
-        field_name="received", lookup_expr="date__gte", label="Received from", widget=DATE_INPUT
-    )
-    received_until = filters.DateFilter(
-        field_name="received", lookup_expr="date__lte", label="Received until", widget=DATE_INPUT
-    )
+    received_from = filters.DateFilter(method="filter_from", label="Received from", widget=DATE_INPUT)
+    received_until = filters.DateFilter(method="filter_until", label="Received until", widget=DATE_INPUT)
 
     class Meta:
         model = Receipt
@@ -49,15 +48,36 @@ class ReceiptFilter(filters.FilterSet):
             return queryset.filter(mailbox__email_address__iexact=value)
         return queryset.filter(mailbox__email_address__icontains=value)
 
+    # Whole local days, as datetime bounds on ``received``, so its index serves them.
+    def filter_from(self, queryset: QuerySet[Receipt], name: str, value: date) -> QuerySet[Receipt]:
+        return queryset.filter(received__gte=_start_of(value))
+
+    def filter_until(self, queryset: QuerySet[Receipt], name: str, value: date) -> QuerySet[Receipt]:
+        return queryset.filter(received__lt=_start_of(value + timedelta(days=1)))
+
     def search(self, queryset: QuerySet[Receipt], name: str, value: str) -> QuerySet[Receipt]:
         return queryset.filter(Q(subject__icontains=value) | Q(sender__icontains=value))
+
+
+def _start_of(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def _with_default_window(query: QueryDict) -> QueryDict:
+    """Unless the viewer chose (or cleared) "received from", the last
+    DEFAULT_WINDOW_DAYS: grouping every receipt ever kept would take seconds."""
+    if "received_from" in query:
+        return query
+    query = query.copy()
+    query["received_from"] = (timezone.localdate() - timedelta(days=DEFAULT_WINDOW_DAYS - 1)).isoformat()
+    return query
 
 
 @require_GET
 @member_required
 def email_list(request: HtmxHttpRequest) -> HttpResponse:
     receipts = with_received(visible(Receipt.objects.all(), request.user))
-    filterset = ReceiptFilter(request.GET, queryset=receipts)
+    filterset = ReceiptFilter(_with_default_window(request.GET), queryset=receipts)
     matching = filterset.qs
     page = Paginator(message_identities(matching), PAGE_SIZE).get_page(request.GET.get("page"))
     identities = [row["message_identity"] for row in page]

@@ -169,3 +169,17 @@ def test_the_emails_page_queries_do_not_grow_with_its_rows(world: World):
     _receive(world, 27)
     assert len(shown(client)) >= 30
     assert _queries_for_emails_page(client) == few
+
+
+def test_the_last_seven_days_unless_the_viewer_widens_them(mail: ReceivedMail):
+    admin = signed_in("admin", administrator=True)
+    old = Receipt.objects.filter(mailbox=mail.bob).first()
+    Receipt.objects.filter(message_identity=old.message_identity).update(
+        server_received_on=timezone.now() - timedelta(days=8), created_on=timezone.now() - timedelta(days=8)
+    )
+    recent = identities(Receipt.objects.exclude(message_identity=old.message_identity))
+
+    assert set(shown(admin)) == recent
+    page = admin.get("/emails/").content.decode()
+    assert f'value="{timezone.localdate() - timedelta(days=6)}"' in page  # the window, in the form
+    assert set(shown(admin, "received_from=")) == recent | {old.message_identity}
