@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
+from django.db.models.lookups import GreaterThanOrEqual, LessThan
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
 from django.utils import timezone
@@ -19,7 +20,7 @@ from django_filters import rest_framework as filters
 
 from crm.api_base import visible
 from sync.models import Receipt, ReceiptOutcome
-from sync.received import message_identities, outcome_counts, received_messages, with_received
+from sync.received import RECEIVED, message_identities, outcome_counts, received_messages, with_received
 from sync.views.access import HtmxHttpRequest, member_required
 
 PAGE_SIZE = 50
@@ -48,12 +49,12 @@ class ReceiptFilter(filters.FilterSet):
             return queryset.filter(mailbox__email_address__iexact=value)
         return queryset.filter(mailbox__email_address__icontains=value)
 
-    # Whole local days, as datetime bounds on ``received``, so its index serves them.
+    # Whole local days, as datetime bounds on the received time, so its index serves them.
     def filter_from(self, queryset: QuerySet[Receipt], name: str, value: date) -> QuerySet[Receipt]:
-        return queryset.filter(received__gte=_start_of(value))
+        return queryset.filter(GreaterThanOrEqual(RECEIVED, _start_of(value)))
 
     def filter_until(self, queryset: QuerySet[Receipt], name: str, value: date) -> QuerySet[Receipt]:
-        return queryset.filter(received__lt=_start_of(value + timedelta(days=1)))
+        return queryset.filter(LessThan(RECEIVED, _start_of(value + timedelta(days=1))))
 
     def search(self, queryset: QuerySet[Receipt], name: str, value: str) -> QuerySet[Receipt]:
         return queryset.filter(Q(subject__icontains=value) | Q(sender__icontains=value))
