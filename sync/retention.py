@@ -4,7 +4,8 @@ Each rule removes rows (or stored files) older than its setting, in batches of
 ``SYNC_CLEANUP_BATCH`` rows per statement, until nothing is left or the time
 budget ``SYNC_CLEANUP_MAX_SECONDS`` is spent; the next run carries on. Cutoffs
 come from ``sync.clock``, never the database clock. Sync runs are rolled up
-before they are deleted, so the dashboard's history outlives them.
+before they are deleted, so the dashboard's history outlives them. Email Router
+migrations left pending are abandoned, which deletes their uploaded files.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from django.conf import settings
 from django.db import models, transaction
 
 from crm.models import EmailActivity
+from mailboxes.models import RouterMigration, RouterMigrationState
+from mailboxes.router_import.service import router_migration_abandon
 from sync import clock, rollups
 from sync.models import MailboxAlert, QuarantinedMessage, QuarantineState, Receipt, SyncRun
 
@@ -29,6 +32,7 @@ class CleanupReport:
     resolved_alerts: int = 0
     activity_raw_files: int = 0
     quarantine_raw_files: int = 0
+    abandoned_migrations: int = 0
     finished: bool = True
 
 
@@ -48,6 +52,7 @@ def cleanup() -> CleanupReport:
         ("resolved_alerts", lambda: _delete_batch(_old_resolved_alerts())),
         ("activity_raw_files", _forget_activity_raw),
         ("quarantine_raw_files", _forget_quarantine_raw),
+        ("abandoned_migrations", _abandon_forgotten_migrations),
     ]
     for name, step in steps:
         while (done := step()) > 0:
@@ -56,6 +61,19 @@ def cleanup() -> CleanupReport:
                 report.finished = False
                 return report
     return report
+
+
+def _abandon_forgotten_migrations() -> int:
+    """An Email Router migration left pending this long is abandoned, so the
+    routers' files (encrypted, with their credentials) are not kept for good."""
+    forgotten = RouterMigration.objects.filter(
+        state=RouterMigrationState.PENDING,
+        modified_on__lt=_cutoff(settings.SYNC_RETAIN_PENDING_MIGRATIONS_DAYS),
+    )
+    batch = list(forgotten.order_by("pk")[: settings.SYNC_CLEANUP_BATCH])
+    for migration in batch:
+        router_migration_abandon(migration=migration, by=None)
+    return len(batch)
 
 
 def _batch_ids(queryset: models.QuerySet[models.Model]) -> list[int]:

@@ -93,7 +93,7 @@ def router_migration_apply(
     return applied
 
 
-def router_migration_abandon(*, migration: RouterMigration, by: User) -> RouterMigration:
+def router_migration_abandon(*, migration: RouterMigration, by: User | None) -> RouterMigration:
     """Give the migration up: nothing is migrated and its files are deleted."""
     with transaction.atomic():
         locked = _pending(migration)
@@ -216,14 +216,14 @@ def _pending(migration: RouterMigration) -> RouterMigration:
     return locked
 
 
-def _finish(migration: RouterMigration, state: str, by: User) -> None:
+def _finish(migration: RouterMigration, state: str, by: User | None) -> None:
     migration.state = state
     migration.finished_on = timezone.now()
     migration.finished_by = _user(by)
     migration.files.update(content="")
 
 
-def _user(user: User) -> Any:
+def _user(user: User | None) -> Any:
     return user if user is not None and user.is_authenticated else None
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, SyncStatus
 from mailboxes.models import Mailbox, RouterMigration, RouterMigrationFile, RouterMigrationState
@@ -361,3 +362,29 @@ def test_held_files_are_re_encrypted_by_key_rotation_and_still_apply(contoso: Co
     settings.CREDENTIAL_KEYS = settings.CREDENTIAL_KEYS[:1]  # the old key gone: the files still read
     router_migration_apply(migration=migration, by=None)
     assert Mailbox.objects.filter(email_address="frank@contoso.test").exists()
+
+
+def test_a_migration_left_pending_is_abandoned_by_the_cleanup_and_its_files_go(
+    contoso: Contoso, frozen_now, settings
+):
+    from sync import retention
+
+    settings.SYNC_RETAIN_PENDING_MIGRATIONS_DAYS = 30
+    forgotten = router_migration_create(routers=[upload(MAIN)], created_by=None, source="api")
+    recent = router_migration_create(routers=[upload(BRANCH)], created_by=None, source="api")
+    RouterMigration.objects.filter(pk=forgotten.pk).update(modified_on=timezone.now() - timedelta(days=31))
+
+    assert retention.cleanup().abandoned_migrations == 1
+
+    forgotten.refresh_from_db()
+    recent.refresh_from_db()
+    assert (forgotten.state, recent.state) == (RouterMigrationState.ABANDONED, RouterMigrationState.PENDING)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT migration_id, content = '' FROM mailboxes_routermigrationfile"
+            " WHERE migration_id IN (%s, %s)",
+            [forgotten.pk, recent.pk],
+        )
+        emptied = {(migration_id, empty) for migration_id, empty in cursor.fetchall()}
+    assert emptied == {(forgotten.pk, True), (recent.pk, False)}
+    assert forgotten.review["counts"]  # the review is kept
