@@ -69,6 +69,15 @@ def test_without_any_heartbeat_only_the_workers_check_fails():
     assert (status, body) == (503, "failing: workers\n")
 
 
+def test_a_failing_probe_is_a_warning_in_the_log_not_a_django_request_error(caplog):
+    with caplog.at_level("INFO"):
+        assert get_health()[0] == 503
+        assert Client().get("/health/status/").status_code == 404  # other pages are logged as before
+
+    request_log = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "django.request"]
+    assert request_log == [("WARNING", "Not Found: /health/status/")]
+
+
 def test_a_heartbeat_older_than_three_intervals_is_stale(settings):
     settings.SYNC_HEARTBEAT_SECONDS = 10
     old_heartbeat("old@test", timedelta(seconds=31))
