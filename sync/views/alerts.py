@@ -24,6 +24,7 @@ from sync.alerts import alert_acknowledge, alert_resolve
 from sync.dashboard import open_alerts_by_level
 from sync.models import AlertLevel, MailboxAlert
 from sync.views.access import HtmxHttpRequest, member_required
+from sync.views.querystring import query_without
 
 PAGE_SIZE = 50
 STATES = (("open", "Open"), ("acknowledged", "Acknowledged"), ("resolved", "Resolved"), ("all", "All"))
@@ -87,8 +88,8 @@ def alert_wall(request: HttpRequest) -> HttpResponse:
         "page": page,
         "rows": _rows(rows),
         "open_by_level": open_alerts_by_level(alerts),
-        "query": _query_without(request, "page"),
-        "every_mailbox_query": _query_without(request, "page", "mailbox"),
+        "query": query_without(request, "page"),
+        "every_mailbox_query": query_without(request, "page", "mailbox"),
         "mailbox": _filtered_mailbox(wall, visible(Mailbox.objects.all(), request.user)),
     }
     return render(request, "sync/alerts.html", context)
@@ -117,13 +118,6 @@ def _rows(alerts: list[MailboxAlert]) -> list[tuple[MailboxAlert, list[Any]]]:
         )
         for alert in alerts
     ]
-
-
-def _query_without(request: HttpRequest, *names: str) -> str:
-    query = request.GET.copy()
-    for name in names:
-        query.pop(name, None)
-    return query.urlencode()
 
 
 def _render_row(request: HttpRequest, alert: MailboxAlert) -> HttpResponse:

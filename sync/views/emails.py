@@ -6,7 +6,6 @@ receiving mailbox the viewer may see."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import Paginator
@@ -22,6 +21,7 @@ from crm.api_base import visible
 from sync.models import Receipt, ReceiptOutcome
 from sync.received import RECEIVED, message_identities, outcome_counts, received_messages, with_received
 from sync.views.access import HtmxHttpRequest, member_required
+from sync.views.querystring import query_without
 
 PAGE_SIZE = 50
 DEFAULT_WINDOW_DAYS = 7
@@ -82,7 +82,6 @@ def email_list(request: HtmxHttpRequest) -> HttpResponse:
     matching = filterset.qs
     page = Paginator(message_identities(matching), PAGE_SIZE).get_page(request.GET.get("page"))
     identities = [row["message_identity"] for row in page]
-    query = [(k, v) for k, v in request.GET.items() if k != "page" and v]
     return render(
         request,
         "sync/emails.html",
@@ -91,7 +90,7 @@ def email_list(request: HtmxHttpRequest) -> HttpResponse:
             "page": page,
             "messages_shown": received_messages(receipts, identities),
             "outcomes": outcome_counts(matching),
-            "query": urlencode(query),
-            "query_without_outcome": urlencode([(k, v) for k, v in query if k != "outcome"]),
+            "query": query_without(request, "page"),
+            "query_without_outcome": query_without(request, "page", "outcome"),
         },
     )

@@ -28,6 +28,7 @@ from sync.models import MailboxTest, Rollout, TestState
 from sync.rollout import RolloutError, rollout_cancel, rollout_plan
 from sync.views.access import HtmxHttpRequest, administrator_required, member_required
 from sync.views.filters import MailboxFilter
+from sync.views.querystring import query_without
 
 PAGE_SIZE = 50
 UNFINISHED = (TestState.QUEUED, TestState.TESTING)
@@ -47,7 +48,7 @@ def mailbox_list(request: HtmxHttpRequest) -> HttpResponse:
         {
             "filter": filterset,
             "page": page,
-            "query": urlencode([(k, v) for k, v in request.GET.items() if k != "page" and v]),
+            "query": query_without(request, "page"),
             "can_approve": can_approve_email(request.user),
             # The page shows every row as it is now: the panel refreshes none of them.
             "progress": _progress(request, test_ids, shown=None) if test_ids else None,

@@ -183,3 +183,19 @@ def test_the_last_seven_days_unless_the_viewer_widens_them(mail: ReceivedMail):
     page = admin.get("/emails/").content.decode()
     assert f'value="{timezone.localdate() - timedelta(days=6)}"' in page  # the window, in the form
     assert set(shown(admin, "received_from=")) == recent | {old.message_identity}
+
+
+def test_a_cleared_window_stays_cleared_on_the_next_page(mail: ReceivedMail, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("sync.views.emails.PAGE_SIZE", 2)
+    admin = signed_in("admin", administrator=True)
+    old = Receipt.objects.filter(mailbox=mail.bob).first()
+    Receipt.objects.filter(message_identity=old.message_identity).update(
+        server_received_on=timezone.now() - timedelta(days=8), created_on=timezone.now() - timedelta(days=8)
+    )
+
+    page = admin.get("/emails/?received_from=").content.decode()
+    following = html.unescape(re.search(r'<a href="\?([^"]*)">Next</a>', page)[1])
+    assert following == "received_from=&page=2"
+    total = len(identities(Receipt.objects.all()))
+    pages = [shown(admin, f"received_from=&page={number}") for number in range(1, (total + 1) // 2 + 1)]
+    assert set().union(*pages) == identities(Receipt.objects.all())  # the old message is on one of them
