@@ -53,6 +53,14 @@ class MailboxQuerySet(models.QuerySet["Mailbox"]):
         """Mailboxes whose owner may sync: a deactivated CRM user's mailbox stops."""
         return self.exclude(user__is_active=False).exclude(queue__is_active=False)
 
+    def sending_as(self, *, user_id: int | None, queue_id: int | None) -> MailboxQuerySet:
+        """The mailbox an email's sender sends through: its user's, or its queue's."""
+        if user_id:
+            return self.filter(user_id=user_id)
+        if queue_id:
+            return self.filter(queue_id=queue_id)
+        return self.none()
+
     def search(self, text: str) -> MailboxQuerySet:
         return self.filter(Q(name__icontains=text) | Q(email_address__icontains=text))
 

@@ -342,7 +342,7 @@ def warn_stuck_pending() -> int:
         .distinct()
     )
     for user_id, queue_id in senders:
-        mailbox = Mailbox.objects.filter(Q(user_id=user_id) if user_id else Q(queue_id=queue_id)).first()
+        mailbox = Mailbox.objects.sending_as(user_id=user_id, queue_id=queue_id).first()
         reason = cannot_send_reason(mailbox)
         if reason and mailbox is not None:
             alerts.record_alert(

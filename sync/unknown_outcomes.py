@@ -57,9 +57,7 @@ def sender_mailbox(email: EmailActivity) -> Mailbox | None:
     party = email.parties.filter(role=ActivityParty.Role.FROM).first()
     if party is None:
         return None
-    if party.user_id:
-        return Mailbox.objects.filter(user_id=party.user_id).first()
-    return Mailbox.objects.filter(queue_id=party.queue_id).first() if party.queue_id else None
+    return Mailbox.objects.sending_as(user_id=party.user_id, queue_id=party.queue_id).first()
 
 
 def sent_by(mailboxes: QuerySet[Mailbox]) -> QuerySet[EmailActivity]:

@@ -110,3 +110,11 @@ def test_a_deactivated_queues_mailbox_stops_syncing():
     factories.mailbox(queue=closed)
 
     assert not Mailbox.objects.for_active_owners().filter(queue=closed).exists()
+
+
+def test_the_mailbox_an_email_is_sent_through_is_its_users_or_its_queues_and_none_for_others(world):
+    alice, queue = world["alice"], world.queue
+    assert list(Mailbox.objects.sending_as(user_id=alice.crm_user.pk, queue_id=None)) == [alice.mailbox]
+    assert list(Mailbox.objects.sending_as(user_id=None, queue_id=queue.pk)) == [world.queue_mailbox]
+    # A sender that is neither (a contact, an address): no mailbox, not any mailbox without a queue.
+    assert not Mailbox.objects.sending_as(user_id=None, queue_id=None).exists()
