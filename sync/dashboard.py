@@ -23,23 +23,16 @@ from mailboxes.models import SYNC_DIRECTIONS, Mailbox
 from profiles.models import EmailServerProfile
 from sync import clock
 from sync.models import AlertLevel, HourlyRollup, HourlyTotal, MailboxAlert
-from sync.rollups import HOUR, hour_of, merge_histograms, percentile
+from sync.rollups import COUNTERS, HOUR, HourSums, hour_of, percentile
 
-THROUGHPUT_FIELDS = ("received", "tracked", "sent", "failed", "failed_runs")
 DISABLED_REASONS_SHOWN = 5
 
 
 @dataclass
-class Period:
+class Period(HourSums):
     """Sums over one hour or one day."""
 
-    start: datetime | date
-    received: int = 0
-    tracked: int = 0
-    sent: int = 0
-    failed: int = 0
-    failed_runs: int = 0
-    latency_histogram: dict[str, int] = field(default_factory=dict)
+    start: datetime | date = field(kw_only=True)
 
     @property
     def failures(self) -> int:
@@ -53,11 +46,6 @@ class Period:
     @property
     def latency_p95(self) -> float | None:
         return percentile(self.latency_histogram, 0.95)
-
-    def add(self, row: Any) -> None:
-        for name in THROUGHPUT_FIELDS:
-            setattr(self, name, getattr(self, name) + getattr(row, name))
-        self.latency_histogram = merge_histograms([self.latency_histogram, row.latency_histogram])
 
 
 @dataclass
@@ -96,7 +84,7 @@ def throughput(*, mailboxes: QuerySet[Mailbox] | None, now: datetime | None = No
 
 
 def _rollup_rows(mailboxes: QuerySet[Mailbox] | None, *, since: datetime) -> Iterable[Any]:
-    columns = ("hour", *THROUGHPUT_FIELDS, "latency_histogram")
+    columns = ("hour", *COUNTERS, "latency_histogram")
     if mailboxes is None:
         return HourlyTotal.objects.filter(hour__gte=since).only(*columns).order_by()
     return HourlyRollup.objects.filter(hour__gte=since, mailbox__in=mailboxes).only(*columns).order_by()

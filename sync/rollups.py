@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Q, Sum
@@ -38,8 +39,14 @@ def bucket_of(seconds: float) -> str:
     return OVERFLOW
 
 
+# The counters of sync.models.HourCounts, besides the latency histogram.
+COUNTERS = ("runs", "failed_runs", "received", "tracked", "sent", "failed", "latency_count")
+
+
 @dataclass
-class _Row:
+class HourSums:
+    """What sync runs add up to: one mailbox's hour, a profile's, a day on the dashboard."""
+
     runs: int = 0
     failed_runs: int = 0
     received: int = 0
@@ -49,6 +56,12 @@ class _Row:
     latency_count: int = 0
     latency_histogram: dict[str, int] = field(default_factory=dict)
 
+    def add(self, other: Any) -> None:
+        """Add another's sums: an HourSums, or an HourlyRollup / HourlyTotal row."""
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.latency_histogram = merge_histograms([self.latency_histogram, other.latency_histogram])
+
 
 def rollup_hour(*, hour: datetime) -> int:
     """Recompute every mailbox's roll-up of the hour that ``hour`` falls in
@@ -56,7 +69,7 @@ def rollup_hour(*, hour: datetime) -> int:
     hour's per-profile totals from them; returns the number of roll-up rows
     the hour now has."""
     start = hour_of(hour)
-    rows: dict[int, _Row] = defaultdict(_Row)
+    rows: dict[int, HourSums] = defaultdict(HourSums)
     _add_runs(rows, start)
     _add_latencies(rows, start)
     profiles = dict(Mailbox.objects.filter(pk__in=list(rows)).values_list("pk", "profile_id"))
@@ -72,16 +85,14 @@ def rollup_hour(*, hour: datetime) -> int:
     return len(rows)
 
 
-def _write_totals(start: datetime, rows: Mapping[int, _Row], profiles: Mapping[int, int | None]) -> None:
-    totals: dict[int | None, _Row] = defaultdict(_Row)
+def _write_totals(start: datetime, rows: Mapping[int, HourSums], profiles: Mapping[int, int | None]) -> None:
+    totals: dict[int | None, HourSums] = defaultdict(HourSums)
     mailboxes: dict[int | None, int] = defaultdict(int)
     for mailbox_id, row in rows.items():
         profile_id = profiles.get(mailbox_id)
         total = totals[profile_id]
         mailboxes[profile_id] += 1
-        for name in ("runs", "failed_runs", "received", "tracked", "sent", "failed", "latency_count"):
-            setattr(total, name, getattr(total, name) + getattr(row, name))
-        total.latency_histogram = merge_histograms([total.latency_histogram, row.latency_histogram])
+        total.add(row)
     stale = HourlyTotal.objects.filter(hour=start).exclude(
         profile_id__in=[p for p in totals if p is not None]
     )
@@ -96,7 +107,7 @@ def _write_totals(start: datetime, rows: Mapping[int, _Row], profiles: Mapping[i
         )
 
 
-def _add_runs(rows: dict[int, _Row], start: datetime) -> None:
+def _add_runs(rows: dict[int, HourSums], start: datetime) -> None:
     runs = (
         SyncRun.objects.filter(started_on__gte=start, started_on__lt=start + HOUR)
         .values("mailbox_id")
@@ -116,7 +127,7 @@ def _add_runs(rows: dict[int, _Row], start: datetime) -> None:
             setattr(row, name, value or 0)
 
 
-def _add_latencies(rows: dict[int, _Row], start: datetime) -> None:
+def _add_latencies(rows: dict[int, HourSums], start: datetime) -> None:
     # Differences are taken in Python: date arithmetic differs between databases.
     stored = (
         Receipt.objects.filter(
