@@ -46,6 +46,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
     now = clock.now()
     counts = health.mailbox_counts(mailboxes, now=now)
     flow = dashboard.throughput(mailboxes=None if administrator else mailboxes, now=now)
+    hours = _hour_labels(flow)
     context = {
         "total": counts["total"],
         "status_rows": _status_rows(counts),
@@ -53,11 +54,11 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
         "disabled_reasons": dashboard.disabled_reasons(mailboxes),
         "alerts_by_level": dashboard.open_alerts_by_level(visible(MailboxAlert.objects.all(), request.user)),
         "flow": flow,
-        "day_chart": charts.throughput(flow.hours, labels=_hour_labels(flow), title="Last 24 hours"),
+        "day_chart": charts.throughput(flow.hours, labels=hours, title="Last 24 hours"),
         "week_chart": charts.throughput(flow.days, labels=_day_labels(flow), title="Last 7 days"),
         # One hour of data draws no line: the table says it better.
         "latency_chart": sum(bool(hour.latency_histogram) for hour in flow.hours) > 1
-        and charts.latency(flow.hours, labels=_hour_labels(flow), title="Latency, last 24 hours (s)"),
+        and charts.latency(flow.hours, labels=hours, title="Latency, last 24 hours (s)"),
         "latency_hours": list(reversed(flow.hours)),
     }
     if administrator:
