@@ -15,6 +15,7 @@ from rest_framework.authtoken.models import TokenProxy
 
 from crm.admin_site import AdministratorModelAdmin, AdministratorPermissions
 from crm.models import (
+    EMAIL_SETTINGS_SECTIONS,
     Account,
     ActivityParty,
     Contact,
@@ -47,60 +48,7 @@ class OrganizationSettingsAdmin(AdministratorModelAdmin):
     """One row ("System Settings > Email"): the list page opens it directly."""
 
     readonly_fields = ["created_on", "modified_on"]
-    fieldsets = [
-        (
-            "Configure email processing",
-            {
-                "fields": [
-                    "process_email_using",
-                    "default_incoming_method",
-                    "default_outgoing_method",
-                    "default_act_method",
-                ]
-            },
-        ),
-        (
-            "Email processing for unapproved users and queues",
-            {"fields": ["process_email_only_for_approved_users", "process_email_only_for_approved_queues"]},
-        ),
-        (
-            "Email correlation",
-            {
-                "fields": [
-                    "correlation_enabled",
-                    "tracking_token_enabled",
-                    "tracking_token_prefix",
-                    "tracking_token_base_number",
-                    "tracking_token_user_digits",
-                    "tracking_token_counter_digits",
-                    "smart_matching_enabled",
-                ]
-            },
-        ),
-        (
-            "Email options",
-            {
-                "fields": [
-                    "track_email_between_users_as_two_activities",
-                    "set_unresolved_when_multiple_matches",
-                    "max_attachment_size_kb",
-                ]
-            },
-        ),
-        (
-            "Alerts",
-            {
-                "fields": [
-                    "record_error_alerts",
-                    "record_warning_alerts",
-                    "record_information_alerts",
-                    "notify_mailbox_owner",
-                ]
-            },
-        ),
-        ("Email Router migration", {"fields": ["crm_urls"]}),
-        RECORD_INFO,
-    ]
+    fieldsets = [(title, {"fields": list(names)}) for title, names in EMAIL_SETTINGS_SECTIONS] + [RECORD_INFO]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return super().has_add_permission(request) and not OrganizationSettings.objects.exists()

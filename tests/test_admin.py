@@ -112,6 +112,15 @@ def test_organization_settings_list_opens_the_single_row(world, as_admin):
     assert response.url == url(OrganizationSettings, "change", OrganizationSettings.load().pk)
 
 
+def test_organization_settings_shows_every_setting_the_settings_page_edits(world, as_admin):
+    from sync.views.settings import OrganizationSettingsForm
+
+    page = as_admin.get(url(OrganizationSettings, "change", OrganizationSettings.load().pk)).content.decode()
+
+    for name in OrganizationSettingsForm.Meta.fields:
+        assert f'name="{name}"' in page, name
+
+
 def test_organization_settings_cannot_be_deleted(world, as_admin):
     response = as_admin.get(url(OrganizationSettings, "delete", OrganizationSettings.load().pk))
 

@@ -25,6 +25,53 @@ def _is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
 
 
+# The sections of Dynamics' "System Settings > Email" tab: the settings page and the admin show these.
+EMAIL_SETTINGS_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "Configure email processing",
+        ("process_email_using", "default_incoming_method", "default_outgoing_method", "default_act_method"),
+    ),
+    (
+        "Email processing for unapproved users and queues",
+        ("process_email_only_for_approved_users", "process_email_only_for_approved_queues"),
+    ),
+    (
+        "Email correlation",
+        (
+            "correlation_enabled",
+            "tracking_token_enabled",
+            "tracking_token_prefix",
+            "tracking_token_base_number",
+            "tracking_token_user_digits",
+            "tracking_token_counter_digits",
+        ),
+    ),
+    (
+        "Smart matching",
+        (
+            "smart_matching_enabled",
+            "smart_matching_filter_keywords",
+            "smart_matching_max_hash_count",
+            "smart_matching_min_recipient_matches",
+            "smart_matching_subject_delta",
+        ),
+    ),
+    (
+        "Email options",
+        (
+            "track_email_between_users_as_two_activities",
+            "set_unresolved_when_multiple_matches",
+            "max_attachment_size_kb",
+        ),
+    ),
+    (
+        "Alerts",
+        ("record_error_alerts", "record_warning_alerts", "record_information_alerts", "notify_mailbox_owner"),
+    ),
+    ("Email Router migration", ("crm_urls",)),
+)
+
+
 class OrganizationSettings(TimestampedModel):
     """The one row behind "System Settings > Email"."""
 
