@@ -80,6 +80,13 @@ def check_health() -> Health:
     )
 
 
+def queue_depths() -> dict[str, int] | None:
+    """The messages waiting in each queue, or None when the broker does not answer
+    within ``TIMEOUT_SECONDS`` (the dashboard: the broker alone, no other check)."""
+    depths: dict[str, int] | None = _outcome("broker", _executor().submit(_in_thread, _check_broker))
+    return depths
+
+
 def _executor() -> ThreadPoolExecutor:
     # Made on first use, so a forking server (gunicorn) never inherits one.
     global _pool

@@ -19,7 +19,7 @@ from crm.api_base import visible
 from crm.choices import SyncStatus
 from crm.roles import is_administrator
 from mailboxes.models import ApprovalStatus, Mailbox
-from sync import charts, clock, dashboard, health
+from sync import charts, clock, dashboard, health, heartbeats
 from sync.models import MailboxAlert
 from sync.views.access import member_required
 
@@ -62,12 +62,12 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
         "latency_hours": list(reversed(flow.hours)),
     }
     if administrator:
-        checked = health.check_health()
+        depths = health.queue_depths()
         context |= {
             "profiles": dashboard.profile_health(),
-            "workers": checked.workers,
-            "queue_depths": checked.queue_depths,
-            "broker_up": checked.checks["broker"],
+            "workers": heartbeats.recent_workers(),
+            "queue_depths": depths,
+            "broker_up": depths is not None,
         }
     return render(request, "sync/dashboard.html", context)
 

@@ -18,7 +18,6 @@ from sync.incoming import sync_incoming
 from sync.models import MailboxAlert, MailboxTest, Receipt, TestState
 from tests import factories
 from tests.sync.connectors.conftest import (  # noqa: F401  (fixtures)
-    closed_port,
     dovecot_with_bad_certificate,
     silent_port,
 )

@@ -228,3 +228,12 @@ def test_a_killed_worker_vanishes_once_its_heartbeat_is_stale(world, settings):
         worker.kill()
         time.sleep(3.5)
         assert worker.hostname not in client.get("/").content.decode()
+
+
+def test_an_unreachable_broker_is_said_on_the_dashboard_and_the_rest_still_shows(
+    world, settings, closed_port: int
+):
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{closed_port}/0"
+    body = client_for(world["admin"].login).get("/").content.decode()
+    assert "The broker cannot be reached." in body
+    assert re.search(r'data-count="total">(\d+)<', body).group(1) == str(sql_count("1 = 1"))

@@ -6,7 +6,6 @@ what they write (transactional tests)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -27,14 +26,6 @@ from tests.harness.celery_worker import celery_worker, flush_broker
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TOKEN = "status-token-for-the-tests-0123456789"
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A loopback port that refuses connections: bound, so nobody else takes it, but not listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
 
 
 def get_health(client: Client | None = None):

@@ -4,7 +4,6 @@ mid-batch, and a cancel. Windows move with time-machine; the tick runs in-proces
 from __future__ import annotations
 
 import signal
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +17,7 @@ from sync.models import TestState as State
 from sync.rollout import STALLED_AFTER, rollout_cancel, rollout_plan, rollout_progress, rollout_tick
 from tests import factories
 from tests.harness.celery_worker import celery_worker
+from tests.harness.dovecot import free_port
 from tests.sync.test_crash_safety import wait_until
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -25,16 +25,10 @@ WINDOW = timedelta(minutes=300)
 FINISHED = (State.PASSED, State.FAILED, State.CANCELED)
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def organization(*, queues: int, users: int, forwards: int = 0) -> list[Mailbox]:
     """Approved mailboxes on a profile whose server refuses connections: every test
     fails fast and the same way, which is all a test of pacing needs."""
-    port = closed_port()
+    port = free_port()  # nothing listens there
     profile = factories.profile(
         incoming_server_location="127.0.0.1",
         incoming_port=port,

@@ -14,7 +14,7 @@ import trustme
 
 from sync.connectors.base import ServerSettings, Tls
 from sync.errors import TransientError
-from tests.harness.dovecot import Dovecot, free_port
+from tests.harness.dovecot import Dovecot
 from tests.harness.fixtures import MailUser
 
 PORTS = {
@@ -98,11 +98,6 @@ def refusal_while_busy(connection: Callable[[], Any]) -> TransientError:
             return error
         time.sleep(0.1)
     raise AssertionError("the server never refused the extra session")
-
-
-@pytest.fixture
-def closed_port() -> int:
-    return free_port()
 
 
 @pytest.fixture
