@@ -10,7 +10,7 @@ mailbox is settled, the mailbox's "outcome unknown" alert is resolved.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -26,27 +26,21 @@ CODE = "outcome_unknown"
 Status = EmailActivity.Status
 
 
-def _sent_by(mailboxes: Iterable[Mailbox]) -> Q:
-    users = [mailbox.user_id for mailbox in mailboxes if mailbox.user_id]
-    queues = [mailbox.queue_id for mailbox in mailboxes if mailbox.queue_id]
-    return Q(role=ActivityParty.Role.FROM) & (Q(user_id__in=users) | Q(queue_id__in=queues))
-
-
-def by_mailbox(mailboxes: Iterable[Mailbox]) -> dict[int, list[EmailActivity]]:
+def by_mailbox(mailboxes: Collection[Mailbox]) -> dict[int, list[EmailActivity]]:
     """The unsettled emails each of these mailboxes sent, in one query."""
-    mailboxes = list(mailboxes)
-    owners: dict[tuple[str, int | None], int] = {("user", m.user_id): m.pk for m in mailboxes if m.user_id}
-    owners |= {("queue", m.queue_id): m.pk for m in mailboxes if m.queue_id}
+    by_user: dict[int | None, int] = {m.user_id: m.pk for m in mailboxes if m.user_id}
+    by_queue: dict[int | None, int] = {m.queue_id: m.pk for m in mailboxes if m.queue_id}
     found: dict[int, list[EmailActivity]] = defaultdict(list)
-    if not owners:
+    if not by_user and not by_queue:
         return found
     parties = (
-        ActivityParty.objects.filter(_sent_by(mailboxes), email__status=Status.OUTCOME_UNKNOWN)
+        ActivityParty.objects.filter(Q(user_id__in=by_user) | Q(queue_id__in=by_queue))
+        .filter(role=ActivityParty.Role.FROM, email__status=Status.OUTCOME_UNKNOWN)
         .select_related("email")
         .order_by("email__created_on", "email_id")
     )
     for party in parties:
-        mailbox_id = owners.get(("user", party.user_id)) or owners.get(("queue", party.queue_id))
+        mailbox_id = by_user.get(party.user_id) or by_queue.get(party.queue_id)
         if mailbox_id is not None:
             found[mailbox_id].append(party.email)
     return found

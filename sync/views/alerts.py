@@ -105,19 +105,9 @@ def _filtered_mailbox(wall: AlertWallFilter, mailboxes: QuerySet[Mailbox]) -> Ma
 
 def _rows(alerts: list[MailboxAlert]) -> list[tuple[MailboxAlert, list[Any]]]:
     """Each alert with the emails it is about, when its outcome is unknown (one query for all)."""
-    unknown = [
-        alert.mailbox
-        for alert in alerts
-        if alert.mailbox and unknown_outcomes.is_outcome_unknown_alert(alert)
-    ]
-    emails = unknown_outcomes.by_mailbox(unknown)
-    return [
-        (
-            alert,
-            emails.get(alert.mailbox_id or 0, []) if unknown_outcomes.is_outcome_unknown_alert(alert) else [],
-        )
-        for alert in alerts
-    ]
+    unknown = [alert for alert in alerts if unknown_outcomes.is_outcome_unknown_alert(alert)]
+    emails = unknown_outcomes.by_mailbox([alert.mailbox for alert in unknown if alert.mailbox])
+    return [(alert, emails.get(alert.mailbox_id or 0, []) if alert in unknown else []) for alert in alerts]
 
 
 def _render_row(request: HttpRequest, alert: MailboxAlert) -> HttpResponse:

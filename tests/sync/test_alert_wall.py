@@ -167,6 +167,21 @@ def test_a_user_cannot_resolve_another_users_alert(wall):
     assert alert.resolved_on is None
 
 
+def test_unknown_outcomes_are_listed_for_user_and_queue_mailboxes_alike(world):
+    shown = {}
+    for mailbox, sender in (
+        (world["bob"].mailbox, {"user": world["bob"].crm_user}),
+        (world.queue_mailbox, {"queue": world.queue}),
+    ):
+        factories.alert(mailbox=mailbox, profile=mailbox.profile, code="outcome_unknown", category="outgoing")
+        email = factories.email(status=EmailActivity.Status.OUTCOME_UNKNOWN, subject=f"Maybe {mailbox.pk}")
+        factories.party(email=email, **sender)
+        shown[mailbox.pk] = email
+    body = client_for(world["admin"].login).get("/alerts/").content.decode()
+    for email in shown.values():
+        assert f"/alerts/emails/{email.pk}/resend/" in body
+
+
 def _alerts_for(count: int, world) -> None:
     for index in range(count):
         mailbox = factories.mailbox(
