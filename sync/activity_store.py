@@ -28,12 +28,14 @@ def create_incoming_activity(
     raw: bytes,
     correlation: tracking.Correlation,
     server_received_on: datetime | None,
-    organization: OrganizationSettings,
+    parties: tracking.Parties,
     copy_owner: CrmUser | None = None,
 ) -> EmailActivity:
+    organization = parties.organization
     correlated = correlation.email
     if mailbox.user is not None and parsed.sender is not None and tracking.creates_contact(mailbox, parsed):
-        create_contact_for_sender(sender=parsed.sender, owner=mailbox.user)
+        contact = create_contact_for_sender(sender=parsed.sender, owner=mailbox.user)
+        parties.remember(parsed.sender.address, ("contact", contact.pk))
     email = EmailActivity.objects.create(
         direction=EmailActivity.Direction.INCOMING,
         status=EmailActivity.Status.RECEIVED,
@@ -46,6 +48,7 @@ def create_incoming_activity(
         in_reply_to=" ".join(f"<{m}>" for m in parsed.in_reply_to),
         references=" ".join(f"<{m}>" for m in parsed.references),
         message_identity=parsed.identity,
+        content_fingerprint=parsed.fingerprint,
         tracking_token=tracking.tracking_token_in(parsed.subject, organization),
         conversation_id=tracking.conversation_of(parsed, correlated),
         conversation_index=parsed.header("thread-index").strip()[:500],
@@ -57,7 +60,7 @@ def create_incoming_activity(
         received_on=server_received_on or parsed.date,
         raw_message=ContentFile(raw, name="message.eml"),
     )
-    _add_parties(email, parsed, organization)
+    _add_parties(email, parsed, parties)
     _add_attachments(email, parsed, organization)
     tracking.remember_hashes(email=email, parsed=parsed, organization=organization)
     if mailbox.queue_id:
@@ -77,16 +80,16 @@ def create_contact_for_sender(*, sender: Address, owner: CrmUser) -> Contact:
     )
 
 
-def remember_sent(*, email: EmailActivity, raw: bytes) -> None:
-    """What correlation needs of an email serversync sent: its conversation and
-    its smart-matching fingerprints."""
-    parsed = parsing.parse(raw)
-    conversation_id = tracking.conversation_of(parsed, email.correlated_email)
-    EmailActivity.objects.filter(pk=email.pk).update(
-        conversation_id=conversation_id, conversation_index=parsed.header("thread-index").strip()[:500]
-    )
-    email.conversation_id = conversation_id
-    tracking.remember_hashes(email=email, parsed=parsed, organization=OrganizationSettings.load())
+def remember_sent(
+    *, email: EmailActivity, sent: parsing.ParsedMessage, organization: OrganizationSettings
+) -> None:
+    """What correlation needs of an email serversync sends, from the facts of the
+    message as it was written (``sent``), so the bytes just sent are not parsed
+    again: its smart-matching fingerprints, stored, and its conversation, set on
+    ``email`` for the caller to save with the rest of the sent state (one UPDATE)."""
+    email.conversation_id = tracking.conversation_of(sent, email.correlated_email)
+    email.conversation_index = sent.header("thread-index").strip()[:500]
+    tracking.remember_hashes(email=email, parsed=sent, organization=organization)
 
 
 def record_delivery_failure(*, report: auto_replies.DeliveryReport) -> EmailActivity | None:
@@ -108,23 +111,25 @@ def record_delivery_failure(*, report: auto_replies.DeliveryReport) -> EmailActi
     return original
 
 
-def _add_parties(email: EmailActivity, parsed: ParsedMessage, organization: OrganizationSettings) -> None:
+def _add_parties(email: EmailActivity, parsed: ParsedMessage, parties: tracking.Parties) -> None:
     roles: list[tuple[str, list[Address]]] = [
         (ActivityParty.Role.FROM, [parsed.sender] if parsed.sender else []),
         (ActivityParty.Role.TO, parsed.to),
         (ActivityParty.Role.CC, parsed.cc),
     ]
-    parties = []
+    parties.lookup(address.address for _, addresses in roles for address in addresses)
+    records = []
     for role, addresses in roles:
         for address in addresses:
             party = ActivityParty(
                 email=email, role=role, address=address.address[:320], display_name=address.name[:300]
             )
-            resolved = tracking.resolve(address.address, organization)
+            resolved = parties.of(address.address)
             if resolved is not None:
-                setattr(party, resolved[0], resolved[1])
-            parties.append(party)
-    ActivityParty.objects.bulk_create(parties)
+                kind, pk = resolved
+                setattr(party, f"{kind}_id", pk)
+            records.append(party)
+    ActivityParty.objects.bulk_create(records)
 
 
 def _add_attachments(email: EmailActivity, parsed: ParsedMessage, organization: OrganizationSettings) -> None:
@@ -135,9 +140,9 @@ def _add_attachments(email: EmailActivity, parsed: ParsedMessage, organization: 
             filename=attachment.filename,
             content_type=attachment.content_type,
             content_id=attachment.content_id,
-            size=len(attachment.data),
+            size=attachment.size,
         )
-        if len(attachment.data) > limit:
+        if attachment.size > limit:
             limit_kb = organization.max_attachment_size_kb
             record.skipped_reason = f"Larger than the organization's maximum attachment size ({limit_kb} KB)."
         else:

@@ -16,8 +16,13 @@ from email.parser import BytesParser, Parser
 
 from sync.parsing import ParsedMessage, normalize_message_id
 
-AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk"})
+# RFC 3834's signal is Auto-Submitted; these are the well-known others. Precedence
+# bulk and list are what mailing lists put on people's posts, so they are not among
+# them: a list post follows the owner's tracking option like any other mail.
+AUTO_PRECEDENCE = frozenset({"auto_reply", "junk"})
 AUTO_RESPONDER_HEADERS = ("x-autoreply", "x-autorespond", "x-auto-response-suppress")
+# Delivery reports (RFC 3464) and read receipts (message disposition notifications, RFC 8098).
+AUTOMATIC_REPORTS = frozenset({"delivery-status", "disposition-notification"})
 # Subjects of delivery failures; only ever trusted together with a structural sign.
 BOUNCE_SUBJECT = re.compile(
     r"undeliverable|undelivered mail|delivery status notification|mail delivery (failed|failure)"
@@ -41,8 +46,8 @@ class DeliveryReport:
 
 
 def is_automatic(parsed: ParsedMessage) -> bool:
-    """True for any machine-written answer: auto-reply, auto-responder or bounce."""
-    return _has_auto_headers(parsed) or _empty_envelope(parsed) or _is_report(parsed)
+    """True for any machine-written answer: auto-reply, auto-responder, bounce or read receipt."""
+    return _has_auto_headers(parsed) or _empty_envelope(parsed) or _report_type(parsed) in AUTOMATIC_REPORTS
 
 
 def delivery_report(parsed: ParsedMessage, raw: bytes) -> DeliveryReport | None:
@@ -82,8 +87,16 @@ def _empty_envelope(parsed: ParsedMessage) -> bool:
 
 
 def _is_report(parsed: ParsedMessage) -> bool:
+    return _report_type(parsed) == "delivery-status"
+
+
+def _report_type(parsed: ParsedMessage) -> str:
+    """The report-type of a ``multipart/report`` (RFC 6522), '' for other mail."""
     content_type = parsed.header("content-type").lower().replace(" ", "").replace('"', "")
-    return content_type.startswith("multipart/report") and "report-type=delivery-status" in content_type
+    if not content_type.startswith("multipart/report"):
+        return ""
+    match = re.search(r"report-type=([a-z0-9-]+)", content_type)
+    return match.group(1) if match else ""
 
 
 def _failed_recipients(part: Message) -> list[FailedRecipient]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import partial
@@ -292,7 +293,7 @@ def _test_message(mailbox: Mailbox, token: str) -> bytes:
         "serversync sent this message to test the mailbox's outgoing email. It is deleted once it "
         "arrives and never becomes an activity.\n"
     )
-    return message.as_bytes()
+    return message.as_bytes(policy=policy.SMTP)  # CRLF line ends, as RFC 5321 requires
 
 
 # A finder looks once for the message carrying ``token`` and deletes it; called

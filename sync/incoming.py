@@ -20,7 +20,17 @@ from django.db import IntegrityError, transaction
 from crm.models import EmailActivity, OrganizationSettings, QueueItem
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import ServerType
-from sync import activity_store, alerts, auto_replies, clock, mailbox_state, parsing, tracking
+from sync import (
+    activity_store,
+    alerts,
+    auto_replies,
+    clock,
+    identities,
+    mailbox_state,
+    parsing,
+    time_limits,
+    tracking,
+)
 from sync.connectors.base import FetchedMessage, FolderState, Pop3Message
 from sync.connectors.imap import ImapConnection, UnfetchableMessage
 from sync.connectors.pop3 import Pop3Connection
@@ -38,6 +48,9 @@ from sync.models import (
 from sync.server_settings import incoming_settings, profile_of
 
 INBOX = "INBOX"
+# A batch of messages is committed after this long even when not full, so a
+# message stored in it is not held invisible (and its identity locked) for long.
+BATCH_SECONDS = 1.0
 # A message carrying this header was sent by serversync's own test & enable round trip.
 TEST_MESSAGE_HEADER = "x-serversync-test"
 
@@ -68,39 +81,85 @@ class Source:
     server_received_on: datetime | None = None
 
 
+class RunScope:
+    """What the messages of one run share: the organization's settings, read
+    once (and only when a message needs them: an idle poll never does), and the
+    addresses resolved so far."""
+
+    def __init__(self, on_progress: Callable[[SyncRun], None] | None = None) -> None:
+        self.on_progress = on_progress
+        self._parties: tracking.Parties | None = None
+
+    @property
+    def parties(self) -> tracking.Parties:
+        if self._parties is None:
+            self._parties = tracking.Parties(OrganizationSettings.load())
+        return self._parties
+
+    @property
+    def organization(self) -> OrganizationSettings:
+        return self.parties.organization
+
+
+# Set for one run by sync_incoming; a message stored outside a run (reprocessing,
+# a forward mailbox's original) gets a scope of its own.
+_scope: ContextVar[RunScope | None] = ContextVar("incoming_run_scope", default=None)
+
+
+def current_scope() -> RunScope:
+    scope = _scope.get()
+    return scope if scope is not None else RunScope()
+
+
 # --- storing one message -----------------------------------------------------------------------
 
 
 def store_message(*, source: Source, raw: bytes, advance: Callable[[], None]) -> Receipt:
     """Turn one raw message into a receipt (and an activity when tracked), and
-    call ``advance`` to move the cursor, all in one transaction."""
+    call ``advance`` to move the cursor, all in one transaction. A message that
+    takes longer than ``SYNC_MESSAGE_MAX_SECONDS`` is quarantined instead."""
+    limit = time_limits.MessageTimeLimit(settings.SYNC_MESSAGE_MAX_SECONDS)
+    try:
+        with limit.running():
+            return _store(source, raw, advance, limit)
+    except time_limits.MessageTooSlow as error:
+        return quarantine(source=source, raw=raw, error=error, advance=advance)
+
+
+def _store(
+    source: Source, raw: bytes, advance: Callable[[], None], limit: time_limits.MessageTimeLimit
+) -> Receipt:
     if source.mailbox.is_forward_mailbox:
         from sync import forwarding  # imported here: forwarding builds on this module's pipeline
 
         return forwarding.store_forwarded(source=source, raw=raw, advance=advance)
     try:
-        parsed = parsing.parse(raw)
+        with limit.interruptible():
+            parsed = parsing.parse(raw)
     except MessageError as error:
         return quarantine(source=source, raw=raw, error=error, advance=advance)
     with transaction.atomic():
+        limit.bound_statements()
         receipt = _receipt_for(source, parsed, raw)
+        limit.check()
         advance()
         return receipt
 
 
 def _receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> Receipt:
     mailbox = source.mailbox
+    parsed.identity = identities.distinct_identity(parsed)
     known = Receipt.objects.filter(mailbox=mailbox, message_identity=parsed.identity).first()
     if known is not None:
-        # Seen before under another UID (UIDVALIDITY changed, or a copy in another folder): relink.
-        Receipt.objects.filter(pk=known.pk).update(folder=source.folder, server_id=source.server_id)
-        return known
+        return _seen_again(known, source)
     if parsed.header(TEST_MESSAGE_HEADER):
         return _new_receipt(source, parsed, ReceiptOutcome.TEST_MESSAGE)
     if auto_replies.is_automatic(parsed):
         return _automatic_receipt(source, parsed, raw)
-    organization = OrganizationSettings.load()
-    sender = tracking.resolve(parsed.sender.address, organization) if parsed.sender else None
+    scope = current_scope()
+    organization, parties = scope.organization, scope.parties
+    parties.lookup(a.address for a in [*([parsed.sender] if parsed.sender else []), *parsed.to, *parsed.cc])
+    sender = parties.of(parsed.sender.address) if parsed.sender else None
     copy_owner = tracking.copy_owner_for(mailbox, sender, organization)
     existing = EmailActivity.objects.filter(message_identity=parsed.identity, copy_owner=copy_owner).first()
     if existing is not None:
@@ -120,7 +179,7 @@ def _receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> R
                 raw=raw,
                 correlation=correlation,
                 server_received_on=source.server_received_on,
-                organization=organization,
+                parties=parties,
                 copy_owner=copy_owner,
             )
     except IntegrityError:
@@ -128,6 +187,17 @@ def _receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> R
         existing = EmailActivity.objects.get(message_identity=parsed.identity, copy_owner=copy_owner)
         return _link(source, parsed, existing)
     return _new_receipt(source, parsed, ReceiptOutcome.TRACKED, email=email)
+
+
+def _seen_again(known: Receipt, source: Source) -> Receipt:
+    """The same message again (another UID after UIDVALIDITY changed, another
+    folder, a second delivery): its receipt follows it, nothing new is made, and
+    the run counts it as linked."""
+    if (known.folder, known.server_id) != (source.folder, source.server_id):
+        Receipt.objects.filter(pk=known.pk).update(folder=source.folder, server_id=source.server_id)
+        known.folder, known.server_id = source.folder, source.server_id
+    known.seen_before = True
+    return known
 
 
 def _automatic_receipt(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> Receipt:
@@ -153,6 +223,7 @@ def _new_receipt(
         folder=source.folder,
         server_id=source.server_id,
         message_identity=parsed.identity,
+        content_fingerprint=parsed.fingerprint,
         message_id=parsed.message_id[:998],
         subject=parsed.subject,
         sender=parsed.sender.address[:320] if parsed.sender else "",
@@ -233,17 +304,14 @@ def reprocess_quarantined(*, quarantined_id: int) -> Receipt:
 # --- one run of one mailbox --------------------------------------------------------------------
 
 
-# Set for one run by sync_incoming: every counted message reports through it,
-# without threading a parameter through each protocol's loop.
-_on_progress: ContextVar[Callable[[SyncRun], None] | None] = ContextVar("on_progress", default=None)
-
-
 def sync_incoming(*, mailbox: Mailbox, on_progress: Callable[[SyncRun], None] | None = None) -> SyncRun:
     """Fetch and store what is new in a mailbox, within one run's budget;
     ``on_progress`` is called with the run after each message."""
-    run = SyncRun.objects.create(mailbox=mailbox, kind=SyncKind.INCOMING, started_on=clock.now())
+    # Saved with its first message (so a long run shows while it runs) or when it
+    # finishes: an idle poll writes its run once.
+    run = SyncRun(mailbox=mailbox, kind=SyncKind.INCOMING, started_on=clock.now())
     budget = Budget()
-    progress = _on_progress.set(on_progress)
+    scope = _scope.set(RunScope(on_progress))
     try:
         profile = profile_of(mailbox)
         if profile.server_type == ServerType.POP3_SMTP:
@@ -262,7 +330,7 @@ def sync_incoming(*, mailbox: Mailbox, on_progress: Callable[[SyncRun], None] | 
         )
         raise
     finally:
-        _on_progress.reset(progress)
+        _scope.reset(scope)
     alerts.run_finish(run, SyncOutcome.PARTIAL if budget.exhausted else SyncOutcome.SUCCESS)
     mailbox_state.record_success(
         mailbox=mailbox, kind=SyncKind.INCOMING, processed=run.received, failed=run.quarantined
@@ -270,18 +338,29 @@ def sync_incoming(*, mailbox: Mailbox, on_progress: Callable[[SyncRun], None] | 
     return run
 
 
+_COUNTERS = {
+    ReceiptOutcome.TRACKED: "tracked",
+    ReceiptOutcome.LINKED: "linked",
+    ReceiptOutcome.QUARANTINED: "quarantined",
+    # A forward mailbox's message that became (or joined) its forwarding user's activity.
+    ReceiptOutcome.FORWARDED: "tracked",
+}
+
+
 def _count(run: SyncRun, receipt: Receipt) -> None:
+    """Count what this run did with the message: one already known (its receipt
+    found, not made) is linked, whatever it became the first time."""
     run.received += 1
-    outcome_counter = {
-        ReceiptOutcome.TRACKED: "tracked",
-        ReceiptOutcome.LINKED: "linked",
-        ReceiptOutcome.QUARANTINED: "quarantined",
-        # A forward mailbox's message that became (or joined) its forwarding user's activity.
-        ReceiptOutcome.FORWARDED: "tracked",
-    }.get(ReceiptOutcome(receipt.outcome), "not_tracked")
-    setattr(run, outcome_counter, getattr(run, outcome_counter) + 1)
-    if (report := _on_progress.get()) is not None:
-        report(run)
+    if receipt.seen_before and receipt.outcome != ReceiptOutcome.QUARANTINED:
+        counter = "linked"
+    else:
+        counter = _COUNTERS.get(ReceiptOutcome(receipt.outcome), "not_tracked")
+    setattr(run, counter, getattr(run, counter) + 1)
+    if run.pk is None:
+        run.save()
+    scope = _scope.get()
+    if scope is not None and scope.on_progress is not None:
+        scope.on_progress(run)
 
 
 def _cutoff(mailbox: Mailbox) -> datetime | None:
@@ -337,8 +416,20 @@ def _sync_imap_folder(
         # New UIDVALIDITY: every UID changed, so read the folder again; identities relink it.
         FolderCursor.objects.filter(pk=cursor.pk).update(uidvalidity=state.uidvalidity, last_uid=0)
         cursor.uidvalidity, cursor.last_uid = state.uidvalidity, 0
+    if state.uidnext is not None and state.uidnext <= cursor.last_uid + 1:
+        return  # UIDNEXT says nothing arrived since the last UID stored: no need to ask
     folder_run = _ImapFolderRun(mailbox, folder, state, cursor, run, budget)
-    after = cursor.last_uid
+    try:
+        _take_new(connection, folder_run, cursor.last_uid, budget)
+    except BaseException as error:
+        folder_run.abort(error)
+        raise
+    folder_run.commit()
+    if mailbox.delete_email_after_processing and folder_run.processed:
+        connection.delete(folder_run.processed)
+
+
+def _take_new(connection: ImapConnection, folder_run: _ImapFolderRun, after: int, budget: Budget) -> None:
     while not budget.exhausted:
         try:
             for fetched in connection.fetch_new(after, max_size=settings.SYNC_MAX_MESSAGE_BYTES):
@@ -346,17 +437,20 @@ def _sync_imap_folder(
                     break
                 folder_run.take(fetched)
                 after = fetched.uid
-            break
+            return
         except UnfetchableMessage as error:
             # One message the server will not hand out must not block the mailbox.
             folder_run.quarantine_unfetchable(error)
             after = error.uid
-    if mailbox.delete_email_after_processing and folder_run.processed:
-        connection.delete(folder_run.processed)
 
 
 class _ImapFolderRun:
-    """Storing what one folder yields, each message with its cursor step."""
+    """Storing what one folder yields. Messages are stored in batches, each in
+    one transaction with the cursor step to its last message (a commit costs a
+    disk flush, so one per message would be most of a message's cost): a crash
+    loses a batch's work and its cursor step together, and the next run reads
+    those messages again. Each message keeps its own savepoint, so one that
+    fails is quarantined without the others."""
 
     def __init__(
         self,
@@ -371,24 +465,18 @@ class _ImapFolderRun:
         self.run, self.budget = run, budget
         self.cutoff = _cutoff(mailbox)
         self.processed: list[int] = []
-
-    def _advance(self, uid: int) -> Callable[[], None]:
-        def advance() -> None:
-            FolderCursor.objects.filter(pk=self.cursor.pk).update(
-                last_uid=uid, highestmodseq=self.state.highestmodseq
-            )
-
-        return advance
+        self._transaction: transaction.Atomic | None = None
+        self._pending: list[tuple[int, Receipt | None]] = []
+        self._opened = 0.0
 
     def _source(self, uid: int, received: datetime | None) -> Source:
         return Source(self.mailbox, self.folder, f"{self.state.uidvalidity}:{uid}", received)
 
     def take(self, fetched: FetchedMessage) -> None:
         self.budget.spend()
-        advance = self._advance(fetched.uid)
+        self._begin()
         if self.cutoff and fetched.internaldate and fetched.internaldate < self.cutoff:
-            with transaction.atomic():
-                advance()
+            self._done(fetched.uid, None)
             return
         source = self._source(fetched.uid, fetched.internaldate)
         if fetched.raw is None:
@@ -396,19 +484,54 @@ class _ImapFolderRun:
             too_big = MessageError(
                 f"The message is {fetched.size:,} bytes, over the limit of {limit:,}.", code="too_large"
             )
-            receipt = quarantine(source=source, raw=None, error=too_big, advance=advance)
+            receipt = quarantine(source=source, raw=None, error=too_big, advance=_stays)
         else:
-            receipt = store_message(source=source, raw=fetched.raw, advance=advance)
-        _count(self.run, receipt)
-        self.processed.append(fetched.uid)
+            receipt = store_message(source=source, raw=fetched.raw, advance=_stays)
+        self._done(fetched.uid, receipt)
 
     def quarantine_unfetchable(self, error: MessageError) -> None:
         uid = getattr(error, "uid", 0)
         self.budget.spend()
-        receipt = quarantine(
-            source=self._source(uid, None), raw=None, error=error, advance=self._advance(uid)
+        self._begin()
+        self._done(uid, quarantine(source=self._source(uid, None), raw=None, error=error, advance=_stays))
+
+    def _begin(self) -> None:
+        if self._transaction is None:
+            self._transaction = transaction.atomic()
+            self._transaction.__enter__()
+            self._opened = time.monotonic()
+
+    def _done(self, uid: int, receipt: Receipt | None) -> None:
+        self._pending.append((uid, receipt))
+        full = len(self._pending) >= settings.SYNC_BATCH_MESSAGES
+        if full or time.monotonic() - self._opened >= BATCH_SECONDS:
+            self.commit()
+
+    def commit(self) -> None:
+        """Advance the cursor past the batch and commit; then count what it stored."""
+        if self._transaction is None:
+            return
+        last_uid = self._pending[-1][0]
+        FolderCursor.objects.filter(pk=self.cursor.pk).update(
+            last_uid=last_uid, highestmodseq=self.state.highestmodseq
         )
-        _count(self.run, receipt)
+        current, self._transaction = self._transaction, None
+        current.__exit__(None, None, None)
+        pending, self._pending = self._pending, []
+        for uid, receipt in pending:
+            if receipt is not None:
+                _count(self.run, receipt)
+                self.processed.append(uid)
+
+    def abort(self, error: BaseException) -> None:
+        """Roll the open batch back: none of it happened, the cursor did not move."""
+        current, self._transaction, self._pending = self._transaction, None, []
+        if current is not None:
+            current.__exit__(type(error), error, error.__traceback__)
+
+
+def _stays() -> None:
+    """The cursor step of a message in a batch: the batch takes it (``commit``)."""
 
 
 def _sync_pop3(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:

@@ -21,17 +21,16 @@ from sync.models import AlertLevel
 
 
 def record_success(*, mailbox: Mailbox, kind: str, processed: int = 0, failed: int = 0) -> None:
-    now = clock.now()
-    Mailbox.objects.filter(pk=mailbox.pk).update(
-        **{
-            f"{kind}_status": SyncStatus.SUCCESS,
-            f"{kind}_transient_failures": 0,
-            f"{kind}_postponed_until": None,
-            "items_processed_last_sync": processed,
-            "items_failed_last_sync": failed,
-            "modified_on": now,
-        }
-    )
+    state = {
+        f"{kind}_status": SyncStatus.SUCCESS,
+        f"{kind}_transient_failures": 0,
+        f"{kind}_postponed_until": None,
+        "items_processed_last_sync": processed,
+        "items_failed_last_sync": failed,
+    }
+    # A healthy mailbox polled again with nothing new matches no row: nothing is
+    # written (decided by the database, not by a possibly stale ``mailbox``).
+    Mailbox.objects.filter(pk=mailbox.pk).exclude(**state).update(**state, modified_on=clock.now())
     alerts.resolve_alerts(mailbox=mailbox, category=kind)
     outages.server_answered(profile=mailbox.profile, kind=kind)
 

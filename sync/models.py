@@ -95,6 +95,8 @@ class Receipt(models.Model):
     folder = models.CharField(max_length=500)
     server_id = models.CharField(max_length=200, help_text="UIDVALIDITY:UID (IMAP) or UIDL (POP3).")
     message_identity = models.CharField(max_length=512)
+    # As on the email activity: tells apart different messages that share a Message-ID.
+    content_fingerprint = models.CharField(max_length=64, blank=True)
     message_id = models.CharField(max_length=998, blank=True)
     subject = models.CharField(max_length=800, blank=True)
     sender = models.CharField(max_length=320, blank=True)
@@ -110,6 +112,9 @@ class Receipt(models.Model):
     updated_on = models.DateTimeField(auto_now=True)
 
     objects = ReceiptQuerySet.as_manager()
+    # Not stored: set by the incoming pipeline on a receipt it found rather than made
+    # (the message was seen before), so the run counts it as linked.
+    seen_before: bool = False
 
     class Meta:
         ordering = ["-created_on", "-id"]

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email import errors as email_errors
+from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, make_msgid
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from crm.choices import OutgoingMethod
-from crm.models import ActivityParty, EmailActivity, OrganizationSettings
+from crm.models import ActivityParty, EmailActivity, EmailAttachment, OrganizationSettings
 from mailboxes.models import ApprovalStatus, Mailbox
 from profiles.models import ServerType
 from sync import activity_store, alerts, clock, mailbox_state, parsing
@@ -32,6 +37,18 @@ from sync.server_settings import incoming_settings, outgoing_settings
 MAX_SEND_ATTEMPTS = 10
 RATE_WINDOW = timedelta(minutes=1)
 
+# CRLF line endings (RFC 5321 2.3.8) and 7-bit content: text with non-ASCII
+# characters or lines over 78 characters goes quoted-printable or base64, so
+# every line stays far below RFC 5322's 998 octets and any server takes the
+# message, with or without 8BITMIME.
+SEVEN_BIT = policy.SMTP.clone(cte_type="7bit")
+# A non-ASCII address can only be written in UTF-8 headers (RFC 6532); the SMTP
+# connector sends such mail only to a server that offers SMTPUTF8.
+INTERNATIONAL = policy.SMTPUTF8
+# The email package writes message/* and multipart/* payloads as they are, with
+# bare LF line ends; attachments of those types go as opaque bytes instead.
+_OPAQUE_MAINTYPES = frozenset({"message", "multipart"})
+
 
 def crash_point(name: str) -> None:
     """Die here, as a power cut would, when test settings name this point."""
@@ -41,32 +58,32 @@ def crash_point(name: str) -> None:
 
 def pending_for(mailbox: Mailbox) -> QuerySet[EmailActivity]:
     """Pending Send emails this mailbox sends: from its user or its queue, due now."""
-    sender = Q(parties__user_id=mailbox.user_id) if mailbox.user_id else Q(parties__queue_id=mailbox.queue_id)
+    sender = Q(user_id=mailbox.user_id) if mailbox.user_id else Q(queue_id=mailbox.queue_id)
     now = clock.now()
+    # A subquery rather than a join and DISTINCT, which would compare whole rows, bodies included.
+    senders = ActivityParty.objects.filter(sender, role=ActivityParty.Role.FROM).values("email_id")
     return (
-        EmailActivity.objects.filter(
-            sender, parties__role=ActivityParty.Role.FROM, status=EmailActivity.Status.PENDING_SEND
-        )
+        EmailActivity.objects.filter(pk__in=senders, status=EmailActivity.Status.PENDING_SEND)
         .filter(Q(outgoing_claim__isnull=True) | Q(outgoing_claim__next_attempt_on__lte=now))
         .order_by("created_on", "pk")
-        .distinct()
     )
 
 
 def send_pending(*, mailbox: Mailbox) -> SyncRun:
     """Send this mailbox's pending email over one SMTP connection."""
     run = SyncRun.objects.create(mailbox=mailbox, kind=SyncKind.OUTGOING, started_on=clock.now())
-    emails = list(pending_for(mailbox)[: settings.SYNC_RUN_MAX_MESSAGES])
+    emails = list(_batch(mailbox))
     sent: list[EmailActivity] = []
     rate_limited = False
     try:
         if emails:
+            organization = OrganizationSettings.load()
             with SmtpConnection(outgoing_settings(mailbox)) as smtp:
                 for email in emails:
                     if send_slot_free_on(mailbox) is not None:
                         rate_limited = True  # the scheduler brings the mailbox back when a slot frees
                         break
-                    if _send_one(smtp, mailbox, email, run):
+                    if _send_one(smtp, mailbox, email, run, organization):
                         sent.append(email)
     except (TransientError, PermanentError) as error:
         alerts.run_finish(run, SyncOutcome.FAILED, error)
@@ -79,6 +96,17 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
         mailbox=mailbox, kind=SyncKind.OUTGOING, processed=run.sent, failed=run.failed
     )
     return run
+
+
+def _batch(mailbox: Mailbox) -> QuerySet[EmailActivity]:
+    """This run's emails, with what sending them reads (the claim of an earlier
+    attempt, the email answered, parties, attachments) in three queries, not in
+    several per email."""
+    return (
+        pending_for(mailbox)
+        .select_related("outgoing_claim", "correlated_email")
+        .prefetch_related("parties", "attachments")[: settings.SYNC_RUN_MAX_MESSAGES]
+    )
 
 
 def send_slot_free_on(mailbox: Mailbox) -> datetime | None:
@@ -110,13 +138,19 @@ def send_slot_free_on(mailbox: Mailbox) -> datetime | None:
     return sent_on[over] + RATE_WINDOW if over < len(sent_on) else now + RATE_WINDOW
 
 
-def _send_one(smtp, mailbox: Mailbox, email: EmailActivity, run: SyncRun) -> bool:  # type: ignore[no-untyped-def]
-    claim = claim_email(email=email, mailbox=mailbox)
+def _send_one(
+    smtp: SmtpConnection,
+    mailbox: Mailbox,
+    email: EmailActivity,
+    run: SyncRun,
+    organization: OrganizationSettings,
+) -> bool:
+    claim = claim_email(email=email, mailbox=mailbox, organization=organization)
     if claim is None:
         return False
-    raw, recipients = build_message(email=email, mailbox=mailbox)
     try:
-        result = smtp.send(raw, mail_from=mailbox.email_address, rcpt_to=recipients)
+        message = build_message(email=email, mailbox=mailbox)
+        result = smtp.send(message.raw, mail_from=mailbox.email_address, rcpt_to=message.recipients)
     except MessageError as error:
         _mark_failed(email, claim, error.message)
         run.failed += 1
@@ -132,41 +166,62 @@ def _send_one(smtp, mailbox: Mailbox, email: EmailActivity, run: SyncRun) -> boo
         _release(email, claim)  # not this email's fault: it waits for the mailbox to work again
         raise
     crash_point("after_smtp_data")
-    _mark_sent(email, claim, raw, refused=result.refused)
+    _mark_sent(email, claim, message, organization, refused=result.refused)
     run.sent += 1
     return True
 
 
 @transaction.atomic
-def claim_email(*, email: EmailActivity, mailbox: Mailbox) -> OutgoingClaim | None:
-    """Pending Send -> Sending under a claim; fixes Message-ID and tracking token first."""
+def claim_email(
+    *, email: EmailActivity, mailbox: Mailbox, organization: OrganizationSettings
+) -> OutgoingClaim | None:
+    """Pending Send -> Sending under a claim; fixes Message-ID and tracking token first.
+
+    ``email`` is the row as this run listed it: the claim is one conditional
+    UPDATE that holds only while the row is unchanged since (else None, and the
+    email waits for the next run), so what is sent is what was claimed, without
+    reading the row again.
+    """
     now = clock.now()
-    updated = EmailActivity.objects.filter(pk=email.pk, status=EmailActivity.Status.PENDING_SEND).update(
-        status=EmailActivity.Status.SENDING, modified_on=now
+    message_id = email.message_id or parsing.normalize_message_id(
+        make_msgid(domain=mailbox.email_address.rpartition("@")[2])
     )
-    if not updated:
+    identity = email.message_identity if email.message_id else parsing.identity_for(message_id, b"")
+    token = email.tracking_token or next_tracking_token(email, organization)
+    claimed = EmailActivity.objects.filter(
+        pk=email.pk, status=EmailActivity.Status.PENDING_SEND, modified_on=email.modified_on
+    ).update(
+        status=EmailActivity.Status.SENDING,
+        modified_on=now,
+        message_id=message_id,
+        message_identity=identity,
+        tracking_token=token,
+    )
+    if not claimed:
+        transaction.set_rollback(True)  # gives the tracking token's number back
         return None
-    email.refresh_from_db()
-    if not email.message_id:
-        email.message_id = parsing.normalize_message_id(
-            make_msgid(domain=mailbox.email_address.rpartition("@")[2])
-        )
-        email.message_identity = parsing.identity_for(email.message_id, b"")
-    if not email.tracking_token:
-        email.tracking_token = next_tracking_token(email)
-    email.save(update_fields=["message_id", "message_identity", "tracking_token", "modified_on"])
+    email.status, email.modified_on = EmailActivity.Status.SENDING, now
+    email.message_id, email.message_identity, email.tracking_token = message_id, identity, token
+    return _hold(email, mailbox, now)
+
+
+def _hold(email: EmailActivity, mailbox: Mailbox, now: datetime) -> OutgoingClaim:
+    """The claim row: made on the first attempt, renewed on a later one."""
     expires = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    claim, _ = OutgoingClaim.objects.update_or_create(
-        email=email, defaults={"mailbox": mailbox, "expires_on": expires, "next_attempt_on": None}
+    try:
+        claim = email.outgoing_claim  # listed with the email (select_related)
+    except OutgoingClaim.DoesNotExist:
+        return OutgoingClaim.objects.create(email=email, mailbox=mailbox, expires_on=expires, attempts=1)
+    OutgoingClaim.objects.filter(pk=claim.pk).update(
+        mailbox=mailbox, expires_on=expires, next_attempt_on=None, attempts=F("attempts") + 1
     )
-    OutgoingClaim.objects.filter(pk=claim.pk).update(attempts=claim.attempts + 1)
+    claim.mailbox, claim.expires_on, claim.next_attempt_on = mailbox, expires, None
     claim.attempts += 1
     return claim
 
 
-def next_tracking_token(email: EmailActivity) -> str:
+def next_tracking_token(email: EmailActivity, organization: OrganizationSettings) -> str:
     """``CRM:0001001``: prefix, a 0 (online), the user number and a per-user counter."""
-    organization = OrganizationSettings.load()
     if not organization.tracking_token_enabled:
         return ""
     owner = email.owner_id or 0
@@ -181,54 +236,186 @@ def next_tracking_token(email: EmailActivity) -> str:
     return f"{organization.tracking_token_prefix}:0{user_number:0{user_digits}d}{value:0{counter_digits}d}"
 
 
-def build_message(*, email: EmailActivity, mailbox: Mailbox) -> tuple[bytes, list[str]]:
-    """The MIME message to send and its envelope recipients (Bcc only in the envelope)."""
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """An email as it goes out. ``raw`` is what DATA carries (before dot-stuffing)
+    and what is stored; ``recipients`` the envelope (Bcc only there); ``facts``
+    what correlation would read from ``raw``, known without parsing it again."""
+
+    raw: bytes
+    recipients: list[str]
+    facts: parsing.ParsedMessage
+
+
+def build_message(*, email: EmailActivity, mailbox: Mailbox) -> OutgoingMessage:
+    """The MIME message to send: CRLF line endings, 7-bit unless an address needs
+    UTF-8, lines folded at 78 characters. What the email package cannot write
+    raises MessageError, so this email fails and the run goes on."""
     parties = list(email.parties.all())
-    message = EmailMessage()
-    sender_name = str(mailbox.user or mailbox.queue or "")
-    message["From"] = formataddr((sender_name, mailbox.email_address))
-    for role, header in ((ActivityParty.Role.TO, "To"), (ActivityParty.Role.CC, "Cc")):
-        addresses = [formataddr((p.display_name, p.address)) for p in parties if p.role == role]
-        if addresses:
-            message[header] = ", ".join(addresses)
-    subject = email.subject
-    if email.tracking_token and email.tracking_token not in subject:
-        subject = f"{subject} {email.tracking_token}".strip()
-    message["Subject"] = subject
+    sender = parsing.Address(
+        address=mailbox.email_address, name=_one_line(str(mailbox.user or mailbox.queue or ""))
+    )
+    to, cc = _addresses(parties, ActivityParty.Role.TO), _addresses(parties, ActivityParty.Role.CC)
+    message = EmailMessage(policy=_policy_for([sender, *to, *cc]))
+    try:
+        _write_headers(message, email, sender, to, cc)
+        _write_body(message, email)
+        raw = message.as_bytes()
+    except (ValueError, TypeError, LookupError, email_errors.MessageError) as error:
+        raise MessageError(
+            f"The email cannot be written as a MIME message ({type(error).__name__}: {error}). "
+            "Correct its addresses, subject or attachments and send it again.",
+            code="unwritable_message",
+        ) from error
+    envelope = (ActivityParty.Role.TO, ActivityParty.Role.CC, ActivityParty.Role.BCC)
+    recipients = [p.address for p in parties if p.role in envelope]
+    return OutgoingMessage(raw=raw, recipients=recipients, facts=_facts(email, message, sender, to, cc))
+
+
+def _policy_for(addresses: Iterable[parsing.Address]) -> policy.EmailPolicy[EmailMessage]:
+    return INTERNATIONAL if any(not a.address.isascii() for a in addresses) else SEVEN_BIT
+
+
+def _addresses(parties: list[ActivityParty], role: str) -> list[parsing.Address]:
+    return [
+        parsing.Address(address=p.address, name=_one_line(p.display_name)) for p in parties if p.role == role
+    ]
+
+
+def _one_line(text: str) -> str:
+    """A header value on one line: the email package refuses line breaks in one."""
+    return " ".join(text.splitlines()).strip()
+
+
+def _mailbox(address: parsing.Address) -> Address:
+    # Built from its parts, not parsed: parsing refuses a non-ASCII local part,
+    # which SMTPUTF8 allows, and quoting is done when the header is written.
+    local, at, domain = address.address.rpartition("@")
+    if not at:
+        local, domain = address.address, ""
+    return Address(display_name=address.name, username=local, domain=domain)
+
+
+def _write_headers(
+    message: EmailMessage,
+    email: EmailActivity,
+    sender: parsing.Address,
+    to: list[parsing.Address],
+    cc: list[parsing.Address],
+) -> None:
+    message["From"] = _mailbox(sender)
+    if to:
+        message["To"] = [_mailbox(a) for a in to]
+    if cc:
+        message["Cc"] = [_mailbox(a) for a in cc]
+    message["Subject"] = _subject(email)
     message["Message-ID"] = f"<{email.message_id}>"
     message["Date"] = format_datetime(clock.now())
-    if email.correlated_email_id and email.correlated_email and email.correlated_email.message_id:
-        parent = email.correlated_email
+    parent = email.correlated_email
+    if parent is not None and parent.message_id:
         message["In-Reply-To"] = f"<{parent.message_id}>"
         message["References"] = " ".join(filter(None, [parent.references, f"<{parent.message_id}>"]))
+
+
+def _subject(email: EmailActivity) -> str:
+    subject = _one_line(email.subject)
+    if email.tracking_token and email.tracking_token not in subject:
+        subject = f"{subject} {email.tracking_token}".strip()
+    return subject
+
+
+def _write_body(message: EmailMessage, email: EmailActivity) -> None:
     message.set_content(email.body_text or "")
     if email.body_html:
         message.add_alternative(email.body_html, subtype="html")
-    for attachment in email.attachments.exclude(content=""):
+    for attachment in email.attachments.all():
+        if not attachment.content:
+            continue  # over the size limit when it came in: nothing stored to send
+        maintype, subtype, params = _attachment_type(attachment.content_type)
+        message.add_attachment(
+            _read(attachment),
+            maintype=maintype,
+            subtype=subtype,
+            params=params,
+            filename=attachment.filename or None,
+        )
+
+
+def _attachment_type(content_type: str) -> tuple[str, str, dict[str, str]]:
+    """Type, subtype and parameters (a text file's charset) of a stored type;
+    application/octet-stream for one that is missing, invalid or opaque."""
+    header = policy.default.header_factory("content-type", _one_line(content_type))
+    if header.defects or header.maintype in _OPAQUE_MAINTYPES:  # "" and "pdf" are defects, not text/plain
+        return "application", "octet-stream", {}
+    return header.maintype, header.subtype, dict(header.params)
+
+
+def _read(attachment: EmailAttachment) -> bytes:
+    try:
         with attachment.content.open("rb") as stored:
-            maintype, _, subtype = attachment.content_type.partition("/")
-            message.add_attachment(
-                stored.read(),
-                maintype=maintype,
-                subtype=subtype or "octet-stream",
-                filename=attachment.filename,
-            )
-    recipients = [
-        p.address
-        for p in parties
-        if p.role in (ActivityParty.Role.TO, ActivityParty.Role.CC, ActivityParty.Role.BCC)
-    ]
-    return message.as_bytes(), recipients
+            return stored.read()
+    except FileNotFoundError as error:
+        raise MessageError(
+            f"The attachment {attachment.filename!r} is missing from the file storage; "
+            "attach it again and send the email again.",
+            code="attachment_missing",
+        ) from error
+
+
+def _facts(
+    email: EmailActivity,
+    message: EmailMessage,
+    sender: parsing.Address,
+    to: list[parsing.Address],
+    cc: list[parsing.Address],
+) -> parsing.ParsedMessage:
+    """What parsing the written message would tell correlation (headers, addresses,
+    subject, threading), taken from what it was written with. Attachments are
+    left out: nothing reads them of an email the CRM sent."""
+    headers: dict[str, str] = {}
+    for name, value in message.items():
+        headers.setdefault(name.lower(), str(value))
+    return parsing.ParsedMessage(
+        identity=email.message_identity or parsing.identity_for(email.message_id, b""),
+        message_id=email.message_id,
+        subject=headers["subject"][:800],
+        sender=sender,
+        to=to,
+        cc=cc,
+        date=message["Date"].datetime,
+        in_reply_to=parsing.message_ids(headers.get("in-reply-to", "")),
+        references=parsing.message_ids(headers.get("references", "")),
+        headers=headers,
+        body_text=email.body_text,
+        body_html=email.body_html,
+    )
 
 
 @transaction.atomic
-def _mark_sent(email: EmailActivity, claim: OutgoingClaim, raw: bytes, *, refused: dict[str, str]) -> None:
+def _mark_sent(
+    email: EmailActivity,
+    claim: OutgoingClaim,
+    message: OutgoingMessage,
+    organization: OrganizationSettings,
+    *,
+    refused: dict[str, str],
+) -> None:
     email.status = EmailActivity.Status.SENT
     email.sent_on = clock.now()
     email.failure_reason = "; ".join(f"{address}: {reply}" for address, reply in refused.items())
-    email.raw_message.save("message.eml", ContentFile(raw), save=False)
-    email.save(update_fields=["status", "sent_on", "failure_reason", "raw_message", "modified_on"])
-    activity_store.remember_sent(email=email, raw=raw)
+    email.raw_message.save("message.eml", ContentFile(message.raw), save=False)
+    activity_store.remember_sent(email=email, sent=message.facts, organization=organization)
+    email.save(
+        update_fields=[
+            "status",
+            "sent_on",
+            "failure_reason",
+            "raw_message",
+            "conversation_id",
+            "conversation_index",
+            "modified_on",
+        ]
+    )
     OutgoingClaim.objects.filter(pk=claim.pk).delete()
 
 

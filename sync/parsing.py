@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
+
+from django.conf import settings
 
 from sync.errors import MessageError
 
@@ -46,6 +49,12 @@ DELIVERY_HEADERS = frozenset(
 )
 MAX_IDENTITY_LENGTH = 500
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
+_LINE_END = re.compile(rb"\r\n?|\n")
+# PostgreSQL text cannot hold NUL; stored fields get the replacement character instead.
+_NUL = "\x00"
+_REPLACEMENT = "\ufffd"
+# Bodies are hashed in pieces so a large message is not copied whole.
+_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -56,10 +65,19 @@ class Address:
 
 @dataclass(frozen=True)
 class Attachment:
+    """An attachment, decoded each time its content is read (``data``), so one
+    over the organization's size limit is never decoded at all, and no decoded
+    copy lives as long as the parsed message."""
+
     filename: str
     content_type: str
     content_id: str
-    data: bytes
+    size: int
+    part: Message = field(repr=False, compare=False)
+
+    @property
+    def data(self) -> bytes:
+        return _decoded_payload(self.part)
 
 
 @dataclass
@@ -73,13 +91,18 @@ class ParsedMessage:
     date: datetime | None
     in_reply_to: list[str]
     references: list[str]
+    # Each header's first value as received (unfolded, not decoded), by lower-case name.
     headers: dict[str, str]
     body_text: str = ""
     body_html: str = ""
     attachments: list[Attachment] = field(default_factory=list)
+    # What tells two messages sharing a Message-ID apart (see ``content_fingerprint``).
+    fingerprint: str = ""
 
     def header(self, name: str) -> str:
-        return self.headers.get(name.lower(), "")
+        """A header's first value, decoded (RFC 2047); '' when absent."""
+        raw = self.headers.get(name.lower())
+        return "" if raw is None else _decoded(name, raw)
 
 
 def normalize_message_id(value: str) -> str:
@@ -110,26 +133,78 @@ def identity_for(message_id: str, raw: bytes) -> str:
 
 
 def _without_delivery_headers(raw: bytes) -> bytes:
-    normalized = raw.replace(b"\r\n", b"\n")
-    head, sep, body = normalized.partition(b"\n\n")
+    """What the fallback identity hashes: the header lines less delivery headers,
+    then the body, with every line ending as LF and trailing line ends dropped,
+    since LMTP delivery and IMAP APPEND of one message differ only in those."""
+    return b"".join(_identity_chunks(raw))
+
+
+def _identity_chunks(raw: bytes) -> Iterator[bytes]:
+    split = _header_end(raw)
+    head, body = raw[:split], memoryview(raw)[split:]
     kept: list[bytes] = []
     skipping = False
-    for line in head.split(b"\n"):
+    for line in _LINE_END.split(head):
         if line[:1] in (b" ", b"\t"):
             if not skipping:
                 kept.append(line)
             continue
         name = line.split(b":", 1)[0].strip().lower().decode("ascii", "replace")
         skipping = name in DELIVERY_HEADERS
-        if not skipping:
+        if not skipping and line:
             kept.append(line)
-    return b"\n".join(kept) + sep + body
+    yield b"\n".join(kept) + b"\n\n"
+    yield from _normalized_body(body)
+
+
+def _normalized_body(body: memoryview) -> Iterator[bytes]:
+    """The body in pieces with CRLF / CR as LF and the trailing line ends cut,
+    never holding a second copy of a large body."""
+    end = len(body)
+    while end and body[end - 1 : end] in (b"\r", b"\n"):
+        end -= 1
+    start, carried_cr = 0, False
+    while start < end:
+        piece = bytes(body[start : min(start + _HASH_CHUNK, end)])
+        start += len(piece)
+        if carried_cr and piece.startswith(b"\n"):
+            piece = piece[1:]  # the LF of a CRLF split across two pieces
+        carried_cr = piece.endswith(b"\r")
+        yield _LINE_END.sub(b"\n", piece)
+
+
+def _header_end(raw: bytes) -> int:
+    """Where the body starts: after the first empty line (or the end)."""
+    match = re.search(rb"\r?\n\r?\n", raw)
+    return match.end() if match else len(raw)
+
+
+def check_header_limits(raw: bytes, *, max_count: int, max_bytes: int) -> None:
+    """Refuse a header block no real mailer writes (thousands of fields, megabytes)
+    before the parser spends time on it: MessageError, so it is quarantined."""
+    split = _header_end(raw)
+    if split > max_bytes:
+        raise MessageError(
+            f"The message's header block is {split:,} bytes, over the limit of {max_bytes:,}.",
+            code="headers_too_large",
+        )
+    head = raw[:split]
+    # Field lines start with a non-blank; continuation lines with a space or tab.
+    count = len(re.findall(rb"(?:^|\n)[^ \t\r\n]", head))
+    if count > max_count:
+        raise MessageError(
+            f"The message has {count:,} header fields, over the limit of {max_count:,}.",
+            code="too_many_headers",
+        )
 
 
 def parse(raw: bytes) -> ParsedMessage:
     """Parse a message; a message the engine cannot make sense of raises MessageError."""
     if not raw.strip():
         raise MessageError("The message is empty.", code="empty_message")
+    check_header_limits(
+        raw, max_count=settings.SYNC_MAX_HEADER_COUNT, max_bytes=settings.SYNC_MAX_HEADER_BYTES
+    )
     try:
         message = BytesParser(policy=policy.default).parsebytes(raw)
         return _facts(message, raw)
@@ -145,57 +220,85 @@ def parse(raw: bytes) -> ParsedMessage:
 def _facts(message: EmailMessage, raw: bytes) -> ParsedMessage:
     if message.defects and not message.keys():
         raise MessageError("The message has no headers.", code="no_headers")
-    message_id = normalize_message_id(_header(message, "message-id"))
+    fields = _fields(message)
+    first = {name: values[0] for name, values in fields.items()}
+
+    def decoded(name: str) -> str:
+        return _decoded(name, first[name]) if name in first else ""
+
+    message_id = clean(normalize_message_id(decoded("message-id")))
     body_text, body_html, attachments = _content(message)
+    sender = _first(_addresses(fields, "from"))
+    subject = clean(decoded("subject").replace("\r", " ").replace("\n", " ").strip()[:800])
+    date = _date(decoded("date"))
     return ParsedMessage(
         identity=identity_for(message_id, raw),
         message_id=message_id,
-        subject=_header(message, "subject").replace("\r", " ").replace("\n", " ").strip()[:800],
-        sender=_first(_addresses(message, "from")),
-        to=_addresses(message, "to"),
-        cc=_addresses(message, "cc"),
-        date=_date(_header(message, "date")),
-        in_reply_to=message_ids(_header(message, "in-reply-to")),
-        references=message_ids(_header(message, "references")),
-        headers={key.lower(): _header(message, key) for key in message},
-        body_text=body_text,
-        body_html=body_html,
+        subject=subject,
+        sender=sender,
+        to=_addresses(fields, "to"),
+        cc=_addresses(fields, "cc"),
+        date=date,
+        in_reply_to=message_ids(decoded("in-reply-to")),
+        references=message_ids(decoded("references")),
+        headers={name: clean(value) for name, value in first.items()},
+        body_text=clean(body_text),
+        body_html=clean(body_html),
         attachments=attachments,
+        fingerprint=content_fingerprint(sender, date, subject, body_text or body_html),
     )
 
 
-def _header(message: EmailMessage, name: str) -> str:
+def content_fingerprint(sender: Address | None, date: datetime | None, subject: str, body: str) -> str:
+    """A hash of what makes a message this message: sender, date, subject and
+    body text (whitespace-insensitive). Copies of one message (two folders, two
+    deliveries, another transfer encoding) share it; different messages that
+    reuse one Message-ID do not."""
+    digest = hashlib.sha256()
+    for part in (
+        sender.address.lower() if sender else "",
+        date.astimezone(UTC).isoformat() if date else "",
+        " ".join(subject.split()),
+        " ".join(body.split()),
+    ):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()
+
+
+def clean(value: str) -> str:
+    """A text PostgreSQL can store: NUL replaced (the raw message keeps it)."""
+    return value.replace(_NUL, _REPLACEMENT) if _NUL in value else value
+
+
+def _fields(message: Message) -> dict[str, list[str]]:
+    """Every header's raw values by lower-case name, in one pass: looking each
+    name up on the message scans every header again (quadratic in their count)."""
+    fields: dict[str, list[str]] = {}
+    for name, value in message.raw_items():
+        fields.setdefault(name.lower(), []).append(str(value))
+    return fields
+
+
+def _decoded(name: str, raw_value: str) -> str:
     try:
-        value = message.get(name)
+        return str(policy.default.header_fetch_parse(name, raw_value))
     except Exception:
         # A header the policy cannot decode is read raw.
-        value = None
-        for key, raw_value in message.raw_items():
-            if key.lower() == name.lower():
-                value = raw_value
-                break
-    return str(value) if value is not None else ""
+        return _unfolded(raw_value)
 
 
-def _addresses(message: EmailMessage, name: str) -> list[Address]:
-    values = [str(v) for k, v in _raw_items(message) if k.lower() == name]
+def _unfolded(value: str) -> str:
+    return re.sub(r"\r?\n(?=[ \t])", "", value)
+
+
+def _addresses(fields: dict[str, list[str]], name: str) -> list[Address]:
     found = []
+    values = [_decoded(name, value) for value in fields.get(name, [])]
     for display, address in getaddresses(values):
-        address = address.strip()
+        address = clean(address.strip())
         if "@" in address:
-            found.append(Address(address=address, name=display.strip()))
+            found.append(Address(address=address, name=clean(display.strip())))
     return found
-
-
-def _raw_items(message: EmailMessage) -> list[tuple[str, str]]:
-    items = []
-    for key in set(message.keys()):
-        try:
-            items += [(key, str(v)) for v in message.get_all(key, [])]
-        except Exception:
-            # Undecodable: keep the raw value rather than lose the address.
-            items += [(k, str(v)) for k, v in message.raw_items() if k == key]
-    return items
 
 
 def _first(addresses: list[Address]) -> Address | None:
@@ -205,7 +308,7 @@ def _first(addresses: list[Address]) -> Address | None:
 def _date(value: str) -> datetime | None:
     try:
         parsed = parsedate_to_datetime(value) if value else None
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return parsed if parsed is not None and parsed.tzinfo is not None else None
 
@@ -215,16 +318,27 @@ def _content(message: EmailMessage) -> tuple[str, str, list[Attachment]]:
     html = _body(message, "html")
     attachments = []
     for part in message.iter_attachments() if message.is_multipart() else []:
-        data = _decoded_payload(part)
         attachments.append(
             Attachment(
-                filename=str(part.get_filename() or "")[:255],
+                filename=clean(str(part.get_filename() or ""))[:255],
                 content_type=part.get_content_type()[:255],
-                content_id=str(part.get("content-id", "") or "").strip("<>")[:255],
-                data=data,
+                content_id=clean(str(part.get("content-id", "") or "").strip("<>"))[:255],
+                size=_decoded_size(part),
+                part=part,
             )
         )
     return text, html, attachments
+
+
+def _decoded_size(part: Message) -> int:
+    """The attachment's size once decoded, without decoding it when it is base64
+    (the common case): three bytes for every four characters, less the padding."""
+    payload = part.get_payload()
+    if not isinstance(payload, str) or part.get("content-transfer-encoding", "").lower() != "base64":
+        return len(_decoded_payload(part))
+    letters = len(payload) - sum(payload.count(c) for c in " \t\r\n")
+    padding = len(payload.rstrip()) - len(payload.rstrip().rstrip("="))
+    return max(0, letters * 3 // 4 - padding)
 
 
 def _body(message: EmailMessage, subtype: str) -> str:

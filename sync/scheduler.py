@@ -107,9 +107,11 @@ def _claim_due(kind: str, now: datetime) -> list[Claim]:
 
 
 def _lease_length() -> timedelta:
-    # Long enough for a run's time budget plus connecting and storing, so a live
-    # run never loses its lease; a dead worker's lease lapses soon after.
-    return timedelta(seconds=max(settings.SYNC_LEASE_SECONDS, 2 * settings.SYNC_RUN_MAX_SECONDS))
+    # Long enough for a run's time budget, the last message's own time limit and
+    # connecting, so a live run never outlives its lease; a dead worker's lease
+    # lapses soon after.
+    needed = 2 * settings.SYNC_RUN_MAX_SECONDS + settings.SYNC_MESSAGE_MAX_SECONDS
+    return timedelta(seconds=max(settings.SYNC_LEASE_SECONDS, needed))
 
 
 class _Capacity:

@@ -8,10 +8,12 @@ import binascii
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Model, Q
+from django.db.models import Model, Q, Value
+from django.db.models.functions import Lower
 
 from crm.choices import TrackIncomingEmail
 from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, OrganizationSettings, Queue
@@ -60,12 +62,9 @@ def correlate(parsed: ParsedMessage, organization: OrganizationSettings) -> Corr
     """In order: In-Reply-To and References against CRM Message-IDs, the tracking
     token, the conversation (Thread-Index or the References root), smart matching."""
     if organization.correlation_enabled:
-        for message_id in [*reversed(parsed.in_reply_to), *reversed(parsed.references)]:
-            found = EmailActivity.objects.filter(
-                message_identity=identity_for(message_id, b""), copy_owner__isnull=True
-            ).first()
-            if found is not None:
-                return Correlation(found, EmailActivity.CorrelationMethod.IN_REPLY_TO)
+        found = _replied_to(parsed)
+        if found is not None:
+            return Correlation(found, EmailActivity.CorrelationMethod.IN_REPLY_TO)
     token = tracking_token_in(parsed.subject, organization)
     if token:
         found = EmailActivity.objects.filter(tracking_token=token).order_by("id").first()
@@ -74,6 +73,22 @@ def correlate(parsed: ParsedMessage, organization: OrganizationSettings) -> Corr
     if organization.correlation_enabled:
         return _in_conversation(parsed) or _smart_match(parsed, organization) or Correlation(None)
     return Correlation(None)
+
+
+def _replied_to(parsed: ParsedMessage) -> EmailActivity | None:
+    """The CRM email this one answers: the nearest of In-Reply-To, then References
+    from the newest back, in one query for all of them."""
+    identities = [
+        identity_for(message_id, b"")
+        for message_id in [*reversed(parsed.in_reply_to), *reversed(parsed.references)]
+    ]
+    if not identities:
+        return None
+    found = {
+        email.message_identity: email
+        for email in EmailActivity.objects.filter(message_identity__in=identities, copy_owner__isnull=True)
+    }
+    return next((found[identity] for identity in identities if identity in found), None)
 
 
 def conversation_id_for(parsed: ParsedMessage) -> str:
@@ -214,21 +229,69 @@ def tracking_token_in(subject: str, organization: OrganizationSettings) -> str:
     return match.group(0) if match else ""
 
 
-def resolve(address: str, organization: OrganizationSettings) -> tuple[str, Model] | None:
-    """The CRM record an address belongs to. Several records of the first kind
-    that matches: the oldest, unless the organization leaves such parties unresolved."""
-    for kind, model in PARTY_MODELS:
-        matches = list(
-            model._default_manager.filter(email__iexact=address, is_active=True).order_by("pk")[:2]
-        )
-        if len(matches) > 1 and organization.set_unresolved_when_multiple_matches:
+Party = tuple[str, int]
+"""A resolved address: the kind of record (``PARTY_MODELS``) and its primary key."""
+
+
+class Parties:
+    """Addresses -> CRM records: one query for all the addresses asked at once,
+    each answer remembered for the run (so a sender seen on every message of a
+    run is looked up once). Lookups compare ``LOWER(email)``, which the models'
+    lower-case email indexes serve."""
+
+    def __init__(self, organization: OrganizationSettings) -> None:
+        self.organization = organization
+        self._found: dict[str, Party | None] = {}
+
+    def lookup(self, addresses: Iterable[str]) -> None:
+        missing = {address.lower() for address in addresses} - self._found.keys()
+        if missing:
+            self._found.update(_resolve_all(missing, self.organization))
+
+    def of(self, address: str) -> Party | None:
+        """The record an address belongs to. Several records of the first kind
+        that matches: the oldest, unless the organization leaves such parties unresolved."""
+        self.lookup([address])
+        return self._found[address.lower()]
+
+    def remember(self, address: str, party: Party) -> None:
+        """A record created during the run (a contact for a new sender)."""
+        self._found[address.lower()] = party
+
+
+def _resolve_all(addresses: set[str], organization: OrganizationSettings) -> dict[str, Party | None]:
+    matches: dict[str, dict[str, list[int]]] = {address: {} for address in addresses}
+    for kind, address, pk in _matching_rows(addresses, active_only=True):
+        matches[address].setdefault(kind, []).append(pk)
+    return {address: _first_kind(found, organization) for address, found in matches.items()}
+
+
+def _first_kind(found: dict[str, list[int]], organization: OrganizationSettings) -> Party | None:
+    for kind, _ in PARTY_MODELS:
+        pks = sorted(found.get(kind, []))
+        if len(pks) > 1 and organization.set_unresolved_when_multiple_matches:
             return None
-        if matches:
-            return kind, matches[0]
+        if pks:
+            return kind, pks[0]
     return None
 
 
-def decide(option: str, correlation: Correlation, sender: tuple[str, Model] | None) -> Decision:
+def _matching_rows(addresses: set[str], *, active_only: bool) -> list[tuple[str, str, int]]:
+    """(kind, lower-case address, pk) of every record with one of the addresses,
+    in one UNION ALL over the five kinds."""
+    queries = []
+    for kind, model in PARTY_MODELS:
+        query = model._default_manager.annotate(kind=Value(kind), address=Lower("email")).filter(
+            address__in=addresses
+        )
+        if active_only:
+            query = query.filter(is_active=True)
+        queries.append(query.order_by().values_list("kind", "address", "pk"))
+    first, *others = queries
+    return list(first.union(*others, all=True))
+
+
+def decide(option: str, correlation: Correlation, sender: Party | tuple[str, Model] | None) -> Decision:
     """Track or not, per the owner's option. A reply to CRM email is tracked under
     every option but None, as the options add to tracking responses."""
     if option == TrackIncomingEmail.NONE:
@@ -245,21 +308,24 @@ def decide(option: str, correlation: Correlation, sender: tuple[str, Model] | No
 
 
 def copy_owner_for(
-    mailbox: Mailbox, sender: tuple[str, Model] | None, organization: OrganizationSettings
+    mailbox: Mailbox, sender: Party | tuple[str, Model] | None, organization: OrganizationSettings
 ) -> CrmUser | None:
     """With "track email sent between two users as two activities" on, mail from
     one CRM user to another becomes the recipient's own activity: its copy owner."""
     if not organization.track_email_between_users_as_two_activities or mailbox.user is None:
         return None
-    if sender is None or sender[0] != "user" or sender[1].pk == mailbox.user_id:
+    if sender is None or sender[0] != "user" or _pk(sender[1]) == mailbox.user_id:
         return None
     return mailbox.user
 
 
 def creates_contact(mailbox: Mailbox, parsed: ParsedMessage) -> bool:
     """The owner's personal option: an unknown sender of tracked mail becomes a
-    contact. Queues have no such option; a known address is never duplicated."""
+    contact. Queues have no such option; a known address (active or not) is never duplicated."""
     if mailbox.user is None or not mailbox.user.auto_create_contacts or parsed.sender is None:
         return False
-    address = parsed.sender.address
-    return not any(model._default_manager.filter(email__iexact=address).exists() for _, model in PARTY_MODELS)
+    return not _matching_rows({parsed.sender.address.lower()}, active_only=False)
+
+
+def _pk(record: int | Model) -> int | None:
+    return record if isinstance(record, int) else record.pk

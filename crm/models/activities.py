@@ -67,6 +67,10 @@ class EmailActivity(TimestampedModel):
     # or a content hash where it has none. NULL (not "") for drafts never sent,
     # so the unique constraints pass over them.
     message_identity = models.CharField(max_length=512, null=True, blank=True, editable=False)  # noqa: DJ001
+    # A hash of sender, date, subject and body (sync.parsing.content_fingerprint): a later
+    # message reusing this Message-ID with other content gets an identity of its own.
+    # Empty for email the CRM sent and for email stored before fingerprints.
+    content_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
     copy_owner = models.ForeignKey(
         CrmUser,
         on_delete=models.PROTECT,

@@ -13,6 +13,10 @@
   FROM. Once the whole message has gone out, nothing is retried: a lost reply
   raises ``TransientError(code="outcome_unknown")``, because the server may
   have accepted the message and a resend could deliver it twice.
+- Bytes in, bytes out: ``raw`` goes into DATA unchanged (only dot-stuffed, and
+  given a final CRLF if it has none), so it is exactly what the caller stores.
+  A message with a bare CR or LF, or a line over 1000 octets, is refused
+  before MAIL FROM (``MessageError``) instead of being rewritten on the way.
 - Every failure is a ``TransientError``, ``PermanentError`` or
   ``MessageError`` with a stable ``code`` and a message naming the server,
   the cause and the fix.
@@ -39,6 +43,11 @@ DATA_REPLY_TIMEOUT = 300.0
 
 PROTOCOL = "SMTP"
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+# RFC 5321 2.3.8: CR and LF only together, as a line's end. A line is at most
+# 998 characters and its CRLF (RFC 5322 2.1.1; RFC 5321 4.5.3.1.6: 1000 octets,
+# the dot doubled for transparency not counted).
+MAX_LINE_OCTETS = 1000
+_BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
 class SmtpConnection:
@@ -162,6 +171,7 @@ class SmtpConnection:
         the result as long as it took at least one."""
         if not rcpt_to:
             raise MessageError("The message has no recipients.", code="no_recipients")
+        _check_lines(raw)
         with self._failures():
             client = self._mail_from(raw, mail_from, rcpt_to)
             refused = self._rcpt_to(client, rcpt_to)
@@ -349,6 +359,32 @@ class SmtpConnection:
         with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as client:
             client.starttls(context=context)
             return network.peer_certificate(client.sock) if client.sock is not None else None
+
+
+def _check_lines(raw: bytes) -> None:
+    """Refuse, before MAIL FROM, what RFC 5321 does not allow in the data: a CR
+    or LF that is not part of a CRLF, or a line over 1000 octets. The message is
+    never rewritten here: what is sent is exactly what the caller stores."""
+    # Counting is a fast scan in C; the regular expression only says where.
+    crlf = raw.count(b"\r\n")
+    bare = _BARE_CR_OR_LF.search(raw) if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf else None
+    if bare is not None:
+        what, number = ("CR" if bare.group() == b"\r" else "LF"), raw.count(b"\n", 0, bare.start()) + 1
+        raise MessageError(
+            f"Line {number} of the message has a bare {what} (not part of "
+            "a CRLF); SMTP requires every line to end in CRLF (RFC 5321 2.3.8), and strict servers "
+            "refuse such mail.",
+            code="bare_line_ending",
+        )
+    lines = raw.split(b"\r\n")
+    if max(map(len, lines)) > MAX_LINE_OCTETS - 2:
+        number = next(n for n, line in enumerate(lines, 1) if len(line) > MAX_LINE_OCTETS - 2)
+        raise MessageError(
+            f"Line {number} of the message is longer than {MAX_LINE_OCTETS} octets with its CRLF, "
+            "the limit of RFC 5322 2.1.1 and RFC 5321 4.5.3.1.6; long text must be sent "
+            "quoted-printable or base64.",
+            code="line_too_long",
+        )
 
 
 def _dot_stuffed(raw: bytes) -> bytes:

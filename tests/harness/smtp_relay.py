@@ -9,6 +9,27 @@ checked against the LMTP server at RCPT time and every message is delivered
 over LMTP before the reply to DATA, so the client sees the mailbox server's
 refusals and the message can be read back over IMAP once ``send`` returns.
 
+Strict about line endings by default (``SmtpRelay(strict=True)``), so every test
+that sends through it proves its mail is on the wire as RFC 5321 wants it:
+
+- A bare LF or bare CR anywhere in the DATA payload (RFC 5321 2.3.8: CR and LF
+  only as CRLF) is refused with ``550 5.5.2 <host> Error: bare <LF> received``
+  (``<CR>`` for a CR) and nothing is delivered. That is Postfix's
+  ``smtpd_forbid_bare_newline = reject`` (3.9 and later): the data is read up
+  to the end-of-data mark, refused with ``smtpd_forbid_bare_newline_reject_code``
+  (550), and the session goes on. When the setting came in (3.5.23, 3.6.13,
+  3.7.9, 3.8.4) ``yes`` refused the same mail with 521 and hung up at once;
+  since 3.9 ``yes`` is an alias of ``normalize``, which accepts it. Postfix
+  lets a bare CR through; this relay does not. Only CRLF.CRLF ends the data.
+- A line over 1000 octets with its CRLF (RFC 5321 4.5.3.1.6), the dot doubled
+  for transparency not counted, is refused with ``500 5.5.2 ... line too long``.
+
+aiosmtpd on its own (``strict=False``) reads DATA up to each CRLF with a
+1001-octet limit: a message with LF line endings is then one long "line", so
+below that size it is taken in with its bare LFs and above it is refused with
+"500 Line too long" - the symptom, not the cause. Its limit also lets a
+1001-octet line through when it does not start with a dot.
+
 Tests inspect what happened (:meth:`SmtpRelay.transactions`,
 :meth:`SmtpRelay.accepted_count`, :attr:`SmtpRelay.connection_count`) and
 inject faults (:meth:`SmtpRelay.fail_next`, :meth:`SmtpRelay.drop_next`,
@@ -34,13 +55,16 @@ from typing import Any, Literal
 
 import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from sync.connectors.base import ServerSettings, Tls
 
 Stage = Literal["MAIL", "RCPT", "DATA"]
 Authenticate = Callable[[str, str], bool]
 
+# RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF.
+MAX_LINE_OCTETS = 1000
+END_OF_DATA = b".\r\n"
 LMTP_UNAVAILABLE = "451 4.4.1 Mailbox server (LMTP) unavailable, try again later"
 AUTH_UNAVAILABLE = "454 4.7.0 Temporary authentication failure"
 LMTP_TIMEOUT = 10.0
@@ -92,7 +116,7 @@ class Transaction:
     login: str  # the AUTH user
     mail_from: str
     rcpt_to: tuple[str, ...]  # recipients accepted at RCPT time
-    data: bytes
+    data: bytes  # b"" when the strict DATA reader refused it (see ``reply``)
     received_at: datetime
     delivered: tuple[str, ...]  # recipients the LMTP server took the message for
     lmtp_refused: dict[str, str]  # recipients LMTP refused after DATA -> its reply
@@ -266,6 +290,56 @@ async def _answer(server: SMTP, fault: _Fault) -> str:
     raise AssertionError("unreachable")
 
 
+async def _line(reader: asyncio.StreamReader) -> bytes:
+    """The next line up to and including its LF, however long (a test server:
+    no bound but what the client sends). The reader's limit bounds one read, not
+    a line; aiosmtpd's own DATA reader splits at CRLF instead, which is why an
+    LF-only message looked like one overlong line to it."""
+    pieces = []
+    while True:
+        try:
+            pieces.append(await reader.readuntil(b"\n"))
+            return b"".join(pieces)
+        except asyncio.LimitOverrunError as error:  # no LF within the limit yet
+            pieces.append(await reader.readexactly(error.consumed))
+
+
+def _line_refusal(line: bytes, hostname: str) -> str:
+    """Why one DATA line (dot-stuffing undone) is refused; '' when it is fine."""
+    if not line.endswith(b"\r\n"):
+        return f"550 5.5.2 {hostname} Error: bare <LF> received"
+    if b"\r" in line[:-2]:
+        return f"550 5.5.2 {hostname} Error: bare <CR> received"
+    if len(line) > MAX_LINE_OCTETS:
+        return f"500 5.5.2 {hostname} Error: line too long (RFC 5321 4.5.3.1.6)"
+    return ""
+
+
+async def _read_data_strictly(
+    reader: asyncio.StreamReader, *, hostname: str, size_limit: int | None
+) -> tuple[bytes, str]:
+    """The DATA payload up to CRLF.CRLF with dot-stuffing undone, and the reply
+    refusing it ('' when it is fine). Everything up to the end of the data is
+    read before a refusal, as Postfix does, so the session can go on."""
+    lines: list[bytes] = []
+    refusal, size, after_crlf = "", 0, True
+    while True:
+        line = await _line(reader)
+        if line == END_OF_DATA and after_crlf:
+            return b"".join(lines), refusal
+        after_crlf = line.endswith(b"\r\n")
+        if line.startswith(b"."):
+            line = line[1:]  # RFC 5321 4.5.2: the transparency dot
+        size += len(line)
+        if not refusal and size_limit and size > size_limit:
+            refusal = "552 5.3.4 Error: too much mail data"
+        refusal = refusal or _line_refusal(line, hostname)
+        if refusal:
+            lines.clear()  # keep nothing of a refused message
+        else:
+            lines.append(line)
+
+
 class _RelaySMTP(SMTP):
     def __init__(self, handler: _Handler, *, listener: str, **kwargs: Any) -> None:
         super().__init__(handler, auth_require_tls=True, **kwargs)
@@ -286,6 +360,51 @@ class _RelaySMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         self.relay._disconnected(self)
         super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if not self.relay.strict:
+            await super().smtp_DATA(arg)
+            return
+        # aiosmtpd's own checks before the data, in its order and words.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content, refusal = await _read_data_strictly(
+            self._reader, hostname=self.hostname, size_limit=self.data_size_limit
+        )
+        if refusal:
+            self._record_refusal(refusal)
+            self._set_post_data_state()
+            await self.push(refusal)
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    def _record_refusal(self, reply: str) -> None:
+        assert self.envelope is not None
+        assert self.session is not None
+        self.relay._record(
+            Transaction(
+                listener=self.listener,
+                login=_login(self.session),
+                mail_from=self.envelope.mail_from or "",
+                rcpt_to=tuple(self.envelope.rcpt_tos),
+                data=b"",
+                received_at=datetime.now(tz=UTC),
+                delivered=(),
+                lmtp_refused={},
+                reply=reply,
+            )
+        )
 
 
 class _Listener(Controller):
@@ -309,7 +428,9 @@ class SmtpRelay:
 
     ``ca`` signs the relay's certificate for ``tls_names`` (pass Dovecot's CA
     so that one CA file verifies every test server); ``cert`` overrides it with
-    a ready-made leaf certificate. ``ca_file`` is the PEM to trust.
+    a ready-made leaf certificate. ``ca_file`` is the PEM to trust. ``strict``
+    (the default) refuses bare CR / LF and overlong lines in DATA (see the
+    module's docstring); ``strict=False`` leaves DATA to aiosmtpd.
     """
 
     def __init__(
@@ -323,8 +444,10 @@ class SmtpRelay:
         cert: trustme.LeafCert | None = None,
         tls_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
         host: str = "127.0.0.1",
+        strict: bool = True,
     ) -> None:
         self.host = host
+        self.strict = strict
         self.authenticate = authenticate
         self.ca = ca or trustme.CA()
         self.cert = cert or self.ca.issue_cert(*tls_names)

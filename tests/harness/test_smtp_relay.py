@@ -11,7 +11,7 @@ from email.utils import make_msgid
 import pytest
 from imapclient import IMAPClient
 
-from tests.harness.smtp_relay import SmtpRelay
+from tests.harness.smtp_relay import SmtpRelay, doveadm_authenticator
 
 pytestmark = pytest.mark.slow
 
@@ -215,3 +215,101 @@ def test_stop_and_start_again_on_the_same_ports(smtp_relay, mail_user, read_inbo
         client.login(sender.address, sender.password)
         client.sendmail(sender.address, [recipient.address], raw)
     assert len(read_inbox(recipient)) == 1
+
+
+# -- strict line endings (on by default) -----------------------------------------
+
+
+BARE_LF = (550, b"5.5.2 relay.serversync.test Error: bare <LF> received")
+BARE_CR = (550, b"5.5.2 relay.serversync.test Error: bare <CR> received")
+LINE_TOO_LONG = (500, b"5.5.2 relay.serversync.test Error: line too long (RFC 5321 4.5.3.1.6)")
+
+
+def with_body(sender: str, to: str, body: bytes) -> bytes:
+    return f"From: {sender}\r\nTo: {to}\r\nSubject: Lines\r\n\r\n".encode() + body
+
+
+def refusal(relay: SmtpRelay, sender, recipient, raw: bytes) -> tuple[int, bytes]:
+    """What the relay answers to the data ``raw``; the same session then delivers a correct message."""
+    with submission(relay) as client:
+        client.login(sender.address, sender.password)
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail(sender.address, [recipient.address], raw)
+        correct = with_body(sender.address, recipient.address, b"ok\r\n")
+        assert client.sendmail(sender.address, [recipient.address], correct) == {}
+    return refused.value.smtp_code, refused.value.smtp_error
+
+
+@pytest.mark.parametrize("size", [200, 5_000], ids=["small", "over-1-KB"])
+def test_a_message_with_lf_line_ends_is_refused_as_postfix_does(size, smtp_relay, mail_user, read_inbox):
+    sender, recipient = mail_user("sender"), mail_user("rcpt")
+    raw, _ = message(sender.address, recipient.address)
+    lf_only = raw.replace(b"\r\n", b"\n") + b"filler line\n" * (size // 12)
+
+    assert refusal(smtp_relay, sender, recipient, lf_only) == BARE_LF  # not aiosmtpd's "Line too long"
+
+    [delivered] = read_inbox(recipient)  # only the correct message that followed
+    assert delivered.endswith(b"\r\n\r\nok\r\n")
+    replies = [t.reply for t in smtp_relay.transactions() if t.mail_from == sender.address]
+    assert replies == [f"{BARE_LF[0]} {BARE_LF[1].decode()}", "250 OK"]
+
+
+def test_one_bare_lf_or_bare_cr_in_a_crlf_message_is_refused(smtp_relay, mail_user, read_inbox):
+    sender, recipient = mail_user("sender"), mail_user("rcpt")
+    lf = with_body(sender.address, recipient.address, b"one\r\ntwo\nthree\r\n")
+    cr = with_body(sender.address, recipient.address, b"one\r\ntwo\rthree\r\n")
+    cr_before_crlf = with_body(sender.address, recipient.address, b"one\r\r\n")
+
+    assert refusal(smtp_relay, sender, recipient, lf) == BARE_LF
+    assert refusal(smtp_relay, sender, recipient, cr) == BARE_CR
+    assert refusal(smtp_relay, sender, recipient, cr_before_crlf) == BARE_CR
+    assert len(read_inbox(recipient)) == 3  # the correct message after each refusal
+
+
+def test_lines_may_have_1000_octets_with_crlf_the_transparency_dot_not_counted(
+    smtp_relay, mail_user, read_inbox
+):
+    sender, recipient = mail_user("sender"), mail_user("rcpt")
+    longest = b"x" * 998 + b"\r\n"
+    dotted = b"." + b"y" * 997 + b"\r\n"  # 1,001 octets on the wire once its dot is doubled
+    raw = with_body(sender.address, recipient.address, longest + dotted)
+    with submission(smtp_relay) as client:
+        client.login(sender.address, sender.password)
+        assert client.sendmail(sender.address, [recipient.address], raw) == {}
+    [delivered] = read_inbox(recipient)
+    assert delivered.endswith(raw)
+
+    too_long = with_body(sender.address, recipient.address, b"z" * 999 + b"\r\n")
+    assert refusal(smtp_relay, sender, recipient, too_long) == LINE_TOO_LONG
+    assert len(read_inbox(recipient)) == 2
+
+
+@pytest.fixture
+def lenient_relay(dovecot, tmp_path):
+    """A relay into the same Dovecot that leaves DATA to aiosmtpd (``strict=False``)."""
+    relay = SmtpRelay(
+        lmtp_host=dovecot.host,
+        lmtp_port=dovecot.lmtp_port,
+        authenticate=doveadm_authenticator(dovecot.config_path),
+        ca=dovecot.ca,
+        workdir=tmp_path / "lenient-relay",
+        strict=False,
+    ).start()
+    yield relay
+    relay.stop()
+
+
+def test_without_strict_aiosmtpd_takes_small_lf_messages_and_calls_larger_ones_too_long(
+    lenient_relay, mail_user, read_inbox
+):
+    """Why the test relay is strict: aiosmtpd reads DATA up to each CRLF, so an
+    LF-only message is one "line", taken whole below 1001 octets and refused as
+    too long above."""
+    sender, recipient = mail_user("sender"), mail_user("rcpt")
+    raw, _ = message(sender.address, recipient.address)
+    small = raw.replace(b"\r\n", b"\n")
+    with submission(lenient_relay) as client:
+        client.login(sender.address, sender.password)
+        assert client.sendmail(sender.address, [recipient.address], small) == {}
+    assert refusal(lenient_relay, sender, recipient, small + b"filler line\n" * 100)[0] == 500
+    assert len(read_inbox(recipient)) == 2

@@ -22,7 +22,6 @@ def parsed(raw: bytes) -> parsing.ParsedMessage:
         {"X-Autoreply": "yes"},
         {"X-Autorespond": "Out of office"},
         {"Precedence": "auto_reply"},
-        {"Precedence": "bulk"},
         {"Precedence": "junk"},
         {"X-Auto-Response-Suppress": "All"},
         {"Return-Path": "<>"},
@@ -38,6 +37,8 @@ def test_auto_reply_headers_mark_a_message_automatic(headers):
         {},
         {"Auto-Submitted": "no"},
         {"Precedence": "list"},
+        # Mailing lists mark people's posts bulk (issue 11): they are not auto-replies.
+        {"Precedence": "bulk"},
         {"Return-Path": "<carl@example.org>"},
     ],
 )

@@ -1,0 +1,38 @@
+"""Which identity an incoming message is stored under.
+
+A message's identity is its normalized Message-ID (``sync.parsing.identity_for``),
+and copies of one message share it: the same message in two folders, delivered
+twice, or received by two mailboxes becomes one activity. List software and
+broken mailers reuse Message-IDs for different messages, though; a message
+whose content (``ParsedMessage.fingerprint``: sender, date, subject, body)
+differs from what the CRM already holds under its Message-ID is a different
+message and gets an identity of its own, the Message-ID's plus its fingerprint,
+so it becomes its own activity and its own receipt.
+"""
+
+from __future__ import annotations
+
+from crm.models import EmailActivity
+from sync.models import Receipt
+from sync.parsing import ParsedMessage
+
+# Enough of the fingerprint to tell a handful of messages sharing one Message-ID apart.
+VARIANT_DIGITS = 16
+_BY_MESSAGE_ID = ("mid:", "midhash:")
+
+
+def distinct_identity(parsed: ParsedMessage) -> str:
+    """``parsed.identity``, or its variant when another message holds that
+    Message-ID with other content. Records without a fingerprint (email the CRM
+    sent, messages stored before fingerprints) never make a message a variant."""
+    base = parsed.identity
+    if not base.startswith(_BY_MESSAGE_ID) or not parsed.fingerprint or "#" in base:
+        return base
+    other = ["", parsed.fingerprint]
+    held_by_other = (
+        Receipt.objects.filter(message_identity=base).exclude(content_fingerprint__in=other).exists()
+        or EmailActivity.objects.filter(message_identity=base, copy_owner__isnull=True)
+        .exclude(content_fingerprint__in=other)
+        .exists()
+    )
+    return f"{base}#{parsed.fingerprint[:VARIANT_DIGITS]}" if held_by_other else base
