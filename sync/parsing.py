@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import partial
 
 from django.conf import settings
 
+from sync import large_parts
 from sync.errors import MessageError
 
 # Headers a server adds on delivery: two deliveries of one message differ only
@@ -73,11 +75,11 @@ class Attachment:
     content_type: str
     content_id: str
     size: int
-    part: Message = field(repr=False, compare=False)
+    read: Callable[[], bytes] = field(repr=False, compare=False)
 
     @property
     def data(self) -> bytes:
-        return _decoded_payload(self.part)
+        return self.read()
 
 
 @dataclass
@@ -206,8 +208,9 @@ def parse(raw: bytes) -> ParsedMessage:
         raw, max_count=settings.SYNC_MAX_HEADER_COUNT, max_bytes=settings.SYNC_MAX_HEADER_BYTES
     )
     try:
-        message = BytesParser(policy=policy.default).parsebytes(raw)
-        return _facts(message, raw)
+        skeleton, held = large_parts.without_large_bodies(raw, threshold=large_parts.LARGE_BODY_BYTES)
+        message = BytesParser(policy=policy.default).parsebytes(skeleton)
+        return _facts(message, raw, held)
     except MessageError:
         raise
     except Exception as exc:
@@ -217,7 +220,7 @@ def parse(raw: bytes) -> ParsedMessage:
         ) from exc
 
 
-def _facts(message: EmailMessage, raw: bytes) -> ParsedMessage:
+def _facts(message: EmailMessage, raw: bytes, held: list[large_parts.HeldBody]) -> ParsedMessage:
     if message.defects and not message.keys():
         raise MessageError("The message has no headers.", code="no_headers")
     fields = _fields(message)
@@ -227,7 +230,7 @@ def _facts(message: EmailMessage, raw: bytes) -> ParsedMessage:
         return _decoded(name, first[name]) if name in first else ""
 
     message_id = clean(normalize_message_id(decoded("message-id")))
-    body_text, body_html, attachments = _content(message)
+    body_text, body_html, attachments = _content(message, raw, held)
     sender = _first(_addresses(fields, "from"))
     subject = clean(decoded("subject").replace("\r", " ").replace("\n", " ").strip()[:800])
     date = _date(decoded("date"))
@@ -313,18 +316,22 @@ def _date(value: str) -> datetime | None:
     return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
-def _content(message: EmailMessage) -> tuple[str, str, list[Attachment]]:
+def _content(
+    message: EmailMessage, raw: bytes, held: list[large_parts.HeldBody]
+) -> tuple[str, str, list[Attachment]]:
     text = _body(message, "plain")
     html = _body(message, "html")
     attachments = []
     for part in message.iter_attachments() if message.is_multipart() else []:
+        index = large_parts.held_index(part.get_payload())
+        body = held[index] if index is not None and index < len(held) else None
         attachments.append(
             Attachment(
                 filename=clean(str(part.get_filename() or ""))[:255],
                 content_type=part.get_content_type()[:255],
                 content_id=clean(str(part.get("content-id", "") or "").strip("<>"))[:255],
-                size=_decoded_size(part),
-                part=part,
+                size=body.decoded_size(raw) if body else _decoded_size(part),
+                read=partial(body.decode, raw) if body else partial(_decoded_payload, part),
             )
         )
     return text, html, attachments
