@@ -71,9 +71,7 @@ def forwarded_receipt(*, source: incoming.Source, raw: bytes) -> Receipt:
     wrapper = parsing.parse(raw)
     known = Receipt.objects.filter(mailbox=source.mailbox, message_identity=wrapper.identity).first()
     if known is not None:
-        # Seen before under another UID: relink, as the normal pipeline does.
-        Receipt.objects.filter(pk=known.pk).update(folder=source.folder, server_id=source.server_id)
-        return known
+        return incoming._seen_again(known, source)  # seen before: relink, as the normal pipeline does
     if wrapper.header(incoming.TEST_MESSAGE_HEADER):
         # Test & enable's own round trip reaches the forward mailbox too.
         return incoming._new_receipt(source, wrapper, ReceiptOutcome.TEST_MESSAGE)
