@@ -10,10 +10,13 @@ from django.db import models
 from django.db.models import Model, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from crm.admin_site import AdministratorModelAdmin, AdministratorPermissions
+from crm.html import sanitize_email_html
 from crm.models import (
     EMAIL_SETTINGS_SECTIONS,
     Account,
@@ -171,13 +174,15 @@ class EmailActivityAdmin(AdministratorModelAdmin):
         "sent_on",
         "failure_reason",
         "raw_message",
+        "body_html_preview",
         "created_on",
         "modified_on",
     ]
     fieldsets = [
         ("General", {"fields": ["subject", "direction", "status", "owner", "failure_reason"]}),
         ("Regarding", {"fields": ["regarding_account", "regarding_contact", "regarding_lead"]}),
-        ("Body", {"fields": ["body_text", "body_html"]}),
+        # body_html is edited as source text (escaped in its box); only the sanitized copy is rendered.
+        ("Body", {"fields": ["body_text", "body_html", "body_html_preview"]}),
         (
             "Message headers",
             {"fields": ["message_id", "in_reply_to", "references", "conversation_id", "tracking_token"]},
@@ -208,6 +213,21 @@ class EmailActivityAdmin(AdministratorModelAdmin):
     @admin.display(description="Regarding")
     def regarding(self, email: EmailActivity) -> str:
         return str(email.regarding or "")
+
+    @admin.display(description="HTML body (sanitized preview)")
+    def body_html_preview(self, email: EmailActivity) -> SafeString | str:
+        if not email.body_html:
+            return "—"
+        # Sanitized, and then framed as well: a sandboxed srcdoc frame (no scripts, an origin of
+        # its own) keeps even the allowed styles from restyling the admin around it. Remote
+        # images stay blocked; links may open in a new tab.
+        return format_html(
+            '<iframe class="email-preview" title="HTML body, sanitized" srcdoc="{}" '
+            'sandbox="allow-popups allow-popups-to-escape-sandbox" referrerpolicy="no-referrer" '
+            'style="width: 100%; min-width: 40em; height: 30em; border: 1px solid #ccc; '
+            'background: #fff"></iframe>',
+            sanitize_email_html(email.body_html),
+        )
 
 
 @admin.register(ActivityParty)

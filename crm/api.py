@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, mixins, permissions, viewsets
 from rest_framework.serializers import BaseSerializer
 
@@ -73,6 +75,23 @@ class LeadViewSet(OwnedRecordViewSet):
     search_fields = ("first_name", "last_name", "company_name", "email")
 
 
+REMOTE_IMAGES_PARAMETER = OpenApiParameter(
+    serializers.REMOTE_IMAGES,
+    OpenApiTypes.BOOL,
+    OpenApiParameter.QUERY,
+    required=False,
+    default=False,
+    description="true: keep remote (http/https) images in body_html_sanitized. They are removed by default, "
+    "since loading one tells the sender the email was read.",
+)
+
+
+# Every operation that answers with emails, so each documents how to ask for remote images.
+@extend_schema_view(
+    list=extend_schema(parameters=[REMOTE_IMAGES_PARAMETER]),
+    retrieve=extend_schema(parameters=[REMOTE_IMAGES_PARAMETER]),
+    create=extend_schema(parameters=[REMOTE_IMAGES_PARAMETER]),
+)
 class EmailViewSet(
     RoleScopedMixin,
     mixins.CreateModelMixin,

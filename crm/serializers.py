@@ -6,6 +6,7 @@ from django.db import transaction
 from rest_framework import serializers
 
 from crm.api_base import CleanModelSerializer, ScopedRelatedField
+from crm.html import sanitize_email_html
 from crm.models import (
     Account,
     ActivityParty,
@@ -20,6 +21,8 @@ from crm.models import (
 from crm.services import email_create
 
 TIMESTAMPS = ("created_on", "modified_on")
+# The query parameter with which a viewer asks for an email's remote images.
+REMOTE_IMAGES = "remote_images"
 
 
 class OrganizationSettingsSerializer(CleanModelSerializer):
@@ -166,6 +169,11 @@ class EmailAttachmentSerializer(serializers.ModelSerializer):
 class EmailSerializer(serializers.ModelSerializer):
     """Read: the whole activity. Write: a new outgoing draft or pending send."""
 
+    body_html_sanitized = serializers.SerializerMethodField(
+        help_text="body_html sanitized, safe to display: no scripts, event handlers, frames, forms or "
+        "javascript: links; links open in a new window. Inline images (cid:) stay; remote images "
+        f"are removed unless the request says ?{REMOTE_IMAGES}=true."
+    )
     parties = ActivityPartySerializer(many=True, read_only=True)
     attachments = EmailAttachmentSerializer(many=True, read_only=True)
     to = serializers.ListField(
@@ -214,6 +222,7 @@ class EmailSerializer(serializers.ModelSerializer):
             "subject",
             "body_text",
             "body_html",
+            "body_html_sanitized",
             "to",
             "cc",
             "bcc",
@@ -248,6 +257,21 @@ class EmailSerializer(serializers.ModelSerializer):
             "failure_reason",
             *TIMESTAMPS,
         )
+        extra_kwargs = {
+            "body_html": {
+                "help_text": "The HTML body, raw: as received (or as written for outgoing email), not "
+                "sanitized. Never render it; display body_html_sanitized."
+            }
+        }
+
+    def get_body_html_sanitized(self, email: EmailActivity) -> str:
+        return sanitize_email_html(email.body_html, remote_images=self._remote_images_asked())
+
+    def _remote_images_asked(self) -> bool:
+        # Anything but an explicit yes keeps remote images (trackers) out.
+        request = self.context.get("request")
+        asked = request.query_params.get(REMOTE_IMAGES, "") if request is not None else ""
+        return asked.strip().lower() in {"true", "1"}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         view = self.context["view"]
