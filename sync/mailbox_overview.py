@@ -1,5 +1,6 @@
 """Everything the mailbox page and its support report show about one mailbox:
-statuses, recent sync runs, folder cursors, alerts and quarantined messages.
+statuses, the folders it reads, recent sync runs, folder cursors, alerts and
+quarantined messages.
 
 Credentials are never part of it: the overview says only whether each one is
 set, and every free text that came from a mail server (an error, an alert) is
@@ -14,10 +15,11 @@ from typing import TypeVar
 
 from django.db.models import Case, Count, Model, Q, Value, When
 
+from crm.choices import IncomingMethod
 from crm.models import OrganizationSettings
-from mailboxes.models import SYNC_DIRECTIONS, Mailbox
+from mailboxes.models import SYNC_DIRECTIONS, FolderScope, Mailbox
 from profiles.fields import MASK, EncryptedTextField
-from profiles.models import EmailServerProfile
+from profiles.models import EXCHANGE_TYPES, EmailServerProfile, ServerType
 from sync import clock
 from sync.models import (
     FolderCursor,
@@ -35,6 +37,10 @@ DIRECTION_LABELS = {
     "incoming": "Incoming email",
     "outgoing": "Outgoing email",
     "act": "Appointments, contacts, tasks",
+}
+FOLDER_SCOPES = {
+    FolderScope.ROOT_INBOX: "Inbox only",
+    FolderScope.INBOX_AND_SUBFOLDERS: "Inbox and its sub-folders",
 }
 # A secret this short would blank ordinary letters and digits all over the
 # text; the fields that hold secrets are never shown at all, whatever their length.
@@ -82,6 +88,15 @@ class DirectionState:
 
 
 @dataclass(frozen=True)
+class FoldersRead:
+    """Which folders incoming sync reads, in words, and those it has read so far."""
+
+    scope: str
+    note: str  # why it reads less than its setting says (or nothing yet), if so
+    read: list[str]  # the folders with a cursor under the current configuration
+
+
+@dataclass(frozen=True)
 class Credential:
     label: str
     is_set: bool
@@ -93,6 +108,7 @@ class MailboxOverview:
     profile: EmailServerProfile | None
     show_profile_settings: bool
     directions: list[DirectionState]
+    folders: FoldersRead
     credentials: list[Credential]
     awaits_approval: bool
     latest_test: MailboxTest | None
@@ -112,16 +128,18 @@ def mailbox_overview(*, mailbox: Mailbox, administrator: bool) -> MailboxOvervie
     settings and alerts are for administrators; its owner sees only its name."""
     redact = Redactor(mailbox, mailbox.profile)
     _redact_fields(mailbox, redact, "disabled_reason", "last_sync_error_text")
+    cursors = _cursors(mailbox)
     return MailboxOverview(
         mailbox=mailbox,
         profile=mailbox.profile,
         show_profile_settings=administrator,
         directions=[_direction(mailbox, key) for key in SYNC_DIRECTIONS],
+        folders=_folders_read(mailbox, cursors),
         credentials=_credentials(mailbox, administrator=administrator),
         awaits_approval=mailbox.awaits_approval(OrganizationSettings.load()),
         latest_test=_latest_test(mailbox, redact),
         runs=_redacted(_runs(mailbox), redact, "error_text"),
-        cursors=list(_cursors(mailbox)),
+        cursors=cursors,
         alerts=_redacted(_alerts(mailbox, administrator=administrator), redact, "message"),
         quarantined=_redacted(_quarantined(mailbox), redact, "error_text"),
         quarantined_counts=dict(
@@ -147,6 +165,19 @@ def _direction(mailbox: Mailbox, key: str) -> DirectionState:
         postponed_until=postponed,
         in_backoff=bool(postponed and postponed > clock.now()),
     )
+
+
+def _folders_read(mailbox: Mailbox, cursors: list[FolderCursor]) -> FoldersRead:
+    scope, note = FOLDER_SCOPES[FolderScope(mailbox.folders)], ""
+    server_type = mailbox.profile.server_type if mailbox.profile else None
+    if mailbox.incoming_method != IncomingMethod.SERVER_SIDE_SYNC:
+        note = f"incoming email: {mailbox.get_incoming_method_display()}; server-side sync does not read it"
+    elif server_type == ServerType.POP3_SMTP:
+        # POP3 knows one folder, whatever the setting says.
+        scope, note = FOLDER_SCOPES[FolderScope.ROOT_INBOX], "POP3 has no other folders"
+    elif server_type in EXCHANGE_TYPES:
+        note = "Exchange mailboxes are not read yet"
+    return FoldersRead(scope=scope, note=note, read=[cursor.folder for cursor in cursors])
 
 
 def _credentials(mailbox: Mailbox, *, administrator: bool) -> list[Credential]:

@@ -81,6 +81,8 @@ def _mailbox(plan: MailboxPlan, profile: EmailServerProfile) -> Mailbox:
         data["outgoing_method"] = OutgoingMethod.SERVER_SIDE_SYNC
     if plan.delete_emails is not None:
         data["delete_email_after_processing"] = plan.delete_emails
+    if plan.folders is not None:
+        data["folders"] = plan.folders
     if plan.owner.kind == "queue" or profile.server_type == ServerType.POP3_SMTP:
         data["act_method"] = ActMethod.NONE
     if plan.existing is not None:

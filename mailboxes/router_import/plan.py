@@ -14,7 +14,7 @@ from django.conf import settings
 
 from crm.choices import IncomingMethod, OutgoingMethod
 from crm.models import OrganizationSettings
-from mailboxes.models import Mailbox
+from mailboxes.models import FolderScope, Mailbox
 from mailboxes.router_import.collect import Collected, OwnerConfig, collect
 from mailboxes.router_import.documents import Finding, RouterDocuments
 from mailboxes.router_import.endpoints import Protocol, Reading
@@ -25,6 +25,10 @@ from profiles.models import EmailServerProfile, ServerType
 
 CREATE, UPDATE, UNCHANGED, SKIP = "create", "update", "unchanged", "skip"
 SSS_IN, SSS_OUT = IncomingMethod.SERVER_SIDE_SYNC, OutgoingMethod.SERVER_SIDE_SYNC
+# The Email Router crawled the inbox and every folder below it; server-side sync
+# reads the root inbox only unless told otherwise, so a mailbox whose incoming
+# email the router read keeps reading its sub-folders.
+ROUTER_FOLDERS = FolderScope.INBOX_AND_SUBFOLDERS
 
 
 @dataclass
@@ -59,6 +63,7 @@ class MailboxPlan:
     threshold: datetime | None = None
     needs_credentials: bool = False
     delete_emails: bool | None = None
+    folders: FolderScope | None = None  # None: the router did not read its mail; left as it is
     action: str = CREATE
     reason: str = ""
     changes: list[str] = field(default_factory=list)
@@ -230,6 +235,7 @@ def _mailbox_plan(
         threshold=threshold,
         process_email_from=max(plan.cutoff, threshold) if threshold else plan.cutoff,
         delete_emails=config.delete_emails if owner.kind != "user" else None,
+        folders=ROUTER_FOLDERS if incoming else None,
     )
 
 
@@ -285,6 +291,8 @@ def _action(mailbox: MailboxPlan, profile: ProfilePlan) -> tuple[str, list[str]]
         changes.append(f"incoming {existing.get_incoming_method_display()} → {SSS_IN.label}")
     if mailbox.outgoing and existing.outgoing_method != SSS_OUT:
         changes.append(f"outgoing {existing.get_outgoing_method_display()} → {SSS_OUT.label}")
+    if mailbox.folders and existing.folders != mailbox.folders:
+        changes.append(f"folders {existing.get_folders_display()} → {mailbox.folders.label}")
     if not changes:
         return UNCHANGED, []
     if existing.incoming_enabled or existing.outgoing_enabled or existing.act_enabled:

@@ -116,14 +116,22 @@ def _mailbox(mailbox: MailboxPlan) -> dict[str, Any]:
         "action": mailbox.action,
         "profile": profile.key,
         "profile_name": profile.name,
-        "incoming": _method(mailbox, mailbox.incoming, IncomingMethod.SERVER_SIDE_SYNC.label),
+        "incoming": _incoming(mailbox),
         "outgoing": _method(mailbox, mailbox.outgoing, OutgoingMethod.SERVER_SIDE_SYNC.label),
         "process_email_from": _utc(mailbox.process_email_from),
         "threshold_kept": bool(mailbox.threshold and mailbox.process_email_from == mailbox.threshold),
         "needs_credentials": mailbox.needs_credentials,
         "delete_email_after_processing": mailbox.delete_emails,
+        # The folders it will read: the router's inbox and sub-folders, or unchanged (None).
+        "folders": mailbox.folders.label if mailbox.folders else None,
         "changes": mailbox.changes,
     }
+
+
+def _incoming(mailbox: MailboxPlan) -> str:
+    method = _method(mailbox, mailbox.incoming, IncomingMethod.SERVER_SIDE_SYNC.label)
+    # Said where the wizard, the API and the command show the method: which folders it reads.
+    return f"{method}, {mailbox.folders.label.lower()}" if mailbox.folders else method
 
 
 def _method(mailbox: MailboxPlan, handled: bool, label: str) -> str:

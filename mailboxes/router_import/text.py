@@ -84,10 +84,11 @@ def _mailbox(mailbox: dict[str, Any]) -> str:
     extra = "; needs credentials" if mailbox["needs_credentials"] else ""
     kept = " (the router's threshold)" if mailbox["threshold_kept"] else ""
     changes = f"; {', '.join(mailbox['changes'])}" if mailbox["changes"] else ""
+    folders = f"; reads {mailbox['folders'].lower()}" if mailbox.get("folders") else ""
     return (
         f"  [{mailbox['action']}] {mailbox['owner_kind']} {mailbox['owner']} <{mailbox['email_address']}> "
         f"-> {mailbox['profile_name']}; process email from {mailbox['process_email_from']}{kept}"
-        f"{extra}{changes}"
+        f"{folders}{extra}{changes}"
     )
 
 

@@ -16,11 +16,12 @@ from django.utils import timezone
 
 from crm.choices import IncomingMethod
 from crm.models import EmailActivity
-from mailboxes.models import Mailbox
+from mailboxes.models import FolderScope, Mailbox
 from mailboxes.services import mailbox_update
-from profiles.models import CredentialsSource, EmailServerProfile
+from profiles.models import CredentialsSource, EmailServerProfile, ServerType
+from sync.incoming import sync_incoming
 from sync.models import MailboxAlert, QuarantinedMessage, QuarantineState, Receipt, ReceiptOutcome, SyncRun
-from tests import factories
+from tests import factories, messages
 from tests.personas import World
 from tests.sync.received_mail import ReceivedMail, signed_in
 from tests.sync.stack import Stack
@@ -225,3 +226,91 @@ def test_the_mailbox_page_queries_do_not_grow_with_its_rows(world: World, url: s
     _history(mailbox, 27)
     assert MailboxAlert.objects.filter(mailbox=mailbox).count() == 31
     assert _queries_for(client, url.format(pk=mailbox.pk)) == few
+
+
+# --- which folders the mailbox reads ------------------------------------------------------------
+
+
+def folders_row(page: str) -> str:
+    """The "Folders to process" row as the reader sees it: tags gone, spaces collapsed."""
+    row = re.search(r'<tr id="folders">(.*?)</tr>', page, re.S)
+    assert row is not None
+    return " ".join(re.sub(r"<[^>]+>", " ", row[1]).split()).replace(" ,", ",")
+
+
+def test_the_page_says_which_folders_the_mailbox_reads_and_has_read(stack: Stack):
+    alice = stack.user_mailbox("alice", folders=FolderScope.INBOX_AND_SUBFOLDERS)
+    bob = stack.user_mailbox("bob")
+    for mailbox in (alice, bob):
+        stack.dovecot.create_folder(mailbox.email_address, "INBOX/Customers")
+        with stack.imap(mailbox) as client:
+            client.append("INBOX/Customers", messages.simple(to=mailbox.email_address, subject="Filed"))
+    admin = signed_in("admin", administrator=True)
+
+    def shown(mailbox: Mailbox) -> str:
+        return folders_row(admin.get(f"/mailboxes/{mailbox.pk}/").content.decode())
+
+    assert shown(alice) == "Folders to process Inbox and its sub-folders Read so far: none yet"
+    assert shown(bob) == "Folders to process Inbox only Read so far: none yet"
+    sync_incoming(mailbox=alice)
+    sync_incoming(mailbox=bob)
+    assert shown(alice) == "Folders to process Inbox and its sub-folders Read so far: INBOX, INBOX/Customers"
+    assert shown(bob) == "Folders to process Inbox only Read so far: INBOX"
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [
+        # POP3 has the inbox alone, whatever the setting says.
+        (
+            {"profile": "pop3", "folders": FolderScope.INBOX_AND_SUBFOLDERS},
+            "Inbox only (POP3 has no other folders)",
+        ),
+        (
+            {"profile": "exchange", "folders": FolderScope.INBOX_AND_SUBFOLDERS},
+            "Inbox and its sub-folders (Exchange mailboxes are not read yet)",
+        ),
+        (
+            {"incoming_method": IncomingMethod.FORWARD_MAILBOX},
+            "Inbox only (incoming email: Forward Mailbox; server-side sync does not read it)",
+        ),
+    ],
+)
+def test_the_page_says_when_a_mailbox_reads_less_than_its_setting(world: World, change: dict, shown: str):
+    profiles = {
+        "pop3": lambda: factories.profile(server_type=ServerType.POP3_SMTP),
+        "exchange": lambda: factories.profile(
+            server_type=ServerType.EXCHANGE_ONLINE,
+            incoming_server_location="https://outlook.office365.com/EWS/Exchange.asmx",
+            outgoing_server_location="https://outlook.office365.com/EWS/Exchange.asmx",
+        ),
+    }
+    if "profile" in change:
+        change = {**change, "profile": profiles[change["profile"]]()}
+    mailbox = mailbox_update(mailbox=world["alice"].mailbox, data=change)
+    client = Client()
+    client.force_login(world["alice"].login)
+
+    page = client.get(f"/mailboxes/{mailbox.pk}/").content.decode()
+
+    assert folders_row(page) == f"Folders to process {shown} Read so far: none yet"
+
+
+def test_a_migrated_mailbox_page_says_it_reads_the_inbox_and_its_sub_folders(db):
+    from mailboxes.router_import.service import router_migration_apply, router_migration_create
+    from tests.mailboxes.router_import.routers import BRANCH, build_contoso, upload
+
+    build_contoso()
+    migration = router_migration_create(routers=[upload(BRANCH)], created_by=None, source="api")
+    router_migration_apply(migration=migration, by=None)
+    erin = Mailbox.objects.get(email_address="erin@contoso.test")  # POP3 + SMTP, from the branch router
+    assert erin.folders == FolderScope.INBOX_AND_SUBFOLDERS
+    frank = Mailbox.objects.get(email_address="frank@contoso.test")  # Exchange Online
+    admin = signed_in("admin", administrator=True)
+
+    for mailbox, shown in [
+        (frank, "Inbox and its sub-folders (Exchange mailboxes are not read yet)"),
+        (erin, "Inbox only (POP3 has no other folders)"),
+    ]:
+        page = admin.get(f"/mailboxes/{mailbox.pk}/").content.decode()
+        assert folders_row(page) == f"Folders to process {shown} Read so far: none yet"

@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, SyncStatus
-from mailboxes.models import Mailbox, RouterMigration, RouterMigrationFile, RouterMigrationState
+from mailboxes.models import FolderScope, Mailbox, RouterMigration, RouterMigrationFile, RouterMigrationState
 from mailboxes.router_import.errors import RouterImportError
 from mailboxes.router_import.service import (
     router_migration_abandon,
@@ -21,8 +21,17 @@ from mailboxes.router_import.service import (
     router_migration_create,
     router_migration_select,
 )
+from mailboxes.router_import.text import review_lines
 from profiles.models import AuthProtocol, CredentialsSource, EmailServerProfile, ServerType
-from tests.mailboxes.router_import.routers import BRANCH, CIPHERTEXTS, MAIN, Contoso, upload
+from tests.mailboxes.router_import.routers import (
+    BRANCH,
+    CIPHERTEXTS,
+    MAIN,
+    Contoso,
+    memory_upload,
+    minimal_agent,
+    upload,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -388,3 +397,83 @@ def test_a_migration_left_pending_is_abandoned_by_the_cleanup_and_its_files_go(
         emptied = {(migration_id, empty) for migration_id, empty in cursor.fetchall()}
     assert emptied == {(forgotten.pk, True), (recent.pk, False)}
     assert forgotten.review["counts"]  # the review is kept
+
+
+# --- folders: the router read the inbox and its sub-folders ----------------------------------------
+
+CAROL_SENDS_ONLY = """
+  <ProviderConfiguration>
+    <ProviderClass>Microsoft.Crm.Tools.Email.Providers.CrmPollingSendEmailProvider</ProviderClass>
+    <CrmServerUrl>https://crm.contoso.test/Contoso</CrmServerUrl>
+    <UserId>{ca201000-0000-4000-8000-000000000003}</UserId>
+    <EmailServerUrl>https://outlook.office365.com/EWS/Exchange.asmx</EmailServerUrl>
+    <EmailUseSSL>true</EmailUseSSL>
+  </ProviderConfiguration>
+"""
+
+
+def test_migrated_mailboxes_read_the_inbox_and_its_sub_folders_as_the_router_did(
+    contoso: Contoso, frozen_now
+):
+    migrate()
+
+    folders = dict(Mailbox.objects.values_list("email_address", "folders"))
+    assert folders == {
+        # Created and updated alike, forward mailbox too.
+        "alice@contoso.test": FolderScope.INBOX_AND_SUBFOLDERS,
+        "bob@contoso.test": FolderScope.INBOX_AND_SUBFOLDERS,
+        "support@contoso.test": FolderScope.INBOX_AND_SUBFOLDERS,
+        "erin@contoso.test": FolderScope.INBOX_AND_SUBFOLDERS,
+        "frank@contoso.test": FolderScope.INBOX_AND_SUBFOLDERS,
+        "forward@contoso.test": FolderScope.INBOX_AND_SUBFOLDERS,
+        # Not migrated (WebDAV): as it was.
+        "carol@contoso.test": FolderScope.ROOT_INBOX,
+    }
+
+
+def test_the_review_says_which_folders_each_mailbox_will_read(contoso: Contoso, frozen_now):
+    review = router_migration_create(
+        routers=[upload(MAIN), upload(BRANCH)], created_by=None, source="api"
+    ).review
+
+    rows = {row["email_address"]: row for row in review["mailboxes"]}
+    assert {row["folders"] for row in rows.values()} == {"Inbox and sub-folders"}
+    assert {row["incoming"] for row in rows.values()} == {
+        "Server-Side Synchronization, inbox and sub-folders"
+    }
+    # An existing mailbox says what changes: Alice's read her root inbox only.
+    assert "folders Root inbox only → Inbox and sub-folders" in rows["alice@contoso.test"]["changes"]
+    assert any("reads inbox and sub-folders" in line for line in review_lines(review))
+
+
+def test_a_mailbox_narrowed_to_its_inbox_is_an_update_when_imported_again(contoso: Contoso, frozen_now):
+    migrate()
+    Mailbox.objects.filter(email_address="bob@contoso.test").update(folders=FolderScope.ROOT_INBOX)
+
+    review = router_migration_create(
+        routers=[upload(MAIN), upload(BRANCH)], created_by=None, source="api"
+    ).review
+
+    changed = {
+        row["email_address"]: row["changes"] for row in review["mailboxes"] if row["action"] == "update"
+    }
+    assert changed == {"bob@contoso.test": ["folders Root inbox only → Inbox and sub-folders"]}
+
+
+def test_a_mailbox_the_router_only_sent_for_keeps_its_folders(contoso: Contoso, frozen_now):
+    """Carol's one entry here is outgoing: the router never read her mailbox."""
+    migration = router_migration_create(
+        routers=[memory_upload(agent=minimal_agent(CAROL_SENDS_ONLY))], created_by=None, source="api"
+    )
+    (row,) = migration.review["mailboxes"]
+    assert (row["email_address"], row["folders"], row["incoming"]) == (
+        "carol@contoso.test",
+        None,
+        "unchanged",
+    )
+    assert not any("folders" in change for change in row["changes"])
+
+    router_migration_apply(migration=migration, by=None)
+
+    carol = Mailbox.objects.get(pk=contoso.carol_mailbox.pk)
+    assert (carol.outgoing_method, carol.folders) == (OutgoingMethod.SERVER_SIDE_SYNC, FolderScope.ROOT_INBOX)

@@ -221,3 +221,17 @@ def test_the_upload_page_says_when_the_organizations_crm_urls_are_missing(admin_
     assert 'id="no-crm-urls"' not in admin_client.get("/migration/").content.decode()
     OrganizationSettings.objects.update(crm_urls="")
     assert 'id="no-crm-urls"' in admin_client.get("/migration/").content.decode()
+
+
+def test_the_review_says_the_mailboxes_read_the_inbox_and_its_sub_folders(admin_client: Client, frozen_now):
+    upload_both(admin_client)
+    migration = RouterMigration.objects.get()
+
+    page = admin_client.get(f"/migration/{migration.pk}/review/").content.decode()
+
+    rows = re.findall(r'<tr data-mailbox="([^"]+)">(.*?)</tr>', page, flags=re.S)
+    assert len(rows) == len(migration.review["mailboxes"]) == 6
+    for address, row in rows:
+        assert "<td>Server-Side Synchronization, inbox and sub-folders</td>" in row, address
+    alice = dict(rows)["alice@contoso.test"]
+    assert "folders Root inbox only → Inbox and sub-folders" in alice
