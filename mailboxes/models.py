@@ -194,7 +194,12 @@ class Mailbox(TimestampedModel):
             ),
         ]
         # The mailbox list shows a page in this order: read from the index, not a sort of all.
-        indexes = [models.Index(fields=["name", "id"], name="mailbox_name_order")]
+        indexes = [
+            models.Index(fields=["name", "id"], name="mailbox_name_order"),
+            # Every successful run asks whether its profile's mailboxes wait out an outage
+            # (sync.outages.server_answered): an index lookup, not a scan of the profile.
+            models.Index(fields=["profile", "last_sync_error_code"], name="mailbox_profile_error"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email_address}>"
