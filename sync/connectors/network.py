@@ -7,6 +7,8 @@ protocol itself into ``SyncError``\\s, and hands the rest (``OSError`` and its
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import socket
 import ssl
@@ -39,8 +41,21 @@ def where(settings: ServerSettings) -> str:
 
 
 def verifying_context(settings: ServerSettings) -> ssl.SSLContext:
-    """Certificate and host name checks on, always; a profile may only add a CA to trust."""
-    return ssl.create_default_context(cafile=settings.ca_file)
+    """Certificate and host name checks on, always; a profile may only add a CA to trust.
+
+    Loading the trusted CAs costs as much as a TLS handshake, so one context
+    serves every connection that trusts the same CA file, as long as the file
+    is unchanged (its modification time and size are part of the key)."""
+    if settings.ca_file is None:
+        return _context(None, None)
+    stat = os.stat(settings.ca_file)
+    return _context(settings.ca_file, (stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _context(ca_file: str | None, version: tuple[int, int] | None) -> ssl.SSLContext:
+    # ``version`` only keys the cache: a CA file changed on disk gets a new context.
+    return ssl.create_default_context(cafile=ca_file)
 
 
 def inspecting_context() -> ssl.SSLContext:
