@@ -29,10 +29,10 @@ def distinct_identity(parsed: ParsedMessage) -> str:
     if not base.startswith(_BY_MESSAGE_ID) or not parsed.fingerprint or "#" in base:
         return base
     other = ["", parsed.fingerprint]
-    held_by_other = (
-        Receipt.objects.filter(message_identity=base).exclude(content_fingerprint__in=other).exists()
-        or EmailActivity.objects.filter(message_identity=base, copy_owner__isnull=True)
-        .exclude(content_fingerprint__in=other)
-        .exists()
+    receipts = Receipt.objects.filter(message_identity=base).exclude(content_fingerprint__in=other)
+    emails = EmailActivity.objects.filter(message_identity=base, copy_owner__isnull=True).exclude(
+        content_fingerprint__in=other
     )
+    # One round trip for both (each side an index lookup on the identity).
+    held_by_other = receipts.values("pk")[:1].union(emails.values("pk")[:1], all=True).exists()
     return f"{base}#{parsed.fingerprint[:VARIANT_DIGITS]}" if held_by_other else base

@@ -123,20 +123,32 @@ def _is_base64_attachment(headers: Message) -> bool:
 
 def _parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
     """The byte ranges of a multipart body's parts, between its delimiter lines
-    (RFC 2046 5.1.1: "--" boundary at the start of a line, the last one followed by "--")."""
-    delimiter = re.compile(rb"(?:^|(?<=\n))--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r?\n|$)", re.M)
+    (RFC 2046 5.1.1: "--" boundary at the start of a line, the last one followed
+    by "--", either maybe followed by blanks). Found with ``bytes.find``, which
+    skips through a large base64 body far faster than a regular expression."""
+    marker = b"--" + boundary
     ranges: list[tuple[int, int]] = []
     part_start: int | None = None
-    for match in delimiter.finditer(raw, start, end):
+    position = start
+    while (found := raw.find(marker, position, end)) != -1:
+        position = found + len(marker)
+        if found != start and raw[found - 1 : found] != b"\n":
+            continue  # not at the start of a line: part of the text
+        closing = raw.startswith(b"--", position)
+        line_end = raw.find(b"\n", position, end)
+        rest = raw[position + (2 if closing else 0) : end if line_end == -1 else line_end]
+        if rest.strip(b" \t\r"):
+            continue  # a longer boundary that begins with this one
         if part_start is not None:
-            # The line end before a delimiter belongs to the delimiter.
-            part_end = match.start()
-            if raw[part_end - 2 : part_end] == b"\r\n":
-                part_end -= 2
-            elif raw[part_end - 1 : part_end] == b"\n":
-                part_end -= 1
-            ranges.append((part_start, part_end))
-        if match.group(1):
+            ranges.append((part_start, _before_line_end(raw, found)))
+        if closing:
             return ranges
-        part_start = match.end()
+        part_start = end if line_end == -1 else line_end + 1
     raise _Malformed  # no closing delimiter: leave it to the parser's own recovery
+
+
+def _before_line_end(raw: bytes, delimiter: int) -> int:
+    """The line end before a delimiter belongs to the delimiter."""
+    if raw[delimiter - 2 : delimiter] == b"\r\n":
+        return delimiter - 2
+    return delimiter - 1

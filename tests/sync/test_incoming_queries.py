@@ -17,11 +17,11 @@ from tests import factories, messages
 
 pytestmark = pytest.mark.django_db
 
-# Per message: the identity check (receipts, then activities), the receipt already
+# Per message: the identity check (receipts and activities in one query), the receipt already
 # known, the organization (once per run), the parties in one query, the activity
 # already stored, then the activity, its parties, its fingerprints and the receipt,
 # and the savepoints around the message and around the activity (4).
-NEW_TRACKED_MESSAGE = 14
+NEW_TRACKED_MESSAGE = 13
 # The lease check, the mailbox, the folder cursor, the run (one INSERT), the
 # mailbox's alerts and its profile's outage (no rows match: nothing written), and
 # the schedule's release (read and write).
