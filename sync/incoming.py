@@ -500,6 +500,9 @@ class _ImapFolderRun:
             self._transaction = transaction.atomic()
             self._transaction.__enter__()
             self._opened = time.monotonic()
+            # No statement outlives one message's time limit (a message's savepoint
+            # rolls back, and it is quarantined as too slow).
+            time_limits.bound_transaction(settings.SYNC_MESSAGE_MAX_SECONDS)
 
     def _done(self, uid: int, receipt: Receipt | None) -> None:
         self._pending.append((uid, receipt))

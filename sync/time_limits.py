@@ -74,16 +74,23 @@ class MessageTimeLimit:
 
     def bound_statements(self) -> None:
         """Inside the message's transaction: no statement may run past the deadline.
-        Only when that transaction is the outermost one (as in a worker): SET LOCAL
-        lasts until the outermost transaction ends, and must not outlive the message."""
+        Only when that transaction is the outermost one (SET LOCAL lasts until the
+        outermost transaction ends, and must not outlive the message); a batch of
+        messages bounds its statements itself (``bound_transaction``)."""
         self.check()
-        if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
-            milliseconds = max(int(self.remaining() * 1000), 1)
-            with connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL statement_timeout = {milliseconds}")
+        if len(connection.atomic_blocks) == 1:
+            bound_transaction(self.remaining())
 
     def _expired(self, signum: int, frame: FrameType | None) -> None:
         raise MessageTooSlow(self.seconds)
+
+
+def bound_transaction(seconds: float) -> None:
+    """No statement of the current transaction may run longer than ``seconds``
+    (PostgreSQL's statement_timeout, for this transaction only)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {max(int(seconds * 1000), 1)}")
 
 
 def _is_statement_timeout(error: OperationalError) -> bool:

@@ -9,13 +9,14 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 
 from crm.choices import TrackIncomingEmail
 from crm.models import EmailActivity
 from mailboxes.models import FolderScope
 from sync import parsing, scheduler
 from sync.incoming import Source, store_message, sync_incoming
-from sync.models import Receipt, ReceiptOutcome
+from sync.models import QuarantinedMessage, Receipt, ReceiptOutcome
 from tests import messages
 from tests.sync import real_world_mail
 
@@ -280,3 +281,36 @@ def test_a_mailbox_holding_every_case_syncs_with_every_message_accounted_for(sta
 
     again = sync_incoming(mailbox=alice)
     assert (again.received, EmailActivity.objects.filter(direction="incoming").count()) == (0, created)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_running_past_the_time_limit_quarantines_its_message_only(stack, settings):
+    """A real slow statement (a PostgreSQL trigger sleeping on one message's receipt)
+    is cancelled by statement_timeout; that message is quarantined, the rest stored."""
+    settings.SYNC_MESSAGE_MAX_SECONDS = 1
+    alice = stack.user_mailbox("alice")
+    for subject in ("Before", "Slow", "After"):
+        stack.deliver(alice, messages.simple(to=alice.email_address, subject=subject))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_slow_receipt() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.subject = 'Slow' THEN PERFORM pg_sleep(5); END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_slow_receipt BEFORE INSERT ON sync_receipt "
+            "FOR EACH ROW EXECUTE FUNCTION test_slow_receipt()"
+        )
+    try:
+        started = time.monotonic()
+        run = sync_incoming(mailbox=alice)
+        elapsed = time.monotonic() - started
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER test_slow_receipt ON sync_receipt")
+            cursor.execute("DROP FUNCTION test_slow_receipt()")
+
+    assert (run.outcome, run.received, run.tracked, run.quarantined) == ("success", 3, 2, 1), run.error_text
+    assert sorted(e.subject for e in incoming()) == ["After", "Before"]
+    (held,) = QuarantinedMessage.objects.filter(mailbox=alice)
+    assert held.error_code == "too_slow"
+    assert elapsed < 5  # cancelled at the limit, not waited out
