@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Model, Q, Value
-from django.db.models.functions import Lower
+from django.db import connection
+from django.db.models import Field, Model, Q
 
 from crm.choices import TrackIncomingEmail
 from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, OrganizationSettings, Queue
@@ -278,17 +278,34 @@ def _first_kind(found: dict[str, list[int]], organization: OrganizationSettings)
 
 def _matching_rows(addresses: set[str], *, active_only: bool) -> list[tuple[str, str, int]]:
     """(kind, lower-case address, pk) of every record with one of the addresses,
-    in one UNION ALL over the five kinds."""
-    queries = []
+    in one UNION ALL over the five kinds. Written as SQL: this runs for every
+    message, and building the five querysets and their union cost several
+    times the statement itself; ``LOWER(email) IN`` is what the lower-case
+    email indexes serve."""
+    placeholders = ", ".join(["%s"] * len(addresses))
+    ordered = sorted(addresses)
+    selects, params = [], []
     for kind, model in PARTY_MODELS:
-        query = model._default_manager.annotate(kind=Value(kind), address=Lower("email")).filter(
-            address__in=addresses
+        table = connection.ops.quote_name(model._meta.db_table)
+        email, pk = _column(model, "email"), _column(model, "id")
+        active = f" AND {_column(model, 'is_active')}" if active_only else ""
+        # Only identifiers from the models' metadata (quoted) and the constant kinds
+        # are written into the statement; the addresses are parameters.
+        selects.append(
+            f"SELECT '{kind}', LOWER({email}), {pk} FROM {table} "  # noqa: S608
+            f"WHERE LOWER({email}) IN ({placeholders}){active}"
         )
-        if active_only:
-            query = query.filter(is_active=True)
-        queries.append(query.order_by().values_list("kind", "address", "pk"))
-    first, *others = queries
-    return list(first.union(*others, all=True))
+        params += ordered
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(selects), params)
+        return [(kind, address, pk) for kind, address, pk in cursor.fetchall()]
+
+
+def _column(model: type[Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field) or not field.column:
+        raise TypeError(f"{model.__name__}.{name} is not a column")
+    return connection.ops.quote_name(field.column)
 
 
 def decide(option: str, correlation: Correlation, sender: Party | tuple[str, Model] | None) -> Decision:
