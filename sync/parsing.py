@@ -202,7 +202,7 @@ def check_header_limits(raw: bytes, *, max_count: int, max_bytes: int) -> None:
 
 def parse(raw: bytes) -> ParsedMessage:
     """Parse a message; a message the engine cannot make sense of raises MessageError."""
-    if not raw.strip():
+    if not raw or raw.isspace():  # not raw.strip(), which would copy a large message whole
         raise MessageError("The message is empty.", code="empty_message")
     check_header_limits(
         raw, max_count=settings.SYNC_MAX_HEADER_COUNT, max_bytes=settings.SYNC_MAX_HEADER_BYTES

@@ -8,6 +8,7 @@ for the rare relist after a UIDVALIDITY change.
 
 from __future__ import annotations
 
+import logging
 import re
 import ssl
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,8 @@ PROTOCOL = "IMAP"
 INBOX = "INBOX"
 # Bodies are read in batches of at most this many bytes as well as messages.
 BATCH_BYTES = 16 * 1024 * 1024
+# Where imapclient sends imaplib's protocol trace.
+IMAPLIB_LOGGER = "imapclient.imaplib"
 SENT_NAMES = ("sent", "sent items", "sent messages", "sent mail")
 APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 MISSING_FOLDER = re.compile(r"NONEXISTENT|TRYCREATE|doesn't exist|does not exist|not found", re.IGNORECASE)
@@ -86,6 +89,12 @@ class ImapConnection:
         context = network.verifying_context(s) if implicit else None
         client = IMAPClient(s.host, port=s.port, ssl=implicit, ssl_context=context, timeout=s.timeout)
         self._client = client  # closed by connect() if what follows fails
+        if not logging.getLogger(IMAPLIB_LOGGER).isEnabledFor(logging.DEBUG):
+            # imapclient sets imaplib's debug level to 5 and hands its output to a
+            # logger; imaplib formats every line first, a fetched message's repr
+            # included (a second copy of the message, and its time), for the
+            # logger to drop. Only when that logger would print it is it kept on.
+            client._imap.debug = 0
         client.normalise_times = False  # INTERNALDATE with its time zone, not naive local time
         if s.tls is Tls.STARTTLS:
             client.starttls(network.verifying_context(s))
