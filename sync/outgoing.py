@@ -480,16 +480,18 @@ def settle_expired_claims() -> int:
     return count
 
 
+def _stored_raw(email: EmailActivity) -> bytes:
+    with email.raw_message.open("rb") as stored:
+        return stored.read()
+
+
 def _copy_to_sent_folder(mailbox: Mailbox, sent: list[EmailActivity]) -> None:
     """Put a copy in the IMAP Sent folder; a failure here never resends anything."""
     if not sent or mailbox.profile is None or mailbox.profile.server_type != ServerType.IMAP_SMTP:
         return
     try:
         with ImapConnection(incoming_settings(mailbox)) as imap:
-            folder = imap.find_sent_folder()
-            for email in sent:
-                with email.raw_message.open("rb") as stored:
-                    imap.append(folder, stored.read())
+            imap.append_all(imap.find_sent_folder(), (_stored_raw(email) for email in sent))
     except (TransientError, PermanentError) as error:
         alerts.record_alert(
             level=AlertLevel.WARNING,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from types import TracebackType
@@ -256,6 +256,28 @@ class ImapConnection:
             response = self._imap.append(folder, raw, flags=tuple(flags), msg_time=msg_time)
         match = APPENDUID.search(response if isinstance(response, bytes) else str(response).encode())
         return int(match.group(2)) if match else None
+
+    def append_all(self, folder: str, raws: Iterable[bytes], flags: Sequence[str] = ("\\Seen",)) -> None:
+        """Store several messages (sent copies): with MULTIAPPEND (RFC 3502) in one
+        command per BATCH_BYTES of messages instead of a round trip each."""
+        if not self._imap.has_capability("MULTIAPPEND"):
+            for raw in raws:
+                self.append(folder, raw, flags)
+            return
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for raw in raws:
+            if batch and size + len(raw) > BATCH_BYTES:
+                self._multiappend(folder, batch)
+                batch, size = [], 0
+            batch.append({"msg": raw, "flags": list(flags)})
+            size += len(raw)
+        if batch:
+            self._multiappend(folder, batch)
+
+    def _multiappend(self, folder: str, batch: list[dict[str, Any]]) -> None:
+        with self._translated(folder):
+            self._imap.multiappend(folder, batch)
 
     def delete(self, uids: Sequence[int]) -> None:
         """Remove these messages from the folder selected read-write; nothing else."""

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from imapclient import IMAPClient
 
+from sync.connectors import imap as imap_module
 from sync.connectors.base import Tls
 from sync.connectors.imap import ImapConnection
 from sync.errors import PermanentError, TransientError
@@ -222,6 +223,20 @@ def test_append_to_the_sent_folder(dovecot, mail_user):
     assert fetched[0].raw == message("sent copy")
     assert fetched[0].internaldate == sent_at
     assert b"\\Seen" in flags_of(dovecot, user, "Sent")[uid]
+
+
+def test_several_sent_copies_in_one_multiappend(dovecot, mail_user, monkeypatch):
+    user = mail_user()
+    copies = [message(f"sent copy {number}") for number in range(5)]
+    monkeypatch.setattr(imap_module, "BATCH_BYTES", len(copies[0]) * 2)  # three commands: 2 + 2 + 1
+    with imap(dovecot, user) as connection:
+        assert connection._imap.has_capability("MULTIAPPEND")
+        folder = connection.find_sent_folder()
+        connection.append_all(folder, iter(copies))
+        connection.select(folder)
+        fetched = list(connection.fetch_new(0))
+    assert [m.raw for m in fetched] == copies
+    assert all(b"\\Seen" in flags for flags in flags_of(dovecot, user, "Sent").values())
 
 
 def test_delete_removes_only_the_given_messages(dovecot, mail_user):
