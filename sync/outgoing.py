@@ -20,7 +20,7 @@ from email.utils import format_datetime, make_msgid
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 
 from crm.choices import OutgoingMethod
@@ -391,6 +391,17 @@ def _facts(
     )
 
 
+def _commit_without_waiting_for_the_disk() -> None:
+    """Marking an email Sent need not wait for PostgreSQL's WAL flush (a disk
+    flush per email, a tenth of a send here): should the database server crash
+    before the flush, the email is back to Sending under its claim, which is
+    settled as "outcome unknown" and never resent. Claiming (before anything
+    is sent) keeps the full guarantee. Only this transaction; PostgreSQL only."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+
+
 @transaction.atomic
 def _mark_sent(
     email: EmailActivity,
@@ -400,6 +411,7 @@ def _mark_sent(
     *,
     refused: dict[str, str],
 ) -> None:
+    _commit_without_waiting_for_the_disk()
     email.status = EmailActivity.Status.SENT
     email.sent_on = clock.now()
     email.failure_reason = "; ".join(f"{address}: {reply}" for address, reply in refused.items())
