@@ -12,12 +12,16 @@ so it becomes its own activity and its own receipt.
 
 from __future__ import annotations
 
+import hashlib
+
 from crm.models import EmailActivity
 from sync.models import Receipt
 from sync.parsing import ParsedMessage
 
 # Enough of the fingerprint to tell a handful of messages sharing one Message-ID apart.
 VARIANT_DIGITS = 16
+# What receipts' and activities' message_identity columns hold.
+IDENTITY_MAX_LENGTH = 512
 _BY_MESSAGE_ID = ("mid:", "midhash:")
 
 
@@ -35,4 +39,8 @@ def distinct_identity(parsed: ParsedMessage) -> str:
     )
     # One round trip for both (each side an index lookup on the identity).
     held_by_other = receipts.values("pk")[:1].union(emails.values("pk")[:1], all=True).exists()
-    return f"{base}#{parsed.fingerprint[:VARIANT_DIGITS]}" if held_by_other else base
+    if not held_by_other:
+        return base
+    if len(base) + 1 + VARIANT_DIGITS > IDENTITY_MAX_LENGTH:
+        base = "midhash:" + hashlib.sha256(base.encode()).hexdigest()  # a very long Message-ID
+    return f"{base}#{parsed.fingerprint[:VARIANT_DIGITS]}"

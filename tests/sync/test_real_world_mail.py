@@ -314,3 +314,14 @@ def test_a_statement_running_past_the_time_limit_quarantines_its_message_only(st
     (held,) = QuarantinedMessage.objects.filter(mailbox=alice)
     assert held.error_code == "too_slow"
     assert elapsed < 5  # cancelled at the limit, not waited out
+
+
+def test_a_very_long_message_id_reused_with_other_content_still_fits(world):
+    long_id = "<" + "x" * 475 + "@lists.example.org>"  # "mid:" and 493 characters: 497
+    first = real_world_mail.reusing_message_id(sender="a@example.org", subject="Q1", body="one")
+    second = real_world_mail.reusing_message_id(sender="b@example.org", subject="Q2", body="two")
+    shared = real_world_mail.SHARED_MESSAGE_ID.encode()
+    store(world["alice"].mailbox, first.replace(shared, long_id.encode()), uid=1)
+    receipt = store(world["alice"].mailbox, second.replace(shared, long_id.encode()), uid=2)
+    assert len(receipt.message_identity) <= 512
+    assert len(incoming()) == 2
