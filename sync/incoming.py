@@ -7,6 +7,7 @@ move) and doubles nothing (the message identity is unique).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -237,9 +238,7 @@ def quarantine(
     *, source: Source, raw: bytes | None, error: SyncError, advance: Callable[[], None]
 ) -> Receipt:
     """Keep a message that cannot be processed, with the reason; the mailbox goes on."""
-    identity = (
-        parsing.identity_for("", raw) if raw is not None else f"oversize:{source.folder}:{source.server_id}"
-    )
+    identity = parsing.identity_for("", raw) if raw is not None else _not_downloaded_identity(source)
     with transaction.atomic():
         held, created = QuarantinedMessage.objects.get_or_create(
             mailbox=source.mailbox,
@@ -268,6 +267,15 @@ def quarantine(
         )
         advance()
         return receipt
+
+
+def _not_downloaded_identity(source: Source) -> str:
+    """A message never downloaded is known by where it is (hashed when a long
+    folder name would not fit the identity column)."""
+    identity = f"oversize:{source.folder}:{source.server_id}"
+    if len(identity) <= identities.IDENTITY_MAX_LENGTH:
+        return identity
+    return "oversize:" + hashlib.sha256(identity.encode()).hexdigest()
 
 
 def reprocess_quarantined(*, quarantined_id: int) -> Receipt:

@@ -15,7 +15,7 @@ from crm.choices import TrackIncomingEmail
 from crm.models import EmailActivity
 from mailboxes.models import FolderScope
 from sync import parsing, scheduler
-from sync.incoming import Source, store_message, sync_incoming
+from sync.incoming import Source, quarantine, store_message, sync_incoming
 from sync.models import QuarantinedMessage, Receipt, ReceiptOutcome
 from tests import messages
 from tests.sync import real_world_mail
@@ -325,3 +325,13 @@ def test_a_very_long_message_id_reused_with_other_content_still_fits(world):
     receipt = store(world["alice"].mailbox, second.replace(shared, long_id.encode()), uid=2)
     assert len(receipt.message_identity) <= 512
     assert len(incoming()) == 2
+
+
+def test_a_message_too_large_to_download_in_a_deep_folder_is_quarantined(world):
+    folder = "INBOX/" + "/".join(["Kunden und Interessenten"] * 19)  # 480 characters
+    uidl = "u" * 70  # the longest UIDL RFC 1939 allows
+    source = Source(world["alice"].mailbox, folder, uidl, RECEIVED)
+    error = parsing.MessageError("The message is 60,000,000 bytes, over the limit.", code="too_large")
+    receipt = quarantine(source=source, raw=None, error=error, advance=lambda: None)
+    assert (receipt.outcome, receipt.folder) == ("quarantined", folder)
+    assert receipt.quarantined.error_code == "too_large"
