@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import partial
@@ -29,7 +28,7 @@ from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailU
 from crm.models import OrganizationSettings
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import CredentialsSource, EmailServerProfile, ServerType
-from sync import alerts, clock
+from sync import alerts, clock, outgoing
 from sync.connectors.base import ServerSettings
 from sync.connectors.imap import INBOX, ImapConnection
 from sync.connectors.pop3 import Pop3Connection
@@ -293,7 +292,7 @@ def _test_message(mailbox: Mailbox, token: str) -> bytes:
         "serversync sent this message to test the mailbox's outgoing email. It is deleted once it "
         "arrives and never becomes an activity.\n"
     )
-    return message.as_bytes(policy=policy.SMTP)  # CRLF line ends, as RFC 5321 requires
+    return message.as_bytes(policy=outgoing.SEVEN_BIT)  # written as every email serversync sends
 
 
 # A finder looks once for the message carrying ``token`` and deletes it; called

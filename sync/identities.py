@@ -20,8 +20,8 @@ from sync.parsing import ParsedMessage
 
 # Enough of the fingerprint to tell a handful of messages sharing one Message-ID apart.
 VARIANT_DIGITS = 16
-# What receipts' and activities' message_identity columns hold.
-IDENTITY_MAX_LENGTH = 512
+# What receipts' (and activities') message_identity column holds.
+IDENTITY_MAX_LENGTH: int = Receipt._meta.get_field("message_identity").max_length  # type: ignore[assignment]
 _BY_MESSAGE_ID = ("mid:", "midhash:")
 
 

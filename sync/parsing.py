@@ -131,17 +131,17 @@ def identity_for(message_id: str, raw: bytes) -> str:
         if len(message_id) + 4 <= MAX_IDENTITY_LENGTH:
             return f"mid:{message_id}"
         return "midhash:" + hashlib.sha256(message_id.encode()).hexdigest()
-    return "sha256:" + hashlib.sha256(_without_delivery_headers(raw)).hexdigest()
-
-
-def _without_delivery_headers(raw: bytes) -> bytes:
-    """What the fallback identity hashes: the header lines less delivery headers,
-    then the body, with every line ending as LF and trailing line ends dropped,
-    since LMTP delivery and IMAP APPEND of one message differ only in those."""
-    return b"".join(_identity_chunks(raw))
+    digest = hashlib.sha256()
+    for chunk in _identity_chunks(raw):
+        digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
 
 
 def _identity_chunks(raw: bytes) -> Iterator[bytes]:
+    """What the fallback identity hashes, piece by piece (a large body is never
+    copied whole): the header lines less delivery headers, then the body, with
+    every line ending as LF and trailing line ends dropped, since LMTP delivery
+    and IMAP APPEND of one message differ only in those."""
     split = _header_end(raw)
     head, body = raw[:split], memoryview(raw)[split:]
     kept: list[bytes] = []
