@@ -92,6 +92,8 @@ def test_uidvalidity_change_relinks_without_duplicates(stack):
     run = sync_incoming(mailbox=alice)
 
     assert run.received == 4  # the whole folder again, under its new UIDs
+    # What the run did: the three known messages linked, not tracked again (issue 11).
+    assert (run.tracked, run.linked) == (1, 3)
     assert EmailActivity.objects.filter(direction="incoming").count() == 4
     assert set(Receipt.objects.filter(mailbox=alice).values_list("server_id", flat=True)) == {
         f"4242:{uid}" for uid in range(1, 5)

@@ -130,23 +130,6 @@ def test_one_message_without_message_id_delivered_and_appended_is_one_activity(s
     assert len(incoming()) == 1
 
 
-# --- run counters ------------------------------------------------------------------------------------
-
-
-def test_a_folder_read_again_counts_linked_not_tracked(stack):
-    alice = stack.user_mailbox("alice")
-    for number in range(3):
-        stack.deliver(alice, messages.simple(to=alice.email_address, subject=f"Before {number}"))
-    sync_incoming(mailbox=alice)
-    stack.dovecot.set_uidvalidity(alice.email_address, "INBOX", 4343)
-    stack.deliver(alice, messages.simple(to=alice.email_address, subject="After"))
-
-    run = sync_incoming(mailbox=alice)
-
-    assert (run.received, run.tracked, run.linked) == (4, 1, 3)
-    assert run.tracked == EmailActivity.objects.filter(direction="incoming").count() - 3
-
-
 # --- mailing lists and robots ------------------------------------------------------------------------
 
 
