@@ -117,7 +117,7 @@ def _add_parties(email: EmailActivity, parsed: ParsedMessage, parties: tracking.
         (ActivityParty.Role.TO, parsed.to),
         (ActivityParty.Role.CC, parsed.cc),
     ]
-    parties.lookup(address.address for _, addresses in roles for address in addresses)
+    parties.lookup(address.address for address in parsed.addresses)
     records = []
     for role, addresses in roles:
         for address in addresses:

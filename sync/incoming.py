@@ -159,7 +159,7 @@ def _receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> R
         return _automatic_receipt(source, parsed, raw)
     scope = current_scope()
     organization, parties = scope.organization, scope.parties
-    parties.lookup(a.address for a in [*([parsed.sender] if parsed.sender else []), *parsed.to, *parsed.cc])
+    parties.lookup(a.address for a in parsed.addresses)  # the sender and the parties, in one query
     sender = parties.of(parsed.sender.address) if parsed.sender else None
     copy_owner = tracking.copy_owner_for(mailbox, sender, organization)
     existing = EmailActivity.objects.filter(message_identity=parsed.identity, copy_owner=copy_owner).first()

@@ -101,6 +101,11 @@ class ParsedMessage:
     # What tells two messages sharing a Message-ID apart (see ``content_fingerprint``).
     fingerprint: str = ""
 
+    @property
+    def addresses(self) -> list[Address]:
+        """Everyone on the message: the sender, then To and Cc."""
+        return [*([self.sender] if self.sender else []), *self.to, *self.cc]
+
     def header(self, name: str) -> str:
         """A header's first value, decoded (RFC 2047); '' when absent."""
         raw = self.headers.get(name.lower())

@@ -147,8 +147,7 @@ def subject_keywords(subject: str, organization: OrganizationSettings) -> list[s
 def recipient_addresses(parsed: ParsedMessage, organization: OrganizationSettings) -> list[str]:
     """Every address on the message, sender included, so a reply (which swaps
     sender and recipient) shares them; lower-cased, at most the maximum."""
-    addresses = [parsed.sender, *parsed.to, *parsed.cc] if parsed.sender else [*parsed.to, *parsed.cc]
-    unique = sorted({a.address.lower() for a in addresses if a is not None})
+    unique = sorted({a.address.lower() for a in parsed.addresses})
     return unique[: organization.smart_matching_max_hash_count]
 
 
