@@ -3,6 +3,7 @@ attachments and raw message (called inside the incoming transaction)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.files.base import ContentFile
@@ -18,7 +19,36 @@ from crm.models import (
 )
 from mailboxes.models import Mailbox
 from sync import auto_replies, clock, parsing, tracking
+from sync.models import EmailHash
 from sync.parsing import Address, ParsedMessage, identity_for
+
+
+@dataclass
+class NewActivity:
+    """A tracked incoming message as the rows it becomes, not yet saved: the
+    activity, its parties, attachments and fingerprints, and its queue item."""
+
+    email: EmailActivity
+    parties: list[ActivityParty]
+    attachments: list[EmailAttachment]
+    hashes: list[EmailHash]
+    queue_item: QueueItem | None
+
+    def save(self) -> EmailActivity:
+        """One message's rows (a batch saves many at once: ``save_all``)."""
+        self.email.save()
+        save_all([self])
+        return self.email
+
+
+def save_all(activities: list[NewActivity]) -> None:
+    """The rows that hang off activities already saved (or given their keys), one
+    INSERT per table for all of them."""
+    ActivityParty.objects.bulk_create([p for a in activities for p in a.parties])
+    EmailAttachment.objects.bulk_create([f for a in activities for f in a.attachments])
+    EmailHash.objects.bulk_create([h for a in activities for h in a.hashes])
+    # The queue may hold the email already (linked from another of its mailboxes).
+    QueueItem.objects.bulk_create([a.queue_item for a in activities if a.queue_item], ignore_conflicts=True)
 
 
 def create_incoming_activity(
@@ -31,15 +61,38 @@ def create_incoming_activity(
     parties: tracking.Parties,
     copy_owner: CrmUser | None = None,
 ) -> EmailActivity:
-    organization = parties.organization
-    correlated = correlation.email
     if mailbox.user is not None and parsed.sender is not None and tracking.creates_contact(mailbox, parsed):
         contact = create_contact_for_sender(sender=parsed.sender, owner=mailbox.user)
         parties.remember(parsed.sender.address, ("contact", contact.pk))
-    email = EmailActivity.objects.create(
+    return build_incoming_activity(
+        mailbox=mailbox,
+        parsed=parsed,
+        raw=raw,
+        correlation=correlation,
+        server_received_on=server_received_on,
+        parties=parties,
+        copy_owner=copy_owner,
+    ).save()
+
+
+def build_incoming_activity(
+    *,
+    mailbox: Mailbox,
+    parsed: ParsedMessage,
+    raw: bytes,
+    correlation: tracking.Correlation,
+    server_received_on: datetime | None,
+    parties: tracking.Parties,
+    copy_owner: CrmUser | None = None,
+) -> NewActivity:
+    """The rows a tracked message becomes; the raw message and attachments are
+    written to storage when the rows are saved."""
+    organization = parties.organization
+    correlated = correlation.email
+    email = EmailActivity(
         direction=EmailActivity.Direction.INCOMING,
         status=EmailActivity.Status.RECEIVED,
-        owner=copy_owner or mailbox.user or (mailbox.queue.owner if mailbox.queue else None),
+        owner_id=_owner_id(mailbox, copy_owner),
         copy_owner=copy_owner,
         subject=parsed.subject,
         body_text=parsed.body_text,
@@ -52,20 +105,30 @@ def create_incoming_activity(
         tracking_token=tracking.tracking_token_in(parsed.subject, organization),
         conversation_id=tracking.conversation_of(parsed, correlated),
         conversation_index=parsed.header("thread-index").strip()[:500],
-        regarding_account=correlated.regarding_account if correlated else None,
-        regarding_contact=correlated.regarding_contact if correlated else None,
-        regarding_lead=correlated.regarding_lead if correlated else None,
+        # By key: the correlated email's records are not loaded to copy them.
+        regarding_account_id=correlated.regarding_account_id if correlated else None,
+        regarding_contact_id=correlated.regarding_contact_id if correlated else None,
+        regarding_lead_id=correlated.regarding_lead_id if correlated else None,
         correlation_method=correlation.method,
         correlated_email=correlated,
         received_on=server_received_on or parsed.date,
         raw_message=ContentFile(raw, name="message.eml"),
     )
-    _add_parties(email, parsed, parties)
-    _add_attachments(email, parsed, organization)
-    tracking.remember_hashes(email=email, parsed=parsed, organization=organization)
-    if mailbox.queue_id:
-        QueueItem.objects.get_or_create(queue_id=mailbox.queue_id, email=email)
-    return email
+    return NewActivity(
+        email=email,
+        parties=_parties(email, parsed, parties),
+        attachments=_attachments(email, parsed, organization),
+        hashes=tracking.hashes_of(email=email, parsed=parsed, organization=organization),
+        queue_item=QueueItem(queue_id=mailbox.queue_id, email=email) if mailbox.queue_id else None,
+    )
+
+
+def _owner_id(mailbox: Mailbox, copy_owner: CrmUser | None) -> int | None:
+    if copy_owner is not None:
+        return copy_owner.pk
+    if mailbox.user_id is not None:
+        return mailbox.user_id
+    return mailbox.queue.owner_id if mailbox.queue is not None else None
 
 
 def create_contact_for_sender(*, sender: Address, owner: CrmUser) -> Contact:
@@ -111,7 +174,7 @@ def record_delivery_failure(*, report: auto_replies.DeliveryReport) -> EmailActi
     return original
 
 
-def _add_parties(email: EmailActivity, parsed: ParsedMessage, parties: tracking.Parties) -> None:
+def _parties(email: EmailActivity, parsed: ParsedMessage, parties: tracking.Parties) -> list[ActivityParty]:
     roles: list[tuple[str, list[Address]]] = [
         (ActivityParty.Role.FROM, [parsed.sender] if parsed.sender else []),
         (ActivityParty.Role.TO, parsed.to),
@@ -129,11 +192,14 @@ def _add_parties(email: EmailActivity, parsed: ParsedMessage, parties: tracking.
                 kind, pk = resolved
                 setattr(party, f"{kind}_id", pk)
             records.append(party)
-    ActivityParty.objects.bulk_create(records)
+    return records
 
 
-def _add_attachments(email: EmailActivity, parsed: ParsedMessage, organization: OrganizationSettings) -> None:
+def _attachments(
+    email: EmailActivity, parsed: ParsedMessage, organization: OrganizationSettings
+) -> list[EmailAttachment]:
     limit = organization.max_attachment_size_kb * 1024
+    records = []
     for attachment in parsed.attachments:
         record = EmailAttachment(
             email=email,
@@ -146,5 +212,7 @@ def _add_attachments(email: EmailActivity, parsed: ParsedMessage, organization: 
             limit_kb = organization.max_attachment_size_kb
             record.skipped_reason = f"Larger than the organization's maximum attachment size ({limit_kb} KB)."
         else:
-            record.content.save("attachment", ContentFile(attachment.data), save=False)
-        record.save()
+            # Written to storage when the row is saved.
+            record.content = ContentFile(attachment.data, name="attachment")
+        records.append(record)
+    return records

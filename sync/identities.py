@@ -29,18 +29,32 @@ def distinct_identity(parsed: ParsedMessage) -> str:
     """``parsed.identity``, or its variant when another message holds that
     Message-ID with other content. Records without a fingerprint (email the CRM
     sent, messages stored before fingerprints) never make a message a variant."""
-    base = parsed.identity
-    if not base.startswith(_BY_MESSAGE_ID) or not parsed.fingerprint or "#" in base:
-        return base
-    other = ["", parsed.fingerprint]
+    if not can_vary(parsed):
+        return parsed.identity
+    base, other = parsed.identity, ["", parsed.fingerprint]
     receipts = Receipt.objects.filter(message_identity=base).exclude(content_fingerprint__in=other)
     emails = EmailActivity.objects.filter(message_identity=base, copy_owner__isnull=True).exclude(
         content_fingerprint__in=other
     )
     # One round trip for both (each side an index lookup on the identity).
     held_by_other = receipts.values("pk")[:1].union(emails.values("pk")[:1], all=True).exists()
-    if not held_by_other:
-        return base
+    return variant_of(parsed) if held_by_other else base
+
+
+def can_vary(parsed: ParsedMessage) -> bool:
+    """Only a message known by its Message-ID, with a fingerprint, can be a variant."""
+    base = parsed.identity
+    return base.startswith(_BY_MESSAGE_ID) and bool(parsed.fingerprint) and "#" not in base
+
+
+def holds_other_content(fingerprint: str, parsed: ParsedMessage) -> bool:
+    """Whether a record of ``parsed``'s identity with ``fingerprint`` is another message."""
+    return fingerprint not in ("", parsed.fingerprint)
+
+
+def variant_of(parsed: ParsedMessage) -> str:
+    """The identity of a message that shares its Message-ID with other content."""
+    base = parsed.identity
     if len(base) + 1 + VARIANT_DIGITS > IDENTITY_MAX_LENGTH:
         base = "midhash:" + hashlib.sha256(base.encode()).hexdigest()  # a very long Message-ID
     return f"{base}#{parsed.fingerprint[:VARIANT_DIGITS]}"

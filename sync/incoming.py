@@ -25,6 +25,7 @@ from sync import (
     activity_store,
     alerts,
     auto_replies,
+    batch_store,
     clock,
     identities,
     mailbox_state,
@@ -46,14 +47,13 @@ from sync.models import (
     SyncOutcome,
     SyncRun,
 )
+from sync.receipts import TEST_MESSAGE_HEADER, Source, build_receipt
 from sync.server_settings import incoming_settings, profile_of
 
 INBOX = "INBOX"
 # A batch of messages is committed after this long even when not full, so a
 # message stored in it is not held invisible (and its identity locked) for long.
 BATCH_SECONDS = 1.0
-# A message carrying this header was sent by serversync's own test & enable round trip.
-TEST_MESSAGE_HEADER = "x-serversync-test"
 
 
 @dataclass
@@ -70,16 +70,6 @@ class Budget:
 
     def spend(self) -> None:
         self.used += 1
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a message was seen."""
-
-    mailbox: Mailbox
-    folder: str
-    server_id: str
-    server_received_on: datetime | None = None
 
 
 class RunScope:
@@ -139,12 +129,33 @@ def _store(
             parsed = parsing.parse(raw)
     except MessageError as error:
         return quarantine(source=source, raw=raw, error=error, advance=advance)
+    return _store_parsed(source, parsed, raw, advance, limit)
+
+
+def _store_parsed(
+    source: Source,
+    parsed: parsing.ParsedMessage,
+    raw: bytes,
+    advance: Callable[[], None],
+    limit: time_limits.MessageTimeLimit,
+) -> Receipt:
     with transaction.atomic():
         limit.bound_statements()
         receipt = _receipt_for(source, parsed, raw)
         limit.check()
         advance()
         return receipt
+
+
+def _one_by_one(item: batch_store.Pending) -> Receipt:
+    """A message of a batch through the one-message pipeline (in its own savepoint,
+    with its own time limit); the batch moves the cursor."""
+    limit = time_limits.MessageTimeLimit(settings.SYNC_MESSAGE_MAX_SECONDS)
+    try:
+        with limit.running():
+            return _store_parsed(item.source, item.parsed, item.raw, _stays, limit)
+    except time_limits.MessageTooSlow as error:
+        return quarantine(source=item.source, raw=item.raw, error=error, advance=_stays)
 
 
 def _receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> Receipt:
@@ -219,19 +230,9 @@ def _link(source: Source, parsed: parsing.ParsedMessage, email: EmailActivity) -
 def _new_receipt(
     source: Source, parsed: parsing.ParsedMessage, outcome: str, *, email: EmailActivity | None = None
 ) -> Receipt:
-    return Receipt.objects.create(
-        mailbox=source.mailbox,
-        folder=source.folder,
-        server_id=source.server_id,
-        message_identity=parsed.identity,
-        content_fingerprint=parsed.fingerprint,
-        message_id=parsed.message_id[:998],
-        subject=parsed.subject,
-        sender=parsed.sender.address[:320] if parsed.sender else "",
-        outcome=outcome,
-        email=email,
-        server_received_on=source.server_received_on,
-    )
+    receipt = build_receipt(source, parsed, outcome, email=email)
+    receipt.save()
+    return receipt
 
 
 def quarantine(
@@ -474,7 +475,7 @@ class _ImapFolderRun:
         self.cutoff = _cutoff(mailbox)
         self.processed: list[int] = []
         self._transaction: transaction.Atomic | None = None
-        self._pending: list[tuple[int, Receipt | None]] = []
+        self._pending: list[tuple[int, Receipt | batch_store.Pending | None]] = []
         self._opened = 0.0
 
     def _source(self, uid: int, received: datetime | None) -> Source:
@@ -492,10 +493,11 @@ class _ImapFolderRun:
             too_big = MessageError(
                 f"The message is {fetched.size:,} bytes, over the limit of {limit:,}.", code="too_large"
             )
-            receipt = quarantine(source=source, raw=None, error=too_big, advance=_stays)
+            self._done(fetched.uid, quarantine(source=source, raw=None, error=too_big, advance=_stays))
+        elif self.mailbox.is_forward_mailbox:
+            self._done(fetched.uid, store_message(source=source, raw=fetched.raw, advance=_stays))
         else:
-            receipt = store_message(source=source, raw=fetched.raw, advance=_stays)
-        self._done(fetched.uid, receipt)
+            self._done(fetched.uid, _parsed_or_quarantined(source, fetched.raw))
 
     def quarantine_unfetchable(self, error: MessageError) -> None:
         uid = getattr(error, "uid", 0)
@@ -512,16 +514,18 @@ class _ImapFolderRun:
             # rolls back, and it is quarantined as too slow).
             time_limits.bound_transaction(settings.SYNC_MESSAGE_MAX_SECONDS)
 
-    def _done(self, uid: int, receipt: Receipt | None) -> None:
-        self._pending.append((uid, receipt))
+    def _done(self, uid: int, outcome: Receipt | batch_store.Pending | None) -> None:
+        self._pending.append((uid, outcome))
         full = len(self._pending) >= settings.SYNC_BATCH_MESSAGES
         if full or time.monotonic() - self._opened >= BATCH_SECONDS:
             self.commit()
 
     def commit(self) -> None:
-        """Advance the cursor past the batch and commit; then count what it stored."""
+        """Store the batch's parsed messages, advance the cursor past the batch and
+        commit; then count what it stored."""
         if self._transaction is None:
             return
+        receipts = self._store_parsed()
         last_uid = self._pending[-1][0]
         FolderCursor.objects.filter(pk=self.cursor.pk).update(
             last_uid=last_uid, highestmodseq=self.state.highestmodseq
@@ -529,16 +533,38 @@ class _ImapFolderRun:
         current, self._transaction = self._transaction, None
         current.__exit__(None, None, None)
         pending, self._pending = self._pending, []
-        for uid, receipt in pending:
+        for (uid, _), receipt in zip(pending, receipts, strict=True):
             if receipt is not None:
                 _count(self.run, receipt)
                 self.processed.append(uid)
+
+    def _store_parsed(self) -> list[Receipt | None]:
+        """Each pending message's receipt: the parsed ones stored together."""
+        parsed = [outcome for _, outcome in self._pending if isinstance(outcome, batch_store.Pending)]
+        stored = iter(
+            batch_store.store_batch(parsed, parties=current_scope().parties, one_by_one=_one_by_one)
+        )
+        return [
+            next(stored) if isinstance(outcome, batch_store.Pending) else outcome
+            for _, outcome in self._pending
+        ]
 
     def abort(self, error: BaseException) -> None:
         """Roll the open batch back: none of it happened, the cursor did not move."""
         current, self._transaction, self._pending = self._transaction, None, []
         if current is not None:
             current.__exit__(type(error), error, error.__traceback__)
+
+
+def _parsed_or_quarantined(source: Source, raw: bytes) -> Receipt | batch_store.Pending:
+    """A fetched message parsed for its batch, or quarantined when it cannot be
+    parsed in time."""
+    limit = time_limits.MessageTimeLimit(settings.SYNC_MESSAGE_MAX_SECONDS)
+    try:
+        with limit.interruptible():
+            return batch_store.Pending(source, raw, parsing.parse(raw))
+    except MessageError as error:
+        return quarantine(source=source, raw=raw, error=error, advance=_stays)
 
 
 def _stays() -> None:

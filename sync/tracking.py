@@ -78,10 +78,7 @@ def correlate(parsed: ParsedMessage, organization: OrganizationSettings) -> Corr
 def _replied_to(parsed: ParsedMessage) -> EmailActivity | None:
     """The CRM email this one answers: the nearest of In-Reply-To, then References
     from the newest back, in one query for all of them."""
-    identities = [
-        identity_for(message_id, b"")
-        for message_id in [*reversed(parsed.in_reply_to), *reversed(parsed.references)]
-    ]
+    identities = replied_to_identities(parsed)
     if not identities:
         return None
     found = {
@@ -89,6 +86,14 @@ def _replied_to(parsed: ParsedMessage) -> EmailActivity | None:
         for email in EmailActivity.objects.filter(message_identity__in=identities, copy_owner__isnull=True)
     }
     return next((found[identity] for identity in identities if identity in found), None)
+
+
+def replied_to_identities(parsed: ParsedMessage) -> list[str]:
+    """The identities of the messages this one answers, nearest first."""
+    return [
+        identity_for(message_id, b"")
+        for message_id in [*reversed(parsed.in_reply_to), *reversed(parsed.references)]
+    ]
 
 
 def conversation_id_for(parsed: ParsedMessage) -> str:
@@ -118,9 +123,14 @@ def thread_index_header(parsed: ParsedMessage) -> bytes:
     return decoded[:THREAD_INDEX_HEADER_BYTES] if len(decoded) >= THREAD_INDEX_HEADER_BYTES else b""
 
 
+def continues_conversation(parsed: ParsedMessage) -> bool:
+    """Whether the message's headers point at an earlier one (a message that
+    starts a conversation has nothing earlier to join)."""
+    return bool(thread_index_header(parsed) or parsed.references or parsed.in_reply_to)
+
+
 def _in_conversation(parsed: ParsedMessage) -> Correlation | None:
-    # A message that starts a conversation has nothing earlier to join.
-    if not (thread_index_header(parsed) or parsed.references or parsed.in_reply_to):
+    if not continues_conversation(parsed):
         return None
     found = (
         EmailActivity.objects.filter(conversation_id=conversation_id_for(parsed), copy_owner__isnull=True)
@@ -165,11 +175,18 @@ def remember_hashes(
 ) -> None:
     """Store an email's smart-matching fingerprints (whether or not smart matching
     is on now, so turning it on finds the last 90 days)."""
+    EmailHash.objects.bulk_create(hashes_of(email=email, parsed=parsed, organization=organization))
+
+
+def hashes_of(
+    *, email: EmailActivity, parsed: ParsedMessage, organization: OrganizationSettings
+) -> list[EmailHash]:
+    """An email's smart-matching fingerprints as rows, not yet saved."""
     now = clock.now()
-    EmailHash.objects.bulk_create(
+    return [
         EmailHash(email=email, kind=kind, value=value, created_on=now)
         for kind, value in _hashes(parsed, organization)
-    )
+    ]
 
 
 def _smart_match(parsed: ParsedMessage, organization: OrganizationSettings) -> Correlation | None:
@@ -338,9 +355,15 @@ def copy_owner_for(
 def creates_contact(mailbox: Mailbox, parsed: ParsedMessage) -> bool:
     """The owner's personal option: an unknown sender of tracked mail becomes a
     contact. Queues have no such option; a known address (active or not) is never duplicated."""
-    if mailbox.user is None or not mailbox.user.auto_create_contacts or parsed.sender is None:
+    if not may_create_contact(mailbox, parsed) or parsed.sender is None:
         return False
     return not _matching_rows({parsed.sender.address.lower()}, active_only=False)
+
+
+def may_create_contact(mailbox: Mailbox, parsed: ParsedMessage) -> bool:
+    """Whether the owner's option could make a contact of the sender (without
+    asking the database whether the sender is known)."""
+    return mailbox.user is not None and mailbox.user.auto_create_contacts and parsed.sender is not None
 
 
 def _pk(record: int | Model) -> int | None:
