@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import errors as email_errors
@@ -28,8 +28,9 @@ from crm.models import ActivityParty, EmailActivity, EmailAttachment, Organizati
 from mailboxes.models import ApprovalStatus, Mailbox
 from profiles.models import ServerType
 from sync import activity_store, alerts, clock, mailbox_state, parsing
+from sync.connectors.base import SendResult
 from sync.connectors.imap import ImapConnection
-from sync.connectors.smtp import SmtpConnection
+from sync.connectors.smtp import SmtpConnection, Submission
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, OutgoingClaim, SyncKind, SyncOutcome, SyncRun, TrackingTokenSequence
 from sync.server_settings import incoming_settings, outgoing_settings
@@ -73,23 +74,19 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
     """Send this mailbox's pending email over one SMTP connection."""
     run = SyncRun.objects.create(mailbox=mailbox, kind=SyncKind.OUTGOING, started_on=clock.now())
     emails = list(_batch(mailbox))
-    sent: list[EmailActivity] = []
-    rate_limited = False
+    sending: _Sending | None = None
     try:
         if emails:
             organization = OrganizationSettings.load()
             with SmtpConnection(outgoing_settings(mailbox)) as smtp:
-                for email in emails:
-                    if send_slot_free_on(mailbox) is not None:
-                        rate_limited = True  # the scheduler brings the mailbox back when a slot frees
-                        break
-                    if _send_one(smtp, mailbox, email, run, organization):
-                        sent.append(email)
+                sending = _Sending(smtp, mailbox, run, organization)
+                sending.send_all(emails)
     except (TransientError, PermanentError) as error:
         alerts.run_finish(run, SyncOutcome.FAILED, error)
         mailbox_state.record_failure(mailbox=mailbox, kind=SyncKind.OUTGOING, error=error)
         return run
-    _copy_to_sent_folder(mailbox, sent)
+    _copy_to_sent_folder(mailbox, sending.sent if sending else [])
+    rate_limited = sending is not None and sending.rate_limited
     stopped = rate_limited or len(emails) >= settings.SYNC_RUN_MAX_MESSAGES
     alerts.run_finish(run, SyncOutcome.PARTIAL if stopped else SyncOutcome.SUCCESS)
     mailbox_state.record_success(
@@ -138,37 +135,117 @@ def send_slot_free_on(mailbox: Mailbox) -> datetime | None:
     return sent_on[over] + RATE_WINDOW if over < len(sent_on) else now + RATE_WINDOW
 
 
-def _send_one(
-    smtp: SmtpConnection,
-    mailbox: Mailbox,
-    email: EmailActivity,
-    run: SyncRun,
-    organization: OrganizationSettings,
-) -> bool:
-    claim = claim_email(email=email, mailbox=mailbox, organization=organization)
-    if claim is None:
-        return False
-    try:
-        message = build_message(email=email, mailbox=mailbox)
-        result = smtp.send(message.raw, mail_from=mailbox.email_address, rcpt_to=message.recipients)
-    except MessageError as error:
-        _mark_failed(email, claim, error.message)
-        run.failed += 1
-        return False
-    except TransientError as error:
-        if error.code == "outcome_unknown":
+@dataclass(frozen=True)
+class _Ready:
+    """An email claimed (durably: before any of it goes out) and written."""
+
+    email: EmailActivity
+    claim: OutgoingClaim
+    message: OutgoingMessage
+
+
+class _Sending:
+    """A run's emails over one connection, with one message in flight: a server
+    delivers a message before it answers the end of its data (tens of
+    milliseconds here), and that is when the email before it is recorded Sent
+    and the next one claimed and written, so neither the statements, nor the
+    claim's disk flush, nor writing the MIME message add to the run's time.
+
+    Never twice still holds: an email goes out only under a claim committed
+    before (one claimed ahead at most: should the run stop before its turn, it
+    is given back to Pending Send, its attempt not counted), and an email the
+    server took stays Sending until it is recorded, so a worker that dies in
+    between leaves it (and the one claimed ahead) to be settled as "outcome
+    unknown", never resent."""
+
+    def __init__(
+        self, smtp: SmtpConnection, mailbox: Mailbox, run: SyncRun, organization: OrganizationSettings
+    ) -> None:
+        self.smtp, self.mailbox, self.run, self.organization = smtp, mailbox, run, organization
+        self.sent: list[EmailActivity] = []
+        self.rate_limited = False
+        self._ready: _Ready | None = None  # claimed ahead, not submitted yet
+        self._accepted: tuple[_Ready, SendResult] | None = None  # taken by the server, not recorded yet
+
+    def send_all(self, emails: Iterable[EmailActivity]) -> None:
+        queue = iter(emails)
+        try:
+            self._ready = self._next(queue)
+            while self._ready is not None:
+                ready, self._ready = self._ready, None
+                submission = self._submit(ready)
+                try:  # while the server delivers `ready`:
+                    self._record_accepted()
+                    self._ready = self._next(queue)
+                finally:  # its verdict is read even if the work meanwhile failed
+                    if submission is not None:
+                        self._conclude(ready, submission)
+        except (TransientError, PermanentError):
+            if self._ready is not None:
+                _give_back(self._ready.email, self._ready.claim)
+            raise
+        finally:
+            self._record_accepted()
+
+    def _next(self, queue: Iterator[EmailActivity]) -> _Ready | None:
+        """The next email claimed and written, or None when there is none (or the rate limit says wait)."""
+        for email in queue:
+            if send_slot_free_on(self.mailbox) is not None:
+                self.rate_limited = True  # the scheduler brings the mailbox back when a slot frees
+                return None
+            claim = claim_email(email=email, mailbox=self.mailbox, organization=self.organization)
+            if claim is None:
+                continue
+            try:
+                return _Ready(email, claim, build_message(email=email, mailbox=self.mailbox))
+            except MessageError as error:
+                self._settle_failure(email, claim, error)
+        return None
+
+    def _submit(self, ready: _Ready) -> Submission | None:
+        """The message sent up to the end of its data; None when the server refused it before."""
+        message = ready.message
+        try:
+            return self.smtp.submit(
+                message.raw, mail_from=self.mailbox.email_address, rcpt_to=message.recipients
+            )
+        except SyncError as error:
+            if self._settle_failure(ready.email, ready.claim, error):
+                raise
+            return None
+
+    def _conclude(self, ready: _Ready, submission: Submission) -> None:
+        try:
+            result = submission.result()
+        except SyncError as error:
+            if self._settle_failure(ready.email, ready.claim, error):
+                raise
+            return
+        crash_point("after_smtp_data")
+        self._accepted = (ready, result)
+
+    def _record_accepted(self) -> None:
+        if self._accepted is None:
+            return
+        (ready, result), self._accepted = self._accepted, None
+        _mark_sent(ready.email, ready.claim, ready.message, self.organization, refused=result.refused)
+        self.run.sent += 1
+        self.sent.append(ready.email)
+
+    def _settle_failure(self, email: EmailActivity, claim: OutgoingClaim, error: SyncError) -> bool:
+        """Record why this email was not sent; True when the error stops the whole run."""
+        if isinstance(error, MessageError):
+            _mark_failed(email, claim, error.message)
+        elif isinstance(error, TransientError) and error.code == "outcome_unknown":
             mark_outcome_unknown(email_id=email.pk, reason=error.message)
-            run.failed += 1
-            return False
-        _retry_later(email, claim, error)
-        raise
-    except PermanentError:
-        _release(email, claim)  # not this email's fault: it waits for the mailbox to work again
-        raise
-    crash_point("after_smtp_data")
-    _mark_sent(email, claim, message, organization, refused=result.refused)
-    run.sent += 1
-    return True
+        elif isinstance(error, TransientError):
+            _retry_later(email, claim, error)
+            return True
+        else:
+            _release(email, claim)  # not this email's fault: it waits for the mailbox to work again
+            return True
+        self.run.failed += 1
+        return False
 
 
 @transaction.atomic
@@ -447,6 +524,18 @@ def _retry_later(email: EmailActivity, claim: OutgoingClaim, error: SyncError) -
     with transaction.atomic():
         OutgoingClaim.objects.filter(pk=claim.pk).update(
             next_attempt_on=clock.now() + delay, last_error=error.message
+        )
+        EmailActivity.objects.filter(pk=email.pk, status=EmailActivity.Status.SENDING).update(
+            status=EmailActivity.Status.PENDING_SEND
+        )
+
+
+def _give_back(email: EmailActivity, claim: OutgoingClaim) -> None:
+    """An email claimed ahead that the run stopped before sending: Pending Send
+    again, due at once, and the attempt it never had not counted."""
+    with transaction.atomic():
+        OutgoingClaim.objects.filter(pk=claim.pk).update(
+            next_attempt_on=clock.now(), attempts=F("attempts") - 1
         )
         EmailActivity.objects.filter(pk=email.pk, status=EmailActivity.Status.SENDING).update(
             status=EmailActivity.Status.PENDING_SEND

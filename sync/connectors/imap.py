@@ -61,6 +61,7 @@ class ImapConnection:
         self.settings = settings
         self._client: IMAPClient | None = None
         self._folder = ""
+        self._condstore = False
 
     def __enter__(self) -> ImapConnection:
         self.connect()
@@ -78,7 +79,9 @@ class ImapConnection:
             with self._translated():
                 self._client = self._open()
                 self._authenticate(self._client)
-                self._enable_condstore(self._client)
+                # Read now, from the login's answer (RFC 3501 lets it carry the capabilities,
+                # and Dovecot and most servers do): SELECT drops that answer.
+                self._condstore = self._client.has_capability("CONDSTORE")
         except SyncError:
             self.close(logout=False)
             raise
@@ -107,11 +110,6 @@ class ImapConnection:
             client.plain_login(s.username, s.password, authorization_identity=s.act_as)
         else:
             client.login(s.username, s.password)
-
-    def _enable_condstore(self, client: IMAPClient) -> None:
-        # Without ENABLE CONDSTORE the server leaves HIGHESTMODSEQ out of SELECT.
-        if client.has_capability("CONDSTORE") and client.has_capability("ENABLE"):
-            client.enable("CONDSTORE")
 
     def close(self, *, logout: bool = True) -> None:
         client, self._client = self._client, None
@@ -153,7 +151,7 @@ class ImapConnection:
     def select(self, folder: str, readonly: bool = True) -> FolderState:
         """SELECT, or EXAMINE when ``readonly`` (nothing can change by accident)."""
         with self._translated(folder):
-            info = self._imap.select_folder(folder, readonly=readonly)
+            info = self._select_folder(folder, readonly)
         self._folder = folder
         return FolderState(
             name=folder,
@@ -162,6 +160,19 @@ class ImapConnection:
             highestmodseq=_optional_int(info.get(b"HIGHESTMODSEQ")),
             exists=int(info.get(b"EXISTS", 0)),
         )
+
+    def _select_folder(self, folder: str, readonly: bool) -> dict[bytes, Any]:
+        client = self._imap
+        if not self._condstore:
+            return client.select_folder(folder, readonly=readonly)
+        # Without CONDSTORE enabled the server leaves HIGHESTMODSEQ out of the answer.
+        # The SELECT / EXAMINE parameter enables it (RFC 7162 3.1.8) in the same round
+        # trip, where ENABLE CONDSTORE would cost one of its own on every connection.
+        # imapclient's select_folder takes no parameters, so this is what it does, with one.
+        mailbox = client._normalise_folder(folder) + b" (CONDSTORE)"
+        typ, data = client._imap.select(mailbox, readonly)
+        client._checkok("select", typ, data)
+        return dict(client._process_select_response(client._imap.untagged_responses))
 
     def find_sent_folder(self) -> str:
         """The folder flagged ``\\Sent`` (RFC 6154), else one named like a Sent folder."""

@@ -2,6 +2,9 @@
 
 ``with SmtpConnection(settings) as smtp: smtp.send(raw, mail_from=..., rcpt_to=[...])``
 
+or, to work while the server delivers, ``submission = smtp.submit(...)``, other
+work, then ``submission.result()``.
+
 - TLS as the settings say: implicit (SMTPS), STARTTLS (required: a server
   that does not offer it is refused) or none; the certificate is always
   verified (``ca_file`` replaces the system's CAs, never switches checks off).
@@ -56,6 +59,7 @@ class SmtpConnection:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self._client: smtplib.SMTP | None = None
+        self._awaiting: Submission | None = None  # a message whose final reply is unread
 
     def __enter__(self) -> SmtpConnection:
         self.open()
@@ -81,6 +85,7 @@ class SmtpConnection:
     def close(self) -> None:
         """QUIT politely; a connection that is already gone is just dropped."""
         client, self._client = self._client, None
+        self._awaiting = None  # its reply, if any, is lost with the connection: outcome unknown
         if client is None:
             return
         try:
@@ -169,6 +174,15 @@ class SmtpConnection:
     def send(self, raw: bytes, *, mail_from: str, rcpt_to: list[str]) -> SendResult:
         """Send ``raw`` unchanged to ``rcpt_to``; recipients the server refused are in
         the result as long as it took at least one."""
+        return self.submit(raw, mail_from=mail_from, rcpt_to=rcpt_to).result()
+
+    def submit(self, raw: bytes, *, mail_from: str, rcpt_to: list[str]) -> Submission:
+        """``send`` up to the end of the data, without waiting for the server's verdict:
+        a server delivers before it answers (tens of milliseconds), and the caller
+        may spend that time on other work before it reads the verdict with
+        ``Submission.result()``. The connection takes no other command until then."""
+        if self._awaiting is not None:
+            raise RuntimeError("The previous message's reply has not been read yet.")
         if not rcpt_to:
             raise MessageError("The message has no recipients.", code="no_recipients")
         _check_lines(raw)
@@ -176,7 +190,8 @@ class SmtpConnection:
             client = self._mail_from(raw, mail_from, rcpt_to)
             refused = self._rcpt_to(client, rcpt_to)
         self._data(client, raw)
-        return SendResult(refused=refused)
+        self._awaiting = Submission(self, client, refused)
+        return self._awaiting
 
     def _mail_from(self, raw: bytes, mail_from: str, rcpt_to: list[str]) -> smtplib.SMTP:
         """MAIL FROM, on a fresh connection if the server dropped the idle one."""
@@ -240,9 +255,13 @@ class SmtpConnection:
         if code != 354:
             self._reset(client)
             raise self._message_refused(code, reply)
-        code, reply = self._final_reply(client)
+
+    def _verdict(self, submission: Submission) -> SendResult:
+        self._awaiting = None
+        code, reply = self._final_reply(submission.client)
         if code != 250:
             raise self._message_refused(code, reply)
+        return SendResult(refused=submission.refused)
 
     def _final_reply(self, client: smtplib.SMTP) -> tuple[int, bytes]:
         """The reply to the end of the data: from here on the message may be delivered."""
@@ -359,6 +378,21 @@ class SmtpConnection:
         with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as client:
             client.starttls(context=context)
             return network.peer_certificate(client.sock) if client.sock is not None else None
+
+
+class Submission:
+    """A message sent up to the end of its data, its verdict not read yet."""
+
+    def __init__(self, connection: SmtpConnection, client: smtplib.SMTP, refused: dict[str, str]) -> None:
+        self._connection = connection
+        self.client = client
+        self.refused = refused
+
+    def result(self) -> SendResult:
+        """The server's verdict: a SendResult when it took the message; MessageError or
+        TransientError when it refused it; TransientError(code="outcome_unknown") when
+        the connection was lost before it answered."""
+        return self._connection._verdict(self)
 
 
 def _check_lines(raw: bytes) -> None:
