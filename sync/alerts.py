@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Field, Model
 
 from crm.models import OrganizationSettings
 from mailboxes.models import Mailbox
@@ -13,6 +14,9 @@ from profiles.models import EmailServerProfile
 from sync import clock
 from sync.errors import SyncError
 from sync.models import AlertLevel, MailboxAlert, SyncRun
+
+# SQL written by hand, and its parameters.
+Condition = tuple[str, list[str | int | datetime | None]]
 
 _LEVEL_SETTING = {
     AlertLevel.ERROR: "record_error_alerts",
@@ -92,6 +96,34 @@ def resolve_alerts(
     else:
         open_alerts = open_alerts.exclude(code__in=SETTLED_BY_PEOPLE)
     return open_alerts.update(resolved_on=clock.now(), resolved_by=by)
+
+
+def resolvable_sql(*, mailbox: Mailbox, category: str) -> Condition:
+    """Whether ``resolve_alerts(mailbox=mailbox, category=category)`` would close
+    an alert, as an SQL condition (the same WHERE) that a caller asks beside
+    others in one statement: ``mailbox_state.record_success``, on every poll,
+    where building querysets cost more than the statement."""
+    table, key, kind, code, resolved_on = quoted(
+        MailboxAlert, "subject_key", "category", "code", "resolved_on"
+    )
+    settled = sorted(SETTLED_BY_PEOPLE)
+    sql = (
+        f"EXISTS (SELECT 1 FROM {table} WHERE {key} = %s AND {kind} = %s AND {resolved_on} IS NULL "  # noqa: S608
+        f"AND {code} NOT IN ({', '.join(['%s'] * len(settled))}))"
+    )
+    return sql, [subject_key(mailbox=mailbox), category, *settled]
+
+
+def quoted(model: type[Model], *fields: str) -> tuple[str, ...]:
+    """The model's table and the fields' columns, quoted for SQL written by hand
+    (only these identifiers are written into a statement; values are parameters)."""
+    columns = []
+    for name in fields:
+        field = model._meta.get_field(name)
+        if not isinstance(field, Field) or not field.column:
+            raise TypeError(f"{model.__name__}.{name} is not a column")
+        columns.append(connection.ops.quote_name(field.column))
+    return (connection.ops.quote_name(model._meta.db_table), *columns)
 
 
 def alert_acknowledge(*, alert: MailboxAlert, by: Any) -> MailboxAlert:

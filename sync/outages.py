@@ -136,6 +136,29 @@ def server_answered(*, profile: EmailServerProfile | None, kind: str) -> None:
     ).update(resolved_on=clock.now())
 
 
+def outage_sql(*, profile: EmailServerProfile | None, kind: str) -> list[alerts.Condition]:
+    """Whether ``server_answered`` would change a row, as SQL conditions (the
+    WHERE of its two UPDATEs) that a caller asks beside others in one statement:
+    ``mailbox_state.record_success``, on every poll. None true: no outage to end."""
+    if profile is None:
+        return []
+    mailboxes, profile_id, error_code = alerts.quoted(Mailbox, "profile", "last_sync_error_code")
+    table, key, category, code, resolved_on = alerts.quoted(
+        MailboxAlert, "subject_key", "category", "code", "resolved_on"
+    )
+    return [
+        (
+            f"EXISTS (SELECT 1 FROM {mailboxes} WHERE {profile_id} = %s AND {error_code} = %s)",  # noqa: S608
+            [profile.pk, OUTAGE_CODE],
+        ),
+        (
+            f"EXISTS (SELECT 1 FROM {table} WHERE {key} = %s AND {category} = %s AND {code} = %s "  # noqa: S608
+            f"AND {resolved_on} IS NULL)",
+            [alerts.subject_key(profile=profile), kind, OUTAGE_CODE],
+        ),
+    ]
+
+
 def probing_profiles(kind: str) -> set[int]:
     """Profiles in an outage: the dispatcher lets one of their mailboxes probe per interval."""
     held = Mailbox.objects.filter(last_sync_error_code=OUTAGE_CODE, **{f"{kind}_enabled": True})

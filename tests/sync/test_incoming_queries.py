@@ -22,10 +22,11 @@ pytestmark = pytest.mark.django_db
 # already stored, then the activity, its parties, its fingerprints and the receipt,
 # and the savepoints around the message and around the activity (4).
 NEW_TRACKED_MESSAGE = 13
-# The lease check, the mailbox, the folder cursor, the run (one INSERT), the
-# mailbox's alerts and its profile's outage (no rows match: nothing written), and
-# the schedule's release (read and write).
-IDLE_POLL = 10
+# The lease check, the mailbox, the folder cursor, the run (one INSERT), one
+# statement for the mailbox's state, its alerts and its profile's outage (nothing
+# to change: nothing written), and the schedule's release (read and write).
+# Before: 10 (the mailbox, its alerts and the outage's two tables an UPDATE each).
+IDLE_POLL = 7
 
 
 def statements(context: CaptureQueriesContext) -> list[str]:

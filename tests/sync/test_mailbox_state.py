@@ -6,11 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.db import connection
 
 from mailboxes.models import Mailbox
+from sync import outages
 from sync.errors import PermanentError, TransientError
 from sync.mailbox_state import record_failure, record_success
 from sync.models import MailboxAlert, SyncKind
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -62,3 +65,77 @@ def test_success_resets_the_count_and_resolves_the_directions_alerts(world):
     assert (mailbox.incoming_status, mailbox.incoming_transient_failures) == ("success", 0)
     assert mailbox.items_processed_last_sync == 4
     assert not MailboxAlert.objects.filter(mailbox=mailbox, code="timeout", resolved_on__isnull=True).exists()
+
+
+@pytest.fixture(params=["postgresql", "other"])
+def database(request, monkeypatch):
+    """record_success on PostgreSQL (one statement) and as on any other database
+    (SQLite, for make run: two), against the same PostgreSQL."""
+    if request.param != "postgresql":
+        monkeypatch.setattr(connection, "vendor", "sqlite")
+    return request.param
+
+
+def open_codes(subject_key: str) -> set[tuple[str, str]]:
+    alerts = MailboxAlert.objects.filter(subject_key=subject_key, resolved_on__isnull=True)
+    return set(alerts.values_list("category", "code"))
+
+
+def test_success_resolves_its_directions_alerts_but_not_an_interrupted_send_or_the_other_direction(
+    world, database
+):
+    mailbox = world["alice"].mailbox
+    key = f"mailbox:{mailbox.pk}"
+    (standing,) = open_codes(key)  # the persona's own incoming alert
+    factories.alert(mailbox=mailbox, category="incoming", code="outcome_unknown")
+    factories.alert(mailbox=mailbox, category="outgoing", code="timeout")
+
+    record_success(mailbox=mailbox, kind=SyncKind.INCOMING)
+
+    assert standing not in open_codes(key)
+    assert open_codes(key) == {("incoming", "outcome_unknown"), ("outgoing", "timeout")}
+
+
+def test_success_of_one_mailbox_ends_its_profiles_outage(world, database):
+    alice, bob = world["alice"].mailbox, world["bob"].mailbox
+    held_until = T0 + timedelta(minutes=5)
+    Mailbox.objects.filter(pk=bob.pk).update(
+        last_sync_error_code=outages.OUTAGE_CODE, incoming_postponed_until=held_until
+    )
+    profile_key = f"profile:{alice.profile.pk}"
+    factories.alert(profile=alice.profile, category="incoming", code=outages.OUTAGE_CODE)
+
+    record_success(mailbox=alice, kind=SyncKind.INCOMING)
+
+    bob.refresh_from_db()
+    assert (bob.last_sync_error_code, bob.incoming_postponed_until) == ("", None)  # due at once
+    assert ("incoming", outages.OUTAGE_CODE) not in open_codes(profile_key)
+
+
+def test_an_outage_of_another_direction_or_profile_is_left_alone(world, database):
+    alice, bob = world["alice"].mailbox, world["bob"].mailbox
+    elsewhere = factories.profile("Elsewhere")
+    other = factories.mailbox(is_forward_mailbox=True, profile=elsewhere, email_address="fwd@elsewhere.test")
+    Mailbox.objects.filter(pk=other.pk).update(last_sync_error_code=outages.OUTAGE_CODE)
+    factories.alert(profile=other.profile, category="incoming", code=outages.OUTAGE_CODE)
+    factories.alert(profile=alice.profile, category="outgoing", code=outages.OUTAGE_CODE)
+
+    record_success(mailbox=alice, kind=SyncKind.INCOMING)
+
+    other.refresh_from_db()
+    assert other.last_sync_error_code == outages.OUTAGE_CODE
+    assert ("incoming", outages.OUTAGE_CODE) in open_codes(f"profile:{other.profile.pk}")
+    assert ("outgoing", outages.OUTAGE_CODE) in open_codes(f"profile:{bob.profile.pk}")
+
+
+def test_an_idle_success_writes_nothing(world, database):
+    mailbox = world["alice"].mailbox
+    with time_machine.travel(T0, tick=False):
+        record_success(mailbox=mailbox, kind=SyncKind.INCOMING, processed=2)
+    with time_machine.travel(T0 + timedelta(minutes=5), tick=False):
+        record_success(mailbox=mailbox, kind=SyncKind.INCOMING, processed=0)
+    with time_machine.travel(T0 + timedelta(minutes=10), tick=False):
+        record_success(mailbox=mailbox, kind=SyncKind.INCOMING, processed=0)
+
+    mailbox.refresh_from_db()
+    assert (mailbox.items_processed_last_sync, mailbox.modified_on) == (0, T0 + timedelta(minutes=5))
