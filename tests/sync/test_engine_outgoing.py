@@ -178,3 +178,30 @@ def test_a_crm_reply_carries_in_reply_to_and_references_and_the_regarding(stack)
     assert received["References"] == "<root@example.org> <q-2@example.org>"
     answer.refresh_from_db()
     assert (answer.regarding, answer.correlated_email) == (lead, incoming)
+
+
+def test_a_run_stopped_by_a_temporary_refusal_gives_back_the_email_claimed_ahead(stack):
+    alice, bob = stack.user_mailbox("alice"), stack.user_mailbox("bob")
+    client = api_client_for(alice)
+    first = compose(client, subject="First", to=[bob.email_address])
+    second = compose(client, subject="Second", to=[bob.email_address])
+    # The next email is claimed while the server delivers one: here it refuses the first for now.
+    stack.relay.fail_next(451, "4.3.1 Queue full, try again later", stage="DATA")
+
+    run = outgoing.send_pending(mailbox=alice)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert run.outcome == "failed"
+    assert (first.status, second.status) == ("pending_send", "pending_send")
+    assert first.outgoing_claim.next_attempt_on > datetime.now(UTC)  # backs off
+    assert second.outgoing_claim.next_attempt_on <= datetime.now(UTC)  # due as soon as the mailbox is
+    assert (second.outgoing_claim.attempts, second.outgoing_claim.last_error) == (0, "")  # never tried
+    assert inbox(stack, bob) == []
+    with time_machine.travel(datetime.now(UTC) + timedelta(hours=1)):
+        assert outgoing.send_pending(mailbox=alice).sent == 2
+    assert [m["Subject"] for m in inbox(stack, bob)] == [
+        f"First {first.tracking_token}",
+        f"Second {second.tracking_token}",  # the token it was given when claimed ahead
+    ]
+    assert [stack.relay.accepted_count(e.message_id) for e in (first, second)] == [1, 1]
