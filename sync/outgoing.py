@@ -38,6 +38,7 @@ from sync.server_settings import incoming_settings, outgoing_settings
 MAX_SEND_ATTEMPTS = 10
 RATE_WINDOW = timedelta(minutes=1)
 
+
 # CRLF line endings (RFC 5321 2.3.8) and 7-bit content: text with non-ASCII
 # characters or lines over 78 characters goes quoted-printable or base64, so
 # every line stays far below RFC 5322's 998 octets and any server takes the
@@ -306,11 +307,32 @@ def next_tracking_token(email: EmailActivity, organization: OrganizationSettings
         organization.tracking_token_user_digits,
         organization.tracking_token_counter_digits,
     )
-    sequence, _ = TrackingTokenSequence.objects.select_for_update().get_or_create(owner_key=f"user:{owner}")
-    value = (organization.tracking_token_base_number + sequence.next_value) % 10**counter_digits
-    TrackingTokenSequence.objects.filter(pk=sequence.pk).update(next_value=sequence.next_value + 1)
+    value = (organization.tracking_token_base_number + _take_number(f"user:{owner}")) % 10**counter_digits
     user_number = owner % 10**user_digits
     return f"{organization.tracking_token_prefix}:0{user_number:0{user_digits}d}{value:0{counter_digits}d}"
+
+
+def _take_number(owner_key: str) -> int:
+    """The counter's next number, taken in one statement (an upsert; its row made on
+    first use) instead of a locking read and an update. The row stays locked until
+    the claim's transaction ends, and a rollback gives the number back. PostgreSQL
+    and SQLite (3.35 and later) both speak this."""
+    quote = connection.ops.quote_name
+    table, key, value = (
+        quote(TrackingTokenSequence._meta.db_table),
+        quote("owner_key"),
+        quote("next_value"),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Identifiers from the model, quoted; the one value is a parameter.
+            f"INSERT INTO {table} ({key}, {value}) VALUES (%s, 2) "  # noqa: S608
+            f"ON CONFLICT ({key}) DO UPDATE SET {value} = {table}.{value} + 1 "
+            f"RETURNING {value} - 1",
+            [owner_key],
+        )
+        (number,) = cursor.fetchone()
+    return int(number)
 
 
 @dataclass(frozen=True)
