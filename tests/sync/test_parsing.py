@@ -76,3 +76,101 @@ def test_attachments_are_extracted():
     raw = messages.simple(attachments=[("report.pdf", b"%PDF-1.4 data")])
     parsed = parsing.parse(raw)
     assert [(a.filename, a.data) for a in parsed.attachments] == [("report.pdf", b"%PDF-1.4 data")]
+
+
+# --- the facts are those policy.default reads ------------------------------------------------------
+
+TRICKY_ADDRESSES = [
+    '"Doe, John" <j@x.example>',
+    "a@x.example, (comment) b@y.example",
+    "Group: a@x.example, b@y.example;",
+    "=?utf-8?q?M=C3=BCller=2C_J=C3=BCrgen?= <j@x.example>",
+    "=?utf-8?b?5bGx55Sw?= =?utf-8?b?IOWkqumDjg==?= <t@x.example>",
+    "=?iso-8859-1?q?J=FCrgen?= <j@x.example>",
+    "j@x.example (Jürgen)",
+    "broken <a@x.example",
+    "x=?utf-8?q?a?= <a@b.example>",
+    "=?utf-8?q?a?=b <a@b.example>",
+    "=?bogus?q?a?= <a@b.example>",
+    "=?utf-8?q?=E2=82?= <a@b.example>",
+    "  <a@x.example>  ,  Bob <b@y.example>",
+    "O'Brien <o@x.example>, a.b@c.example,,",
+]
+
+
+def _as_policy_default_reads(raw: bytes) -> tuple[object, ...]:
+    """What the standard library's modern API reads of a message, for comparison."""
+    from email import policy
+    from email.parser import BytesParser
+    from email.utils import getaddresses
+
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+
+    def addresses(name: str) -> list[tuple[str, str]]:
+        # The decoded header's text split into its addresses, as the engine has always read them.
+        found = getaddresses([str(value) for value in message.get_all(name, [])])
+        return [(address.strip(), display.strip()) for display, address in found if "@" in address]
+
+    def body(subtype: str) -> str:
+        part = message.get_body(preferencelist=(subtype,))
+        return "" if part is None else part.get_content()
+
+    files = [
+        (part.get_filename() or "", part.get_payload(decode=True)) for part in message.iter_attachments()
+    ]
+    return (str(message["subject"]), addresses("from")[:1], addresses("to"), addresses("cc"),
+            body("plain"), body("html"), files)  # fmt: skip
+
+
+def _as_parsed(raw: bytes) -> tuple[object, ...]:
+    parsed = parsing.parse(raw)
+    return (
+        parsed.subject,
+        [(parsed.sender.address, parsed.sender.name)] if parsed.sender else [],
+        [(a.address, a.name) for a in parsed.to],
+        [(a.address, a.name) for a in parsed.cc],
+        parsed.body_text,
+        parsed.body_html,
+        [(a.filename, a.data) for a in parsed.attachments],
+    )
+
+
+def _samples() -> list[bytes]:
+    from bench.mail_corpus import IncomingCorpus
+
+    html = messages.simple(subject="Grüße, 日本語", body="Hallo Jürgen")
+    # A text file attached before the text: the body is the text, not the file.
+    text_file_first = (
+        b"From: a@x.example\r\nTo: b@y.example\r\nSubject: notes\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b'Content-Disposition: attachment; filename="notes.txt"\r\n\r\n'
+        b"file\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nthe text\r\n--b1--\r\n"
+    )
+    corpus = list(IncomingCorpus(messages=40, owner="owner@crm.example", seed=11).messages())
+    return [
+        messages.simple(sender='"Carl Customer" <carl@example.org>', to="a@x.example, Bob <b@y.example>"),
+        messages.simple(attachments=[("Übersicht März.pdf", b"%PDF"), ("a.bin", b"\x00\x01")]),
+        messages.ISO_2022_JP,
+        messages.EIGHT_BIT_HEADERS,
+        html,
+        text_file_first,
+        *corpus,
+    ]
+
+
+SAMPLES = _samples()
+
+
+@pytest.mark.parametrize("number", range(len(SAMPLES)))
+def test_the_facts_are_those_policy_default_reads(number):
+    raw = SAMPLES[number]
+    assert _as_parsed(raw) == _as_policy_default_reads(raw)
+
+
+@pytest.mark.parametrize("value", TRICKY_ADDRESSES)
+@pytest.mark.parametrize("field", ["From", "To", "Cc"])
+def test_address_headers_read_as_policy_default_reads_them(field, value):
+    raw = f"{field}: {value}\r\nSubject: x\r\nMessage-ID: <q@x.example>\r\n\r\nbody\r\n".encode()
+    ours, theirs = _as_parsed(raw), _as_policy_default_reads(raw)
+    assert ours[1:4] == theirs[1:4]
