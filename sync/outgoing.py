@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import errors as email_errors
 from email import policy
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
@@ -43,10 +43,27 @@ RATE_WINDOW = timedelta(minutes=1)
 # characters or lines over 78 characters goes quoted-printable or base64, so
 # every line stays far below RFC 5322's 998 octets and any server takes the
 # message, with or without 8BITMIME.
-SEVEN_BIT = policy.SMTP.clone(cte_type="7bit")
+class _HeaderClasses(HeaderRegistry):
+    """The email package's header registry, with each header name's class made
+    once: the stock one makes a new class (``type(...)``) every time a header is
+    set or read, some 30 times an email, a sixth of the time writing one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+SEVEN_BIT = policy.SMTP.clone(cte_type="7bit", header_factory=_HeaderClasses())
 # A non-ASCII address can only be written in UTF-8 headers (RFC 6532); the SMTP
 # connector sends such mail only to a server that offers SMTPUTF8.
-INTERNATIONAL = policy.SMTPUTF8
+INTERNATIONAL = policy.SMTPUTF8.clone(header_factory=_HeaderClasses())
 # The email package writes message/* and multipart/* payloads as they are, with
 # bare LF line ends; attachments of those types go as opaque bytes instead.
 _OPAQUE_MAINTYPES = frozenset({"message", "multipart"})
