@@ -182,21 +182,37 @@ def run_claimed(claim: Claim, work: Callable[[Mailbox], SyncRun]) -> SyncRun | N
     held = MailboxSchedule.objects.filter(
         mailbox_id=claim.mailbox_id, kind=claim.kind, lease_token=claim.token, lease_expires_on__gte=now
     )
-    if not held.exists():
+    # The lease check reads the idle count too, so that the release need not read it again.
+    idle_runs = held.values_list("idle_runs", flat=True).first()
+    if idle_runs is None:
         return None  # redelivered or expired: someone else owns this mailbox now
     mailbox = Mailbox.objects.select_related("profile", "user", "queue").get(pk=claim.mailbox_id)
     run = work(mailbox)
-    release(claim, run=run, mailbox=mailbox)
+    release(claim, run=run, mailbox=mailbox, idle_runs=idle_runs)
     return run
 
 
-def release(claim: Claim, *, run: SyncRun | None, mailbox: Mailbox) -> None:
-    schedule = MailboxSchedule.objects.get(mailbox_id=claim.mailbox_id, kind=claim.kind)
+def release(claim: Claim, *, run: SyncRun | None, mailbox: Mailbox, idle_runs: int | None = None) -> None:
+    """Give the lease back and set when the mailbox is next due. ``idle_runs``,
+    the schedule's idle count as read when the run began, saves reading it
+    again: the release then writes only if the count is still that (nothing
+    else changed it meanwhile), and otherwise reads it anew."""
+    schedule = MailboxSchedule.objects.filter(mailbox_id=claim.mailbox_id, kind=claim.kind)
+    if idle_runs is not None and _released(
+        claim, run, mailbox, schedule.filter(idle_runs=idle_runs), idle_runs
+    ):
+        return
+    _released(claim, run, mailbox, schedule, schedule.get().idle_runs)
+
+
+def _released(
+    claim: Claim, run: SyncRun | None, mailbox: Mailbox, schedule: QuerySet[MailboxSchedule], idle_runs: int
+) -> bool:
     busy = run is not None and (run.received or run.sent or run.outcome == SyncOutcome.PARTIAL)
     failed = run is not None and run.outcome == SyncOutcome.FAILED
     # A failed run is not idleness: its retry time is the mailbox's postponement.
-    idle_runs = schedule.idle_runs if failed else 0 if busy else schedule.idle_runs + 1
-    MailboxSchedule.objects.filter(pk=schedule.pk, lease_token=claim.token).update(
+    idle_runs = idle_runs if failed else 0 if busy else idle_runs + 1
+    updated = schedule.filter(lease_token=claim.token).update(
         lease_token=None,
         lease_expires_on=None,
         idle_runs=idle_runs,
@@ -206,6 +222,7 @@ def release(claim: Claim, *, run: SyncRun | None, mailbox: Mailbox) -> None:
         ),
         profile=mailbox.profile,
     )
+    return updated > 0
 
 
 def _not_before_send_slot(claim: Claim, run: SyncRun | None, mailbox: Mailbox, due: datetime) -> datetime:

@@ -147,3 +147,30 @@ def test_a_run_stopped_by_its_budget_is_due_again_at_once(world):
     run = factories.sync_run(mailbox=mailbox, outcome=SyncOutcome.PARTIAL, received=200)
     scheduler.release(claim, run=run, mailbox=mailbox)
     assert MailboxSchedule.objects.get(mailbox=mailbox, kind=SyncKind.INCOMING).next_due_on == T0
+
+
+def test_idle_runs_back_off_through_run_claimed_and_a_count_reset_meanwhile_is_kept(world):
+    mailbox = ready(world["alice"].mailbox)
+    world.profile.min_polling_interval_minutes = 2
+    world.profile.save()
+
+    def idle(reset: bool = False):
+        def work(loaded: Mailbox) -> SyncRun:
+            if reset:  # someone sets the count back while the mailbox syncs
+                MailboxSchedule.objects.filter(mailbox=loaded).update(idle_runs=0)
+            return factories.sync_run(mailbox=loaded, outcome=SyncOutcome.SUCCESS, received=0)
+
+        return work
+
+    def poll(work) -> tuple[int, timedelta]:
+        MailboxSchedule.objects.filter(mailbox=mailbox).update(next_due_on=T0)
+        (claim,) = scheduler.dispatch(kinds=(SyncKind.INCOMING,))
+        assert scheduler.run_claimed(claim, work) is not None
+        schedule = MailboxSchedule.objects.get(mailbox=mailbox, kind=SyncKind.INCOMING)
+        return schedule.idle_runs, schedule.next_due_on - T0
+
+    with time_machine.travel(T0, tick=False):
+        polls = [poll(idle()) for _ in range(3)]
+        assert polls == [(1, timedelta(minutes=2)), (2, timedelta(minutes=4)), (3, timedelta(minutes=8))]
+        assert poll(idle(reset=True)) == (1, timedelta(minutes=2))
+        assert MailboxSchedule.objects.get(mailbox=mailbox).lease_token is None
