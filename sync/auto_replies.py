@@ -92,6 +92,9 @@ def _is_report(parsed: ParsedMessage) -> bool:
 
 def _report_type(parsed: ParsedMessage) -> str:
     """The report-type of a ``multipart/report`` (RFC 6522), '' for other mail."""
+    raw = parsed.headers.get("content-type", "")
+    if "report" not in raw.lower() and "=?" not in raw:
+        return ""  # not a report, without decoding the header (every message asks this)
     content_type = parsed.header("content-type").lower().replace(" ", "").replace('"', "")
     if not content_type.startswith("multipart/report"):
         return ""

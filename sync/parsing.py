@@ -69,9 +69,10 @@ _NUL = "\x00"
 _REPLACEMENT = "\ufffd"
 # Bodies are hashed in pieces so a large message is not copied whole.
 _HASH_CHUNK = 1 << 20
-# Headers read by the registry's unstructured class: a value in ASCII without an
-# encoded word decodes to itself, unfolded, so the header parser is not needed.
-_UNSTRUCTURED = frozenset({"subject", "in-reply-to", "references", "thread-index"})
+# Headers policy.default reads with a structured class (addresses, dates, MIME
+# parameters); every other name it reads as unstructured text, which in ASCII
+# without an encoded word decodes to itself, unfolded: no parser needed.
+_STRUCTURED = frozenset(policy.default.header_factory.registry)  # type: ignore[attr-defined]
 # An address header with nothing but atoms, dots, <>, @, commas and white space (in ASCII).
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[QqBb]\?[^?\s]*\?=")
 _PLAIN_ADDRESSES = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@<>,\-\s]*")
@@ -318,7 +319,7 @@ def _fields(message: Message) -> dict[str, list[str]]:
 
 
 def _decoded(name: str, raw_value: str) -> str:
-    if name.lower() in _UNSTRUCTURED and raw_value.isascii() and "=?" not in raw_value:
+    if name.lower() not in _STRUCTURED and raw_value.isascii() and "=?" not in raw_value:
         return raw_value.replace("\r", "").replace("\n", "")  # as header_fetch_parse unfolds
     try:
         return str(policy.default.header_fetch_parse(name, raw_value))

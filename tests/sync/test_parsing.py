@@ -118,8 +118,10 @@ def _as_policy_default_reads(raw: bytes) -> tuple[object, ...]:
     files = [
         (part.get_filename() or "", part.get_payload(decode=True)) for part in message.iter_attachments()
     ]
+    # Every header as the engine reads one (its first value, decoded).
+    headers = {name.lower(): str(message[name]) for name in message}
     return (str(message["subject"]), addresses("from")[:1], addresses("to"), addresses("cc"),
-            body("plain"), body("html"), files)  # fmt: skip
+            body("plain"), body("html"), files, headers)  # fmt: skip
 
 
 def _as_parsed(raw: bytes) -> tuple[object, ...]:
@@ -132,6 +134,7 @@ def _as_parsed(raw: bytes) -> tuple[object, ...]:
         parsed.body_text,
         parsed.body_html,
         [(a.filename, a.data) for a in parsed.attachments],
+        {name: parsed.header(name) for name in parsed.headers},
     )
 
 
