@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import DatabaseError, connection, transaction
-from django.db.models import QuerySet
+from django.db import DatabaseError, transaction
+from django.db.models import F, OrderBy, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from crm.models import EmailActivity, OrganizationSettings, QueueItem
 from sync import activity_store, auto_replies, identities, tracking
@@ -142,13 +143,8 @@ def _first_by_token(
     if not tokens:
         return {}
     # As tracking.correlate: the first email with the token, whoever's copy it is.
-    first = (
-        EmailActivity.objects.filter(tracking_token__in=tokens)
-        .only(*_CORRELATED_FIELDS)
-        .order_by("tracking_token", "id")
-        .distinct("tracking_token")
-    )
-    return {email.tracking_token: email for email in first}
+    emails = EmailActivity.objects.filter(tracking_token__in=tokens)
+    return {email.tracking_token: email for email in _first_of_each(emails, "tracking_token", "id")}
 
 
 def _newest_by_conversation(
@@ -161,13 +157,22 @@ def _newest_by_conversation(
     }
     if not conversations:
         return {}
-    newest = (
-        EmailActivity.objects.filter(conversation_id__in=conversations, copy_owner__isnull=True)
-        .only(*_CORRELATED_FIELDS, "created_on")
-        .order_by("conversation_id", "-created_on", "-id")
-        .distinct("conversation_id")
-    )
+    emails = EmailActivity.objects.filter(conversation_id__in=conversations, copy_owner__isnull=True)
+    newest = _first_of_each(emails, "conversation_id", "-created_on", "-id")
     return {email.conversation_id: email for email in newest}
+
+
+def _first_of_each(emails: QuerySet[EmailActivity], group: str, *order: str) -> QuerySet[EmailActivity]:
+    """The first email of each ``group`` value in ``order``, in one statement (a
+    window function: PostgreSQL and SQLite alike)."""
+    ranked = emails.annotate(
+        rank=Window(RowNumber(), partition_by=[F(group)], order_by=[_ordering(field) for field in order])
+    )
+    return ranked.filter(rank=1).only(*_CORRELATED_FIELDS, "created_on")
+
+
+def _ordering(field: str) -> OrderBy:
+    return F(field[1:]).desc() if field.startswith("-") else F(field).asc()
 
 
 class _Batch:
@@ -293,22 +298,15 @@ class _Batch:
 
     def _insert(self) -> None:
         emails = [new.email for new in self.activities]
-        # Keys first, so an email can name one of the same batch as the one it answers.
-        for email, pk in zip(emails, _next_ids(len(emails)), strict=True):
-            email.pk = pk
+        # An email answering another of the same batch names it once both have keys.
+        answering = [e for e in emails if e.correlated_email is not None and e.correlated_email.pk is None]
+        answered = {id(e): e.correlated_email for e in answering}
+        for email in answering:
+            email.correlated_email = None
         EmailActivity.objects.bulk_create(emails)
+        for email in answering:
+            email.correlated_email = answered[id(email)]
+        EmailActivity.objects.bulk_update(answering, ["correlated_email"])
         activity_store.save_all(self.activities)
         QueueItem.objects.bulk_create(self.queue_items, ignore_conflicts=True)
         Receipt.objects.bulk_create(self.receipts)
-
-
-def _next_ids(count: int) -> list[int]:
-    """``count`` new keys from the email activities' sequence."""
-    if not count:
-        return []
-    table = EmailActivity._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count]
-        )
-        return sorted(row[0] for row in cursor.fetchall())

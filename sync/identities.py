@@ -36,8 +36,9 @@ def distinct_identity(parsed: ParsedMessage) -> str:
     emails = EmailActivity.objects.filter(message_identity=base, copy_owner__isnull=True).exclude(
         content_fingerprint__in=other
     )
-    # One round trip for both (each side an index lookup on the identity).
-    held_by_other = receipts.values("pk")[:1].union(emails.values("pk")[:1], all=True).exists()
+    # One round trip for both (each side an index lookup on the identity); no LIMIT in
+    # the parts, which SQLite (make run) refuses in a compound statement.
+    held_by_other = receipts.values("pk").union(emails.values("pk"), all=True).exists()
     return variant_of(parsed) if held_by_other else base
 
 

@@ -8,15 +8,18 @@ move) and doubles nothing (the message identity is unique).
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models.expressions import RawSQL
 
 from crm.models import EmailActivity, OrganizationSettings, QueueItem
 from mailboxes.models import FolderScope, Mailbox
@@ -30,6 +33,7 @@ from sync import (
     identities,
     mailbox_state,
     parsing,
+    read_ahead,
     time_limits,
     tracking,
 )
@@ -51,6 +55,10 @@ from sync.receipts import TEST_MESSAGE_HEADER, Source, build_receipt
 from sync.server_settings import incoming_settings, profile_of
 
 INBOX = "INBOX"
+# A message's key in its folder: its UID (IMAP) or UIDL (POP3).
+Key = TypeVar("Key", int, str)
+# Bodies are downloaded this many at a time (and read ahead by as many).
+FETCH_MESSAGES = 50
 # A batch of messages is committed after this long even when not full, so a
 # message stored in it is not held invisible (and its identity locked) for long.
 BATCH_SECONDS = 1.0
@@ -427,83 +435,109 @@ def _sync_imap_folder(
         cursor.uidvalidity, cursor.last_uid = state.uidvalidity, 0
     if state.uidnext is not None and state.uidnext <= cursor.last_uid + 1:
         return  # UIDNEXT says nothing arrived since the last UID stored: no need to ask
-    folder_run = _ImapFolderRun(mailbox, folder, state, cursor, run, budget)
+
+    def step(uids: list[int]) -> None:
+        FolderCursor.objects.filter(pk=cursor.pk).update(last_uid=uids[-1], highestmodseq=state.highestmodseq)
+
+    batches = _Batches[int](mailbox, run, budget, step)
     try:
-        _take_new(connection, folder_run, cursor.last_uid, budget)
+        _take_new(connection, _ImapFolder(mailbox, folder, state, batches), cursor.last_uid, budget)
     except BaseException as error:
-        folder_run.abort(error)
+        batches.abort(error)
         raise
-    folder_run.commit()
-    if mailbox.delete_email_after_processing and folder_run.processed:
-        connection.delete(folder_run.processed)
+    batches.commit()
+    if mailbox.delete_email_after_processing and batches.processed:
+        connection.delete(batches.processed)
 
 
-def _take_new(connection: ImapConnection, folder_run: _ImapFolderRun, after: int, budget: Budget) -> None:
+def _take_new(connection: ImapConnection, folder: _ImapFolder, after: int, budget: Budget) -> None:
     while not budget.exhausted:
+        # The next bodies download while the batch before is stored (sync/read_ahead.py).
+        fetching = connection.fetch_new(
+            after, batch_size=FETCH_MESSAGES, max_size=settings.SYNC_MAX_MESSAGE_BYTES
+        )
         try:
-            for fetched in connection.fetch_new(after, max_size=settings.SYNC_MAX_MESSAGE_BYTES):
-                if budget.exhausted:
-                    break
-                folder_run.take(fetched)
-                after = fetched.uid
+            with read_ahead.ReadAhead(fetching, depth=FETCH_MESSAGES) as reader:
+                for fetched in reader:
+                    if budget.exhausted:
+                        break
+                    folder.take(fetched)
+                    after = fetched.uid
             return
         except UnfetchableMessage as error:
             # One message the server will not hand out must not block the mailbox.
-            folder_run.quarantine_unfetchable(error)
+            folder.quarantine_unfetchable(error)
             after = error.uid
 
 
-class _ImapFolderRun:
-    """Storing what one folder yields. Messages are stored in batches, each in
-    one transaction with the cursor step to its last message (a commit costs a
-    disk flush, so one per message would be most of a message's cost): a crash
-    loses a batch's work and its cursor step together, and the next run reads
-    those messages again. Each message keeps its own savepoint, so one that
-    fails is quarantined without the others."""
+class _ImapFolder:
+    """What an IMAP folder's messages are to the batches: their sources (the UID
+    under the folder's UIDVALIDITY) and "process email from"."""
 
-    def __init__(
-        self,
-        mailbox: Mailbox,
-        folder: str,
-        state: FolderState,
-        cursor: FolderCursor,
-        run: SyncRun,
-        budget: Budget,
-    ) -> None:
-        self.mailbox, self.folder, self.state, self.cursor = mailbox, folder, state, cursor
-        self.run, self.budget = run, budget
+    def __init__(self, mailbox: Mailbox, folder: str, state: FolderState, batches: _Batches[int]) -> None:
+        self.mailbox, self.folder, self.state, self.batches = mailbox, folder, state, batches
         self.cutoff = _cutoff(mailbox)
-        self.processed: list[int] = []
-        self._transaction: transaction.Atomic | None = None
-        self._pending: list[tuple[int, Receipt | batch_store.Pending | None]] = []
-        self._opened = 0.0
 
     def _source(self, uid: int, received: datetime | None) -> Source:
         return Source(self.mailbox, self.folder, f"{self.state.uidvalidity}:{uid}", received)
 
     def take(self, fetched: FetchedMessage) -> None:
-        self.budget.spend()
-        self._begin()
         if self.cutoff and fetched.internaldate and fetched.internaldate < self.cutoff:
-            self._done(fetched.uid, None)
+            self.batches.skip(fetched.uid)
             return
         source = self._source(fetched.uid, fetched.internaldate)
-        if fetched.raw is None:
+        self.batches.take(fetched.uid, source, fetched.raw, fetched.size)
+
+    def quarantine_unfetchable(self, error: UnfetchableMessage) -> None:
+        self.batches.quarantine(error.uid, self._source(error.uid, None), error)
+
+
+class _Batches(Generic[Key]):
+    """Storing what one folder yields. Messages are stored in batches, each in
+    one transaction with the cursor ``step`` past them (a commit costs a disk
+    flush, so one per message would be most of a message's cost): a crash
+    loses a batch's work and its cursor step together, and the next run reads
+    those messages again. Parsed messages are stored together
+    (sync/batch_store.py); one that cannot be is quarantined without the others."""
+
+    def __init__(
+        self, mailbox: Mailbox, run: SyncRun, budget: Budget, step: Callable[[list[Key]], None]
+    ) -> None:
+        self.mailbox, self.run, self.budget = mailbox, run, budget
+        self.step: Callable[[list[Key]], None] = step
+        # The keys (UIDs, UIDLs) of the messages stored, in order.
+        self.processed: list[Key] = []
+        self._transaction: transaction.Atomic | None = None
+        self._pending: list[tuple[Key, Receipt | batch_store.Pending | None]] = []
+        self._opened = 0.0
+
+    def take(self, key: Key, source: Source, raw: bytes | None, size: int) -> None:
+        """One message: stored, or quarantined when it was too large to download."""
+        if raw is None:
             limit = settings.SYNC_MAX_MESSAGE_BYTES
             too_big = MessageError(
-                f"The message is {fetched.size:,} bytes, over the limit of {limit:,}.", code="too_large"
+                f"The message is {size:,} bytes, over the limit of {limit:,}.", code="too_large"
             )
-            self._done(fetched.uid, quarantine(source=source, raw=None, error=too_big, advance=_stays))
+            self.quarantine(key, source, too_big)
         elif self.mailbox.is_forward_mailbox:
-            self._done(fetched.uid, store_message(source=source, raw=fetched.raw, advance=_stays))
+            self._done(key, lambda: store_message(source=source, raw=raw, advance=_stays))
         else:
-            self._done(fetched.uid, _parsed_or_quarantined(source, fetched.raw))
+            self._done(key, lambda: _parsed_or_quarantined(source, raw))
 
-    def quarantine_unfetchable(self, error: MessageError) -> None:
-        uid = getattr(error, "uid", 0)
+    def skip(self, key: Key) -> None:
+        """A message left alone ("process email from"): the cursor passes it."""
+        self._done(key, lambda: None)
+
+    def quarantine(self, key: Key, source: Source, error: MessageError) -> None:
+        self._done(key, lambda: quarantine(source=source, raw=None, error=error, advance=_stays))
+
+    def _done(self, key: Key, outcome: Callable[[], Receipt | batch_store.Pending | None]) -> None:
         self.budget.spend()
         self._begin()
-        self._done(uid, quarantine(source=self._source(uid, None), raw=None, error=error, advance=_stays))
+        self._pending.append((key, outcome()))
+        full = len(self._pending) >= settings.SYNC_BATCH_MESSAGES
+        if full or time.monotonic() - self._opened >= BATCH_SECONDS:
+            self.commit()
 
     def _begin(self) -> None:
         if self._transaction is None:
@@ -514,29 +548,24 @@ class _ImapFolderRun:
             # rolls back, and it is quarantined as too slow).
             time_limits.bound_transaction(settings.SYNC_MESSAGE_MAX_SECONDS)
 
-    def _done(self, uid: int, outcome: Receipt | batch_store.Pending | None) -> None:
-        self._pending.append((uid, outcome))
-        full = len(self._pending) >= settings.SYNC_BATCH_MESSAGES
-        if full or time.monotonic() - self._opened >= BATCH_SECONDS:
-            self.commit()
-
     def commit(self) -> None:
-        """Store the batch's parsed messages, advance the cursor past the batch and
+        """Store the batch's parsed messages, step the cursor past the batch and
         commit; then count what it stored."""
         if self._transaction is None:
             return
-        receipts = self._store_parsed()
-        last_uid = self._pending[-1][0]
-        FolderCursor.objects.filter(pk=self.cursor.pk).update(
-            last_uid=last_uid, highestmodseq=self.state.highestmodseq
-        )
+        try:
+            receipts = self._store_parsed()
+            self.step([key for key, _ in self._pending])
+        except BaseException as error:
+            self.abort(error)  # the transaction is never left open
+            raise
         current, self._transaction = self._transaction, None
         current.__exit__(None, None, None)
         pending, self._pending = self._pending, []
-        for (uid, _), receipt in zip(pending, receipts, strict=True):
+        for (key, _), receipt in zip(pending, receipts, strict=True):
             if receipt is not None:
                 _count(self.run, receipt)
-                self.processed.append(uid)
+                self.processed.append(key)
 
     def _store_parsed(self) -> list[Receipt | None]:
         """Each pending message's receipt: the parsed ones stored together."""
@@ -572,40 +601,50 @@ def _stays() -> None:
 
 
 def _sync_pop3(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
-
     cursor = _cursor(mailbox, INBOX)
     seen = set(cursor.seen_uidls)
+
+    def step(uidls: list[str]) -> None:
+        stored = [*cursor.seen_uidls, *batches.processed, *uidls]
+        FolderCursor.objects.filter(pk=cursor.pk).update(seen_uidls=_appended(uidls, stored))
+
+    batches = _Batches[str](mailbox, run, budget, step)
     with Pop3Connection(incoming_settings(mailbox)) as connection:
         messages = connection.list_messages()
-        for message in messages:
-            if message.uidl in seen:
+        try:
+            for message in messages:
+                if message.uidl not in seen:
+                    if budget.exhausted:
+                        break
+                    _take_pop3(connection, batches, mailbox, message)
+                    seen.add(message.uidl)
+                # Deleted only at QUIT (RFC 1939), after every batch has committed.
                 if mailbox.delete_email_after_processing:
                     connection.delete(message.number)
-                continue
-            if budget.exhausted:
-                break
-            budget.spend()
-            receipt = _store_pop3(connection, mailbox, cursor, message)
-            seen.add(message.uidl)
-            _count(run, receipt)
-            if mailbox.delete_email_after_processing:
-                connection.delete(message.number)
+        except BaseException as error:
+            batches.abort(error)
+            raise
+        batches.commit()
         # Forget UIDLs no longer on the server, so the list stays as small as the mailbox.
-        on_server = {m.uidl for m in messages}
-        FolderCursor.objects.filter(pk=cursor.pk).update(seen_uidls=sorted(seen & on_server))
+        kept = sorted(seen & {m.uidl for m in messages})
+        if kept != sorted(cursor.seen_uidls) or batches.processed:
+            FolderCursor.objects.filter(pk=cursor.pk).update(seen_uidls=kept)
         connection.quit()
 
 
-def _store_pop3(
-    connection: Pop3Connection, mailbox: Mailbox, cursor: FolderCursor, message: Pop3Message
-) -> Receipt:
-    def advance() -> None:
-        locked = FolderCursor.objects.select_for_update().get(pk=cursor.pk)
-        locked.seen_uidls = [*locked.seen_uidls, message.uidl]
-        locked.save(update_fields=["seen_uidls", "updated_on"])
+def _appended(uidls: list[str], whole: list[str]) -> RawSQL | list[str]:
+    """The seen UIDLs with a batch's added: on PostgreSQL appended by the database
+    (jsonb ||), so a large mailbox's list is not sent whole for every batch;
+    elsewhere (SQLite, for make run) the whole list."""
+    if connection.vendor == "postgresql":
+        return RawSQL('"seen_uidls" || %s::jsonb', [json.dumps(uidls)])
+    return whole
 
+
+def _take_pop3(
+    connection: Pop3Connection, batches: _Batches[str], mailbox: Mailbox, message: Pop3Message
+) -> None:
     source = Source(mailbox, INBOX, message.uidl)
-    if message.size > settings.SYNC_MAX_MESSAGE_BYTES:
-        error = MessageError(f"The message is {message.size:,} bytes, over the limit.", code="too_large")
-        return quarantine(source=source, raw=None, error=error, advance=advance)
-    return store_message(source=source, raw=connection.retrieve(message.number), advance=advance)
+    too_large = message.size > settings.SYNC_MAX_MESSAGE_BYTES
+    raw = None if too_large else connection.retrieve(message.number)
+    batches.take(message.uidl, source, raw, message.size)

@@ -3,6 +3,8 @@ Dovecot and SMTP relay, and CRM users and queues whose mailboxes live there."""
 
 from __future__ import annotations
 
+import poplib
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +93,18 @@ class Stack:
         )
         client.login(mailbox.username, mailbox.password.reveal())
         return client
+
+    def pop3_listing(self, mailbox: Mailbox) -> list[bytes]:
+        """What the server's POP3 LIST shows of the mailbox now."""
+        client = poplib.POP3_SSL(
+            self.dovecot.host, port=self.dovecot.pop3s_port, context=self.dovecot.ssl_context()
+        )
+        try:
+            client.user(mailbox.username)
+            client.pass_(mailbox.password.reveal())
+            return client.list()[1]
+        finally:
+            client.quit()
 
     def deliver(self, mailbox: Mailbox, raw: bytes) -> None:
         self.dovecot.deliver(mailbox.email_address, raw)
