@@ -4,7 +4,6 @@ Dovecot and SMTP relay, and CRM users and queues whose mailboxes live there."""
 from __future__ import annotations
 
 import poplib
-
 from dataclasses import dataclass
 from typing import Any
 
