@@ -10,8 +10,8 @@ a second message reusing a Message-ID); and the rows are written with one
 INSERT per table.
 
 The uncommon cases go through the one-message pipeline (``one_by_one``), in
-their place: a message seen before, the test & enable message, auto-replies
-and reports, a second user's copy, a contact to create, smart matching. What
+their place: a message seen before, a delivery report, a second user's copy,
+a contact to create, smart matching. What
 the batch decided before such a message is written first, and what comes after
 it is read again. If writing fails (a message another mailbox stored a moment
 ago, a value the database refuses, a statement over the time limit), the
@@ -200,8 +200,15 @@ class _Batch:
         parsed.identity = self._identity(parsed)
         if any(owner == mailbox.pk for owner, _ in self.known.receipts.get(parsed.identity, [])):
             return False  # seen before: its receipt follows it, one by one
-        if parsed.header(TEST_MESSAGE_HEADER) or auto_replies.is_automatic(parsed):
-            return False
+        if parsed.header(TEST_MESSAGE_HEADER):
+            self._add(item, ReceiptOutcome.TEST_MESSAGE, None)
+            return True
+        if auto_replies.is_automatic(parsed):
+            # A bounce of CRM email marks its failed recipients: one by one.
+            if auto_replies.delivery_report(parsed, item.raw) is not None:
+                return False
+            self._add(item, ReceiptOutcome.AUTO_REPLY, None)
+            return True
         sender = self.parties.of(parsed.sender.address) if parsed.sender else None
         if tracking.copy_owner_for(mailbox, sender, self.organization) is not None:
             return False

@@ -18,7 +18,7 @@ from sync import batch_store, incoming, parsing
 from sync.incoming import Source, store_message
 from sync.models import EmailHash, Receipt, ReceiptOutcome
 from tests import factories, messages
-from tests.sync import real_world_mail
+from tests.sync import auto_mail, real_world_mail
 
 pytestmark = pytest.mark.django_db
 RECEIVED = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -46,8 +46,13 @@ def thread_and_friends() -> list[bytes]:
         real_world_mail.reusing_message_id(sender="a@lists.example.org", subject="One", body="first"),
         real_world_mail.reusing_message_id(sender="b@lists.example.org", subject="Two", body="second"),
         real_world_mail.reusing_message_id(sender="a@lists.example.org", subject="One", body="first"),
-        # An auto-reply and serversync's own test message between the others.
+        # An auto-reply, a bounce of CRM email and serversync's own test message between the others.
         messages.simple(headers={"Auto-Submitted": "auto-replied"}, subject="Out of office"),
+        auto_mail.delivery_status_notification(
+            to="alice@example.test",
+            original_message_id="sent-1@crm.example.test",
+            failed_recipient="gone@example.org",
+        ),
         messages.simple(headers={"X-Serversync-Test": "1"}),
         # A reply to CRM email, attachments, Cc parties the CRM knows.
         messages.simple(in_reply_to="<sent-1@crm.example.test>", subject="RE: Sent"),
@@ -181,10 +186,11 @@ def test_a_batch_stores_what_one_message_at_a_time_stores(world, option):
 
     assert batched == expected
     # Only the rare cases went one by one (not the whole batch, after a failed write):
-    # the genuine copy (seen before), the auto-reply and the test message.
-    assert len(one_by_one.subjects) == 3, one_by_one.subjects
+    # the genuine copy, seen before, and the bounce.
+    assert len(one_by_one.subjects) == 2, one_by_one.subjects
     outcomes = [receipt[2] for receipt in batched["receipts"]]  # type: ignore[index]
     assert ReceiptOutcome.AUTO_REPLY in outcomes
+    assert ReceiptOutcome.BOUNCE in outcomes
     assert ReceiptOutcome.TEST_MESSAGE in outcomes
     if option == TrackIncomingEmail.ALL:
         methods = {activity[3] for activity in batched["activities"]}  # type: ignore[union-attr]
