@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 
 from django import forms
-from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.db.models.lookups import GreaterThanOrEqual, LessThan
 from django.http import HttpResponse, QueryDict
@@ -19,7 +18,14 @@ from django_filters import rest_framework as filters
 
 from crm.api_base import visible
 from sync.models import Receipt, ReceiptOutcome
-from sync.received import RECEIVED, message_identities, outcome_counts, received_messages, with_received
+from sync.received import (
+    RECEIVED,
+    MessagePaginator,
+    message_identities,
+    outcome_counts,
+    received_messages,
+    with_received,
+)
 from sync.views.access import HtmxHttpRequest, member_required
 from sync.views.querystring import query_without
 
@@ -80,7 +86,7 @@ def email_list(request: HtmxHttpRequest) -> HttpResponse:
     receipts = with_received(visible(Receipt.objects.all(), request.user))
     filterset = ReceiptFilter(_with_default_window(request.GET), queryset=receipts)
     matching = filterset.qs
-    page = Paginator(message_identities(matching), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = MessagePaginator(message_identities(matching), PAGE_SIZE).get_page(request.GET.get("page"))
     identities = [row["message_identity"] for row in page]
     return render(
         request,

@@ -199,3 +199,36 @@ def test_a_cleared_window_stays_cleared_on_the_next_page(mail: ReceivedMail, mon
     total = len(identities(Receipt.objects.all()))
     pages = [shown(admin, f"received_from=&page={number}") for number in range(1, (total + 1) // 2 + 1)]
     assert set().union(*pages) == identities(Receipt.objects.all())  # the old message is on one of them
+
+
+def _count_shown(client: Client, query: str) -> int:
+    page = client.get(f"/emails/?{query}").content.decode()
+    return int(re.search(r'<strong id="message-count">(\d+)</strong>', page)[1])
+
+
+def test_the_number_of_messages_comes_with_the_page(world: World, monkeypatch: pytest.MonkeyPatch):
+    """One grouping of the receipts by message a page (the number counted with its rows),
+    and the same pages as Paginator.get_page: past the last or below the first, the
+    last; not a number, the first."""
+    monkeypatch.setattr("sync.views.emails.PAGE_SIZE", 5)
+    client = Client()
+    client.force_login(world["admin"].login)
+    _receive(world, 12)
+    total = len(identities(Receipt.objects.all()))
+    last = (total + 4) // 5
+    pages = [shown(client, f"page={number}") for number in range(1, last + 1)]
+    assert [len(page) for page in pages] == [5] * (last - 1) + [total - 5 * (last - 1)]
+    assert set().union(*pages) == identities(Receipt.objects.all())
+    for number in range(1, last + 1):
+        assert _count_shown(client, f"page={number}") == total
+    for beyond in (last + 1, 999, 0, -1):
+        assert shown(client, f"page={beyond}") == pages[-1], beyond
+        assert _count_shown(client, f"page={beyond}") == total
+    for not_a_number in ("x", "", "1.5"):
+        assert shown(client, f"page={not_a_number}") == pages[0], not_a_number
+    with CaptureQueriesContext(connection) as queries:
+        client.get("/emails/?page=2")
+    grouping = [q["sql"] for q in queries if "GROUP BY" in q["sql"] and "message_identity" in q["sql"]]
+    assert len(grouping) == 1, grouping
+    assert shown(client, "q=no+such+subject") == {}
+    assert _count_shown(client, "q=no+such+subject") == 0
