@@ -406,10 +406,18 @@ class HourlyTotal(HourCounts):
 
     class Meta:
         ordering = ["-hour"]
+        # One row per hour and profile, the row of mailboxes without a profile (NULL)
+        # included. Two partial unique indexes say it on PostgreSQL and SQLite alike;
+        # NULLS NOT DISTINCT would say it in one, but SQLite cannot create that (W047).
         constraints = [
             models.UniqueConstraint(
-                fields=["hour", "profile"], name="total_hour_profile_unique", nulls_distinct=False
-            )
+                fields=["hour", "profile"],
+                condition=models.Q(profile__isnull=False),
+                name="total_hour_profile_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["hour"], condition=models.Q(profile__isnull=True), name="total_hour_no_profile_unique"
+            ),
         ]
         indexes = [models.Index(fields=["hour"], name="total_hour")]
 
