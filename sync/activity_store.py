@@ -51,28 +51,12 @@ def save_all(activities: list[NewActivity]) -> None:
     QueueItem.objects.bulk_create([a.queue_item for a in activities if a.queue_item], ignore_conflicts=True)
 
 
-def create_incoming_activity(
-    *,
-    mailbox: Mailbox,
-    parsed: ParsedMessage,
-    raw: bytes,
-    correlation: tracking.Correlation,
-    server_received_on: datetime | None,
-    parties: tracking.Parties,
-    copy_owner: CrmUser | None = None,
-) -> EmailActivity:
+def remember_new_sender(*, mailbox: Mailbox, parsed: ParsedMessage, parties: tracking.Parties) -> None:
+    """The owner's option: an unknown sender of tracked mail becomes a contact,
+    the party its message is stored with."""
     if mailbox.user is not None and parsed.sender is not None and tracking.creates_contact(mailbox, parsed):
         contact = create_contact_for_sender(sender=parsed.sender, owner=mailbox.user)
         parties.remember(parsed.sender.address, ("contact", contact.pk))
-    return build_incoming_activity(
-        mailbox=mailbox,
-        parsed=parsed,
-        raw=raw,
-        correlation=correlation,
-        server_received_on=server_received_on,
-        parties=parties,
-        copy_owner=copy_owner,
-    ).save()
 
 
 def build_incoming_activity(

@@ -193,7 +193,8 @@ def _receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> R
         return _new_receipt(source, parsed, decision.outcome)
     try:
         with transaction.atomic():
-            email = activity_store.create_incoming_activity(
+            activity_store.remember_new_sender(mailbox=mailbox, parsed=parsed, parties=parties)
+            email = activity_store.build_incoming_activity(
                 mailbox=mailbox,
                 parsed=parsed,
                 raw=raw,
@@ -201,7 +202,7 @@ def _receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> R
                 server_received_on=source.server_received_on,
                 parties=parties,
                 copy_owner=copy_owner,
-            )
+            ).save()
     except IntegrityError:
         # Another mailbox stored the same message a moment ago: link to theirs.
         existing = EmailActivity.objects.get(message_identity=parsed.identity, copy_owner=copy_owner)

@@ -34,6 +34,18 @@ def after_leases_expire() -> time_machine.travel:
     return time_machine.travel(datetime.now(UTC) + timedelta(hours=1), tick=True)
 
 
+def send_until_killed_after_data(mailbox) -> None:
+    """Run the mailbox's outgoing sync in a real worker that SIGKILLs itself right
+    after the server's answer to DATA."""
+    with celery_worker(
+        queues="outgoing", name="crashing", env={"SYNC_CRASH_POINTS": "after_smtp_data"}
+    ) as worker:
+        claim = next(c for c in scheduler.dispatch(kinds=(SyncKind.OUTGOING,)) if c.mailbox_id == mailbox.pk)
+        outgoing_mailbox.delay(claim.mailbox_id, claim.token)
+        assert worker.process is not None
+        assert worker.process.wait(timeout=60) == -signal.SIGKILL
+
+
 def test_a_worker_killed_mid_run_loses_nothing_and_doubles_nothing(stack):
     alice = stack.user_mailbox("alice")
     for number in range(MESSAGES):
@@ -61,13 +73,7 @@ def test_a_worker_killed_right_after_the_servers_250_leaves_outcome_unknown_and_
     alice, bob = stack.user_mailbox("alice"), stack.user_mailbox("bob")
     message = compose(api_client_for(alice), subject="Exactly once", to=[bob.email_address])
 
-    with celery_worker(
-        queues="outgoing", name="crashing", env={"SYNC_CRASH_POINTS": "after_smtp_data"}
-    ) as worker:
-        claim = next(c for c in scheduler.dispatch(kinds=(SyncKind.OUTGOING,)) if c.mailbox_id == alice.pk)
-        outgoing_mailbox.delay(claim.mailbox_id, claim.token)
-        assert worker.process is not None
-        assert worker.process.wait(timeout=60) == -signal.SIGKILL
+    send_until_killed_after_data(alice)
     message.refresh_from_db()
     assert message.status == "sending"
     assert stack.relay.accepted_count(message.message_id) == 1

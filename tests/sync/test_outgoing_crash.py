@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 
 from crm.models import EmailActivity
-from sync import outgoing, scheduler
-from sync.models import SyncKind
-from sync.tasks import outgoing_mailbox
-from tests.harness.celery_worker import celery_worker
-from tests.sync.test_crash_safety import after_leases_expire
+from sync import outgoing
+from tests.sync.test_crash_safety import after_leases_expire, send_until_killed_after_data
 from tests.sync.test_engine_outgoing import api_client_for, compose, inbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,13 +18,7 @@ def test_a_worker_killed_with_the_next_email_claimed_leaves_both_outcome_unknown
     first = compose(client, subject="First", to=[bob.email_address])
     second = compose(client, subject="Second", to=[bob.email_address])
 
-    with celery_worker(
-        queues="outgoing", name="crashing", env={"SYNC_CRASH_POINTS": "after_smtp_data"}
-    ) as worker:
-        claim = next(c for c in scheduler.dispatch(kinds=(SyncKind.OUTGOING,)) if c.mailbox_id == alice.pk)
-        outgoing_mailbox.delay(claim.mailbox_id, claim.token)
-        assert worker.process is not None
-        assert worker.process.wait(timeout=60) == -signal.SIGKILL
+    send_until_killed_after_data(alice)
     # Killed after the server took the first, the second claimed (while the server delivered) and unsent.
     first.refresh_from_db()
     second.refresh_from_db()
