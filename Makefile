@@ -57,11 +57,13 @@ run: $(VENV)/.stamp-run
 	$(LOCAL_ENV) honcho start --port $(PORT)
 
 # The test mail stack (Dovecot runs as the mail user, so this needs root, as the tests do),
-# a seeded organization, a stream of mail and the platform; its own data folder and database.
+# a seeded organization, a stream of mail and the platform; its own data folder (database,
+# static files, keys), which the script fills itself: static files collected anywhere else
+# would not be served (STATIC_ROOT follows SERVERSYNC_DATA_DIR).
+DEMO_DATA_DIR ?= $(CURDIR)/var/demo
 demo: $(VENV)/.stamp-dev
 	scripts/ensure-services.sh
-	$(MANAGE) collectstatic --noinput --verbosity 0
-	SERVERSYNC_DATA_DIR=$(CURDIR)/var/demo $(LOCAL_ENV) python scripts/demo.py
+	SERVERSYNC_DATA_DIR=$(DEMO_DATA_DIR) $(LOCAL_ENV) python scripts/demo.py
 
 manage: $(VENV)/.stamp-run
 	$(MANAGE) $(CMD)

@@ -193,6 +193,8 @@ def main() -> int:
 
         django.setup()
         call_command("migrate", interactive=False, verbosity=0)
+        # Into this data folder's static/, where the web app serves them from (STATIC_ROOT).
+        call_command("collectstatic", interactive=False, verbosity=0)
         call_command("ensure_admin")
         seeded = seed(dovecot, relay)
         platform = subprocess.Popen(  # noqa: S603
