@@ -34,12 +34,13 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --editable '.[dev]'
 	touch $@ $(VENV)/.stamp-run
 
-.PHONY: help venv run demo manage test lint migrations-check bench bench-pages bench-email
+.PHONY: help venv run demo manage test screenshots lint migrations-check bench bench-pages bench-email
 
 help:
 	@echo "make run                  start web app ($(HOST):$(PORT)), Celery worker and beat (Ctrl-C stops all)"
 	@echo "make demo                 as run, plus the test mail stack, a seeded organization and a stream of mail (root)"
 	@echo "make test [PYTEST_ARGS=]  run the test suite against PostgreSQL and Redis on loopback"
+	@echo "make screenshots          run the browser tests, saving their screenshots in docs/screenshots/ (the README's)"
 	@echo "make lint                 ruff check, ruff format --check, mypy"
 	@echo "make manage CMD='...'     run a manage.py command with the settings of make run"
 	@echo "make migrations-check     fail if a model change has no migration"
@@ -73,6 +74,13 @@ test: $(VENV)/.stamp-dev
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || { status=$$?; \
 	  if [[ $$status == 5 ]]; then echo "make test: pytest collected no tests; that is a failure" >&2; fi; \
 	  exit $$status; }
+
+# The browser tests save their screenshots in a temporary folder; here they replace the
+# ones the README shows (then review and commit docs/screenshots/). Root, as `make test`.
+screenshots: $(VENV)/.stamp-dev
+	scripts/ensure-services.sh
+	SERVERSYNC_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -n $(PYTEST_WORKERS) tests/ui $(PYTEST_ARGS)
+	@echo "make screenshots: saved in docs/screenshots/; see git status docs/screenshots"
 
 # Every check runs, so one report shows all problems; any failure fails the target.
 lint: $(VENV)/.stamp-dev

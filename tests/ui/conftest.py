@@ -4,6 +4,7 @@ does not launch fails the test; it is never skipped."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,21 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Where screenshot() saves: this variable's folder when set (`make screenshots` points it
+# at docs/screenshots/, which the README shows), otherwise a folder in pytest's temporary
+# directory, so an ordinary test run leaves the work tree alone.
+SCREENSHOTS_ENV = "SERVERSYNC_SCREENSHOTS_DIR"
+_screenshots: list[Path] = []  # the folder of this session, set by the fixture below
+
+
+@pytest.fixture(scope="session", autouse=True)
+def screenshots_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The folder screenshot() saves into for this session (see SCREENSHOTS_ENV)."""
+    chosen = os.environ.get(SCREENSHOTS_ENV, "")
+    folder = Path(chosen).resolve() if chosen else tmp_path_factory.mktemp("screenshots")
+    _screenshots[:] = [folder]
+    yield folder
+    _screenshots.clear()
 
 
 @pytest.fixture
@@ -61,8 +76,11 @@ def sign_in(page: Page, username: str, *, start: str = "/mailboxes/", heading: s
 
 
 def screenshot(page: Page, name: str) -> Path:
-    """Save a full-page screenshot under docs/screenshots/ (the README shows them)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    """Save a full-page screenshot as NAME.png in this session's screenshot folder: a
+    temporary one, or docs/screenshots/ (the README shows them) under `make screenshots`."""
+    assert _screenshots, "screenshot() runs inside a test of tests/ui/ (the screenshots_dir fixture)"
+    folder = _screenshots[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
