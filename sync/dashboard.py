@@ -155,6 +155,31 @@ def profile_health() -> list[ProfileHealth]:
     ]
 
 
+@dataclass(frozen=True)
+class FirstSteps:
+    """Where a new installation stands on its way to synchronizing: an email server
+    profile, mailboxes, then test & enable (not done while the steps show)."""
+
+    profile: bool
+    mailboxes: bool
+
+
+def first_steps(mailboxes: QuerySet[Mailbox], *, total: int, administrator: bool) -> FirstSteps | None:
+    """The first steps while none of ``mailboxes`` (those the viewer sees; ``total`` of
+    them) has been through test & enable, None from then on. A mailbox counts once a
+    test finished (passed or failed: the page's own tiles then say what is wrong) or
+    while a direction is enabled (one enabled another way, e.g. by the demo). Whether a
+    profile exists is asked for administrators only: no one else can create one."""
+    tested = Q(test_completed_on__isnull=False) | Q(incoming_enabled=True)
+    tested |= Q(outgoing_enabled=True) | Q(act_enabled=True)
+    if total and mailboxes.filter(tested).exists():
+        return None
+    return FirstSteps(
+        profile=administrator and EmailServerProfile.objects.exists(),
+        mailboxes=total > 0,
+    )
+
+
 def open_alerts_by_level(alerts: QuerySet[MailboxAlert]) -> dict[str, int]:
     counted = defaultdict(
         int,

@@ -49,6 +49,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
     hours = _hour_labels(flow)
     context = {
         "total": counts["total"],
+        "first_steps": dashboard.first_steps(mailboxes, total=counts["total"], administrator=administrator),
         "status_rows": _status_rows(counts),
         "attention": _attention_tiles(counts),
         "disabled_reasons": dashboard.disabled_reasons(mailboxes),

@@ -16,7 +16,10 @@ from django.utils import timezone
 
 from crm.choices import SyncStatus
 from mailboxes.models import ApprovalStatus, Mailbox
+from mailboxes.services import mailbox_set_approval
+from profiles.models import EmailServerProfile
 from sync import rollups
+from sync.checks import mailbox_test_and_enable
 from sync.incoming import sync_incoming
 from sync.rollups import LATENCY_BOUNDS
 from tests import factories, messages
@@ -237,3 +240,112 @@ def test_an_unreachable_broker_is_said_on_the_dashboard_and_the_rest_still_shows
     body = client_for(world["admin"].login).get("/").content.decode()
     assert "The broker cannot be reached." in body
     assert re.search(r'data-count="total">(\d+)<', body).group(1) == str(sql_count("1 = 1"))
+
+
+# -- first steps of a new installation -----------------------------------------------
+
+
+def first_steps(body: str) -> str | None:
+    """The "First steps" panel of a dashboard page, or None when it is not there."""
+    match = re.search(r'<section class="card" id="first-steps".*?</section>', body, re.S)
+    return match.group(0) if match else None
+
+
+def steps_done(panel: str) -> dict[str, str]:
+    return dict(re.findall(r'<li data-step="(\w+)" data-done="(\w+)">', panel))
+
+
+def links(panel: str) -> list[str]:
+    return re.findall(r'href="([^"]+)"', panel)
+
+
+def heading(body: str) -> str:
+    return re.sub(r"<[^>]+>", "", re.search(r"<h1[^>]*>(.*?)</h1>", body, re.S).group(1)).strip()
+
+
+def new_mailbox(owner_name: str, account, profile: EmailServerProfile) -> Mailbox:
+    """A mailbox as an administrator adds it: owner, profile, credentials; not tested."""
+    return factories.mailbox(
+        user=factories.crm_user(owner_name, email=account.address),
+        email_address=account.address,
+        profile=profile,
+        allow_credentials_for_email_processing=True,
+        username=account.address,
+        password=account.password,
+    )
+
+
+def test_a_new_installation_shows_its_administrator_three_first_steps_whose_links_work(db):
+    assert not EmailServerProfile.objects.exists()
+    assert not Mailbox.objects.exists()
+    client = client_for(factories.login_user("admin", administrator=True))
+    panel = first_steps(client.get("/").content.decode())
+    assert panel, "no first steps on the dashboard of a new installation"
+    assert list(steps_done(panel).items()) == [("profile", "no"), ("mailboxes", "no"), ("test", "no")]
+    text = re.sub(r"<[^>]+>|\s+", " ", panel)
+    for step in ("1. Create an email server profile", "2. Add mailboxes", "3. Test &amp; enable"):
+        assert step in text
+    # Each link opens the page where that step is taken.
+    expected = {
+        "/profiles/new/": "New email server profile",
+        "/admin/mailboxes/mailbox/add/": "Add mailbox",
+        "/migration/": "Email Router migration",
+        "/mailboxes/": "Mailboxes",
+    }
+    assert links(panel) == list(expected)
+    for link, title in expected.items():
+        response = client.get(link)
+        assert response.status_code == 200, link
+        assert heading(response.content.decode()) == title, link
+
+
+@pytest.mark.slow
+def test_the_steps_are_ticked_off_and_vanish_once_a_mailbox_passed_test_and_enable(stack: Stack):
+    admin = factories.login_user("admin", administrator=True)
+    client = client_for(admin)
+    panel = first_steps(client.get("/").content.decode())
+    assert steps_done(panel) == {"profile": "yes", "mailboxes": "no", "test": "no"}
+    assert links(panel)[0] == "/profiles/"  # done: the profiles, no longer "create one"
+    assert client.get("/profiles/").content.decode().count(stack.profile.name) >= 1
+
+    mailbox = new_mailbox("Amy Agent", stack.make_mail_user("amy"), stack.profile)
+    panel = first_steps(client.get("/").content.decode())
+    assert steps_done(panel) == {"profile": "yes", "mailboxes": "yes", "test": "no"}
+
+    mailbox_set_approval(mailbox=mailbox, status=ApprovalStatus.APPROVED, by=admin)
+    assert mailbox_test_and_enable(mailbox=mailbox).passed  # against the test Dovecot and relay
+    body = client.get("/").content.decode()
+    assert first_steps(body) is None
+    assert "First steps" not in body
+    assert re.search(r'data-count="total">(\d+)<', body).group(1) == "1"
+
+
+@pytest.mark.slow
+def test_a_failed_test_and_enable_also_ends_the_first_steps_the_disabled_tile_takes_over(stack: Stack):
+    admin = factories.login_user("admin", administrator=True)
+    account = stack.make_mail_user("ben")
+    mailbox = new_mailbox("Ben Agent", account._replace(password="not-the-password"), stack.profile)
+    mailbox_set_approval(mailbox=mailbox, status=ApprovalStatus.APPROVED, by=admin)
+    assert not mailbox_test_and_enable(mailbox=mailbox).passed
+    body = client_for(admin).get("/").content.decode()
+    assert first_steps(body) is None
+    assert linked_count(body, "Disabled")[0] == sql_count("disabled_reason <> ''") == 1
+
+
+def test_a_user_is_shown_only_the_step_they_can_take(db):
+    carl = factories.login_user("carl")
+    crm_user = factories.crm_user("Carl Clerk", login=carl)
+    client = client_for(carl)
+    panel = first_steps(client.get("/").content.decode())
+    assert panel
+    assert "No mailbox of yours is connected yet" in panel
+    assert links(panel) == []  # creating profiles and adding mailboxes is for administrators
+    assert client.get("/profiles/new/").status_code == 403
+
+    factories.mailbox(user=crm_user, profile=factories.profile("Main"))
+    panel = first_steps(client.get("/").content.decode())
+    assert "Your mailbox has not been tested yet" in panel
+    assert links(panel) == ["/mailboxes/"]
+    listed = client.get("/mailboxes/").content.decode()
+    assert "carl@example.test" in listed
+    assert "Test &amp; enable" in listed
