@@ -1,5 +1,10 @@
 """Admin for mailboxes. Changes go through mailboxes.services, so a new address
-or profile starts a new configuration generation exactly as it does elsewhere."""
+or profile starts a new configuration generation exactly as it does elsewhere.
+
+Email Router migrations are shown read-only: they are made, applied and
+abandoned by the wizard, the API and the command (mailboxes.router_import.service);
+here an administrator looks one up, or abandons a pending one. The uploaded
+files are listed by name, size and checksum only, never their contents."""
 
 from __future__ import annotations
 
@@ -7,12 +12,16 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Model, Q, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
-from crm.admin_site import AdministratorModelAdmin
+from crm.admin_site import AdministratorModelAdmin, AdministratorPermissions
 from crm.roles import can_approve_email
-from mailboxes.models import ApprovalStatus, Mailbox
+from mailboxes.models import ApprovalStatus, Mailbox, RouterMigration, RouterMigrationFile
+from mailboxes.router_import.errors import RouterImportError
+from mailboxes.router_import.service import router_migration_abandon
 from mailboxes.services import mailbox_create, mailbox_defaults, mailbox_set_approval, mailbox_update
 from profiles.admin import SecretFieldsAdminMixin
 
@@ -157,3 +166,120 @@ class MailboxAdmin(SecretFieldsAdminMixin, AdministratorModelAdmin):
             mailbox_set_approval(mailbox=mailbox, status=status, by=request.user)
         label = ApprovalStatus(status).label
         self.message_user(request, f"{label}: {len(mailboxes)} email address(es).", messages.SUCCESS)
+
+
+FILE_FIELDS = ("router", "router_name", "name", "uploaded_name", "size", "sha256", "held")
+MIGRATION_FIELDS = (
+    "state",
+    "source",
+    "wizard_link",
+    "created_on",
+    "created_by",
+    "finished_on",
+    "finished_by",
+    "apply_error",
+    "fingerprint",
+    "routers",
+    "selection",
+    "counts_shown",
+    "review",
+    "result",
+)
+
+
+class RouterMigrationFileInline(AdministratorPermissions, admin.TabularInline):
+    """The uploaded files by name, size and checksum; whether the (encrypted) contents
+    are still held, never the contents themselves."""
+
+    model = RouterMigrationFile
+    fields = FILE_FIELDS
+    readonly_fields = FILE_FIELDS
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RouterMigrationFile]:
+        # The encrypted contents are never loaded for this page: the database says whether they are there.
+        held = ExpressionWrapper(~Q(content=""), output_field=BooleanField())
+        return super().get_queryset(request).defer("content").annotate(content_held=held)
+
+    @admin.display(description="Contents")
+    def held(self, stored: RouterMigrationFile) -> str:
+        return "held, encrypted" if getattr(stored, "content_held", False) else "deleted"
+
+
+@admin.register(RouterMigration)
+class RouterMigrationAdmin(AdministratorModelAdmin):
+    """Read-only: a migration is made by the wizard, the API or the command and
+    carried out in one transaction by the service; its record is kept for good."""
+
+    list_display = [
+        "id",
+        "state",
+        "source",
+        "routers_shown",
+        "counts_shown",
+        "created_on",
+        "created_by",
+        "finished_on",
+        "finished_by",
+    ]
+    list_filter = ["state", "source"]
+    list_select_related = ["created_by", "finished_by"]
+    search_fields = ["fingerprint", "files__router_name", "files__sha256"]
+    date_hierarchy = "created_on"
+    inlines = [RouterMigrationFileInline]
+    actions = ["abandon"]
+    fields = MIGRATION_FIELDS
+    readonly_fields = MIGRATION_FIELDS
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # the wizard (/migration/), the API or import_email_router make one from files
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # every migration is kept
+
+    @admin.display(description="Routers")
+    def routers_shown(self, migration: RouterMigration) -> str:
+        return ", ".join(str(router.get("name", "")) for router in migration.routers) or "—"
+
+    @admin.display(description="Review")
+    def counts_shown(self, migration: RouterMigration) -> str:
+        counts = migration.review.get("counts", {})
+        if not counts:
+            return "—"
+        return (
+            f"{counts.get('profiles_to_create', 0)} profiles to create, "
+            f"{counts.get('mailboxes_to_create', 0)} mailboxes to create, "
+            f"{counts.get('mailboxes_to_update', 0)} to update, "
+            f"{counts.get('forward_mailboxes_to_create', 0)} forward mailboxes to create, "
+            f"{counts.get('not_migrated', 0)} not migrated"
+        )
+
+    @admin.display(description="In the wizard")
+    def wizard_link(self, migration: RouterMigration) -> str:
+        url = reverse("migration-detail", args=[migration.pk])
+        return format_html('<a href="{}">Migration #{}</a>', url, migration.pk)
+
+    @admin.action(description="Abandon (delete the held files, migrate nothing)")
+    def abandon(self, request: HttpRequest, queryset: QuerySet[RouterMigration]) -> None:
+        done, refused = 0, []
+        for migration in queryset:
+            try:
+                router_migration_abandon(migration=migration, by=request.user)
+            except RouterImportError as error:
+                refused.append(f"{migration.pk}: {error}")
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"Abandoned {done} migration(s).", messages.SUCCESS)
+        if refused:
+            self.message_user(request, "Not abandoned: " + "; ".join(refused), messages.WARNING)

@@ -52,6 +52,7 @@ def _row(mailbox: Mailbox) -> dict[str, Any]:
         "owner_kind": mailbox.owner_kind,
         "profile": mailbox.profile_id,
         "needs_credentials": mailbox.needs_credentials,
+        "enabled": mailbox.incoming_enabled or mailbox.outgoing_enabled or mailbox.act_enabled,
     }
 
 

@@ -43,6 +43,7 @@ class OwnerConfig:
     refusals: list[str] = field(default_factory=list)
     addresses: set[str] = field(default_factory=set)  # the router's address(es) for this mailbox
     ids: set[str] = field(default_factory=set)
+    hashes: set[str] = field(default_factory=set)  # the IdentityHash of each of its entries
     crm_urls: set[str] = field(default_factory=set)
     thresholds: list[datetime] = field(default_factory=list)
     delete_emails: bool | None = None
@@ -108,6 +109,10 @@ def _owners(collected: Collected, entry: Entry, reading: Reading, index: OwnerIn
     resolution = index.resolve(entry)
     collected.skipped_people += resolution.skipped
     collected.notes += resolution.notes
+    if not resolution.owners and reading.refusal:
+        # Whoever it belongs to, the server cannot be migrated (WebDAV, a custom
+        # provider): said here too, so that adding the person later is no surprise.
+        collected.not_migrated.append((reading.source, reading.refusal))
     return resolution.owners
 
 
@@ -121,6 +126,8 @@ def _attach(config: OwnerConfig, entry: Entry, reading: Reading, only_owner: boo
     else:
         config.outgoing.append(reading)
     config.ids |= set(entry.ids("UserId")) | set(entry.ids("QueueId"))
+    if entry.get("IdentityHash"):
+        config.hashes.add(entry.get("IdentityHash"))
     if entry.get("ThresholdDateTime") and (when := parse_date(entry.get("ThresholdDateTime"))):
         config.thresholds.append(when)
     if entry.get("DeleteEmails"):
@@ -131,7 +138,11 @@ def _add_threshold(collected: Collected, threshold: Threshold) -> None:
     matched = False
     for config in collected.configs.values():
         mine = (config.addresses | {config.owner.email}) if config.owner.email else config.addresses
-        if set(threshold.addresses) & mine or set(threshold.ids) & config.ids:
+        if (
+            set(threshold.addresses) & mine
+            or set(threshold.ids) & config.ids
+            or set(threshold.hashes) & config.hashes
+        ):
             config.thresholds.append(threshold.when)
             matched = True
     if not matched:

@@ -73,6 +73,12 @@ class Threshold:
     when: datetime
     addresses: list[str]
     ids: list[str]
+    hashes: list[str] = field(default_factory=list)  # the IdentityHash of the entry it belongs to
+
+    @property
+    def names(self) -> list[str]:
+        """How it names its mailbox, for the review."""
+        return [*self.addresses, *self.ids, *(f"IdentityHash {value}" for value in self.hashes)]
 
 
 @dataclass
@@ -196,8 +202,9 @@ def _entry(router: str, number: int, element: Element, findings: list[Finding]) 
 
 def _read_state(documents: RouterDocuments, root: Element) -> None:
     """Every element holding a ThresholdDate is one mailbox's state; it names the
-    mailbox by EmailAddress, UserId or QueueId among its children or attributes.
-    A StateXML value is the router's own, opaque state: counted, never read."""
+    mailbox by EmailAddress, UserId or QueueId among its children or attributes,
+    or names its provider entry by that entry's IdentityHash. A StateXML value is
+    the router's own, opaque state: counted, never read."""
     for element in _state_elements(root):
         if any(_state_name(child) == "ThresholdDate" for child in element):
             _read_one_state(documents, element)
@@ -228,14 +235,15 @@ def _read_one_state(documents: RouterDocuments, element: Element) -> None:
     when = parse_date(values.get("ThresholdDate", ""))
     addresses = [values["EmailAddress"].lower()] if values.get("EmailAddress") else []
     ids = [normalize_id(values[key]) for key in ("UserId", "QueueId") if values.get(key)]
+    hashes = [values["IdentityHash"].strip()] if values.get("IdentityHash", "").strip() else []
     if when is None:
         text = f"ThresholdDate {values.get('ThresholdDate', '')!r} not understood"
         documents.findings.append(Finding(documents.name, STATE_FILE, where, text))
-    elif not (addresses or ids):
+    elif not (addresses or ids or hashes):
         text = "ThresholdDate without EmailAddress, UserId or QueueId; not used"
         documents.findings.append(Finding(documents.name, STATE_FILE, where, text))
     else:
-        documents.thresholds.append(Threshold(documents.name, when, addresses, ids))
+        documents.thresholds.append(Threshold(documents.name, when, addresses, ids, hashes))
 
 
 def _state_name(element: Element) -> str | None:

@@ -112,12 +112,20 @@ def read_endpoint(entry: Entry) -> Reading:
         protocol = _ews_or_webdav(entry, location, reading)
     if protocol is Protocol.WEBDAV:
         reading.refusal = (
-            f"Exchange WebDAV ({location or 'no location'}): Exchange 2003 and Exchange 2007 WebDAV "
+            f"{webdav_kind(entry)} at {location or 'no location'}: Exchange 2003 and Exchange 2007 WebDAV "
             "profiles are not migrated; server-side synchronization uses Exchange Web Services"
         )
         return reading
     reading.endpoint = _endpoint(entry, direction, protocol, location, reading)
     return reading
+
+
+def webdav_kind(entry: Entry) -> str:
+    """A WebDAV entry as the Email Router Configuration Manager named it: its
+    Exchange version where the server type says it, else both WebDAV ones."""
+    said = f"{entry.get('EmailServerType')} {entry.get('EmailProtocol')}".lower()
+    versions = [version for version in ("2003", "2007") if version in said]
+    return f"Exchange {' or '.join(versions or ['2003', '2007'])} (WebDAV)"
 
 
 def _kind(entry: Entry, reading: Reading) -> tuple[str | None, Protocol | None]:

@@ -79,6 +79,7 @@ def merge(incoming: Endpoint | None, outgoing: Endpoint | None) -> Merged:
                 f"Exchange incoming with SMTP outgoing: the Exchange profile sends through Exchange Web "
                 f"Services, not the SMTP server {outgoing.location}."
             )
+            _warn_without_ssl(outgoing, merged)
         return merged
     if in_protocol is Protocol.POP3:
         assert incoming is not None  # noqa: S101
@@ -92,6 +93,7 @@ def merge(incoming: Endpoint | None, outgoing: Endpoint | None) -> Merged:
                 f"POP3 incoming with Exchange outgoing: the Exchange profile reads mail through Exchange "
                 f"Web Services, not the POP3 server {incoming.location}."
             )
+            _warn_without_ssl(incoming, merged)
             return merged
         return _pop3_smtp(incoming, outgoing)
     if outgoing is not None and outgoing.protocol is Protocol.EWS:
@@ -129,8 +131,7 @@ def _spec(
     server_type: str, incoming: Endpoint, outgoing: Endpoint, autodiscover: bool, merged: Merged
 ) -> ProfileSpec:
     for endpoint in {id(incoming): incoming, id(outgoing): outgoing}.values():
-        if not endpoint.use_ssl:
-            merged.warnings.append(f"{endpoint.describe()} does not use SSL.")
+        _warn_without_ssl(endpoint, merged)
     source, username, same, outgoing_username = _credentials(incoming, outgoing, merged)
     return ProfileSpec(
         server_type=server_type,
@@ -148,6 +149,14 @@ def _spec(
         outgoing_username=outgoing_username,
         auto_discover_server_location=autodiscover,
     )
+
+
+def _warn_without_ssl(endpoint: Endpoint, merged: Merged) -> None:
+    """Every router server without SSL is warned about, as Microsoft's wizard does,
+    also one the merged profile does not use (the SMTP server of an Exchange
+    profile, the POP3 server of one that reads through Exchange)."""
+    if not endpoint.use_ssl:
+        merged.warnings.append(f"{endpoint.describe()} does not use SSL.")
 
 
 def _credentials(incoming: Endpoint, outgoing: Endpoint, merged: Merged) -> tuple[str, str, bool, str]:

@@ -379,12 +379,18 @@ def _router_notes(plan: Plan, documents: list[RouterDocuments], collected: Colle
                 )
             )
     for threshold in collected.unmatched_thresholds:
-        names = ", ".join([*threshold.addresses, *threshold.ids])
+        names = ", ".join(threshold.names)
         plan.notes.append(
             f"{threshold.router}: the SystemState threshold for {names} matched no migrated mailbox"
         )
     for profile in plan.profiles:
-        if profile.lacks_password:
+        if profile.lacks_password and profile.existing is not None:
+            # Used as it is: say what the database holds, not what a new profile would get.
+            profile.warnings.append(
+                f"The existing profile has no password for {profile.spec.username} yet: enter it on the "
+                "profile. Its mailboxes are marked as needing credentials."
+            )
+        elif profile.lacks_password:
             stored = "could not be decrypted" if profile.password_stored else "was not in the files"
             profile.warnings.append(
                 f"The password for {profile.spec.username} {stored}: the profile is created without it; "

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crm.choices import IncomingMethod, OutgoingMethod
+from mailboxes.models import Mailbox
 from mailboxes.router_import.plan import CREATE, SKIP, UNCHANGED, UPDATE, MailboxPlan, Plan, ProfilePlan
 from profiles.models import AuthProtocol, CredentialsSource, ServerType
 
@@ -107,6 +108,8 @@ def _credentials(profile: ProfilePlan) -> str:
 def _mailbox(mailbox: MailboxPlan) -> dict[str, Any]:
     profile = mailbox.profile
     assert profile is not None  # noqa: S101 -- every planned mailbox has one
+    if mailbox.action == UNCHANGED and mailbox.existing is not None:
+        return _unchanged(mailbox, profile.key)
     return {
         "key": mailbox.key,
         "owner_kind": mailbox.owner.kind,
@@ -126,6 +129,48 @@ def _mailbox(mailbox: MailboxPlan) -> dict[str, Any]:
         "folders": mailbox.folders.label if mailbox.folders else None,
         "changes": mailbox.changes,
     }
+
+
+def _unchanged(mailbox: MailboxPlan, profile_key: str) -> dict[str, Any]:
+    """A mailbox already set up as the router's: left alone, so the review says
+    what the database holds (its date, credentials, folders, whether it is
+    enabled), not what a new migration would set."""
+    existing = mailbox.existing
+    assert existing is not None  # noqa: S101 -- only existing mailboxes are unchanged
+    since = existing.process_email_received_after
+    return {
+        "key": mailbox.key,
+        "owner_kind": mailbox.owner.kind,
+        "owner": mailbox.owner.name,
+        "email_address": existing.email_address,
+        "mailbox": existing.pk,
+        "action": UNCHANGED,
+        "profile": profile_key,
+        "profile_name": str(existing.profile or ""),
+        "incoming": _held(existing.get_incoming_method_display(), existing.incoming_method, existing),
+        "outgoing": existing.get_outgoing_method_display(),
+        "process_email_from": _utc(since),
+        "threshold_kept": bool(mailbox.threshold and since == mailbox.threshold),
+        "needs_credentials": existing.needs_credentials,
+        "delete_email_after_processing": existing.delete_email_after_processing,
+        "folders": existing.get_folders_display() if mailbox.folders else None,
+        "changes": [],
+        "enabled": [
+            label
+            for label, on in (
+                ("incoming", existing.incoming_enabled),
+                ("outgoing", existing.outgoing_enabled),
+                ("appointments, contacts and tasks", existing.act_enabled),
+            )
+            if on
+        ],
+    }
+
+
+def _held(label: str, method: str, existing: Mailbox) -> str:
+    if method != IncomingMethod.SERVER_SIDE_SYNC:
+        return label
+    return f"{label}, {existing.get_folders_display().lower()}"
 
 
 def _incoming(mailbox: MailboxPlan) -> str:

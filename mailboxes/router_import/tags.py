@@ -57,7 +57,7 @@ ROUTER_ONLY = {
     "MoveEmails": "the router's own handling of processed mail",
     "BatchSize": "the router's own batching",
     "CacheCapacity": "the router's own cache",
-    "IdentityHash": "the router's own bookkeeping",
+    "IdentityHash": "the router's own key for an entry's state; used only to match SystemState thresholds",
     "MessageExpiry": "the router's own retry window",
 }
 
@@ -68,6 +68,8 @@ STATE_TAGS: dict[str, tuple[str, ...]] = {
     "EmailAddress": ("emailaddress",),
     "UserId": ("userid", "systemuserid"),
     "QueueId": ("queueid",),
+    # The provider property of the same name in the agent file: which entry a state belongs to.
+    "IdentityHash": ("identityhash",),
 }
 STATE_BY_WRITTEN_NAME = {written: canonical for canonical, names in STATE_TAGS.items() for written in names}
 

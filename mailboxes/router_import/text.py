@@ -40,11 +40,18 @@ def result_lines(result: dict[str, Any]) -> list[str]:
     def count(key: str) -> int:
         return len(result.get(key, []))
 
+    enabled = sum(1 for row in result.get("mailboxes_unchanged", []) if row.get("enabled"))
+    # What this migration changed is off until tested; mailboxes it left alone are as the database holds them.
+    state = (
+        f"Nothing it created or updated is enabled yet; {enabled} of the unchanged mailboxes already are."
+        if enabled
+        else "Nothing is enabled yet."
+    )
     return [
         f"Migrated: {count('profiles_created')} profiles created ({count('profiles_reused')} existing used), "
         f"{count('mailboxes_created')} mailboxes created, {count('mailboxes_updated')} updated, "
         f"{count('forward_mailboxes_created')} forward mailboxes created, "
-        f"{count('mailboxes_unchanged')} unchanged. Nothing is enabled yet.",
+        f"{count('mailboxes_unchanged')} unchanged. {state}",
         "Next: test & enable the migrated mailboxes, queue mailboxes first (/mailboxes/ or "
         "manage.py test_and_enable), enter the credentials of those that need them, then switch "
         '"Process email using" to Server-Side Synchronization (System Settings > Email).',
@@ -85,10 +92,14 @@ def _mailbox(mailbox: dict[str, Any]) -> str:
     kept = " (the router's threshold)" if mailbox["threshold_kept"] else ""
     changes = f"; {', '.join(mailbox['changes'])}" if mailbox["changes"] else ""
     folders = f"; reads {mailbox['folders'].lower()}" if mailbox.get("folders") else ""
+    # An unchanged mailbox is shown as the database holds it, enabled directions included.
+    enabled = mailbox.get("enabled")
+    state = "" if enabled is None else f"; enabled: {', '.join(enabled)}" if enabled else "; not enabled"
+    since = mailbox["process_email_from"] or "(not set)"
     return (
         f"  [{mailbox['action']}] {mailbox['owner_kind']} {mailbox['owner']} <{mailbox['email_address']}> "
-        f"-> {mailbox['profile_name']}; process email from {mailbox['process_email_from']}{kept}"
-        f"{folders}{extra}{changes}"
+        f"-> {mailbox['profile_name']}; process email from {since}{kept}"
+        f"{folders}{extra}{state}{changes}"
     )
 
 
