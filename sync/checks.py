@@ -11,6 +11,7 @@ enabled; those that fail stay off with a reason that names the cause and the fix
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -81,11 +82,24 @@ FIXES = {
     "round_trip_not_arrived": "Check that the outgoing server delivers mail for this address to this "
     "mailbox's server (routing, spam filtering), then test again.",
 }
-GENERIC_FIX = "Correct the email server profile or the mailbox as the message says, then test again."
+GENERIC_FIX = "Correct the email server profile or the mailbox for the cause above, then test again."
+
+# How the connectors' messages say what to do after what happened: a sentence, or
+# the clause after a last ":" or ";", that starts so. Test & enable says the fix
+# itself (FIXES), once, so it keeps only the cause of such a message.
+_ADVICE = re.compile(
+    r"(?:(?:correct|check|grant|create|choose|use|enable|turn|enter|install|point|match|approve|activate|"
+    r"lower|raise|remove|give|the mail server needs)\b|for starttls,|if it persists,)",
+    re.IGNORECASE,
+)
+_CLAUSE = re.compile(r"[:;]\s+(?=[^:;]*$)")
 
 
 @dataclass
 class DirectionResult:
+    """One direction's outcome. For a failure, ``message`` says what happened and
+    ``fix`` what to do, each once: the text shown is both (``failure_text``)."""
+
     direction: str
     outcome: str
     code: str = ""
@@ -129,7 +143,56 @@ def _said(result: DirectionResult) -> str:
 
 
 def failed(direction: str, error: SyncError) -> DirectionResult:
-    return DirectionResult(direction, FAILURE, error.code, error.message, FIXES.get(error.code, GENERIC_FIX))
+    cause, advice = split_advice(error.message)
+    return DirectionResult(
+        direction, FAILURE, error.code, cause, FIXES.get(error.code) or advice or GENERIC_FIX
+    )
+
+
+def split_advice(message: str) -> tuple[str, str]:
+    """A connector's message as (what happened, what it says to do). The sync engine
+    shows the whole message; test & enable shows the cause and its own fix, so that
+    the fix is said once rather than in the connector's words and again in its own."""
+    sentences = _sentences(message)
+    advice: list[str] = []
+    while len(sentences) > 1 and _ADVICE.match(sentences[-1]):
+        advice.insert(0, sentences.pop())
+    last = _CLAUSE.split(sentences[-1]) if sentences else []
+    if not advice and len(last) == 2 and _ADVICE.match(last[1]):
+        sentences[-1] = last[0].rstrip() + "."
+        advice = [last[1][0].upper() + last[1][1:]]
+    return " ".join(sentences), " ".join(advice)
+
+
+def _sentences(text: str) -> list[str]:
+    """Split after ". " (or ! ?) outside brackets: a server's quoted reply stays whole."""
+    found, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += (char in "([") - (char in ")]")
+        if char in ".!?" and depth <= 0 and text[index + 1 : index + 2] in (" ", ""):
+            found.append(text[start : index + 1].strip())
+            start = index + 1
+    if text[start:].strip():
+        found.append(text[start:].strip())
+    return found
+
+
+def failure_text(results: list[DirectionResult]) -> str:
+    """The failures as one text, each cause followed by its fix, the fix said once:
+    directions that failed alike (say, the address is not approved) are named
+    together, and causes with the same fix (a wrong password, refused by both
+    servers) are told one after the other before it."""
+    by_fix: dict[str, dict[str, list[str]]] = {}
+    for result in results:
+        if result.outcome == FAILURE:
+            labels = by_fix.setdefault(result.fix, {}).setdefault(result.message, [])
+            labels.append(LABELS[result.direction])
+    return " ".join(
+        " ".join(
+            [*(f"{' and '.join(labels).capitalize()}: {message}" for message, labels in causes.items()), fix]
+        ).strip()
+        for fix, causes in by_fix.items()
+    )
 
 
 # -- one mailbox --------------------------------------------------------------
@@ -359,11 +422,7 @@ def _record_on_mailbox(mailbox: Mailbox, report: TestReport, generation: int) ->
             values[f"{result.direction}_postponed_until"] = None
     if any(r.outcome == SUCCESS and r.direction in ("incoming", "outgoing") for r in report.results):
         values["needs_credentials"] = False  # a mail server accepted the sign-in: they are there
-    values["disabled_reason"] = " ".join(
-        f"{LABELS[r.direction].capitalize()}: {r.message} {r.fix}"
-        for r in report.results
-        if r.outcome == FAILURE
-    )
+    values["disabled_reason"] = failure_text(report.results)
     Mailbox.objects.filter(pk=mailbox.pk, configuration_generation=generation).update(**values)
     mailbox.refresh_from_db()
 

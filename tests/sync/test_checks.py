@@ -333,3 +333,98 @@ def test_command_by_profile_and_refuses_unknown_addresses(stack, capsys):
 
     with pytest.raises(CommandError, match=r"nobody@example\.test"):
         call_command("test_and_enable", "nobody@example.test")
+
+
+# -- each failure says its fix once ---------------------------------------------------
+
+
+def said_once(text: str, fix: str, *words: str) -> None:
+    """The fix is in ``text`` exactly once, and so is each key phrase of it (a
+    connector's own wording of the same advice would be a second time)."""
+    assert text.count(fix) == 1, text
+    for phrase in words:
+        assert text.lower().count(phrase.lower()) == 1, (phrase, text)
+
+
+def progress_panel(mailbox: Mailbox) -> str:
+    """The mailboxes page's test & enable panel for one test of ``mailbox``, as an administrator sees it."""
+    from django.test import Client
+    from django.utils import timezone
+
+    test = MailboxTest.objects.create(mailbox=mailbox, queued_on=timezone.now())
+    checks.mailbox_test_and_enable(mailbox=mailbox, test=test)
+    client = Client()
+    client.force_login(factories.login_user(f"root{test.pk}", administrator=True))
+    page = client.get(f"/mailboxes/progress/?test={test.pk}").content.decode()
+    return page.split("</section>")[0]  # the panel, not the table rows it refreshes
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "cause", "phrase"),
+    [
+        ("unknown host", "dns_not_found", "does not exist in DNS", "Correct the server name"),
+        (
+            "wrong password",
+            "authentication_failed",
+            "rejected the sign-in",
+            "Correct the user name and password",
+        ),
+        ("no credentials", "credentials_missing", "has no credentials", "user name and password"),
+        ("hidden inbox", "folder_not_found", "The folder 'INBOX' does not exist", "folder settings"),
+        ("not approved", "approval_missing", "is not approved", "Approve the mailbox's email address"),
+    ],
+)
+def test_each_failure_names_its_cause_and_its_fix_once(stack, case, code, cause, phrase):
+    mailbox = untested(stack)
+    if case == "unknown host":
+        on_profile(mailbox, incoming_server_location="imap.serversync.invalid")
+    elif case == "wrong password":
+        Mailbox.objects.filter(pk=mailbox.pk).update(password="not-the-password")
+    elif case == "no credentials":
+        Mailbox.objects.filter(pk=mailbox.pk).update(allow_credentials_for_email_processing=False)
+    elif case == "hidden inbox":
+        stack.dovecot.hide_folder(mailbox.email_address, "INBOX")
+    else:
+        Mailbox.objects.filter(pk=mailbox.pk).update(approval_status=ApprovalStatus.PENDING_APPROVAL)
+    mailbox.refresh_from_db()
+
+    report = checks.mailbox_test_and_enable(mailbox=mailbox)
+
+    found = result(report, "incoming")
+    assert (found.outcome, found.code) == ("failure", code)
+    assert cause in found.message
+    assert phrase.lower() in found.fix.lower()
+    mailbox.refresh_from_db()
+    failures = [r for r in report.results if r.outcome == "failure"]
+    # The mailbox's reason: each cause, then its fix once; directions that failed alike (no
+    # approval) named together, causes with one fix (a wrong password, both servers) before it.
+    for failure in failures:
+        assert mailbox.disabled_reason.count(failure.message) == 1
+    if len({r.fix for r in failures}) == 1:
+        said_once(mailbox.disabled_reason, found.fix, phrase)
+    alert = MailboxAlert.objects.get(mailbox=mailbox, category="test", resolved_on=None)
+    said_once(alert.message, found.fix, phrase)
+    assert cause in alert.message
+    # The mailboxes page shows each failed direction's cause and fix, the fix once per direction.
+    panel = progress_panel(mailbox)
+    shown = panel.count(found.fix.replace("'", "&#x27;").replace('"', "&quot;"))
+    assert shown == len([r for r in failures if r.fix == found.fix]), panel
+
+
+def test_test_connection_says_each_fix_once(stack, mail_user):
+    account = mail_user("profile")
+    profile = factories.profile(
+        "Shared",
+        incoming_server_location="imap.serversync.invalid",
+        outgoing_server_location=stack.relay.host,
+        outgoing_port=stack.relay.port,
+        credentials_source=CredentialsSource.PROFILE,
+        username=account.address,
+        password="not-the-password",
+    )
+
+    results = checks.profile_test_connection(profile=profile)
+
+    incoming = next(r for r in results if r.direction == "incoming")
+    assert incoming.code == "dns_not_found"
+    said_once(profile.last_test_message, incoming.fix, "Correct the server name")
