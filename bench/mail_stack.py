@@ -96,6 +96,10 @@ class MailStack:
     def imap(self, user: MailUser) -> IMAPClient:
         """A logged-in imapclient session over implicit TLS, the port the engine's profile uses."""
         client = IMAPClient(self.dovecot.host, port=self.dovecot.imaps_port, ssl_context=self._context)
+        # The raw side does the least the job needs: without imaplib's protocol trace,
+        # which imapclient switches on and which formats every fetched message (the
+        # engine's connector switches it off the same way).
+        client._imap.debug = 0
         client.login(user.address, user.password)
         return client
 
