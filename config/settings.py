@@ -308,9 +308,10 @@ SYNC_MAX_MESSAGE_BYTES = env_int("SYNC_MAX_MESSAGE_BYTES", 50 * 1024 * 1024, min
 # (thousands of fields would otherwise cost the parser minutes).
 SYNC_MAX_HEADER_COUNT = env_int("SYNC_MAX_HEADER_COUNT", 1000, minimum=50)
 SYNC_MAX_HEADER_BYTES = env_int("SYNC_MAX_HEADER_BYTES", 1024 * 1024, minimum=16 * 1024)
-# Incoming messages stored per transaction (each commit costs a disk flush); a crash
-# loses at most one batch's work, which the next run reads again.
-SYNC_BATCH_MESSAGES = env_int("SYNC_BATCH_MESSAGES", 20, minimum=1)
+# Incoming messages stored per transaction (each commit costs a disk flush, each batch
+# a few statements; as many as an IMAP download brings); a crash loses at most one
+# batch's work, which the next run reads again.
+SYNC_BATCH_MESSAGES = env_int("SYNC_BATCH_MESSAGES", 50, minimum=1)
 # A message that takes longer than this to parse and store is quarantined; the run goes on.
 SYNC_MESSAGE_MAX_SECONDS = env_int("SYNC_MESSAGE_MAX_SECONDS", 60, minimum=1)
 SYNC_IDLE_BACKOFF_MAX_MINUTES = env_int("SYNC_IDLE_BACKOFF_MAX_MINUTES", 30, minimum=1)
