@@ -54,9 +54,21 @@ class DovecotError(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free now: their sockets are all held open while
+    they are picked (ports picked one after another can repeat, and one Dovecot
+    listening twice on a port refuses to start)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class Dovecot:
@@ -76,9 +88,7 @@ class Dovecot:
         self.extra_config = extra_config
         self.cert = cert or self.ca.issue_cert("localhost", HOST)
         self.host = HOST
-        self.imap_port, self.imaps_port = free_port(), free_port()
-        self.pop3_port, self.pop3s_port = free_port(), free_port()
-        self.lmtp_port = free_port()
+        self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port, self.lmtp_port = free_ports(5)
         self.master_user = MASTER_USER
         self.master_password = secrets.token_hex(12)
         self.mail_uid = pwd.getpwnam("mail")
