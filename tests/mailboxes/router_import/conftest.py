@@ -1,6 +1,8 @@
 import pytest
 import time_machine
+from django.test import Client
 
+from tests import factories
 from tests.mailboxes.router_import.routers import NOW, Contoso, build_contoso
 
 
@@ -13,3 +15,11 @@ def contoso(db) -> Contoso:
 def frozen_now():
     with time_machine.travel(NOW, tick=False):
         yield NOW
+
+
+@pytest.fixture
+def admin_client(contoso: Contoso) -> Client:
+    """An administrator signed in to the pages, in Contoso's organization."""
+    client = Client()
+    client.force_login(factories.login_user("root", administrator=True))
+    return client

@@ -10,17 +10,9 @@ from django.urls import reverse
 
 from mailboxes.models import RouterMigration, RouterMigrationFile, RouterMigrationState
 from mailboxes.router_import.service import router_migration_apply, router_migration_create
-from tests import factories
 from tests.mailboxes.router_import.routers import BRANCH, CIPHERTEXTS, MAIN, Contoso, upload
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client(contoso: Contoso) -> Client:
-    client = Client()
-    client.force_login(factories.login_user("root", administrator=True))
-    return client
 
 
 def admin_url(view: str, *args: int) -> str:

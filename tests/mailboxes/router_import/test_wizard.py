@@ -21,13 +21,6 @@ from tests.mailboxes.router_import.routers import BRANCH, CIPHERTEXTS, MAIN, Con
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(contoso: Contoso) -> Client:
-    client = Client()
-    client.force_login(factories.login_user("root", administrator=True))
-    return client
-
-
 def upload_both(client: Client):
     return client.post(
         "/migration/", {"router1": uploaded(MAIN), "router2": uploaded(BRANCH), "router2_name": "Branch"}
