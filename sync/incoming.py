@@ -1,8 +1,10 @@
 """Incoming mail: fetch -> parse -> dedupe -> track/correlate -> store.
 
-Each message is stored in one transaction together with its receipt and the
-advanced folder cursor: a crash anywhere loses nothing (the cursor did not
-move) and doubles nothing (the message identity is unique).
+Messages are stored a batch at a time (sync/batch_store.py), each batch in one
+transaction together with its receipts and the folder cursor's step past it:
+a crash anywhere loses nothing (the cursor did not move) and doubles nothing
+(the message identity is unique). ``store_message`` stores one message alone,
+with its own cursor step; the batch hands it the rare cases.
 """
 
 from __future__ import annotations
