@@ -306,14 +306,15 @@ class _Batch:
     def _insert(self) -> None:
         emails = [new.email for new in self.activities]
         # An email answering another of the same batch names it once both have keys.
-        answering = [e for e in emails if e.correlated_email is not None and e.correlated_email.pk is None]
-        answered = {id(e): e.correlated_email for e in answering}
-        for email in answering:
+        answering = [
+            (e, e.correlated_email) for e in emails if e.correlated_email and e.correlated_email.pk is None
+        ]
+        for email, _ in answering:
             email.correlated_email = None
         EmailActivity.objects.bulk_create(emails)
-        for email in answering:
-            email.correlated_email = answered[id(email)]
-        EmailActivity.objects.bulk_update(answering, ["correlated_email"])
+        for email, answered in answering:
+            email.correlated_email = answered
+        EmailActivity.objects.bulk_update([email for email, _ in answering], ["correlated_email"])
         activity_store.save_all(self.activities)
         QueueItem.objects.bulk_create(self.queue_items, ignore_conflicts=True)
         Receipt.objects.bulk_create(self.receipts)

@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models.expressions import RawSQL
 
 from crm.models import EmailActivity, OrganizationSettings, QueueItem
@@ -608,8 +608,13 @@ def _sync_pop3(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
     seen = set(cursor.seen_uidls)
 
     def step(uidls: list[str]) -> None:
-        stored = [*cursor.seen_uidls, *batches.processed, *uidls]
-        FolderCursor.objects.filter(pk=cursor.pk).update(seen_uidls=_appended(uidls, stored))
+        seen_uidls: RawSQL | list[str]
+        if transaction.get_connection().vendor == "postgresql":
+            # Appended by the database (jsonb ||): a large mailbox's list is not sent whole per batch.
+            seen_uidls = RawSQL('"seen_uidls" || %s::jsonb', [json.dumps(uidls)])
+        else:  # SQLite (make run): the whole list
+            seen_uidls = [*cursor.seen_uidls, *batches.processed, *uidls]
+        FolderCursor.objects.filter(pk=cursor.pk).update(seen_uidls=seen_uidls)
 
     batches = _Batches[str](mailbox, run, budget, step)
     with Pop3Connection(incoming_settings(mailbox)) as connection:
@@ -633,15 +638,6 @@ def _sync_pop3(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
         if kept != sorted(cursor.seen_uidls) or batches.processed:
             FolderCursor.objects.filter(pk=cursor.pk).update(seen_uidls=kept)
         connection.quit()
-
-
-def _appended(uidls: list[str], whole: list[str]) -> RawSQL | list[str]:
-    """The seen UIDLs with a batch's added: on PostgreSQL appended by the database
-    (jsonb ||), so a large mailbox's list is not sent whole for every batch;
-    elsewhere (SQLite, for make run) the whole list."""
-    if connection.vendor == "postgresql":
-        return RawSQL('"seen_uidls" || %s::jsonb', [json.dumps(uidls)])
-    return whole
 
 
 def _take_pop3(

@@ -73,8 +73,9 @@ _HASH_CHUNK = 1 << 20
 # parameters); every other name it reads as unstructured text, which in ASCII
 # without an encoded word decodes to itself, unfolded: no parser needed.
 _STRUCTURED = frozenset(policy.default.header_factory.registry)  # type: ignore[attr-defined]
-# An address header with nothing but atoms, dots, <>, @, commas and white space (in ASCII).
+# One RFC 2047 encoded word, whole.
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[QqBb]\?[^?\s]*\?=")
+# An address header with nothing but atoms, dots, <>, @, commas and white space (in ASCII).
 _PLAIN_ADDRESSES = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@<>,\-\s]*")
 
 
