@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Field, Model
+from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from crm.models import OrganizationSettings
 from mailboxes.models import Mailbox
@@ -14,9 +13,7 @@ from profiles.models import EmailServerProfile
 from sync import clock
 from sync.errors import SyncError
 from sync.models import AlertLevel, MailboxAlert, SyncRun
-
-# SQL written by hand, and its parameters.
-Condition = tuple[str, list[str | int | datetime | None]]
+from sync.sql import Condition, quoted
 
 _LEVEL_SETTING = {
     AlertLevel.ERROR: "record_error_alerts",
@@ -112,18 +109,6 @@ def resolvable_sql(*, mailbox: Mailbox, category: str) -> Condition:
         f"AND {code} NOT IN ({', '.join(['%s'] * len(settled))}))"
     )
     return sql, [subject_key(mailbox=mailbox), category, *settled]
-
-
-def quoted(model: type[Model], *fields: str) -> tuple[str, ...]:
-    """The model's table and the fields' columns, quoted for SQL written by hand
-    (only these identifiers are written into a statement; values are parameters)."""
-    columns = []
-    for name in fields:
-        field = model._meta.get_field(name)
-        if not isinstance(field, Field) or not field.column:
-            raise TypeError(f"{model.__name__}.{name} is not a column")
-        columns.append(connection.ops.quote_name(field.column))
-    return (connection.ops.quote_name(model._meta.db_table), *columns)
 
 
 def alert_acknowledge(*, alert: MailboxAlert, by: Any) -> MailboxAlert:

@@ -18,6 +18,7 @@ from mailboxes.models import Mailbox, SyncStatus
 from sync import alerts, clock, outages
 from sync.errors import PermanentError, SyncError, TransientError
 from sync.models import AlertLevel
+from sync.sql import Condition, quoted
 
 
 def record_success(*, mailbox: Mailbox, kind: str, processed: int = 0, failed: int = 0) -> None:
@@ -57,10 +58,10 @@ def _healthy(mailbox: Mailbox, kind: str, processed: int, failed: int) -> tuple[
     return bool(row[0]), any(row[1:])
 
 
-def _success_update(mailbox: Mailbox, kind: str, processed: int, failed: int) -> alerts.Condition:
+def _success_update(mailbox: Mailbox, kind: str, processed: int, failed: int) -> Condition:
     """The UPDATE that records a success: it matches no row, and writes nothing,
     when the mailbox already says exactly that."""
-    table, pk, status, failures, postponed, items, items_failed, modified_on = alerts.quoted(
+    table, pk, status, failures, postponed, items, items_failed, modified_on = quoted(
         Mailbox,
         "id",
         f"{kind}_status",

@@ -28,6 +28,7 @@ from profiles.models import EmailServerProfile
 from sync import alerts, clock
 from sync.errors import SyncError, TransientError
 from sync.models import AlertLevel, MailboxAlert, SyncKind, SyncOutcome, SyncRun
+from sync.sql import Condition, quoted
 
 # Failures that say nothing about the mailbox: the server did not answer at all.
 CONNECTION_CODES = frozenset({"connection_refused", "timeout", "connection_lost", "dns_unavailable"})
@@ -136,14 +137,14 @@ def server_answered(*, profile: EmailServerProfile | None, kind: str) -> None:
     ).update(resolved_on=clock.now())
 
 
-def outage_sql(*, profile: EmailServerProfile | None, kind: str) -> list[alerts.Condition]:
+def outage_sql(*, profile: EmailServerProfile | None, kind: str) -> list[Condition]:
     """Whether ``server_answered`` would change a row, as SQL conditions (the
     WHERE of its two UPDATEs) that a caller asks beside others in one statement:
     ``mailbox_state.record_success``, on every poll. None true: no outage to end."""
     if profile is None:
         return []
-    mailboxes, profile_id, error_code = alerts.quoted(Mailbox, "profile", "last_sync_error_code")
-    table, key, category, code, resolved_on = alerts.quoted(
+    mailboxes, profile_id, error_code = quoted(Mailbox, "profile", "last_sync_error_code")
+    table, key, category, code, resolved_on = quoted(
         MailboxAlert, "subject_key", "category", "code", "resolved_on"
     )
     return [

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Field, Model, Q
+from django.db.models import Model, Q
 
 from crm.choices import TrackIncomingEmail
 from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, OrganizationSettings, Queue
@@ -21,6 +21,7 @@ from mailboxes.models import Mailbox
 from sync import clock
 from sync.models import EmailHash, ReceiptOutcome
 from sync.parsing import ParsedMessage, identity_for
+from sync.sql import quoted
 
 # Resolution order when an address belongs to several kinds of record.
 PARTY_MODELS: tuple[tuple[str, type[Model]], ...] = (
@@ -302,9 +303,8 @@ def _matching_rows(addresses: set[str], *, active_only: bool) -> list[tuple[str,
     ordered = sorted(addresses)
     selects, params = [], []
     for kind, model in PARTY_MODELS:
-        table = connection.ops.quote_name(model._meta.db_table)
-        email, pk = _column(model, "email"), _column(model, "id")
-        active = f" AND {_column(model, 'is_active')}" if active_only else ""
+        table, email, pk, is_active = quoted(model, "email", "id", "is_active")
+        active = f" AND {is_active}" if active_only else ""
         # Only identifiers from the models' metadata (quoted) and the constant kinds
         # are written into the statement; the addresses are parameters.
         selects.append(
@@ -315,13 +315,6 @@ def _matching_rows(addresses: set[str], *, active_only: bool) -> list[tuple[str,
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(selects), params)
         return [(kind, address, pk) for kind, address, pk in cursor.fetchall()]
-
-
-def _column(model: type[Model], name: str) -> str:
-    field = model._meta.get_field(name)
-    if not isinstance(field, Field) or not field.column:
-        raise TypeError(f"{model.__name__}.{name} is not a column")
-    return connection.ops.quote_name(field.column)
 
 
 def decide(option: str, correlation: Correlation, sender: Party | tuple[str, Model] | None) -> Decision:
