@@ -34,6 +34,7 @@ from sync.connectors.smtp import SmtpConnection, Submission
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, OutgoingClaim, SyncKind, SyncOutcome, SyncRun, TrackingTokenSequence
 from sync.server_settings import incoming_settings, outgoing_settings
+from sync.sql import quoted
 
 MAX_SEND_ATTEMPTS = 10
 RATE_WINDOW = timedelta(minutes=1)
@@ -334,12 +335,7 @@ def _take_number(owner_key: str) -> int:
     first use) instead of a locking read and an update. The row stays locked until
     the claim's transaction ends, and a rollback gives the number back. PostgreSQL
     and SQLite (3.35 and later) both speak this."""
-    quote = connection.ops.quote_name
-    table, key, value = (
-        quote(TrackingTokenSequence._meta.db_table),
-        quote("owner_key"),
-        quote("next_value"),
-    )
+    table, key, value = quoted(TrackingTokenSequence, "owner_key", "next_value")
     with connection.cursor() as cursor:
         cursor.execute(
             # Identifiers from the model, quoted; the one value is a parameter.
