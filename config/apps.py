@@ -4,4 +4,4 @@ from django.contrib.admin.apps import AdminConfig
 class ServersyncAdminConfig(AdminConfig):
     """django.contrib.admin with serversync's site: access follows the administrator role."""
 
-    default_site = "crm.admin_site.ServersyncAdminSite"
+    default_site = "web.admin_site.ServersyncAdminSite"

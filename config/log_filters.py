@@ -8,7 +8,7 @@ import logging
 class SkipFailingHealthProbes(logging.Filter):
     """A 503 from /health/ is the answer a load balancer asked for, not an error
     in the application: Django would log every probe at ERROR while a worker is
-    down. The answer names the failing checks; sync.health logs a check that
+    down. The answer names the failing checks; console.health logs a check that
     errs or times out as a warning."""
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "profiles",
     "mailboxes",
     "sync",
+    # The web UI (pages, templates, static files): the top floor.
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -86,14 +88,14 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "sync.views.context.roles",
+                "console.views.context.roles",
             ],
         },
     },

@@ -15,7 +15,6 @@ from django.utils.safestring import SafeString
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
-from crm.admin_site import AdministratorModelAdmin, AdministratorPermissions
 from crm.html import sanitize_email_html
 from crm.models import (
     EMAIL_SETTINGS_SECTIONS,
@@ -30,6 +29,7 @@ from crm.models import (
     Queue,
     QueueItem,
 )
+from web.admin_site import AdministratorModelAdmin, AdministratorPermissions
 
 RECORD_INFO: tuple[str, Any] = (
     "Record information",

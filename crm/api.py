@@ -1,4 +1,4 @@
-"""REST API for CRM records (thin: scoping in crm.api_base, rules in models and services)."""
+"""REST API for CRM records (thin: scoping in web.api_base, rules in models and services)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from rest_framework import generics, mixins, permissions, viewsets
 from rest_framework.serializers import BaseSerializer
 
 from crm import serializers
-from crm.api_base import IsAdministrator, RoleScopedMixin, ScopedModelViewSet
 from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, OrganizationSettings, Queue
+from web.api_base import IsAdministrator, RoleScopedMixin, ScopedModelViewSet
 
 
 class OrganizationSettingsView(generics.RetrieveUpdateAPIView):

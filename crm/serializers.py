@@ -5,7 +5,6 @@ from typing import Any
 from django.db import transaction
 from rest_framework import serializers
 
-from crm.api_base import CleanModelSerializer, ScopedRelatedField
 from crm.html import sanitize_email_html
 from crm.models import (
     Account,
@@ -19,6 +18,7 @@ from crm.models import (
     Queue,
 )
 from crm.services import email_create
+from web.api_base import CleanModelSerializer, ScopedRelatedField
 
 TIMESTAMPS = ("created_on", "modified_on")
 # The query parameter with which a viewer asks for an email's remote images.

@@ -17,13 +17,13 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from crm.admin_site import AdministratorModelAdmin, AdministratorPermissions
-from crm.roles import can_approve_email
 from mailboxes.models import ApprovalStatus, Mailbox, RouterMigration, RouterMigrationFile
 from mailboxes.router_import.errors import RouterImportError
 from mailboxes.router_import.service import router_migration_abandon
 from mailboxes.services import mailbox_create, mailbox_defaults, mailbox_set_approval, mailbox_update
 from profiles.admin import SecretFieldsAdminMixin
+from web.admin_site import AdministratorModelAdmin, AdministratorPermissions
+from web.roles import can_approve_email
 
 STATUS_FIELDS = (
     "incoming_status",

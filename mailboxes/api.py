@@ -4,9 +4,9 @@ from typing import Any
 
 from rest_framework.serializers import BaseSerializer
 
-from crm.api_base import ScopedModelViewSet
 from mailboxes.models import Mailbox
 from mailboxes.serializers import MailboxSerializer, OwnerMailboxSerializer
+from web.api_base import ScopedModelViewSet
 
 
 class MailboxViewSet(ScopedModelViewSet):

@@ -9,10 +9,10 @@ from django.contrib import admin
 from django.db.models import Count, Model, QuerySet
 from django.http import HttpRequest
 
-from crm.admin_site import AdministratorModelAdmin
 from profiles.fields import EncryptedTextField
 from profiles.forms import SecretFieldsFormMixin
 from profiles.models import ADDITIONAL_SETTINGS, EmailServerProfile
+from web.admin_site import AdministratorModelAdmin
 
 
 class SecretAdminForm(SecretFieldsFormMixin, forms.ModelForm):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from rest_framework import permissions, viewsets
 
-from crm.api_base import IsAdministrator
 from profiles.models import EmailServerProfile
 from profiles.serializers import EmailServerProfileSerializer
+from web.api_base import IsAdministrator
 
 
 class EmailServerProfileViewSet(viewsets.ModelViewSet):

@@ -78,7 +78,7 @@ class SecretFieldsFormMixin:
         return cleaned
 
 
-# -- the web UI's profile form (sync/views/profiles.py) --------------------------
+# -- the web UI's profile form (console/views/profiles.py) -----------------------
 
 # The form's sections, in the order the page shows them (Dynamics' profile form groups them so).
 PROFILE_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -4,9 +4,9 @@ from typing import Any
 
 from rest_framework import serializers
 
-from crm.api_base import CleanModelSerializer
 from profiles.fields import EncryptedTextField
 from profiles.models import EmailServerProfile
+from web.api_base import CleanModelSerializer
 
 
 class SecretField(serializers.CharField):

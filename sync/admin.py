@@ -10,7 +10,6 @@ from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from crm.admin_site import AdministratorModelAdmin
 from sync.alerts import alert_acknowledge, alert_resolve
 from sync.models import (
     FolderCursor,
@@ -21,6 +20,7 @@ from sync.models import (
     Receipt,
     SyncRun,
 )
+from web.admin_site import AdministratorModelAdmin
 
 
 class EngineRecordAdmin(AdministratorModelAdmin):

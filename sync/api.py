@@ -1,5 +1,5 @@
 """REST API for the engine's records: alerts, receipts, quarantined messages and
-sync runs. Read-only lists scoped by role (crm.api_base); the few actions call
+sync runs. Read-only lists scoped by role (web.api_base); the few actions call
 one service each. Administrators see everything; a user sees the rows of the
 mailboxes they own (a queue owner also the queue's), and acts on those."""
 
@@ -18,7 +18,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from crm.api_base import IsAdministrator, RoleScopedMixin
 from mailboxes.api import MailboxViewSet
 from mailboxes.models import OWNER_TYPES, Mailbox, MailboxQuerySet
 from sync import serializers
@@ -27,6 +26,7 @@ from sync.errors import MessageError
 from sync.incoming import reprocess_quarantined
 from sync.models import MailboxAlert, QuarantinedMessage, Receipt, Rollout, SyncRun
 from sync.rollout import RolloutError, rollout_cancel, rollout_plan
+from web.api_base import IsAdministrator, RoleScopedMixin
 
 
 class ReadOnlyScopedViewSet(

@@ -28,7 +28,6 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from crm.roles import can_approve_email
 from mailboxes import api as mailboxes_api
 from mailboxes.models import ApprovalStatus, Mailbox
 from mailboxes.serializers import MailboxSerializer
@@ -39,6 +38,7 @@ from sync.api import RolloutViewSet
 from sync.models import MailboxTest
 from sync.rollout import RolloutError, profile_rollout
 from sync.serializers import NoBodySerializer, RolloutDetailSerializer
+from web.roles import can_approve_email
 
 MAX_MAILBOXES = 10_000
 

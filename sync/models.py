@@ -125,7 +125,7 @@ class Receipt(models.Model):
         ]
         indexes = [
             models.Index(fields=["mailbox", "created_on"], name="receipt_mailbox_created"),
-            # The item-level view's "received" (sync.received.RECEIVED): windows and newest first.
+            # The item-level view's "received" (console.received.RECEIVED): windows and newest first.
             models.Index(Coalesce("server_received_on", "created_on"), name="receipt_received"),
             # A page of messages fetches every receipt of each (all receiving mailboxes).
             models.Index(fields=["message_identity"], name="receipt_identity"),

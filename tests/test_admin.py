@@ -117,7 +117,7 @@ def test_organization_settings_list_opens_the_single_row(world, as_admin):
 
 
 def test_organization_settings_shows_every_setting_the_settings_page_edits(world, as_admin):
-    from sync.views.settings import OrganizationSettingsForm
+    from console.views.settings import OrganizationSettingsForm
 
     page = as_admin.get(url(OrganizationSettings, "change", OrganizationSettings.load().pk)).content.decode()
 

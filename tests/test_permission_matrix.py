@@ -255,14 +255,14 @@ RULES: dict[str, Rule] = {
     "admin:login": Rule({"GET": public}, kind="page", extra={"status": {"admin": 302}}),
     # Logging out takes a POST; a GET does nothing for anyone.
     "admin:logout": Rule({"GET": nobody}, kind="page", extra={"denied": {302, 405}}),
-    # The web UI (sync/urls.py). Pages list only what the viewer may see (tests/sync/test_views.py).
+    # The web UI (console/urls.py). Pages list only what the viewer may see (tests/sync/test_views.py).
     "login": Rule({"GET": public}, kind="page"),
     "logout": Rule({"GET": nobody}, kind="page"),
     "dashboard": Rule({"GET": members}, kind="page"),
     "mailboxes": Rule({"GET": members}, kind="page"),
     "mailboxes-progress": Rule({"GET": members}, kind="page"),
     "alerts": Rule({"GET": members}, kind="page"),
-    # The alert wall's buttons (sync/views/alerts.py): whoever sees the alert, or the
+    # The alert wall's buttons (console/views/alerts.py): whoever sees the alert, or the
     # mailbox that sent the email; a profile's alerts are administrators' only.
     "alert-page-acknowledge": Rule(
         {"POST": owner_or_admin, "GET": nobody}, objects=alerts, kind="object-page"
@@ -275,14 +275,14 @@ RULES: dict[str, Rule] = {
         {"POST": owner_or_admin, "GET": nobody}, objects=outcome_unknown_emails, kind="object-page"
     ),
     "profiles": Rule({"GET": admin}, kind="page"),
-    # Profile and email settings forms (sync/views/profiles.py, settings.py): administrators only.
+    # Profile and email settings forms (console/views/profiles.py, settings.py): administrators only.
     "profiles-new": Rule({"GET": admin, "POST": admin}, kind="page"),
     "profiles-edit": Rule({"GET": admin, "POST": admin}, objects=profiles, kind="object-page"),
     "profiles-test-connection": Rule({"POST": admin, "GET": nobody}, objects=profiles, kind="object-page"),
     "profiles-test-and-enable-mailboxes": Rule(
         {"POST": admin, "GET": nobody}, objects=profiles, kind="object-page"
     ),
-    # The Email Router migration wizard (sync/views/migration.py): administrators only.
+    # The Email Router migration wizard (console/views/migration.py): administrators only.
     "migration": Rule({"GET": admin, "POST": admin}, kind="page"),
     "migration-detail": Rule({"GET": admin}, objects=router_migrations, kind="object-page"),
     "migration-profiles": Rule({"GET": admin, "POST": admin}, objects=router_migrations, kind="object-page"),
@@ -306,7 +306,7 @@ RULES: dict[str, Rule] = {
     ),
     # The rollout plan's "Cancel rollout": administrators only, as the API's rollout-cancel.
     "mailboxes-rollout-cancel": Rule({"POST": admin, "GET": nobody}, objects=rollouts, kind="object-page"),
-    # The mailbox page and what it offers (sync/views/mailbox_detail.py): its owner
+    # The mailbox page and what it offers (console/views/mailbox_detail.py): its owner
     # (a queue owner for the queue's) and administrators; anyone else gets 404.
     "mailbox-page": Rule({"GET": owner_or_admin}, objects=mailboxes, kind="object-page"),
     "mailbox-page-details": Rule({"GET": owner_or_admin}, objects=mailboxes, kind="object-page"),

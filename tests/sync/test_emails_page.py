@@ -132,7 +132,7 @@ def test_filters_and_search(mail: ReceivedMail):
 
 
 def test_pages_of_messages(mail: ReceivedMail, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr("sync.views.emails.PAGE_SIZE", 5)
+    monkeypatch.setattr("console.views.emails.PAGE_SIZE", 5)
     admin = signed_in("admin", administrator=True)
     total = len(identities(Receipt.objects.all()))
     pages = [shown(admin, f"page={number}") for number in range(1, (total + 4) // 5 + 1)]
@@ -186,7 +186,7 @@ def test_the_last_seven_days_unless_the_viewer_widens_them(mail: ReceivedMail):
 
 
 def test_a_cleared_window_stays_cleared_on_the_next_page(mail: ReceivedMail, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr("sync.views.emails.PAGE_SIZE", 2)
+    monkeypatch.setattr("console.views.emails.PAGE_SIZE", 2)
     admin = signed_in("admin", administrator=True)
     old = Receipt.objects.filter(mailbox=mail.bob).first()
     Receipt.objects.filter(message_identity=old.message_identity).update(
@@ -210,7 +210,7 @@ def test_the_number_of_messages_comes_with_the_page(world: World, monkeypatch: p
     """One grouping of the receipts by message a page (the number counted with its rows),
     and the same pages as Paginator.get_page: past the last or below the first, the
     last; not a number, the first."""
-    monkeypatch.setattr("sync.views.emails.PAGE_SIZE", 5)
+    monkeypatch.setattr("console.views.emails.PAGE_SIZE", 5)
     client = Client()
     client.force_login(world["admin"].login)
     _receive(world, 12)

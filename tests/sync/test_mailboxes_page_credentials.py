@@ -1,4 +1,4 @@
-"""Setting a mailbox's own credentials from its row on /mailboxes/ (sync/views/mailbox_credentials.py):
+"""Setting a mailbox's own credentials from its row on /mailboxes/ (console/views/mailbox_credentials.py):
 the owner's fix for a failed sign-in. Write-only: no answer ever contains the password."""
 
 from __future__ import annotations

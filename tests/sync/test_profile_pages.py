@@ -1,4 +1,4 @@
-"""The email server profile pages (sync/views/profiles.py, profiles.forms.ProfileForm):
+"""The email server profile pages (console/views/profiles.py, profiles.forms.ProfileForm):
 list, create per server type, edit, write-only secrets, fields that do not apply,
 and Test Connection against the real test Dovecot and SMTP relay."""
 

@@ -1,4 +1,4 @@
-"""System Settings > Email (/settings/email/, sync/views/settings.py): every setting
+"""System Settings > Email (/settings/email/, console/views/settings.py): every setting
 on one form, the model's rules as field errors, administrators only."""
 
 from __future__ import annotations

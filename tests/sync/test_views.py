@@ -1,4 +1,4 @@
-"""The web UI's pages (sync/views/): what each persona sees and may do, and flat queries."""
+"""The web UI's pages (console/views/): what each persona sees and may do, and flat queries."""
 
 from __future__ import annotations
 

@@ -10,11 +10,11 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from console.views.migration import EARLIER_SHOWN
 from mailboxes.models import Mailbox, RouterMigration, RouterMigrationState
 from mailboxes.services import mailbox_update
 from profiles.models import EmailServerProfile
 from sync.models import Rollout, RolloutItem
-from sync.views.migration import EARLIER_SHOWN
 from tests import factories
 from tests.mailboxes.router_import.routers import BRANCH, CIPHERTEXTS, MAIN, Contoso, memory_files, uploaded
 
