@@ -126,8 +126,13 @@ def alert_resolve(*, alert: MailboxAlert, by: Any) -> MailboxAlert:
 
 
 def run_finish(run: SyncRun, outcome: str, error: SyncError | None = None) -> None:
-    """Close a sync run with its outcome (and the error that ended it)."""
+    """Close a sync run with its outcome (and the error that ended it), and save it."""
+    run_close(run, outcome, error)
+    run.save()
+
+
+def run_close(run: SyncRun, outcome: str, error: SyncError | None = None) -> None:
+    """Close a sync run with its outcome, for the caller to save (``mailbox_state.record_success``)."""
     run.finished_on, run.outcome = clock.now(), outcome
     if error is not None:
         run.error_code, run.error_text = error.code, error.message
-    run.save()

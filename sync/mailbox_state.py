@@ -15,47 +15,80 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from mailboxes.models import Mailbox, SyncStatus
-from sync import alerts, clock, outages
+from sync import alerts, clock, outages, sql
 from sync.errors import PermanentError, SyncError, TransientError
-from sync.models import AlertLevel
+from sync.models import AlertLevel, SyncRun
 from sync.sql import Condition, quoted
 
 
-def record_success(*, mailbox: Mailbox, kind: str, processed: int = 0, failed: int = 0) -> None:
+def record_success(
+    *, mailbox: Mailbox, kind: str, processed: int = 0, failed: int = 0, run: SyncRun | None = None
+) -> None:
     """A run of ``kind`` worked: the mailbox is healthy, its alerts of that kind
-    are resolved and its profile's outage, if any, is over."""
-    open_alerts, outage = _healthy(mailbox, kind, processed, failed)
+    are resolved and its profile's outage, if any, is over. ``run``, finished,
+    is saved too: a new one in the same statement."""
+    open_alerts, outage = _healthy(mailbox, kind, processed, failed, run)
     if open_alerts:
         alerts.resolve_alerts(mailbox=mailbox, category=kind)
     if outage:
         outages.server_answered(profile=mailbox.profile, kind=kind)
 
 
-def _healthy(mailbox: Mailbox, kind: str, processed: int, failed: int) -> tuple[bool, bool]:
-    """Mark the mailbox healthy, and ask whether it has alerts to resolve and its
-    profile an outage to end: one statement on PostgreSQL, two elsewhere.
+def _healthy(
+    mailbox: Mailbox, kind: str, processed: int, failed: int, run: SyncRun | None
+) -> tuple[bool, bool]:
+    """Save the run, mark the mailbox healthy, and ask whether it has alerts to
+    resolve and its profile an outage to end: one statement on PostgreSQL, more elsewhere.
 
     A healthy mailbox polled again with nothing new, no open alert and no outage
-    then costs this one statement, which writes nothing, instead of four UPDATEs
-    that match no row. The answer is the database's at this moment (not the
-    run's possibly stale ``mailbox``): what those UPDATEs' own WHERE would have
-    seen; and each write that follows keeps its WHERE."""
-    update, update_params = _success_update(mailbox, kind, processed, failed)
-    checks = [
-        alerts.resolvable_sql(mailbox=mailbox, category=kind),
-        *outages.outage_sql(profile=mailbox.profile, kind=kind),
-    ]
-    ask = "SELECT " + ", ".join(sql for sql, _ in checks)
-    ask_params = [value for _, params in checks for value in params]
+    then costs this one statement instead of an INSERT and four UPDATEs that
+    match no row. The answer is the database's at this moment (not the run's
+    possibly stale ``mailbox``): what those UPDATEs' own WHERE would have seen;
+    and each write that follows keeps its WHERE."""
+    update = _success_update(mailbox, kind, processed, failed)
+    outage = outages.outage_sql(profile=mailbox.profile, kind=kind)
+    asks = [alerts.resolvable_sql(mailbox=mailbox, category=kind), *outage]
+    postgresql = connection.vendor == "postgresql"
+    new_run = run if postgresql and run is not None and run.pk is None else None
+    if run is not None and new_run is None:
+        run.save()
+    if not postgresql:
+        with connection.cursor() as cursor:
+            cursor.execute(*update)
+            cursor.execute(*_select(asks))
+            row = cursor.fetchone()
+        return bool(row[0]), any(row[1:])
+    ctes = [f"healthy AS ({update[0]})"]
+    params = list(update[1])
+    if new_run is not None:
+        insert, insert_params = sql.insert_returning_pk(new_run)
+        ctes.append(f"new_run AS ({insert})")
+        params += insert_params
+        asks.insert(0, ("(SELECT * FROM new_run)", []))
+        if processed == failed == 0 and not connection.in_atomic_block:
+            asks.append(_NOT_WAITING_FOR_THE_DISK)
+    ask, ask_params = _select(asks)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # A data-modifying WITH runs to completion whether the query reads it or not.
-            cursor.execute(f"WITH healthy AS ({update}) {ask}", update_params + ask_params)
-        else:
-            cursor.execute(update, update_params)
-            cursor.execute(ask, ask_params)
+        # A data-modifying WITH runs to completion whether the query reads it or not.
+        cursor.execute(f"WITH {', '.join(ctes)} {ask}", params + ask_params)
         row = cursor.fetchone()
-    return bool(row[0]), any(row[1:])
+    if new_run is not None:
+        new_run.pk, new_run._state.adding = row[0], False
+        row = row[1:]
+    return bool(row[0]), any(row[1 : 1 + len(outage)])
+
+
+def _select(asks: list[Condition]) -> Condition:
+    return "SELECT " + ", ".join(text for text, _ in asks), [v for _, values in asks for v in values]
+
+
+# An idle poll's statement (a run that processed nothing) commits without
+# waiting for the WAL to reach the disk: it is the commonest write of a large
+# installation, and all that a crash of PostgreSQL in the next fraction of a
+# second could take back is the record of a poll that found nothing (and a
+# status already on its way to success; the next poll writes it again). Only for
+# a statement that is its own transaction (autocommit), so nothing else shares it.
+_NOT_WAITING_FOR_THE_DISK: Condition = ("set_config('synchronous_commit', 'off', true)", [])
 
 
 def _success_update(mailbox: Mailbox, kind: str, processed: int, failed: int) -> Condition:

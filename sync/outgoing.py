@@ -107,9 +107,9 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
     _copy_to_sent_folder(mailbox, sending.sent if sending else [])
     rate_limited = sending is not None and sending.rate_limited
     stopped = rate_limited or len(emails) >= settings.SYNC_RUN_MAX_MESSAGES
-    alerts.run_finish(run, SyncOutcome.PARTIAL if stopped else SyncOutcome.SUCCESS)
+    alerts.run_close(run, SyncOutcome.PARTIAL if stopped else SyncOutcome.SUCCESS)
     mailbox_state.record_success(
-        mailbox=mailbox, kind=SyncKind.OUTGOING, processed=run.sent, failed=run.failed
+        mailbox=mailbox, kind=SyncKind.OUTGOING, processed=run.sent, failed=run.failed, run=run
     )
     return run
 

@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db import connection
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from mailboxes.models import Mailbox
 from sync import outages
 from sync.errors import PermanentError, TransientError
 from sync.mailbox_state import record_failure, record_success
-from sync.models import MailboxAlert, SyncKind
+from sync.models import MailboxAlert, SyncKind, SyncRun
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -139,3 +140,47 @@ def test_an_idle_success_writes_nothing(world, database):
 
     mailbox.refresh_from_db()
     assert (mailbox.items_processed_last_sync, mailbox.modified_on) == (0, T0 + timedelta(minutes=5))
+
+
+def test_a_finished_run_is_saved_with_the_state(world, database):
+    mailbox = world["alice"].mailbox
+    before = SyncRun.objects.filter(mailbox=mailbox).count()
+    run = SyncRun(mailbox=mailbox, kind=SyncKind.INCOMING, started_on=T0, finished_on=T0, outcome="success")
+
+    record_success(mailbox=mailbox, kind=SyncKind.INCOMING, run=run)
+
+    assert SyncRun.objects.get(pk=run.pk).outcome == "success"
+    run.received = 3  # saved again (say, by a caller that counts on), it is an UPDATE, not a second row
+    run.save()
+    assert SyncRun.objects.filter(mailbox=mailbox).count() == before + 1
+    assert SyncRun.objects.get(pk=run.pk).received == 3
+
+
+def test_an_idle_poll_inside_a_transaction_leaves_its_commit_synchronous(world):
+    """Only a statement that is its own transaction may skip waiting for the disk:
+    inside a caller's transaction, what the caller writes keeps its durability."""
+    mailbox = world["alice"].mailbox
+    run = SyncRun(mailbox=mailbox, kind=SyncKind.INCOMING, started_on=T0, finished_on=T0, outcome="success")
+    with transaction.atomic():
+        record_success(mailbox=mailbox, kind=SyncKind.INCOMING, run=run)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_poll_on_its_own_does_not_wait_for_the_disk():
+    """In autocommit (as a worker runs), an idle poll's one statement commits
+    asynchronously; its run is saved all the same."""
+    mailbox = factories.mailbox(is_forward_mailbox=True, email_address="idle@example.test")
+    run = SyncRun(mailbox=mailbox, kind=SyncKind.INCOMING, started_on=T0, finished_on=T0, outcome="success")
+
+    with CaptureQueriesContext(connection) as context:
+        record_success(mailbox=mailbox, kind=SyncKind.INCOMING, run=run)
+
+    (statement,) = [q["sql"] for q in context.captured_queries]
+    assert "synchronous_commit" in statement
+    assert SyncRun.objects.get(pk=run.pk).mailbox == mailbox
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")  # for that statement's transaction only
+        assert cursor.fetchone()[0] == "on"
