@@ -73,4 +73,5 @@ def _plottable(seconds: float | None) -> float | None:
 
 def _svg(chart: pygal.graph.graph.Graph) -> SafeString:
     # pygal escapes every label and value it writes; the titles are ours.
-    return mark_safe(chart.render(is_unicode=True))  # noqa: S308
+    svg: str = chart.render(is_unicode=True)  # pygal is untyped; with is_unicode, a str
+    return mark_safe(svg)  # noqa: S308

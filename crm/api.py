@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -11,10 +11,13 @@ from rest_framework.serializers import BaseSerializer
 
 from crm import serializers
 from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, OrganizationSettings, Queue
+from crm.models.records import OwnedRecord
 from web.api_base import IsAdministrator, RoleScopedMixin, ScopedModelViewSet
 
+_Owned = TypeVar("_Owned", bound=OwnedRecord)
 
-class OrganizationSettingsView(generics.RetrieveUpdateAPIView):
+
+class OrganizationSettingsView(generics.RetrieveUpdateAPIView[OrganizationSettings]):
     """The organization's email settings (System Settings > Email). Administrators only."""
 
     serializer_class = serializers.OrganizationSettingsSerializer
@@ -24,7 +27,7 @@ class OrganizationSettingsView(generics.RetrieveUpdateAPIView):
         return OrganizationSettings.load()
 
 
-class CrmUserViewSet(ScopedModelViewSet):
+class CrmUserViewSet(ScopedModelViewSet[CrmUser]):
     """CRM users. Users see their own record and may change their personal options."""
 
     queryset = CrmUser.objects.select_related("user")
@@ -39,7 +42,7 @@ class CrmUserViewSet(ScopedModelViewSet):
         return serializers.PersonalOptionsSerializer
 
 
-class QueueViewSet(ScopedModelViewSet):
+class QueueViewSet(ScopedModelViewSet[Queue]):
     queryset = Queue.objects.select_related("owner")
     serializer_class = serializers.QueueSerializer
     filterset_fields = ("is_active", "owner", "convert_incoming_email")
@@ -47,7 +50,7 @@ class QueueViewSet(ScopedModelViewSet):
     ordering_fields = ("name", "email", "created_on")
 
 
-class OwnedRecordViewSet(ScopedModelViewSet):
+class OwnedRecordViewSet(ScopedModelViewSet[_Owned]):
     """Users create and change the records they own; administrators all."""
 
     admin_actions = frozenset()
@@ -55,20 +58,20 @@ class OwnedRecordViewSet(ScopedModelViewSet):
     ordering_fields = ("created_on", "modified_on")
 
 
-class AccountViewSet(OwnedRecordViewSet):
+class AccountViewSet(OwnedRecordViewSet[Account]):
     queryset = Account.objects.select_related("owner")
     serializer_class = serializers.AccountSerializer
     search_fields = ("name", "email")
 
 
-class ContactViewSet(OwnedRecordViewSet):
+class ContactViewSet(OwnedRecordViewSet[Contact]):
     queryset = Contact.objects.select_related("owner", "account")
     serializer_class = serializers.ContactSerializer
     filterset_fields = ("owner", "is_active", "account")
     search_fields = ("first_name", "last_name", "email")
 
 
-class LeadViewSet(OwnedRecordViewSet):
+class LeadViewSet(OwnedRecordViewSet[Lead]):
     queryset = Lead.objects.select_related("owner")
     serializer_class = serializers.LeadSerializer
     filterset_fields = ("owner", "is_active", "status")
@@ -93,11 +96,11 @@ REMOTE_IMAGES_PARAMETER = OpenApiParameter(
     create=extend_schema(parameters=[REMOTE_IMAGES_PARAMETER]),
 )
 class EmailViewSet(
-    RoleScopedMixin,
+    RoleScopedMixin[EmailActivity],
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[EmailActivity],
 ):
     """Email activities: read them, or create an outgoing draft or pending send."""
 

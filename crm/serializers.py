@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import transaction
 from rest_framework import serializers
@@ -17,22 +17,25 @@ from crm.models import (
     OrganizationSettings,
     Queue,
 )
+from crm.models.records import OwnedRecord
 from crm.services import email_create
 from web.api_base import CleanModelSerializer, ScopedRelatedField
+
+_Owned = TypeVar("_Owned", bound=OwnedRecord)
 
 TIMESTAMPS = ("created_on", "modified_on")
 # The query parameter with which a viewer asks for an email's remote images.
 REMOTE_IMAGES = "remote_images"
 
 
-class OrganizationSettingsSerializer(CleanModelSerializer):
+class OrganizationSettingsSerializer(CleanModelSerializer[OrganizationSettings]):
     class Meta:
         model = OrganizationSettings
         exclude = ("id",)
         read_only_fields = TIMESTAMPS
 
 
-class CrmUserSerializer(CleanModelSerializer):
+class CrmUserSerializer(CleanModelSerializer[CrmUser]):
     username = serializers.CharField(source="user.username", read_only=True, default=None)
 
     class Meta:
@@ -64,7 +67,7 @@ class PersonalOptionsSerializer(CrmUserSerializer):
         )
 
 
-class QueueSerializer(CleanModelSerializer):
+class QueueSerializer(CleanModelSerializer[Queue]):
     class Meta:
         model = Queue
         fields = (
@@ -80,7 +83,7 @@ class QueueSerializer(CleanModelSerializer):
         read_only_fields = TIMESTAMPS
 
 
-class OwnedRecordSerializer(CleanModelSerializer):
+class OwnedRecordSerializer(CleanModelSerializer[_Owned]):
     """Accounts, contacts and leads. A user's records are their own: only
     administrators choose another owner."""
 
@@ -93,14 +96,14 @@ class OwnedRecordSerializer(CleanModelSerializer):
         return attrs
 
 
-class AccountSerializer(OwnedRecordSerializer):
+class AccountSerializer(OwnedRecordSerializer[Account]):
     class Meta:
         model = Account
         fields = ("id", "name", "email", "phone", "website", "owner", "is_active", *TIMESTAMPS)
         read_only_fields = TIMESTAMPS
 
 
-class ContactSerializer(OwnedRecordSerializer):
+class ContactSerializer(OwnedRecordSerializer[Contact]):
     account = ScopedRelatedField(queryset=Account.objects.all(), required=False, allow_null=True)
 
     class Meta:
@@ -120,7 +123,7 @@ class ContactSerializer(OwnedRecordSerializer):
         read_only_fields = TIMESTAMPS
 
 
-class LeadSerializer(OwnedRecordSerializer):
+class LeadSerializer(OwnedRecordSerializer[Lead]):
     class Meta:
         model = Lead
         fields = (
@@ -138,7 +141,7 @@ class LeadSerializer(OwnedRecordSerializer):
         read_only_fields = TIMESTAMPS
 
 
-class ActivityPartySerializer(serializers.ModelSerializer):
+class ActivityPartySerializer(serializers.ModelSerializer[ActivityParty]):
     record_type = serializers.SerializerMethodField()
     record_id = serializers.SerializerMethodField()
 
@@ -155,7 +158,7 @@ class ActivityPartySerializer(serializers.ModelSerializer):
         return record.pk if record else None
 
 
-class EmailAttachmentSerializer(serializers.ModelSerializer):
+class EmailAttachmentSerializer(serializers.ModelSerializer[EmailAttachment]):
     stored = serializers.SerializerMethodField()
 
     class Meta:
@@ -166,7 +169,7 @@ class EmailAttachmentSerializer(serializers.ModelSerializer):
         return bool(attachment.content)
 
 
-class EmailSerializer(serializers.ModelSerializer):
+class EmailSerializer(serializers.ModelSerializer[EmailActivity]):
     """Read: the whole activity. Write: a new outgoing draft or pending send."""
 
     body_html_sanitized = serializers.SerializerMethodField(

@@ -9,7 +9,7 @@ from mailboxes.serializers import MailboxSerializer, OwnerMailboxSerializer
 from web.api_base import ScopedModelViewSet
 
 
-class MailboxViewSet(ScopedModelViewSet):
+class MailboxViewSet(ScopedModelViewSet[Mailbox]):
     """Mailboxes. Users see their own (queue owners also the queue's) and may set
     its credentials; administrators manage all."""
 

@@ -37,13 +37,13 @@ from web.api_base import IsAdministrator
 ROUTER_FIELDS = tuple(f"router{number}" for number in range(1, MAX_ROUTERS + 1))
 
 
-class RouterMigrationFileSerializer(serializers.ModelSerializer):
+class RouterMigrationFileSerializer(serializers.ModelSerializer[RouterMigrationFile]):
     class Meta:
         model = RouterMigrationFile
         fields = ("router", "router_name", "name", "uploaded_name", "size", "sha256")
 
 
-class RouterMigrationSerializer(serializers.ModelSerializer):
+class RouterMigrationSerializer(serializers.ModelSerializer[RouterMigration]):
     counts = serializers.SerializerMethodField()
 
     class Meta:
@@ -78,7 +78,7 @@ class RouterMigrationDetailSerializer(RouterMigrationSerializer):
         )
 
 
-class RouterMigrationUploadSerializer(serializers.Serializer):
+class RouterMigrationUploadSerializer(serializers.Serializer[None]):  # input only: no instance
     """One list of files per router; each router's three files exactly once."""
 
     router1 = serializers.ListField(child=serializers.FileField(), required=False)
@@ -87,7 +87,7 @@ class RouterMigrationUploadSerializer(serializers.Serializer):
     router4 = serializers.ListField(child=serializers.FileField(), required=False)
 
 
-class RouterMigrationApplySerializer(serializers.Serializer):
+class RouterMigrationApplySerializer(serializers.Serializer[None]):  # input only: no instance
     profiles = serializers.DictField(
         child=serializers.BooleanField(),
         required=False,
@@ -95,7 +95,9 @@ class RouterMigrationApplySerializer(serializers.Serializer):
     )
 
 
-class RouterMigrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class RouterMigrationViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[RouterMigration]
+):
     """Email Router migrations: upload, review, apply or abandon (administrators only)."""
 
     queryset = RouterMigration.objects.select_related("created_by", "finished_by").prefetch_related("files")

@@ -11,7 +11,7 @@ from profiles.serializers import SecretsWriteOnlyMixin
 OWNER_WRITABLE = ("allow_credentials_for_email_processing", "username", "password")
 
 
-class MailboxSerializer(SecretsWriteOnlyMixin, serializers.ModelSerializer):
+class MailboxSerializer(SecretsWriteOnlyMixin[Mailbox], serializers.ModelSerializer[Mailbox]):
     owner_kind = serializers.CharField(read_only=True)
     profile_name = serializers.CharField(source="profile.name", read_only=True, default=None)
 

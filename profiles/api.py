@@ -7,7 +7,7 @@ from profiles.serializers import EmailServerProfileSerializer
 from web.api_base import IsAdministrator
 
 
-class EmailServerProfileViewSet(viewsets.ModelViewSet):
+class EmailServerProfileViewSet(viewsets.ModelViewSet[EmailServerProfile]):
     """Email server profiles: incoming and outgoing settings in one. Administrators only;
     secrets are write-only."""
 

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
+from django.db import models
 from rest_framework import serializers
 
 from profiles.fields import EncryptedTextField
 from profiles.models import EmailServerProfile
 from web.api_base import CleanModelSerializer
+
+_M = TypeVar("_M", bound=models.Model)
 
 
 class SecretField(serializers.CharField):
@@ -34,7 +37,7 @@ class SecretIsSetField(serializers.BooleanField):
         return bool(value)
 
 
-class SecretsWriteOnlyMixin(serializers.ModelSerializer):
+class SecretsWriteOnlyMixin(serializers.ModelSerializer[_M]):
     """Every encrypted field becomes write-only, with a read-only ``<name>_set`` flag."""
 
     serializer_field_mapping = {
@@ -42,7 +45,7 @@ class SecretsWriteOnlyMixin(serializers.ModelSerializer):
         EncryptedTextField: SecretField,
     }
 
-    def get_fields(self) -> dict[str, serializers.Field]:
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         fields = super().get_fields()
         model: Any = self.Meta.model
         secrets = [f.name for f in model._meta.fields if isinstance(f, EncryptedTextField)]
@@ -52,7 +55,9 @@ class SecretsWriteOnlyMixin(serializers.ModelSerializer):
         return fields
 
 
-class EmailServerProfileSerializer(SecretsWriteOnlyMixin, CleanModelSerializer):
+class EmailServerProfileSerializer(
+    SecretsWriteOnlyMixin[EmailServerProfile], CleanModelSerializer[EmailServerProfile]
+):
     class Meta:
         model = EmailServerProfile
         fields = "__all__"

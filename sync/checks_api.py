@@ -43,13 +43,13 @@ from web.roles import can_approve_email
 MAX_MAILBOXES = 10_000
 
 
-class TestAndEnableSerializer(serializers.Serializer):
+class TestAndEnableSerializer(serializers.Serializer[None]):  # input only: no instance
     round_trip = serializers.BooleanField(
         default=False, help_text="Also send a test message to the mailbox itself and see it arrive."
     )
 
 
-class MailboxTestSerializer(serializers.ModelSerializer):
+class MailboxTestSerializer(serializers.ModelSerializer[MailboxTest]):
     class Meta:
         model = MailboxTest
         fields = (
@@ -68,7 +68,7 @@ class MailboxTestSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MailboxIdsSerializer(serializers.Serializer):
+class MailboxIdsSerializer(serializers.Serializer[None]):  # input only: no instance
     ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=MAX_MAILBOXES
     )
@@ -81,7 +81,7 @@ class MailboxIdsSerializer(serializers.Serializer):
         return list(dict.fromkeys(ids))
 
 
-class DirectionResultSerializer(serializers.Serializer):
+class DirectionResultSerializer(serializers.Serializer[checks.DirectionResult]):
     direction = serializers.CharField()
     outcome = serializers.ChoiceField(choices=["success", "failure", "not_supported", "skipped"])
     code = serializers.CharField()
@@ -89,7 +89,7 @@ class DirectionResultSerializer(serializers.Serializer):
     fix = serializers.CharField()
 
 
-class ProfileTestSerializer(serializers.Serializer):
+class ProfileTestSerializer(serializers.Serializer[dict[str, Any]]):
     last_test_started_on = serializers.DateTimeField()
     last_test_result = serializers.CharField()
     last_test_message = serializers.CharField()

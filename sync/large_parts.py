@@ -68,7 +68,8 @@ def without_large_bodies(raw: bytes, *, threshold: int = LARGE_BODY_BYTES) -> tu
         return raw, []
     if not held:
         return raw, []
-    pieces, position = [], 0
+    pieces: list[memoryview | bytes] = []
+    position = 0
     for index, body in enumerate(held):
         pieces += [memoryview(raw)[position : body.start], PLACEHOLDER.format(index=index).encode() + b"\r\n"]
         position = body.end

@@ -200,7 +200,7 @@ def _normalized_body(body: memoryview) -> Iterator[bytes]:
     """The body in pieces with CRLF / CR as LF and the trailing line ends cut,
     never holding a second copy of a large body."""
     end = len(body)
-    while end and body[end - 1 : end] in (b"\r", b"\n"):
+    while end and bytes(body[end - 1 : end]) in (b"\r", b"\n"):
         end -= 1
     start, carried_cr = 0, False
     while start < end:

@@ -9,22 +9,25 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from sync.models import MailboxAlert, QuarantinedMessage, Receipt, Rollout, SyncRun
-from sync.rollout import rollout_progress
+from sync.rollout import BatchProgress, rollout_progress
+
+# Serializer[None]: a serializer that only reads a request's input (or only documents a
+# response) is never given an instance to read from or save to.
 
 
-class NoBodySerializer(serializers.Serializer):
+class NoBodySerializer(serializers.Serializer[None]):
     """An action that takes no input: any JSON object is accepted and ignored,
     anything else (a list, a scalar, a broken document) is a 400."""
 
 
-class SyncErrorSerializer(serializers.Serializer):
+class SyncErrorSerializer(serializers.Serializer[None]):
     """Why an action on a message could not be done (``code`` as in sync.errors)."""
 
     detail = serializers.CharField()
     code = serializers.CharField()
 
 
-class AlertSerializer(serializers.ModelSerializer):
+class AlertSerializer(serializers.ModelSerializer[MailboxAlert]):
     acknowledged = serializers.SerializerMethodField()
     resolved = serializers.SerializerMethodField()
     acknowledged_by = serializers.CharField(source="acknowledged_by.username", default=None)
@@ -60,7 +63,7 @@ class AlertSerializer(serializers.ModelSerializer):
         return alert.resolved_on is not None
 
 
-class ReceiptSerializer(serializers.ModelSerializer):
+class ReceiptSerializer(serializers.ModelSerializer[Receipt]):
     class Meta:
         model = Receipt
         fields = (
@@ -82,7 +85,7 @@ class ReceiptSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class QuarantinedMessageSerializer(serializers.ModelSerializer):
+class QuarantinedMessageSerializer(serializers.ModelSerializer[QuarantinedMessage]):
     # The raw message stays out of JSON (a download of its own comes later);
     # whether it was kept and how big it is are enough to decide on a reprocess.
     raw_stored = serializers.SerializerMethodField()
@@ -111,7 +114,7 @@ class QuarantinedMessageSerializer(serializers.ModelSerializer):
         return bool(message.raw)
 
 
-class SyncRunSerializer(serializers.ModelSerializer):
+class SyncRunSerializer(serializers.ModelSerializer[SyncRun]):
     class Meta:
         model = SyncRun
         fields = (
@@ -134,7 +137,7 @@ class SyncRunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RolloutCreateSerializer(serializers.Serializer):
+class RolloutCreateSerializer(serializers.Serializer[None]):
     """Which mailboxes to roll out: their ids, or every mailbox matching the
     mailbox list's filters (``{"approval_status": "approved", "owner_type": "queue"}``)."""
 
@@ -153,14 +156,14 @@ class RolloutCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class BatchProgressSerializer(serializers.Serializer):
+class BatchProgressSerializer(serializers.Serializer[BatchProgress]):
     number = serializers.IntegerField()
     mailboxes = serializers.IntegerField()
     started = serializers.BooleanField()
     counts = serializers.DictField(child=serializers.IntegerField())
 
 
-class RolloutSerializer(serializers.ModelSerializer):
+class RolloutSerializer(serializers.ModelSerializer[Rollout]):
     created_by = serializers.CharField(source="created_by.username", default=None)
     mailbox_count = serializers.IntegerField()
 
@@ -194,4 +197,6 @@ class RolloutDetailSerializer(RolloutSerializer):
     @extend_schema_field(BatchProgressSerializer(many=True))
     def get_batches(self, rollout: Rollout) -> list[dict[str, Any]]:
         progress = rollout_progress(rollout=rollout)
-        return BatchProgressSerializer(progress, many=True).data  # type: ignore[return-value]
+        # many=True makes DRF build a ListSerializer of the list (in __new__), whose .data is
+        # a list; the stubs model neither, so they see one BatchProgress in and a dict out.
+        return BatchProgressSerializer(progress, many=True).data  # type: ignore[arg-type, return-value]

@@ -8,7 +8,7 @@ existence does not leak.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.db import models
 from rest_framework import permissions, serializers, viewsets
@@ -18,14 +18,19 @@ from rest_framework.views import APIView
 from crm.models import CrmUser
 from web.roles import crm_user_for, is_administrator
 
+_M = TypeVar("_M", bound=models.Model)
 
-def visible(queryset: models.QuerySet[Any], user: Any) -> models.QuerySet[Any]:
+
+def visible(queryset: models.QuerySet[_M], user: Any) -> models.QuerySet[_M]:
     if is_administrator(user):
         return queryset
     crm_user = crm_user_for(user)
     if crm_user is None:
         return queryset.none()
-    return queryset.visible_to(crm_user)  # type: ignore[attr-defined]
+    # visible_to() is defined by each model's own QuerySet class, which the
+    # plain QuerySet[_M] the callers pass in does not name.
+    scoped: models.QuerySet[_M] = queryset.visible_to(crm_user)  # type: ignore[attr-defined]
+    return scoped
 
 
 class IsAdministrator(permissions.BasePermission):
@@ -44,7 +49,7 @@ class IsCrmMember(permissions.BasePermission):
         return is_administrator(request.user) or crm_user_for(request.user) is not None
 
 
-class RoleScopedMixin(viewsets.GenericViewSet):
+class RoleScopedMixin(viewsets.GenericViewSet[_M]):
     """A generic viewset whose rows are scoped by role.
 
     ``admin_actions`` are open to administrators only; every other action to
@@ -53,7 +58,7 @@ class RoleScopedMixin(viewsets.GenericViewSet):
 
     admin_actions: frozenset[str] = frozenset({"create", "update", "partial_update", "destroy"})
 
-    def get_queryset(self) -> models.QuerySet[Any]:
+    def get_queryset(self) -> models.QuerySet[_M]:
         return visible(super().get_queryset(), self.request.user)
 
     def get_permissions(self) -> list[permissions.BasePermission]:
@@ -70,33 +75,33 @@ class RoleScopedMixin(viewsets.GenericViewSet):
         return crm_user_for(self.request.user)
 
 
-class ScopedModelViewSet(RoleScopedMixin, viewsets.ModelViewSet):
+class ScopedModelViewSet(RoleScopedMixin[_M], viewsets.ModelViewSet[_M]):
     pass
 
 
-def save_cleaned(instance: models.Model) -> models.Model:
+def save_cleaned(instance: _M) -> _M:
     """Save through the model's own validation, so the API refuses exactly what forms refuse."""
     instance.full_clean()
     instance.save()
     return instance
 
 
-class ScopedRelatedField(serializers.PrimaryKeyRelatedField):
+class ScopedRelatedField(serializers.PrimaryKeyRelatedField[_M]):
     """A foreign key that accepts only records the requesting user can see."""
 
-    def get_queryset(self) -> models.QuerySet[Any]:
+    def get_queryset(self) -> models.QuerySet[_M]:
         request = self.context.get("request")
-        return visible(cast(models.QuerySet[Any], super().get_queryset()), getattr(request, "user", None))
+        return visible(cast(models.QuerySet[_M], super().get_queryset()), getattr(request, "user", None))
 
 
-class CleanModelSerializer(serializers.ModelSerializer):
+class CleanModelSerializer(serializers.ModelSerializer[_M]):
     """Creates and updates through ``full_clean()``; model rules answer 400 per field."""
 
-    def create(self, validated_data: dict[str, Any]) -> Any:
-        model: Any = self.Meta.model
+    def create(self, validated_data: dict[str, Any]) -> _M:
+        model: type[_M] = self.Meta.model
         return save_cleaned(model(**validated_data))
 
-    def update(self, instance: Any, validated_data: dict[str, Any]) -> Any:
+    def update(self, instance: _M, validated_data: dict[str, Any]) -> _M:
         for field, value in validated_data.items():
             setattr(instance, field, value)
         return save_cleaned(instance)
