@@ -2,13 +2,15 @@
 
 The model attribute is always a :class:`Secret`: it prints as asterisks, so a
 stray log line, repr or template never shows the value, and it decrypts only
-when code asks for it with :meth:`Secret.reveal`.
+when code asks for it with :meth:`Secret.reveal`. Its form field
+(:class:`SecretFormField`) is write-only: never rendered, blank keeps the stored value.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
 
@@ -64,6 +66,26 @@ class Secret:
         return f"Secret({MASK!r})" if self else "Secret('')"
 
 
+class SecretFormField(forms.CharField):
+    """The form field of every secret: write-only (never rendered), blank keeps the stored value."""
+
+    widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        help_text = kwargs.pop("help_text", "") or ""
+        kwargs["help_text"] = (
+            help_text + " " if help_text else ""
+        ) + "Write-only: leave blank to keep the stored value."
+        super().__init__(strip=False, **kwargs)
+
+    def prepare_value(self, value: Any) -> str:
+        return ""
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return bool(data)
+
+
 class _SecretDescriptor(DeferredAttribute):
     def __set__(self, instance: models.Model, value: Any) -> None:
         instance.__dict__[self.field.attname] = Secret.wrap(value)
@@ -94,6 +116,4 @@ class EncryptedTextField(models.TextField):
         return Secret.wrap(self.value_from_object(obj)).token
 
     def formfield(self, form_class: Any = None, choices_form_class: Any = None, **kwargs: Any) -> Any:
-        from profiles.forms import SecretFormField
-
         return SecretFormField(label=self.verbose_name.capitalize(), help_text=self.help_text)

@@ -27,24 +27,6 @@ from profiles.models import (
 )
 
 
-class SecretFormField(forms.CharField):
-    widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("required", False)
-        help_text = kwargs.pop("help_text", "") or ""
-        kwargs["help_text"] = (
-            help_text + " " if help_text else ""
-        ) + "Write-only: leave blank to keep the stored value."
-        super().__init__(strip=False, **kwargs)
-
-    def prepare_value(self, value: Any) -> str:
-        return ""
-
-    def has_changed(self, initial: Any, data: Any) -> bool:
-        return bool(data)
-
-
 class SecretFieldsFormMixin:
     """For a ModelForm: an empty secret input keeps the stored secret, and a
     ``clear_<field>`` checkbox removes it."""

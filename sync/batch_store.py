@@ -1,6 +1,6 @@
 """Storing a batch of incoming messages with a few statements for all of them.
 
-``incoming._receipt_for`` decides and stores one message at a time: a dozen
+``one_message.receipt_for`` decides and stores one message at a time: a dozen
 statements a message, most of an initial sync's time. Here the same rules
 (``tracking``, ``identities``, ``activity_store``, ``receipts``) run over a
 batch: what the database holds about all of its messages is read first, one
@@ -195,7 +195,7 @@ class _Batch:
         return len(items)
 
     def _take(self, item: Pending) -> bool:
-        """The rules of ``incoming._receipt_for``, decided from what is known."""
+        """The rules of ``one_message.receipt_for``, decided from what is known."""
         parsed, mailbox = item.parsed, item.source.mailbox
         parsed.identity = self._identity(parsed)
         if any(owner == mailbox.pk for owner, _ in self.known.receipts.get(parsed.identity, [])):

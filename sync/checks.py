@@ -29,7 +29,7 @@ from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailU
 from crm.models import OrganizationSettings
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import CredentialsSource, EmailServerProfile, ServerType
-from sync import alerts, clock, outgoing
+from sync import alerts, clock, enqueue, outgoing
 from sync.connectors.base import ServerSettings
 from sync.connectors.imap import INBOX, ImapConnection
 from sync.connectors.pop3 import Pop3Connection
@@ -473,8 +473,6 @@ def queue_test_and_enable(
     *, mailbox_ids: list[int], requested_by: Any, round_trip: bool = False
 ) -> list[MailboxTest]:
     """Queue one background test & enable per mailbox; the tasks start after commit."""
-    from sync import tasks
-
     now = clock.now()
     with transaction.atomic():
         tests = MailboxTest.objects.bulk_create(
@@ -482,7 +480,7 @@ def queue_test_and_enable(
             for pk in dict.fromkeys(mailbox_ids)
         )
         for test in tests:
-            transaction.on_commit(partial(tasks.test_and_enable_mailbox.delay, test.pk))
+            enqueue.run_queued_test(test_id=test.pk)
     return tests
 
 

@@ -37,9 +37,10 @@ from django.db import transaction
 from crm.choices import IncomingMethod
 from crm.models import OrganizationSettings
 from mailboxes.models import ApprovalStatus, Mailbox
-from sync import incoming, parsing
+from sync import one_message, parsing
 from sync.errors import MessageError
 from sync.models import Receipt, ReceiptOutcome
+from sync.receipts import TEST_MESSAGE_HEADER, Source
 
 _ADDRESS = re.compile(r"[^\s<>,;\"']+@[^\s<>,;\"']+")
 
@@ -52,7 +53,7 @@ class Forwarded:
     raw: bytes
 
 
-def store_forwarded(*, source: incoming.Source, raw: bytes, advance: Callable[[], None]) -> Receipt:
+def store_forwarded(*, source: Source, raw: bytes, advance: Callable[[], None]) -> Receipt:
     """Process one message of a forward mailbox for the user who forwarded it,
     with the forward mailbox's cursor advance in the same transaction; what
     cannot be attributed is quarantined with the reason."""
@@ -62,31 +63,31 @@ def store_forwarded(*, source: incoming.Source, raw: bytes, advance: Callable[[]
             advance()
             return receipt
     except MessageError as error:
-        return incoming.quarantine(source=source, raw=raw, error=error, advance=advance)
+        return one_message.quarantine(source=source, raw=raw, error=error, advance=advance)
 
 
-def forwarded_receipt(*, source: incoming.Source, raw: bytes) -> Receipt:
+def forwarded_receipt(*, source: Source, raw: bytes) -> Receipt:
     """The forward mailbox's receipt for ``raw``, after the original went through
     the forwarding user's pipeline. Raises MessageError when it cannot be attributed."""
     wrapper = parsing.parse(raw)
     known = Receipt.objects.filter(mailbox=source.mailbox, message_identity=wrapper.identity).first()
     if known is not None:
-        return incoming._seen_again(known, source)  # seen before: relink, as the normal pipeline does
-    if wrapper.header(incoming.TEST_MESSAGE_HEADER):
+        return one_message.seen_again(known, source)  # seen before: relink, as the normal pipeline does
+    if wrapper.header(TEST_MESSAGE_HEADER):
         # Test & enable's own round trip reaches the forward mailbox too.
-        return incoming._new_receipt(source, wrapper, ReceiptOutcome.TEST_MESSAGE)
+        return one_message.new_receipt(source, wrapper, ReceiptOutcome.TEST_MESSAGE)
     forwarded = unwrap(wrapper, raw)
     user_mailbox = forwarding_mailbox(forwarded.forwarder)
     original = _parse_original(forwarded.raw)
-    user_source = incoming.Source(
+    user_source = Source(
         user_mailbox,
         f"{source.mailbox.email_address}/{source.folder}"[:500],
         source.server_id,
         source.server_received_on,
     )
-    user_receipt = incoming._receipt_for(user_source, original, forwarded.raw)
+    user_receipt = one_message.receipt_for(user_source, original, forwarded.raw)
     outcome = ReceiptOutcome.FORWARDED if user_receipt.email_id else user_receipt.outcome
-    return incoming._new_receipt(source, wrapper, outcome, email=user_receipt.email)
+    return one_message.new_receipt(source, wrapper, outcome, email=user_receipt.email)
 
 
 def unwrap(wrapper: parsing.ParsedMessage, raw: bytes) -> Forwarded:

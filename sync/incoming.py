@@ -9,36 +9,30 @@ with its own cursor step; the batch hands it the rare cases.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
 from django.db import connection as database
+from django.db import transaction
 from django.db.models.expressions import RawSQL
 
-from crm.models import EmailActivity, OrganizationSettings, QueueItem
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import ServerType
 from sync import (
-    activity_store,
     alerts,
-    auto_replies,
     batch_store,
     clock,
-    identities,
+    forwarding,
     mailbox_state,
+    one_message,
     parsing,
     read_ahead,
     time_limits,
-    tracking,
 )
 from sync.connectors.base import FetchedMessage, FolderState, Pop3Message
 from sync.connectors.imap import ImapConnection, UnfetchableMessage
@@ -54,7 +48,8 @@ from sync.models import (
     SyncOutcome,
     SyncRun,
 )
-from sync.receipts import TEST_MESSAGE_HEADER, Source, build_receipt
+from sync.one_message import RunScope, current_scope, quarantine, receipt_for
+from sync.receipts import Source
 from sync.server_settings import incoming_settings, profile_of
 from sync.sql import quoted
 
@@ -84,34 +79,8 @@ class Budget:
         self.used += 1
 
 
-class RunScope:
-    """What the messages of one run share: the organization's settings, read
-    once (and only when a message needs them: an idle poll never does), and the
-    addresses resolved so far."""
-
-    def __init__(self, on_progress: Callable[[SyncRun], None] | None = None) -> None:
-        self.on_progress = on_progress
-        self._parties: tracking.Parties | None = None
-
-    @property
-    def parties(self) -> tracking.Parties:
-        if self._parties is None:
-            self._parties = tracking.Parties(OrganizationSettings.load())
-        return self._parties
-
-    @property
-    def organization(self) -> OrganizationSettings:
-        return self.parties.organization
-
-
-# Set for one run by sync_incoming; a message stored outside a run (reprocessing,
-# a forward mailbox's original) gets a scope of its own.
-_scope: ContextVar[RunScope | None] = ContextVar("incoming_run_scope", default=None)
-
-
-def current_scope() -> RunScope:
-    scope = _scope.get()
-    return scope if scope is not None else RunScope()
+# Set for one run by sync_incoming (sync.one_message reads it for each message).
+_scope = one_message.run_scope
 
 
 # --- storing one message -----------------------------------------------------------------------
@@ -133,8 +102,6 @@ def _store(
     source: Source, raw: bytes, advance: Callable[[], None], limit: time_limits.MessageTimeLimit
 ) -> Receipt:
     if source.mailbox.is_forward_mailbox:
-        from sync import forwarding  # imported here: forwarding builds on this module's pipeline
-
         return forwarding.store_forwarded(source=source, raw=raw, advance=advance)
     try:
         with limit.interruptible():
@@ -153,7 +120,7 @@ def _store_parsed(
 ) -> Receipt:
     with transaction.atomic():
         limit.bound_statements()
-        receipt = _receipt_for(source, parsed, raw)
+        receipt = receipt_for(source, parsed, raw)
         limit.check()
         advance()
         return receipt
@@ -168,128 +135,6 @@ def _one_by_one(item: batch_store.Pending) -> Receipt:
             return _store_parsed(item.source, item.parsed, item.raw, _stays, limit)
     except time_limits.MessageTooSlow as error:
         return quarantine(source=item.source, raw=item.raw, error=error, advance=_stays)
-
-
-def _receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> Receipt:
-    mailbox = source.mailbox
-    parsed.identity = identities.distinct_identity(parsed)
-    known = Receipt.objects.filter(mailbox=mailbox, message_identity=parsed.identity).first()
-    if known is not None:
-        return _seen_again(known, source)
-    if parsed.header(TEST_MESSAGE_HEADER):
-        return _new_receipt(source, parsed, ReceiptOutcome.TEST_MESSAGE)
-    if auto_replies.is_automatic(parsed):
-        return _automatic_receipt(source, parsed, raw)
-    scope = current_scope()
-    organization, parties = scope.organization, scope.parties
-    parties.lookup(a.address for a in parsed.addresses)  # the sender and the parties, in one query
-    sender = parties.of(parsed.sender.address) if parsed.sender else None
-    copy_owner = tracking.copy_owner_for(mailbox, sender, organization)
-    existing = EmailActivity.objects.filter(message_identity=parsed.identity, copy_owner=copy_owner).first()
-    if existing is not None:
-        return _link(source, parsed, existing)
-    correlation = tracking.correlate(parsed, organization)
-    decision = tracking.decide(tracking.tracking_option(mailbox), correlation, sender)
-    if copy_owner is not None and EmailActivity.objects.filter(message_identity=parsed.identity).exists():
-        # The sender's email is in the CRM already; the recipient's copy is tracked beside it.
-        decision = tracking.Decision(True, ReceiptOutcome.TRACKED)
-    if not decision.track:
-        return _new_receipt(source, parsed, decision.outcome)
-    try:
-        with transaction.atomic():
-            activity_store.remember_new_sender(mailbox=mailbox, parsed=parsed, parties=parties)
-            email = activity_store.build_incoming_activity(
-                mailbox=mailbox,
-                parsed=parsed,
-                raw=raw,
-                correlation=correlation,
-                server_received_on=source.server_received_on,
-                parties=parties,
-                copy_owner=copy_owner,
-            ).save()
-    except IntegrityError:
-        # Another mailbox stored the same message a moment ago: link to theirs.
-        existing = EmailActivity.objects.get(message_identity=parsed.identity, copy_owner=copy_owner)
-        return _link(source, parsed, existing)
-    return _new_receipt(source, parsed, ReceiptOutcome.TRACKED, email=email)
-
-
-def _seen_again(known: Receipt, source: Source) -> Receipt:
-    """The same message again (another UID after UIDVALIDITY changed, another
-    folder, a second delivery): its receipt follows it, nothing new is made, and
-    the run counts it as linked."""
-    if (known.folder, known.server_id) != (source.folder, source.server_id):
-        Receipt.objects.filter(pk=known.pk).update(folder=source.folder, server_id=source.server_id)
-        known.folder, known.server_id = source.folder, source.server_id
-    known.seen_before = True
-    return known
-
-
-def _automatic_receipt(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> Receipt:
-    """Auto-replies are never tracked; a bounce of CRM email marks its failed recipients."""
-    report = auto_replies.delivery_report(parsed, raw)
-    original = activity_store.record_delivery_failure(report=report) if report else None
-    if original is not None:
-        return _new_receipt(source, parsed, ReceiptOutcome.BOUNCE, email=original)
-    return _new_receipt(source, parsed, ReceiptOutcome.AUTO_REPLY)
-
-
-def _link(source: Source, parsed: parsing.ParsedMessage, email: EmailActivity) -> Receipt:
-    if source.mailbox.queue_id:
-        QueueItem.objects.get_or_create(queue_id=source.mailbox.queue_id, email=email)
-    return _new_receipt(source, parsed, ReceiptOutcome.LINKED, email=email)
-
-
-def _new_receipt(
-    source: Source, parsed: parsing.ParsedMessage, outcome: str, *, email: EmailActivity | None = None
-) -> Receipt:
-    receipt = build_receipt(source, parsed, outcome, email=email)
-    receipt.save()
-    return receipt
-
-
-def quarantine(
-    *, source: Source, raw: bytes | None, error: SyncError, advance: Callable[[], None]
-) -> Receipt:
-    """Keep a message that cannot be processed, with the reason; the mailbox goes on."""
-    identity = parsing.identity_for("", raw) if raw is not None else _not_downloaded_identity(source)
-    with transaction.atomic():
-        held, created = QuarantinedMessage.objects.get_or_create(
-            mailbox=source.mailbox,
-            message_identity=identity,
-            defaults={
-                "folder": source.folder,
-                "server_id": source.server_id,
-                "size": len(raw or b""),
-                "error_code": error.code,
-                "error_text": error.message,
-                "server_received_on": source.server_received_on,
-            },
-        )
-        if created and raw is not None:
-            held.raw.save("message.eml", ContentFile(raw), save=True)
-        receipt, _ = Receipt.objects.get_or_create(
-            mailbox=source.mailbox,
-            message_identity=identity,
-            defaults={
-                "folder": source.folder,
-                "server_id": source.server_id,
-                "outcome": ReceiptOutcome.QUARANTINED,
-                "quarantined": held,
-                "server_received_on": source.server_received_on,
-            },
-        )
-        advance()
-        return receipt
-
-
-def _not_downloaded_identity(source: Source) -> str:
-    """A message never downloaded is known by where it is (hashed when a long
-    folder name would not fit the identity column)."""
-    identity = f"oversize:{source.folder}:{source.server_id}"
-    if len(identity) <= identities.IDENTITY_MAX_LENGTH:
-        return identity
-    return "oversize:" + hashlib.sha256(identity.encode()).hexdigest()
 
 
 def reprocess_quarantined(*, quarantined_id: int) -> Receipt:
@@ -312,11 +157,9 @@ def reprocess_quarantined(*, quarantined_id: int) -> Receipt:
     with transaction.atomic():
         Receipt.objects.filter(mailbox=held.mailbox, quarantined=held).delete()
         if held.mailbox.is_forward_mailbox:
-            from sync import forwarding  # imported here: forwarding builds on this module's pipeline
-
             receipt = forwarding.forwarded_receipt(source=source, raw=raw)
         else:
-            receipt = _receipt_for(source, parsed, raw)
+            receipt = receipt_for(source, parsed, raw)
         QuarantinedMessage.objects.filter(pk=held.pk).update(
             state=QuarantineState.REPROCESSED, reprocessed_on=clock.now(), attempts=held.attempts + 1
         )

@@ -33,11 +33,12 @@ from sync.connectors.imap import ImapConnection
 from sync.connectors.smtp import SmtpConnection, Submission
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, OutgoingClaim, SyncKind, SyncOutcome, SyncRun, TrackingTokenSequence
+from sync.scheduler import eligible
+from sync.send_rate import send_slot_free_on
 from sync.server_settings import incoming_settings, outgoing_settings
 from sync.sql import quoted
 
 MAX_SEND_ATTEMPTS = 10
-RATE_WINDOW = timedelta(minutes=1)
 
 
 # CRLF line endings (RFC 5321 2.3.8) and 7-bit content: text with non-ASCII
@@ -123,35 +124,6 @@ def _batch(mailbox: Mailbox) -> QuerySet[EmailActivity]:
         .select_related("outgoing_claim", "correlated_email")
         .prefetch_related("parties", "attachments")[: settings.SYNC_RUN_MAX_MESSAGES]
     )
-
-
-def send_slot_free_on(mailbox: Mailbox) -> datetime | None:
-    """When this mailbox may send again under its profile's rate limit, or None
-    when it may send now. Counted in the database (sent in the last minute plus
-    sending now), so the limit holds whichever worker holds the mailbox."""
-    limit = mailbox.profile.outgoing_rate_limit_per_minute if mailbox.profile else None
-    if not limit:
-        return None
-    now = clock.now()
-    sender = Q(user_id=mailbox.user_id) if mailbox.user_id else Q(queue_id=mailbox.queue_id)
-    recent = (
-        EmailActivity.objects.filter(
-            pk__in=ActivityParty.objects.filter(sender, role=ActivityParty.Role.FROM).values("email_id"),
-            status=EmailActivity.Status.SENT,
-            sent_on__gt=now - RATE_WINDOW,
-        )
-        .order_by("sent_on")
-        .values_list("sent_on", flat=True)
-    )
-    sent_on = [at for at in recent if at is not None]
-    sending = OutgoingClaim.objects.filter(
-        mailbox=mailbox, email__status=EmailActivity.Status.SENDING
-    ).count()
-    over = len(sent_on) + sending - limit
-    if over < 0:
-        return None
-    # The slot frees when enough of the last minute's sends have aged out of it.
-    return sent_on[over] + RATE_WINDOW if over < len(sent_on) else now + RATE_WINDOW
 
 
 @dataclass(frozen=True)
@@ -640,8 +612,6 @@ def _copy_to_sent_folder(mailbox: Mailbox, sent: list[EmailActivity]) -> None:
 
 def cannot_send_reason(mailbox: Mailbox | None) -> str:
     """Why a mailbox cannot send now ('' when it can), in the administrator's words."""
-    from sync.scheduler import eligible
-
     if mailbox is None:
         return "The sender has no mailbox."
     if eligible(SyncKind.OUTGOING).filter(pk=mailbox.pk).exists():

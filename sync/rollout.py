@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 
-from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
@@ -23,10 +21,9 @@ from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, Val
 
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
-from sync import clock
+from sync import clock, enqueue
 from sync.models import MailboxTest, Rollout, RolloutItem, TestState
 
-TEST_TASK = "sync.tasks.test_and_enable_mailbox"
 ACTIVE = (Rollout.State.PLANNED, Rollout.State.RUNNING)
 UNFINISHED = (TestState.QUEUED, TestState.TESTING)
 # A rollout none of whose tests has been queued, started or finished for this long
@@ -149,7 +146,8 @@ def _start_due_batch(rollout_id: int, now: datetime) -> int | None:
     for item, test in zip(items, tests, strict=True):
         item.test = test
     RolloutItem.objects.bulk_update(items, ["test"])
-    _enqueue([test.pk for test in tests])
+    for test in tests:
+        enqueue.run_queued_test(test_id=test.pk)
     return number
 
 
@@ -170,7 +168,8 @@ def _requeue_stalled(rollout_id: int, now: datetime) -> int:
         MailboxTest.objects.filter(pk__in=stuck).update(
             state=TestState.QUEUED, queued_on=now, started_on=None
         )
-        _enqueue(stuck)
+        for test_id in stuck:
+            enqueue.run_queued_test(test_id=test_id)
     return len(stuck)
 
 
@@ -185,12 +184,6 @@ def _complete_if_done(rollout_id: int, now: datetime) -> bool:
         .exclude(Exists(unfinished))
         .update(state=Rollout.State.COMPLETED, finished_on=now, next_batch_on=None)
     )
-
-
-def _enqueue(test_ids: list[int]) -> None:
-    # By name: the task lives in sync.tasks, above this module.
-    for test_id in test_ids:
-        transaction.on_commit(partial(current_app.send_task, TEST_TASK, args=[test_id]))
 
 
 @transaction.atomic

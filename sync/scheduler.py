@@ -25,6 +25,7 @@ from mailboxes.models import Mailbox
 from profiles.models import ServerType
 from sync import clock, outages
 from sync.models import MailboxSchedule, SyncKind, SyncOutcome, SyncRun
+from sync.send_rate import send_slot_free_on
 
 SUPPORTED_TYPES = (ServerType.IMAP_SMTP, ServerType.POP3_SMTP)
 
@@ -227,11 +228,9 @@ def _released(
 
 def _not_before_send_slot(claim: Claim, run: SyncRun | None, mailbox: Mailbox, due: datetime) -> datetime:
     """A send run stopped by the profile's rate limit is due when the next slot frees, not at once."""
-    from sync import outgoing
-
     if claim.kind != SyncKind.OUTGOING or run is None or run.outcome != SyncOutcome.PARTIAL:
         return due
-    slot = outgoing.send_slot_free_on(mailbox)
+    slot = send_slot_free_on(mailbox)
     return max(due, slot) if slot is not None else due
 
 

@@ -1,14 +1,27 @@
-"""Celery tasks: thin wrappers that take ids and call plain functions."""
+"""Celery tasks: thin wrappers that take ids and call plain functions.
+
+An entry point, as views and management commands are: services never import
+this module; they enqueue through ``sync.enqueue``, whose names these tasks bear.
+"""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from celery import shared_task
-from django.db import transaction
 
-from sync import clock, incoming, profile_health, retention, rollups, scheduler
+from sync import (
+    checks,
+    clock,
+    enqueue,
+    incoming,
+    outgoing,
+    profile_health,
+    retention,
+    rollout,
+    rollups,
+    scheduler,
+)
 from sync import heartbeats as _heartbeats  # noqa: F401  (connects the worker signals)
 from sync.models import SyncKind
 
@@ -22,41 +35,30 @@ def ping(self: Any) -> dict[str, str]:
 @shared_task(name="sync.tasks.dispatch")
 def dispatch() -> int:
     """Run by Celery beat: claim due mailboxes and enqueue one task per mailbox and kind."""
-    from sync import outgoing
-
     outgoing.settle_expired_claims()
     outgoing.warn_stuck_pending()
     claims = scheduler.dispatch()
     for claim in claims:
-        transaction.on_commit(partial(_enqueue, claim))
+        enqueue.mailbox_sync(mailbox_id=claim.mailbox_id, kind=claim.kind, lease_token=claim.token)
     return len(claims)
 
 
-def _enqueue(claim: scheduler.Claim) -> None:
-    task = incoming_mailbox if claim.kind == SyncKind.INCOMING else outgoing_mailbox
-    task.delay(claim.mailbox_id, claim.token)
-
-
-@shared_task(name="sync.tasks.incoming_mailbox")
+@shared_task(name=enqueue.INCOMING_MAILBOX)
 def incoming_mailbox(mailbox_id: int, lease_token: str) -> str:
     claim = scheduler.Claim(mailbox_id, SyncKind.INCOMING, lease_token)
     run = scheduler.run_claimed(claim, lambda mailbox: incoming.sync_incoming(mailbox=mailbox))
     return run.outcome if run else "lease not held"
 
 
-@shared_task(name="sync.tasks.outgoing_mailbox")
+@shared_task(name=enqueue.OUTGOING_MAILBOX)
 def outgoing_mailbox(mailbox_id: int, lease_token: str) -> str:
-    from sync import outgoing
-
     claim = scheduler.Claim(mailbox_id, SyncKind.OUTGOING, lease_token)
     run = scheduler.run_claimed(claim, lambda mailbox: outgoing.send_pending(mailbox=mailbox))
     return run.outcome if run else "lease not held"
 
 
-@shared_task(name="sync.tasks.test_and_enable_mailbox")
+@shared_task(name=enqueue.TEST_AND_ENABLE_MAILBOX)
 def test_and_enable_mailbox(test_id: int) -> str:
-    from sync import checks
-
     report = checks.run_queued_test(test_id=test_id)
     return report.summary if report else "test gone or canceled"
 
@@ -79,7 +81,5 @@ def cleanup() -> dict[str, int | bool]:
 @shared_task(name="sync.tasks.rollout_tick")
 def rollout_tick() -> dict[str, int]:
     """Run by Celery beat: start due rollout batches, requeue stalled ones, complete finished ones."""
-    from sync import rollout
-
     result = rollout.rollout_tick()
     return {"started": len(result.started), "requeued": result.requeued, "completed": len(result.completed)}

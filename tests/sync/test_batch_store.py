@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from crm.choices import TrackIncomingEmail
 from crm.models import EmailActivity, OrganizationSettings, QueueItem
-from sync import batch_store, incoming, parsing
+from sync import batch_store, incoming, one_message, parsing
 from sync.incoming import Source, store_message
 from sync.models import EmailHash, Receipt, ReceiptOutcome
 from tests import factories, messages
@@ -111,7 +111,7 @@ def as_a_batch(mailbox, raws: list[bytes], one_by_one: OneByOne | None = None) -
     ]
     with transaction.atomic():
         return batch_store.store_batch(
-            pending, parties=incoming.current_scope().parties, one_by_one=one_by_one or OneByOne()
+            pending, parties=one_message.current_scope().parties, one_by_one=one_by_one or OneByOne()
         )
 
 
@@ -241,7 +241,7 @@ def test_a_batch_the_database_refuses_is_stored_one_by_one(world):
         batch_store.Pending(source, raw, parsing.parse(raw))
         for source, raw in zip(sources(alice.mailbox, raws), raws, strict=True)
     ]
-    parties = incoming.current_scope().parties
+    parties = one_message.current_scope().parties
     known = batch_store._Known.read(pending, parties)
     store_message(
         source=Source(world["bob"].mailbox, "INBOX", "1:1", RECEIVED), raw=raws[1], advance=lambda: None

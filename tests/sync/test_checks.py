@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from config.celery import app as celery_app
 from crm.choices import ActMethod, OutgoingMethod, ProcessEmailUsing, SyncStatus
 from crm.models import EmailActivity, OrganizationSettings
 from mailboxes.models import ApprovalStatus, Mailbox
@@ -281,6 +282,22 @@ def test_a_queued_test_runs_in_the_task_and_records_its_results(stack, django_ca
     assert test.results["incoming"]["code"] == "authentication_failed"
     assert "incoming email failed (authentication failed)" in test.summary.lower()
     assert MailboxTest.objects.get(pk=test.pk).started_on is not None
+
+
+def test_with_eager_tasks_a_queued_test_runs_in_this_process_at_commit(
+    stack, django_capture_on_commit_callbacks, monkeypatch
+):
+    """CELERY_TASK_ALWAYS_EAGER (debugging) still runs what sync.enqueue sends by name."""
+    mailbox = untested(stack)
+    Mailbox.objects.filter(pk=mailbox.pk).update(password="wrong")
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        (test,) = checks.queue_test_and_enable(mailbox_ids=[mailbox.pk], requested_by=None)
+
+    test.refresh_from_db()
+    assert test.state == TestState.FAILED
+    assert test.results["incoming"]["code"] == "authentication_failed"
 
 
 def test_profile_test_connection_uses_the_profile_credentials(stack, mail_user):

@@ -15,8 +15,9 @@ from crm.choices import TrackIncomingEmail
 from crm.models import EmailActivity
 from mailboxes.models import FolderScope
 from sync import parsing, scheduler
-from sync.incoming import Source, quarantine, store_message, sync_incoming
+from sync.incoming import Source, store_message, sync_incoming
 from sync.models import QuarantinedMessage, Receipt, ReceiptOutcome
+from sync.one_message import quarantine
 from tests import messages
 from tests.sync import real_world_mail
 
