@@ -20,7 +20,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from crm.choices import SyncStatus
-from mailboxes.models import SYNC_DIRECTIONS, Mailbox
+from mailboxes.models import DIRECTION_FIELDS, Mailbox
 from profiles.models import EmailServerProfile
 from sync import clock
 from sync.models import AlertLevel, HourlyRollup, HourlyTotal, MailboxAlert
@@ -112,8 +112,8 @@ def disabled_reasons(mailboxes: QuerySet[Mailbox]) -> list[tuple[str, int]]:
 
 def _failing() -> Q:
     failing = Q()
-    for direction in SYNC_DIRECTIONS:
-        failing |= Q(**{f"mailboxes__{direction}_status": SyncStatus.FAILURE})
+    for fields in DIRECTION_FIELDS.values():
+        failing |= Q(**{f"mailboxes__{fields.status}": SyncStatus.FAILURE})
     return failing
 
 

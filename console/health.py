@@ -27,7 +27,7 @@ from kombu import Connection, Queue
 
 from console.dashboard import open_alerts_by_level
 from crm.choices import SyncStatus
-from mailboxes.models import SYNC_DIRECTIONS, ApprovalStatus, Mailbox
+from mailboxes.models import DIRECTION_FIELDS, SYNC_DIRECTIONS, ApprovalStatus, Mailbox
 from sync import clock, heartbeats
 from sync.models import HourlyTotal, MailboxAlert, WorkerHeartbeat
 from sync.rollups import HOUR, hour_of
@@ -183,11 +183,11 @@ def mailbox_counts(mailboxes: QuerySet[Mailbox], *, now: datetime) -> dict[str, 
     for direction in SYNC_DIRECTIONS:
         for status in SyncStatus:
             aggregates[f"{direction}:{status.value}"] = Count(
-                "pk", filter=Q(**{f"{direction}_status": status})
+                "pk", filter=Q(**{DIRECTION_FIELDS[direction].status: status})
             )
     in_backoff = Q()
-    for direction in SYNC_DIRECTIONS:
-        in_backoff |= Q(**{f"{direction}_postponed_until__gt": now})
+    for fields in DIRECTION_FIELDS.values():
+        in_backoff |= Q(**{f"{fields.postponed_until}__gt": now})
     aggregates["disabled"] = Count("pk", filter=~Q(disabled_reason=""))
     aggregates["in_backoff"] = Count("pk", filter=in_backoff)
     aggregates["pending_approval"] = Count("pk", filter=Q(approval_status=ApprovalStatus.PENDING_APPROVAL))

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
-from django.db.models import Case, Count, Model, Q, Value, When
+from django.db.models import Case, Count, Field, Model, Q, Value, When
 
 from crm.choices import IncomingMethod
 from crm.models import OrganizationSettings
-from mailboxes.models import SYNC_DIRECTIONS, FolderScope, Mailbox
+from mailboxes.models import DIRECTION_FIELDS, SYNC_DIRECTIONS, FolderScope, Mailbox
 from profiles.fields import MASK, EncryptedTextField
 from profiles.models import EXCHANGE_TYPES, EmailServerProfile, ServerType
 from sync import clock
@@ -153,18 +153,26 @@ def mailbox_overview(*, mailbox: Mailbox, administrator: bool) -> MailboxOvervie
 
 
 def _direction(mailbox: Mailbox, key: str) -> DirectionState:
-    postponed = getattr(mailbox, f"{key}_postponed_until")
+    fields = DIRECTION_FIELDS[key]
+    postponed = fields.postponed_until_of(mailbox)
     return DirectionState(
         key=key,
         label=DIRECTION_LABELS[key],
-        method=getattr(mailbox, f"get_{key}_method_display")(),
-        status=getattr(mailbox, f"{key}_status"),
-        status_label=getattr(mailbox, f"get_{key}_status_display")(),
-        enabled=getattr(mailbox, f"{key}_enabled"),
-        transient_failures=getattr(mailbox, f"{key}_transient_failures"),
+        method=_choice_label(mailbox, fields.method),
+        status=fields.status_of(mailbox),
+        status_label=_choice_label(mailbox, fields.status),
+        enabled=fields.enabled_of(mailbox),
+        transient_failures=fields.transient_failures_of(mailbox),
         postponed_until=postponed,
         in_backoff=bool(postponed and postponed > clock.now()),
     )
+
+
+def _choice_label(mailbox: Mailbox, name: str) -> str:
+    """What ``get_<name>_display()`` says: the label of the field's value."""
+    field = cast("Field[Any, Any]", Mailbox._meta.get_field(name))  # a concrete field, not a relation
+    value = getattr(mailbox, name)
+    return str(dict(field.flatchoices).get(value, value))
 
 
 def _folders_read(mailbox: Mailbox, cursors: list[FolderCursor]) -> FoldersRead:

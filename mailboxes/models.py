@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,7 +19,59 @@ from crm.models.base import TimestampedModel
 from profiles.fields import EncryptedTextField
 from profiles.models import EmailServerProfile, ServerType
 
-SYNC_DIRECTIONS = ("incoming", "outgoing", "act")
+
+@dataclass(frozen=True)
+class DirectionFields:
+    """The fields of a Mailbox that hold one direction's state: its sync method,
+    status, enabled flag, transient failures (retries spent) and backoff. Code
+    that works on "the direction's status" names it through this, never by
+    gluing the direction onto a suffix, so grep finds every use of a field and a
+    misspelt part is an error mypy reports."""
+
+    method: str
+    status: str
+    enabled: str
+    transient_failures: str
+    postponed_until: str
+
+    def status_of(self, mailbox: Mailbox) -> str:
+        return cast(str, getattr(mailbox, self.status))
+
+    def enabled_of(self, mailbox: Mailbox) -> bool:
+        return cast(bool, getattr(mailbox, self.enabled))
+
+    def transient_failures_of(self, mailbox: Mailbox) -> int:
+        return cast(int, getattr(mailbox, self.transient_failures))
+
+    def postponed_until_of(self, mailbox: Mailbox) -> datetime | None:
+        return cast("datetime | None", getattr(mailbox, self.postponed_until))
+
+
+# By direction: the values of sync.models.SyncKind (incoming, outgoing, appointments-contacts-tasks).
+DIRECTION_FIELDS: dict[str, DirectionFields] = {
+    "incoming": DirectionFields(
+        method="incoming_method",
+        status="incoming_status",
+        enabled="incoming_enabled",
+        transient_failures="incoming_transient_failures",
+        postponed_until="incoming_postponed_until",
+    ),
+    "outgoing": DirectionFields(
+        method="outgoing_method",
+        status="outgoing_status",
+        enabled="outgoing_enabled",
+        transient_failures="outgoing_transient_failures",
+        postponed_until="outgoing_postponed_until",
+    ),
+    "act": DirectionFields(
+        method="act_method",
+        status="act_status",
+        enabled="act_enabled",
+        transient_failures="act_transient_failures",
+        postponed_until="act_postponed_until",
+    ),
+}
+SYNC_DIRECTIONS = tuple(DIRECTION_FIELDS)
 
 
 class ApprovalStatus(models.TextChoices):

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from crm.choices import ActMethod
 from crm.models import OrganizationSettings
-from mailboxes.models import SYNC_DIRECTIONS, ApprovalStatus, Mailbox, SyncStatus
+from mailboxes.models import DIRECTION_FIELDS, ApprovalStatus, Mailbox, SyncStatus
 from profiles.models import EmailServerProfile, ServerType
 
 # A change of these makes every saved folder cursor and test result stale.
@@ -70,11 +70,11 @@ def _value(mailbox: Mailbox, field: str) -> Any:
 
 def _start_new_generation(mailbox: Mailbox, *, address_changed: bool) -> None:
     mailbox.configuration_generation += 1
-    for direction in SYNC_DIRECTIONS:
-        setattr(mailbox, f"{direction}_status", SyncStatus.NOT_RUN)
-        setattr(mailbox, f"{direction}_enabled", False)
-        setattr(mailbox, f"{direction}_transient_failures", 0)
-        setattr(mailbox, f"{direction}_postponed_until", None)
+    for fields in DIRECTION_FIELDS.values():
+        setattr(mailbox, fields.status, SyncStatus.NOT_RUN)
+        setattr(mailbox, fields.enabled, False)
+        setattr(mailbox, fields.transient_failures, 0)
+        setattr(mailbox, fields.postponed_until, None)
     mailbox.test_completed_on = None
     mailbox.disabled_reason = ""
     if address_changed:

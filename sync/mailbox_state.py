@@ -14,7 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection, transaction
 
-from mailboxes.models import Mailbox, SyncStatus
+from mailboxes.models import DIRECTION_FIELDS, Mailbox, SyncStatus
 from sync import alerts, clock, outages, sql
 from sync.errors import PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, SyncRun
@@ -94,12 +94,13 @@ _NOT_WAITING_FOR_THE_DISK: Condition = ("set_config('synchronous_commit', 'off',
 def _success_update(mailbox: Mailbox, kind: str, processed: int, failed: int) -> Condition:
     """The UPDATE that records a success: it matches no row, and writes nothing,
     when the mailbox already says exactly that."""
+    fields = DIRECTION_FIELDS[kind]
     table, pk, status, failures, postponed, items, items_failed, modified_on = quoted(
         Mailbox,
         "id",
-        f"{kind}_status",
-        f"{kind}_transient_failures",
-        f"{kind}_postponed_until",
+        fields.status,
+        fields.transient_failures,
+        fields.postponed_until,
         "items_processed_last_sync",
         "items_failed_last_sync",
         "modified_on",
@@ -124,13 +125,14 @@ def record_failure(*, mailbox: Mailbox, kind: str, error: SyncError) -> None:
     if not outages.is_connection_failure(error):
         outages.server_answered(profile=locked.profile, kind=kind)  # it answered, if only to refuse
     now = clock.now()
-    failures = getattr(locked, f"{kind}_transient_failures") + 1
+    fields = DIRECTION_FIELDS[kind]
+    failures = fields.transient_failures_of(locked) + 1
     permanent = isinstance(error, PermanentError) or failures >= settings.SYNC_TRANSIENT_RETRY_LIMIT
     message = error.message
     if isinstance(error, TransientError) and permanent:
         message = f"{error.message} (failed {failures} times in a row; retries exhausted)"
     changes = {
-        f"{kind}_transient_failures": 0 if permanent else failures,
+        fields.transient_failures: 0 if permanent else failures,
         "last_sync_error_code": error.code,
         "last_sync_error_text": message,
         "last_sync_error_count": locked.last_sync_error_count + 1,
@@ -138,11 +140,11 @@ def record_failure(*, mailbox: Mailbox, kind: str, error: SyncError) -> None:
         "modified_on": now,
     }
     if permanent:
-        disable = {f"{kind}_status": SyncStatus.FAILURE, f"{kind}_enabled": False, "disabled_reason": message}
+        disable = {fields.status: SyncStatus.FAILURE, fields.enabled: False, "disabled_reason": message}
         changes |= disable
     else:
         minutes = settings.SYNC_TRANSIENT_RETRY_MINUTES
-        changes[f"{kind}_postponed_until"] = now + timedelta(minutes=minutes)
+        changes[fields.postponed_until] = now + timedelta(minutes=minutes)
     Mailbox.objects.filter(pk=locked.pk).update(**changes)
     level = AlertLevel.ERROR if permanent else AlertLevel.WARNING
     alerts.record_alert(level=level, category=kind, code=error.code, message=message, mailbox=locked)

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db.models import F, Max
 from django.db.models.functions import Greatest
 
-from mailboxes.models import Mailbox
+from mailboxes.models import DIRECTION_FIELDS, Mailbox
 from profiles.models import EmailServerProfile
 from sync import alerts, clock
 from sync.errors import SyncError, TransientError
@@ -79,7 +79,7 @@ def hold(*, mailbox: Mailbox, kind: str, error: SyncError) -> bool:
     now = clock.now()
     _hold_earlier_failures(profile=profile, kind=kind, besides=mailbox)
     Mailbox.objects.filter(pk=mailbox.pk).update(
-        **{f"{kind}_postponed_until": now + probe_interval()},
+        **{DIRECTION_FIELDS[kind].postponed_until: now + probe_interval()},
         last_sync_error_code=OUTAGE_CODE,
         last_sync_error_text=error.message,
         last_sync_error_count=F("last_sync_error_count") + 1,
@@ -116,9 +116,10 @@ def _hold_earlier_failures(*, profile: EmailServerProfile, kind: str, besides: M
         .exclude(last_sync_error_code=OUTAGE_CODE)
     )
     ids = list(earlier.values_list("pk", flat=True))
+    failures = DIRECTION_FIELDS[kind].transient_failures
     # The WHERE is checked again under the row lock, so two workers never refund one mailbox twice.
     earlier.filter(pk__in=ids).update(
-        **{f"{kind}_transient_failures": Greatest(F(f"{kind}_transient_failures") - 1, 0)},
+        **{failures: Greatest(F(failures) - 1, 0)},
         last_sync_error_code=OUTAGE_CODE,
     )
     for held in Mailbox.objects.filter(pk__in=ids):
@@ -130,7 +131,7 @@ def server_answered(*, profile: EmailServerProfile | None, kind: str) -> None:
     if profile is None:
         return
     Mailbox.objects.filter(profile=profile, last_sync_error_code=OUTAGE_CODE).update(
-        **{f"{kind}_postponed_until": None}, last_sync_error_code="", modified_on=clock.now()
+        **{DIRECTION_FIELDS[kind].postponed_until: None}, last_sync_error_code="", modified_on=clock.now()
     )
     MailboxAlert.objects.filter(
         subject_key=alerts.subject_key(profile=profile), category=kind, code=OUTAGE_CODE, resolved_on=None
@@ -162,7 +163,7 @@ def outage_sql(*, profile: EmailServerProfile | None, kind: str) -> list[Conditi
 
 def probing_profiles(kind: str) -> set[int]:
     """Profiles in an outage: the dispatcher lets one of their mailboxes probe per interval."""
-    held = Mailbox.objects.filter(last_sync_error_code=OUTAGE_CODE, **{f"{kind}_enabled": True})
+    held = Mailbox.objects.filter(last_sync_error_code=OUTAGE_CODE, **{DIRECTION_FIELDS[kind].enabled: True})
     return set(held.values_list("profile_id", flat=True).distinct())
 
 

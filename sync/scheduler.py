@@ -21,7 +21,7 @@ from django.db.models import Q, QuerySet
 
 from crm.choices import IncomingMethod, OutgoingMethod, ProcessEmailUsing
 from crm.models import OrganizationSettings
-from mailboxes.models import Mailbox
+from mailboxes.models import DIRECTION_FIELDS, Mailbox
 from profiles.models import ServerType
 from sync import clock, outages
 from sync.models import MailboxSchedule, SyncKind, SyncOutcome, SyncRun
@@ -51,8 +51,9 @@ def eligible(kind: str, *, now: datetime | None = None) -> QuerySet[Mailbox]:
         mailboxes = mailboxes.filter(incoming_method=IncomingMethod.SERVER_SIDE_SYNC, incoming_enabled=True)
     else:
         mailboxes = mailboxes.filter(outgoing_method=OutgoingMethod.SERVER_SIDE_SYNC, outgoing_enabled=True)
+    postponed_until = DIRECTION_FIELDS[kind].postponed_until
     mailboxes = mailboxes.filter(
-        Q(**{f"{kind}_postponed_until__isnull": True}) | Q(**{f"{kind}_postponed_until__lte": now})
+        Q(**{f"{postponed_until}__isnull": True}) | Q(**{f"{postponed_until}__lte": now})
     )
     return mailboxes.approved_where_required(organization)
 

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET
 from console import charts, dashboard, health
 from console.views.access import member_required
 from crm.choices import SyncStatus
-from mailboxes.models import ApprovalStatus, Mailbox
+from mailboxes.models import DIRECTION_FIELDS, ApprovalStatus, Mailbox
 from sync import clock, heartbeats
 from sync.models import MailboxAlert
 from web.api_base import visible
@@ -86,7 +86,7 @@ def _status_rows(counts: dict[str, Any]) -> list[tuple[str, list[Tile]]]:
             Tile(
                 status.label,
                 by_status[status.value],
-                _mailboxes_link(**{f"{direction}_status": status.value}),
+                _mailboxes_link(**{DIRECTION_FIELDS[direction].status: status.value}),
                 tone={SyncStatus.FAILURE: "bad", SyncStatus.SUCCESS: "good"}.get(status, ""),
             )
             for status in SyncStatus

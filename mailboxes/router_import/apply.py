@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, SyncStatus
-from mailboxes.models import Mailbox
+from mailboxes.models import DIRECTION_FIELDS, Mailbox
 from mailboxes.router_import.plan import CREATE, UPDATE, MailboxPlan, Plan, ProfilePlan
 from mailboxes.services import mailbox_create, mailbox_update
 from profiles.models import EmailServerProfile, ServerType
@@ -88,9 +88,9 @@ def _mailbox(plan: MailboxPlan, profile: EmailServerProfile) -> Mailbox:
         data["act_method"] = ActMethod.NONE
     if plan.existing is not None:
         # Nothing runs on the new settings until test & enable has passed.
-        for direction in ("incoming", "outgoing", "act"):
-            data[f"{direction}_enabled"] = False
-            data[f"{direction}_status"] = SyncStatus.NOT_RUN
+        for fields in DIRECTION_FIELDS.values():
+            data[fields.enabled] = False
+            data[fields.status] = SyncStatus.NOT_RUN
         return mailbox_update(mailbox=plan.existing, data=data)
     return mailbox_create(data={**data, **_new_mailbox(plan)})
 
