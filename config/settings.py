@@ -338,8 +338,6 @@ SYNC_RETAIN_RECEIPTS_DAYS = env_int("SYNC_RETAIN_RECEIPTS_DAYS", 365, minimum=1)
 SYNC_RETAIN_PENDING_MIGRATIONS_DAYS = env_int("SYNC_RETAIN_PENDING_MIGRATIONS_DAYS", 30, minimum=1)
 SYNC_CLEANUP_BATCH = env_int("SYNC_CLEANUP_BATCH", 1000, minimum=1)
 SYNC_CLEANUP_MAX_SECONDS = env_int("SYNC_CLEANUP_MAX_SECONDS", 300, minimum=1)
-# Crash points only test settings switch on (see config/settings_test.py).
-SYNC_CRASH_POINTS: frozenset[str] = frozenset()
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {

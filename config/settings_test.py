@@ -34,6 +34,3 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 - whitenoise warns when it is missing
-# A test that needs a worker to die at a precise point names it here (in the
-# worker's environment); production settings never read this variable.
-SYNC_CRASH_POINTS = frozenset(os.environ.get("SYNC_CRASH_POINTS", "").split(",")) - {""}

@@ -7,8 +7,6 @@ server: it becomes "outcome unknown" with an alert and is never resent on its ow
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +26,7 @@ from crm.models import ActivityParty, EmailActivity, EmailAttachment, Organizati
 from mailboxes.models import ApprovalStatus, Mailbox
 from profiles.models import ServerType
 from sync import activity_store, alerts, clock, mailbox_state, parsing
+from sync.checkpoints import checkpoint
 from sync.connectors.base import SendResult
 from sync.connectors.imap import ImapConnection
 from sync.connectors.smtp import SmtpConnection, Submission
@@ -69,12 +68,6 @@ INTERNATIONAL = policy.SMTPUTF8.clone(header_factory=_HeaderClasses())
 # The email package writes message/* and multipart/* payloads as they are, with
 # bare LF line ends; attachments of those types go as opaque bytes instead.
 _OPAQUE_MAINTYPES = frozenset({"message", "multipart"})
-
-
-def crash_point(name: str) -> None:
-    """Die here, as a power cut would, when test settings name this point."""
-    if name in settings.SYNC_CRASH_POINTS:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def pending_for(mailbox: Mailbox) -> QuerySet[EmailActivity]:
@@ -212,7 +205,7 @@ class _Sending:
             if self._settle_failure(ready.email, ready.claim, error):
                 raise
             return
-        crash_point("after_smtp_data")
+        checkpoint("after_smtp_data")  # a crash here leaves the email "outcome unknown"
         self._accepted = (ready, result)
 
     def _record_accepted(self) -> None:

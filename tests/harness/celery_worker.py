@@ -20,6 +20,8 @@ from django.db import connection
 from config.celery import app
 
 ROOT = Path(__file__).resolve().parents[2]
+# Read by tests/harness/crashing_worker.py, in the worker it starts (never by product code).
+CRASH_AT = "SERVERSYNC_TEST_CRASH_AT"
 
 
 def flush_broker() -> None:
@@ -38,9 +40,14 @@ class CeleryWorkerProcess:
         queues: str = "default,incoming,outgoing,act",
         name: str = "test",
         env: dict[str, str] | None = None,
+        crash_at: str | None = None,
     ) -> None:
         self.queues = queues
-        self.extra_env = env or {}
+        self.extra_env = dict(env or {})
+        # A worker that SIGKILLs itself at this point of sync.checkpoints (tests/harness/crashing_worker.py).
+        self.crash_at = crash_at
+        if crash_at:
+            self.extra_env[CRASH_AT] = crash_at
         self.hostname = f"{name}-{os.getpid()}-{time.monotonic_ns()}@serversync-test"
         self.process: subprocess.Popen[bytes] | None = None
         self.app_name = f"celery-{self.hostname.split('@')[0]}"[:63]
@@ -67,10 +74,14 @@ class CeleryWorkerProcess:
         env.pop("PYTEST_XDIST_WORKER", None)
         return env
 
+    @property
+    def app_module(self) -> str:
+        return "tests.harness.crashing_worker" if self.crash_at else "config"
+
     def start(self, timeout: float = 60) -> CeleryWorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "celery", "-A", "config", "worker",
+            sys.executable, "-m", "celery", "-A", self.app_module, "worker",
             "--pool", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-Q", self.queues, "-n", self.hostname, "-l", "INFO",
         ]  # fmt: skip

@@ -37,9 +37,7 @@ def after_leases_expire() -> time_machine.travel:
 def send_until_killed_after_data(mailbox) -> None:
     """Run the mailbox's outgoing sync in a real worker that SIGKILLs itself right
     after the server's answer to DATA."""
-    with celery_worker(
-        queues="outgoing", name="crashing", env={"SYNC_CRASH_POINTS": "after_smtp_data"}
-    ) as worker:
+    with celery_worker(queues="outgoing", name="crashing", crash_at="after_smtp_data") as worker:
         claim = next(c for c in scheduler.dispatch(kinds=(SyncKind.OUTGOING,)) if c.mailbox_id == mailbox.pk)
         outgoing_mailbox.delay(claim.mailbox_id, claim.token)
         assert worker.process is not None

@@ -1,0 +1,33 @@
+"""The Celery app of a worker that kills itself at a named crash point.
+
+``celery -A tests.harness.crashing_worker worker`` runs the project's app with a
+hook installed in ``sync.checkpoints``: when the engine reaches one of the points
+named in ``SERVERSYNC_TEST_CRASH_AT`` (comma-separated), the process dies with
+SIGKILL, as a power cut would. Product code reads no setting and no variable for
+this; only this module, which the crash tests' worker loads, does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from config.celery import app
+from sync import checkpoints
+
+CRASH_AT = "SERVERSYNC_TEST_CRASH_AT"  # set by tests/harness/celery_worker.py (crash_at=...)
+POINTS = frozenset(os.environ.get(CRASH_AT, "").split(",")) - {""}
+
+unknown = POINTS - checkpoints.POINTS
+if unknown:
+    raise ValueError(f"{CRASH_AT} names no crash point of sync.checkpoints: {', '.join(sorted(unknown))}")
+
+
+def _die_at(name: str) -> None:
+    if name in POINTS:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+checkpoints.install(_die_at)
+
+__all__ = ["app"]
