@@ -10,10 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from config.env import env_bool, env_int, env_list, env_str
+
+# Django's generic classes (ModelAdmin, ModelForm, Field, Paginator) accept type
+# parameters at run time, as the type checker asks of their subclasses.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("SERVERSYNC_DATA_DIR", str(BASE_DIR / "var"))).resolve()

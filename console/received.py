@@ -64,7 +64,7 @@ def message_identities(receipts: QuerySet[Receipt]) -> QuerySet[Any]:
     )
 
 
-class MessagePaginator(Paginator):
+class MessagePaginator(Paginator[dict[str, Any]]):
     """Pages of ``message_identities()`` that count the messages with the page's own rows.
 
     Counting the messages groups the receipts by identity as the page does (over the
@@ -80,7 +80,7 @@ class MessagePaginator(Paginator):
         super().__init__(messages, per_page)
         self.messages = messages
 
-    def get_page(self, number: Any) -> Page:
+    def get_page(self, number: Any) -> Page[dict[str, Any]]:
         try:
             index = 1 if number is None else int(number)
         except (TypeError, ValueError):

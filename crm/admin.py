@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib import admin
 from django.core.exceptions import ObjectDoesNotExist
@@ -29,7 +29,10 @@ from crm.models import (
     Queue,
     QueueItem,
 )
+from crm.models.records import OwnedRecord
 from web.admin_site import AdministratorModelAdmin, AdministratorPermissions
+
+_Owned = TypeVar("_Owned", bound=OwnedRecord)
 
 RECORD_INFO: tuple[str, Any] = (
     "Record information",
@@ -47,7 +50,7 @@ def mailbox_address(self: Any, owner: CrmUser | Queue) -> str:
 
 
 @admin.register(OrganizationSettings)
-class OrganizationSettingsAdmin(AdministratorModelAdmin):
+class OrganizationSettingsAdmin(AdministratorModelAdmin[OrganizationSettings]):
     """One row ("System Settings > Email"): the list page opens it directly."""
 
     readonly_fields = ["created_on", "modified_on"]
@@ -69,7 +72,7 @@ class OrganizationSettingsAdmin(AdministratorModelAdmin):
 
 
 @admin.register(CrmUser)
-class CrmUserAdmin(AdministratorModelAdmin):
+class CrmUserAdmin(AdministratorModelAdmin[CrmUser]):
     list_display = ["full_name", "email", "user", "mailbox_address", "track_incoming_email", "is_active"]
     list_filter = ["is_active", "track_incoming_email", "auto_create_contacts"]
     list_select_related = ["user", "mailbox"]
@@ -85,7 +88,7 @@ class CrmUserAdmin(AdministratorModelAdmin):
 
 
 @admin.register(Queue)
-class QueueAdmin(AdministratorModelAdmin):
+class QueueAdmin(AdministratorModelAdmin[Queue]):
     list_display = ["name", "email", "owner", "mailbox_address", "convert_incoming_email", "is_active"]
     list_filter = ["is_active", "convert_incoming_email"]
     list_select_related = ["owner", "mailbox"]
@@ -100,7 +103,7 @@ class QueueAdmin(AdministratorModelAdmin):
     ]
 
 
-class OwnedRecordAdmin(AdministratorModelAdmin):
+class OwnedRecordAdmin(AdministratorModelAdmin[_Owned]):
     list_filter = ["is_active"]
     list_select_related = ["owner"]
     autocomplete_fields = ["owner"]
@@ -108,14 +111,14 @@ class OwnedRecordAdmin(AdministratorModelAdmin):
 
 
 @admin.register(Account)
-class AccountAdmin(OwnedRecordAdmin):
+class AccountAdmin(OwnedRecordAdmin[Account]):
     list_display = ["name", "email", "phone", "owner", "is_active"]
     search_fields = ["name", "email", "website"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # Django 6's default already
 
 
 @admin.register(Contact)
-class ContactAdmin(OwnedRecordAdmin):
+class ContactAdmin(OwnedRecordAdmin[Contact]):
     list_display = ["__str__", "email", "account", "job_title", "owner", "is_active"]
     list_select_related = ["owner", "account"]
     search_fields = ["first_name", "last_name", "email", "account__name"]
@@ -123,7 +126,7 @@ class ContactAdmin(OwnedRecordAdmin):
 
 
 @admin.register(Lead)
-class LeadAdmin(OwnedRecordAdmin):
+class LeadAdmin(OwnedRecordAdmin[Lead]):
     list_display = ["__str__", "company_name", "email", "topic", "status", "owner", "is_active"]
     list_filter = ["status", "is_active"]
     search_fields = ["first_name", "last_name", "email", "company_name", "topic"]
@@ -132,21 +135,21 @@ class LeadAdmin(OwnedRecordAdmin):
 PARTY_RECORDS = ["user", "queue", "contact", "account", "lead"]
 
 
-class ActivityPartyInline(AdministratorPermissions, admin.TabularInline):
+class ActivityPartyInline(AdministratorPermissions, admin.TabularInline[ActivityParty, EmailActivity]):
     model = ActivityParty
     extra = 0
     fields = ["role", "address", "display_name", *PARTY_RECORDS]
     autocomplete_fields = PARTY_RECORDS
 
 
-class EmailAttachmentInline(AdministratorPermissions, admin.TabularInline):
+class EmailAttachmentInline(AdministratorPermissions, admin.TabularInline[EmailAttachment, EmailActivity]):
     model = EmailAttachment
     extra = 0
     fields = ["filename", "content_type", "content_id", "size", "content", "skipped_reason"]
 
 
 @admin.register(EmailActivity)
-class EmailActivityAdmin(AdministratorModelAdmin):
+class EmailActivityAdmin(AdministratorModelAdmin[EmailActivity]):
     list_display = [
         "__str__",
         "sender",
@@ -231,7 +234,7 @@ class EmailActivityAdmin(AdministratorModelAdmin):
 
 
 @admin.register(ActivityParty)
-class ActivityPartyAdmin(AdministratorModelAdmin):
+class ActivityPartyAdmin(AdministratorModelAdmin[ActivityParty]):
     """Every address on every email: search here for who wrote to or was copied on what."""
 
     list_display = ["address", "display_name", "role", "email", "record"]
@@ -246,7 +249,7 @@ class ActivityPartyAdmin(AdministratorModelAdmin):
 
 
 @admin.register(EmailAttachment)
-class EmailAttachmentAdmin(AdministratorModelAdmin):
+class EmailAttachmentAdmin(AdministratorModelAdmin[EmailAttachment]):
     list_display = ["__str__", "email", "content_type", "size", "skipped_reason"]
     list_select_related = ["email"]
     search_fields = ["filename", "email__subject"]
@@ -254,7 +257,7 @@ class EmailAttachmentAdmin(AdministratorModelAdmin):
 
 
 @admin.register(QueueItem)
-class QueueItemAdmin(AdministratorModelAdmin):
+class QueueItemAdmin(AdministratorModelAdmin[QueueItem]):
     list_display = ["email", "queue", "worked_by", "created_on"]
     list_filter = ["queue"]
     list_select_related = ["email", "queue", "worked_by"]

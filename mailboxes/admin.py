@@ -54,7 +54,7 @@ APPROVAL_FIELDS = ("approval_status", "approval_changed_by", "approval_changed_o
 
 
 @admin.register(Mailbox)
-class MailboxAdmin(SecretFieldsAdminMixin, AdministratorModelAdmin):
+class MailboxAdmin(SecretFieldsAdminMixin[Mailbox], AdministratorModelAdmin[Mailbox]):
     list_display = [
         "name",
         "email_address",
@@ -137,7 +137,9 @@ class MailboxAdmin(SecretFieldsAdminMixin, AdministratorModelAdmin):
         defaults["profile"] = defaults["profile"].pk if defaults["profile"] else None
         return {**defaults, **super().get_changeform_initial_data(request)}
 
-    def save_model(self, request: HttpRequest, obj: Mailbox, form: forms.ModelForm, change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: Mailbox, form: forms.ModelForm[Mailbox], change: bool
+    ) -> None:
         model_fields = {field.name for field in Mailbox._meta.concrete_fields}
         data = {name: value for name, value in form.cleaned_data.items() if name in model_fields}
         if change:
@@ -187,7 +189,9 @@ MIGRATION_FIELDS = (
 )
 
 
-class RouterMigrationFileInline(AdministratorPermissions, admin.TabularInline):
+class RouterMigrationFileInline(
+    AdministratorPermissions, admin.TabularInline[RouterMigrationFile, RouterMigration]
+):
     """The uploaded files by name, size and checksum; whether the (encrypted) contents
     are still held, never the contents themselves."""
 
@@ -214,7 +218,7 @@ class RouterMigrationFileInline(AdministratorPermissions, admin.TabularInline):
 
 
 @admin.register(RouterMigration)
-class RouterMigrationAdmin(AdministratorModelAdmin):
+class RouterMigrationAdmin(AdministratorModelAdmin[RouterMigration]):
     """Read-only: a migration is made by the wizard, the API or the command and
     carried out in one transaction by the service; its record is kept for good."""
 

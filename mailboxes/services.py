@@ -8,9 +8,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from crm.choices import ActMethod
+from crm.choices import ActMethod, SyncStatus
 from crm.models import OrganizationSettings
-from mailboxes.models import DIRECTION_FIELDS, ApprovalStatus, Mailbox, SyncStatus
+from mailboxes.models import DIRECTION_FIELDS, ApprovalStatus, Mailbox
 from profiles.models import EmailServerProfile, ServerType
 
 # A change of these makes every saved folder cursor and test result stale.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
 from django import forms
 from django.contrib import admin
@@ -14,12 +14,21 @@ from profiles.forms import SecretFieldsFormMixin
 from profiles.models import ADDITIONAL_SETTINGS, EmailServerProfile
 from web.admin_site import AdministratorModelAdmin
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
-class SecretAdminForm(SecretFieldsFormMixin, forms.ModelForm):
+_M = TypeVar("_M", bound=Model)
+
+
+class _MailboxCount(TypedDict):
+    mailbox_count: int
+
+
+class SecretAdminForm(SecretFieldsFormMixin[_M], forms.ModelForm[_M]):
     """The admin form of a model with secrets; the ModelAdmin supplies model and fields."""
 
 
-class SecretFieldsAdminMixin:
+class SecretFieldsAdminMixin(Generic[_M]):
     """For a ModelAdmin of a model with encrypted fields: write-only secret inputs.
 
     The ``clear_<secret>`` checkboxes are form fields, not model fields, so they
@@ -27,8 +36,8 @@ class SecretFieldsAdminMixin:
     them itself) and out of the add page, where there is nothing to remove.
     """
 
-    model: type[Model]
-    form: type[forms.ModelForm[Any]] = SecretAdminForm
+    model: type[_M]
+    form: type[forms.ModelForm[_M]] = SecretAdminForm
 
     def _secret_fields(self) -> list[EncryptedTextField]:
         return [f for f in self.model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
@@ -65,7 +74,9 @@ class SecretFieldsAdminMixin:
 
 
 @admin.register(EmailServerProfile)
-class EmailServerProfileAdmin(SecretFieldsAdminMixin, AdministratorModelAdmin):
+class EmailServerProfileAdmin(
+    SecretFieldsAdminMixin[EmailServerProfile], AdministratorModelAdmin[EmailServerProfile]
+):
     list_display = [
         "name",
         "server_type",
@@ -167,5 +178,5 @@ class EmailServerProfileAdmin(SecretFieldsAdminMixin, AdministratorModelAdmin):
         return super().get_queryset(request).annotate(mailbox_count=Count("mailboxes"))
 
     @admin.display(description="Mailboxes", ordering="mailbox_count")
-    def mailbox_count(self, profile: EmailServerProfile) -> int:
-        return profile.mailbox_count  # type: ignore[attr-defined]
+    def mailbox_count(self, profile: WithAnnotations[EmailServerProfile, _MailboxCount]) -> int:
+        return profile.mailbox_count

@@ -91,7 +91,7 @@ class _SecretDescriptor(DeferredAttribute):
         instance.__dict__[self.field.attname] = Secret.wrap(value)
 
 
-class EncryptedTextField(models.TextField):
+class EncryptedTextField(models.TextField[Secret | str, Secret]):
     """Stores a Fernet token; never the plaintext."""
 
     descriptor_class = _SecretDescriptor

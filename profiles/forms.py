@@ -4,7 +4,7 @@ stored value), and the web UI's profile form, which shows only what applies to a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -26,12 +26,14 @@ from profiles.models import (
     default_port,
 )
 
+_M = TypeVar("_M", bound=models.Model)
 
-class SecretFieldsFormMixin:
+
+class SecretFieldsFormMixin(Generic[_M]):
     """For a ModelForm: an empty secret input keeps the stored secret, and a
     ``clear_<field>`` checkbox removes it."""
 
-    instance: models.Model
+    instance: _M
     cleaned_data: dict[str, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -46,7 +48,8 @@ class SecretFieldsFormMixin:
         return [f.name for f in self.instance._meta.get_fields() if isinstance(f, EncryptedTextField)]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()  # type: ignore[misc]
+        # The mixin's superclass is the ModelForm it is mixed into, which mypy cannot see.
+        cleaned: dict[str, Any] = super().clean()  # type: ignore[misc]
         for name in self._secret_field_names():
             if name not in self.fields:  # type: ignore[attr-defined]
                 continue  # a form that leaves the secret out leaves it alone
@@ -242,7 +245,7 @@ class FieldRow:
     clear: BoundField | None = None
 
 
-class ProfileForm(SecretFieldsFormMixin, forms.ModelForm):
+class ProfileForm(SecretFieldsFormMixin[EmailServerProfile], forms.ModelForm[EmailServerProfile]):
     """The web UI's profile form: the fields that apply to the server type and the
     way of signing in, and no others.
 

@@ -4,7 +4,7 @@ them; the one thing an administrator does here is acknowledge or resolve alerts
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
@@ -22,8 +22,10 @@ from sync.models import (
 )
 from web.admin_site import AdministratorModelAdmin
 
+_M = TypeVar("_M", bound=Model)
 
-class EngineRecordAdmin(AdministratorModelAdmin):
+
+class EngineRecordAdmin(AdministratorModelAdmin[_M]):
     """Read-only: a hand-edited cursor, lease or receipt would break the engine's guarantees."""
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
@@ -63,7 +65,7 @@ class AcknowledgedFilter(SetListFilter):
 
 
 @admin.register(MailboxAlert)
-class MailboxAlertAdmin(EngineRecordAdmin):
+class MailboxAlertAdmin(EngineRecordAdmin[MailboxAlert]):
     list_display = [
         "level",
         "category",
@@ -109,7 +111,7 @@ class MailboxAlertAdmin(EngineRecordAdmin):
 
 
 @admin.register(Receipt)
-class ReceiptAdmin(EngineRecordAdmin):
+class ReceiptAdmin(EngineRecordAdmin[Receipt]):
     list_display = ["subject", "sender", "mailbox", "folder", "outcome", "server_received_on", "created_on"]
     list_filter = ["outcome"]
     list_select_related = ["mailbox"]
@@ -118,7 +120,7 @@ class ReceiptAdmin(EngineRecordAdmin):
 
 
 @admin.register(QuarantinedMessage)
-class QuarantinedMessageAdmin(EngineRecordAdmin):
+class QuarantinedMessageAdmin(EngineRecordAdmin[QuarantinedMessage]):
     list_display = ["server_id", "mailbox", "folder", "error_code", "state", "size", "attempts", "created_on"]
     list_filter = ["state", "error_code"]
     list_select_related = ["mailbox"]
@@ -134,7 +136,7 @@ class QuarantinedMessageAdmin(EngineRecordAdmin):
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(EngineRecordAdmin):
+class SyncRunAdmin(EngineRecordAdmin[SyncRun]):
     list_display = [
         "mailbox",
         "kind",
@@ -155,14 +157,14 @@ class SyncRunAdmin(EngineRecordAdmin):
 
 
 @admin.register(FolderCursor)
-class FolderCursorAdmin(EngineRecordAdmin):
+class FolderCursorAdmin(EngineRecordAdmin[FolderCursor]):
     list_display = ["mailbox", "folder", "generation", "uidvalidity", "last_uid", "updated_on"]
     list_select_related = ["mailbox"]
     search_fields = ["mailbox__email_address", "folder"]
 
 
 @admin.register(MailboxSchedule)
-class MailboxScheduleAdmin(EngineRecordAdmin):
+class MailboxScheduleAdmin(EngineRecordAdmin[MailboxSchedule]):
     list_display = ["mailbox", "kind", "next_due_on", "lease_expires_on", "idle_runs", "last_run_on"]
     list_filter = ["kind"]
     list_select_related = ["mailbox"]
@@ -170,7 +172,7 @@ class MailboxScheduleAdmin(EngineRecordAdmin):
 
 
 @admin.register(OutgoingClaim)
-class OutgoingClaimAdmin(EngineRecordAdmin):
+class OutgoingClaimAdmin(EngineRecordAdmin[OutgoingClaim]):
     list_display = ["email", "mailbox", "expires_on", "attempts", "next_attempt_on"]
     list_select_related = ["email", "mailbox"]
     search_fields = ["mailbox__email_address", "email__subject", "=email__message_id"]

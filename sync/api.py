@@ -5,9 +5,9 @@ mailboxes they own (a queue owner also the queue's), and acts on those."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Model, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -28,9 +28,11 @@ from sync.models import MailboxAlert, QuarantinedMessage, Receipt, Rollout, Sync
 from sync.rollout import RolloutError, rollout_cancel, rollout_plan
 from web.api_base import IsAdministrator, RoleScopedMixin
 
+_M = TypeVar("_M", bound=Model)
+
 
 class ReadOnlyScopedViewSet(
-    RoleScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    RoleScopedMixin[_M], mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[_M]
 ):
     # Actions are open to whoever sees the row: administrators, and the mailbox's owner.
     admin_actions = frozenset()
@@ -40,7 +42,7 @@ def _no_body(request: Request) -> None:
     serializers.NoBodySerializer(data=request.data).is_valid(raise_exception=True)
 
 
-class AlertFilter(filters.FilterSet):
+class AlertFilter(filters.FilterSet):  # type: ignore[misc]  # django-filter has no type information
     resolved = filters.BooleanFilter(field_name="resolved_on", lookup_expr="isnull", exclude=True)
     acknowledged = filters.BooleanFilter(field_name="acknowledged_on", lookup_expr="isnull", exclude=True)
 
@@ -49,7 +51,7 @@ class AlertFilter(filters.FilterSet):
         fields = ("level", "category", "code", "mailbox", "profile")
 
 
-class AlertViewSet(ReadOnlyScopedViewSet):
+class AlertViewSet(ReadOnlyScopedViewSet[MailboxAlert]):
     """Alerts about mailboxes and profiles: repeats counted on one open row."""
 
     queryset = MailboxAlert.objects.select_related("acknowledged_by", "resolved_by")
@@ -73,7 +75,7 @@ class AlertViewSet(ReadOnlyScopedViewSet):
         return Response(self.get_serializer(alert).data)
 
 
-class ReceiptViewSet(ReadOnlyScopedViewSet):
+class ReceiptViewSet(ReadOnlyScopedViewSet[Receipt]):
     """What became of every message a mailbox saw."""
 
     queryset = Receipt.objects.all()
@@ -83,7 +85,7 @@ class ReceiptViewSet(ReadOnlyScopedViewSet):
     ordering_fields = ("created_on", "server_received_on")
 
 
-class QuarantinedMessageViewSet(ReadOnlyScopedViewSet):
+class QuarantinedMessageViewSet(ReadOnlyScopedViewSet[QuarantinedMessage]):
     """Messages that could not be processed, kept as received until reprocessed."""
 
     queryset = QuarantinedMessage.objects.all()
@@ -110,7 +112,7 @@ class QuarantinedMessageViewSet(ReadOnlyScopedViewSet):
         return Response(serializers.ReceiptSerializer(receipt).data)
 
 
-class SyncRunViewSet(ReadOnlyScopedViewSet):
+class SyncRunViewSet(ReadOnlyScopedViewSet[SyncRun]):
     """One row per run of one kind for one mailbox."""
 
     queryset = SyncRun.objects.all()
@@ -119,7 +121,7 @@ class SyncRunViewSet(ReadOnlyScopedViewSet):
     ordering_fields = ("started_on", "finished_on")
 
 
-class MailboxSelection(filters.FilterSet):
+class MailboxSelection(filters.FilterSet):  # type: ignore[misc]  # django-filter has no type information
     """A rollout of "all matching" mailboxes: the mailbox list's filters, search and owner type."""
 
     search = filters.CharFilter(method="filter_search")
@@ -137,7 +139,10 @@ class MailboxSelection(filters.FilterSet):
 
 
 class RolloutViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet[Rollout],
 ):
     """Paced test & enable of many mailboxes (administrators only): planned queue
     mailboxes first, then users, in batches per window; progress per batch."""

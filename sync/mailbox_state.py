@@ -14,7 +14,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection, transaction
 
-from mailboxes.models import DIRECTION_FIELDS, Mailbox, SyncStatus
+from crm.choices import SyncStatus
+from mailboxes.models import DIRECTION_FIELDS, Mailbox
 from sync import alerts, clock, outages, sql
 from sync.errors import PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, SyncRun

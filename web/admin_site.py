@@ -11,7 +11,7 @@ settings) by overriding a ``has_*_permission`` method and calling ``super()``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -21,6 +21,8 @@ from django.db.models import Model
 from django.http import HttpRequest
 
 from web.roles import is_administrator
+
+_M = TypeVar("_M", bound=Model)
 
 
 class AdministratorAuthenticationForm(AdminAuthenticationForm):
@@ -61,7 +63,7 @@ class AdministratorPermissions:
         return is_administrator(request.user)
 
 
-class AdministratorModelAdmin(AdministratorPermissions, admin.ModelAdmin):
+class AdministratorModelAdmin(AdministratorPermissions, admin.ModelAdmin[_M]):
     """Base class for serversync's ModelAdmins."""
 
 

@@ -30,7 +30,7 @@ PAGE_SIZE = 50
 STATES = (("open", "Open"), ("acknowledged", "Acknowledged"), ("resolved", "Resolved"), ("all", "All"))
 
 
-class AlertWallFilter(filters.FilterSet):
+class AlertWallFilter(filters.FilterSet):  # type: ignore[misc]  # django-filter has no type information
     q = filters.CharFilter(method="search", label="Search")
     state = filters.ChoiceFilter(choices=STATES, method="filter_state", label="State", empty_label=None)
     level = filters.ChoiceFilter(choices=AlertLevel.choices, label="Level")

@@ -34,7 +34,7 @@ DEFAULT_WINDOW_DAYS = 7
 DATE_INPUT = forms.DateInput(attrs={"type": "date"})
 
 
-class ReceiptFilter(filters.FilterSet):
+class ReceiptFilter(filters.FilterSet):  # type: ignore[misc]  # django-filter has no type information
     q = filters.CharFilter(method="search", label="Search subject or sender")
     outcome = filters.ChoiceFilter(choices=ReceiptOutcome.choices, label="Outcome")
     # An address, part of one, or a mailbox id; not a list to choose from, as an administrator

@@ -16,7 +16,7 @@ from sync import clock
 YES_NO = (("yes", "Yes"), ("no", "No"))
 
 
-class MailboxFilter(filters.FilterSet):
+class MailboxFilter(filters.FilterSet):  # type: ignore[misc]  # django-filter has no type information
     q = filters.CharFilter(method="search", label="Search")
     incoming_status = filters.ChoiceFilter(choices=SyncStatus.choices, label="Incoming")
     outgoing_status = filters.ChoiceFilter(choices=SyncStatus.choices, label="Outgoing")

@@ -26,7 +26,7 @@ from web.api_base import visible
 CREDENTIAL_FIELDS = ("username", "password", "allow_credentials_for_email_processing")
 
 
-class MailboxCredentialsForm(SecretFieldsFormMixin, forms.ModelForm):
+class MailboxCredentialsForm(SecretFieldsFormMixin[Mailbox], forms.ModelForm[Mailbox]):
     """User name, password (blank keeps the stored one) and whether email processing may use them."""
 
     class Meta:

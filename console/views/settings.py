@@ -14,7 +14,7 @@ from crm.models import EMAIL_SETTINGS_SECTIONS, OrganizationSettings
 from profiles.forms import FieldRow
 
 
-class OrganizationSettingsForm(forms.ModelForm):
+class OrganizationSettingsForm(forms.ModelForm[OrganizationSettings]):
     """The rules are the model's (``OrganizationSettings.clean()`` and field validators)."""
 
     class Meta:

@@ -381,12 +381,13 @@ class _RelaySMTP(SMTP):
         )
         if refusal:
             self._record_refusal(refusal)
-            self._set_post_data_state()
+            # aiosmtpd leaves its private hooks unannotated (here and below).
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push(refusal)
             return
         self.envelope.content = self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 OK" if status is MISSING else status)
 
     def _record_refusal(self, reply: str) -> None:
@@ -420,7 +421,7 @@ class _Listener(Controller):
     def _trigger_server(self) -> None:
         assert isinstance(self.server, asyncio.Server)
         self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
+        super()._trigger_server()  # type: ignore[no-untyped-call]  # aiosmtpd's, unannotated
 
 
 class SmtpRelay:
