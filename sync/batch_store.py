@@ -4,9 +4,10 @@
 statements a message, most of an initial sync's time. Here the same rules
 (``tracking``, ``identities``, ``activity_store``, ``receipts``) run over a
 batch: what the database holds about all of its messages is read first, one
-statement per kind of fact; each message is decided in memory, together with
-what the messages before it in the batch add (a reply to one a moment earlier,
-a second message reusing a Message-ID); and the rows are written with one
+statement per kind of fact; each message is decided in memory by
+``tracking.decide_message``, its lookups answered from what was read and what
+the messages before it in the batch add (a reply to one a moment earlier, a
+second message reusing a Message-ID); and the rows are written with one
 INSERT per table.
 
 The uncommon cases go through the one-message pipeline (``one_by_one``), in
@@ -28,11 +29,11 @@ from django.db import DatabaseError, transaction
 from django.db.models import F, OrderBy, QuerySet, Window
 from django.db.models.functions import RowNumber
 
-from crm.models import EmailActivity, OrganizationSettings, QueueItem
-from sync import activity_store, auto_replies, identities, tracking
+from crm.models import CrmUser, EmailActivity, OrganizationSettings, QueueItem
+from sync import activity_store, identities, tracking
 from sync.models import Receipt, ReceiptOutcome
 from sync.parsing import ParsedMessage
-from sync.receipts import TEST_MESSAGE_HEADER, Source, build_receipt
+from sync.receipts import Source, build_receipt
 
 # What correlation reads of an email it may correlate with (its regarding records by key).
 _CORRELATED_FIELDS = (
@@ -195,39 +196,32 @@ class _Batch:
         return len(items)
 
     def _take(self, item: Pending) -> bool:
-        """The rules of ``one_message.receipt_for``, decided from what is known."""
+        """``tracking.decide_message``'s verdict, carried out in the batch; False
+        (one by one) for what only the one-message pipeline can carry out."""
         parsed, mailbox = item.parsed, item.source.mailbox
         parsed.identity = self._identity(parsed)
         if any(owner == mailbox.pk for owner, _ in self.known.receipts.get(parsed.identity, [])):
             return False  # seen before: its receipt follows it, one by one
-        if parsed.header(TEST_MESSAGE_HEADER):
-            self._add(item, ReceiptOutcome.TEST_MESSAGE, None)
+        verdict = tracking.decide_message(parsed, item.raw, mailbox, self)
+        if isinstance(verdict, tracking.NotTracked):
+            self._add(item, verdict.outcome, None)
             return True
-        if auto_replies.is_automatic(parsed):
+        if isinstance(verdict, tracking.Automatic):
             # A bounce of CRM email marks its failed recipients: one by one.
-            if auto_replies.delivery_report(parsed, item.raw) is not None:
+            if verdict.report is not None:
                 return False
             self._add(item, ReceiptOutcome.AUTO_REPLY, None)
             return True
-        sender = self.parties.of(parsed.sender.address) if parsed.sender else None
-        if tracking.copy_owner_for(mailbox, sender, self.organization) is not None:
-            return False
-        existing = self.known.emails.get(parsed.identity)
-        if existing is not None:
+        if isinstance(verdict, tracking.Link):
             if mailbox.queue_id:
-                self.queue_items.append(QueueItem(queue_id=mailbox.queue_id, email=existing))
-            self._add(item, ReceiptOutcome.LINKED, existing)
+                self.queue_items.append(QueueItem(queue_id=mailbox.queue_id, email=verdict.email))
+            self._add(item, ReceiptOutcome.LINKED, verdict.email)
             return True
-        correlation = self._correlate(parsed)
-        if correlation is None:
-            return False
-        decision = tracking.decide(tracking.tracking_option(mailbox), correlation, sender)
-        if not decision.track:
-            self._add(item, decision.outcome, None)
-            return True
-        if tracking.may_create_contact(mailbox, parsed):
-            return False
-        self._add(item, ReceiptOutcome.TRACKED, self._new_activity(item, correlation))
+        if isinstance(verdict, tracking.NeedsDatabase):
+            return False  # smart matching, a second user's copy: one by one
+        if verdict.may_create_contact or verdict.copy_owner is not None:
+            return False  # a contact to create (unless the database knows the sender), a copy: one by one
+        self._add(item, ReceiptOutcome.TRACKED, self._new_activity(item, verdict.correlation))
         return True
 
     def _identity(self, parsed: ParsedMessage) -> str:
@@ -243,9 +237,23 @@ class _Batch:
             return identities.variant_of(parsed)
         return base
 
-    def _correlate(self, parsed: ParsedMessage) -> tracking.Correlation | None:
-        """As ``tracking.correlate``, from what is known; None where smart matching
-        would be asked (one by one)."""
+    # tracking.Lookups, answered from what is known.
+
+    def sender(self, parsed: ParsedMessage) -> tracking.Party | None:
+        return self.parties.of(parsed.sender.address) if parsed.sender else None  # looked up with the batch
+
+    def stored(
+        self, parsed: ParsedMessage, copy_owner: CrmUser | None
+    ) -> EmailActivity | tracking.Unknown | None:
+        """The batch knows the activities everyone shares, not users' own copies."""
+        return self.known.emails.get(parsed.identity) if copy_owner is None else tracking.UNKNOWN
+
+    def stored_for_anyone(self, parsed: ParsedMessage) -> bool | tracking.Unknown:
+        return tracking.UNKNOWN  # users' own copies are not read
+
+    def correlation(self, parsed: ParsedMessage) -> tracking.Correlation | tracking.Unknown:
+        """As ``tracking.correlate``, from what is known; unknown where smart matching
+        would be asked."""
         methods = EmailActivity.CorrelationMethod
         enabled = self.organization.correlation_enabled
         if enabled:
@@ -264,7 +272,7 @@ class _Batch:
             if found is not None:
                 return tracking.Correlation(found, methods.CONVERSATION_INDEX)
         if self.organization.smart_matching_enabled:
-            return None
+            return tracking.UNKNOWN
         return tracking.Correlation(None)
 
     def _new_activity(self, item: Pending, correlation: tracking.Correlation) -> EmailActivity:

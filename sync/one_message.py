@@ -5,8 +5,9 @@ cannot be processed.
 
 Beneath ``sync.incoming`` (which runs it for the rare messages of a batch and
 for reprocessing) and ``sync.forwarding`` (which runs it for a forwarded
-original); ``sync.batch_store`` decides the common cases of a batch by the same
-rules.
+original). What a message becomes is decided by ``tracking.decide_message``,
+with the database answering its lookups; ``sync.batch_store`` asks the same
+function for the common cases of a batch.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from contextvars import ContextVar
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
-from crm.models import EmailActivity, OrganizationSettings, QueueItem
-from sync import activity_store, auto_replies, identities, parsing, tracking
+from crm.models import CrmUser, EmailActivity, OrganizationSettings, QueueItem
+from sync import activity_store, identities, parsing, tracking
+from sync.auto_replies import DeliveryReport
 from sync.errors import SyncError
 from sync.models import QuarantinedMessage, Receipt, ReceiptOutcome, SyncRun
-from sync.receipts import TEST_MESSAGE_HEADER, Source, build_receipt
+from sync.receipts import Source, build_receipt
 
 
 class RunScope:
@@ -61,33 +63,62 @@ def receipt_for(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> Re
     known = Receipt.objects.filter(mailbox=mailbox, message_identity=parsed.identity).first()
     if known is not None:
         return seen_again(known, source)
-    if parsed.header(TEST_MESSAGE_HEADER):
-        return new_receipt(source, parsed, ReceiptOutcome.TEST_MESSAGE)
-    if auto_replies.is_automatic(parsed):
-        return _automatic_receipt(source, parsed, raw)
     scope = current_scope()
-    organization, parties = scope.organization, scope.parties
-    parties.lookup(a.address for a in parsed.addresses)  # the sender and the parties, in one query
-    sender = parties.of(parsed.sender.address) if parsed.sender else None
-    copy_owner = tracking.copy_owner_for(mailbox, sender, organization)
-    existing = EmailActivity.objects.filter(message_identity=parsed.identity, copy_owner=copy_owner).first()
-    if existing is not None:
-        return _link(source, parsed, existing)
-    correlation = tracking.correlate(parsed, organization)
-    decision = tracking.decide(tracking.tracking_option(mailbox), correlation, sender)
-    if copy_owner is not None and EmailActivity.objects.filter(message_identity=parsed.identity).exists():
-        # The sender's email is in the CRM already; the recipient's copy is tracked beside it.
-        decision = tracking.Decision(True, ReceiptOutcome.TRACKED)
-    if not decision.track:
-        return new_receipt(source, parsed, decision.outcome)
+    verdict = tracking.decide_message(parsed, raw, mailbox, _Database(scope))
+    if isinstance(verdict, tracking.NotTracked):
+        return new_receipt(source, parsed, verdict.outcome)
+    if isinstance(verdict, tracking.Automatic):
+        return _automatic_receipt(source, parsed, verdict.report)
+    if isinstance(verdict, tracking.Link):
+        return _link(source, parsed, verdict.email)
+    if isinstance(verdict, tracking.Track):
+        return _track(source, parsed, raw, verdict, scope.parties)
+    raise AssertionError("The database answers every lookup; no message is left to it.")
+
+
+class _Database:
+    """``tracking.Lookups`` answered by the database, a query each (the parties
+    one query for all of the message's addresses, remembered for the run)."""
+
+    def __init__(self, scope: RunScope) -> None:
+        self.scope = scope
+
+    @property
+    def organization(self) -> OrganizationSettings:
+        return self.scope.organization
+
+    def sender(self, parsed: parsing.ParsedMessage) -> tracking.Party | None:
+        parties = self.scope.parties
+        parties.lookup(a.address for a in parsed.addresses)  # the sender and the parties, in one query
+        return parties.of(parsed.sender.address) if parsed.sender else None
+
+    def stored(self, parsed: parsing.ParsedMessage, copy_owner: CrmUser | None) -> EmailActivity | None:
+        return EmailActivity.objects.filter(message_identity=parsed.identity, copy_owner=copy_owner).first()
+
+    def correlation(self, parsed: parsing.ParsedMessage) -> tracking.Correlation:
+        return tracking.correlate(parsed, self.organization)
+
+    def stored_for_anyone(self, parsed: parsing.ParsedMessage) -> bool:
+        return EmailActivity.objects.filter(message_identity=parsed.identity).exists()
+
+
+def _track(
+    source: Source,
+    parsed: parsing.ParsedMessage,
+    raw: bytes,
+    verdict: tracking.Track,
+    parties: tracking.Parties,
+) -> Receipt:
+    mailbox, copy_owner = source.mailbox, verdict.copy_owner
     try:
         with transaction.atomic():
-            activity_store.remember_new_sender(mailbox=mailbox, parsed=parsed, parties=parties)
+            if verdict.may_create_contact:
+                activity_store.remember_new_sender(mailbox=mailbox, parsed=parsed, parties=parties)
             email = activity_store.build_incoming_activity(
                 mailbox=mailbox,
                 parsed=parsed,
                 raw=raw,
-                correlation=correlation,
+                correlation=verdict.correlation,
                 server_received_on=source.server_received_on,
                 parties=parties,
                 copy_owner=copy_owner,
@@ -110,10 +141,11 @@ def seen_again(known: Receipt, source: Source) -> Receipt:
     return known
 
 
-def _automatic_receipt(source: Source, parsed: parsing.ParsedMessage, raw: bytes) -> Receipt:
-    """Auto-replies are never tracked; a bounce of CRM email marks its failed recipients."""
-    report = auto_replies.delivery_report(parsed, raw)
-    original = activity_store.record_delivery_failure(report=report) if report else None
+def _automatic_receipt(
+    source: Source, parsed: parsing.ParsedMessage, report: DeliveryReport | None
+) -> Receipt:
+    """A bounce of CRM email marks its failed recipients."""
+    original = activity_store.record_delivery_failure(report=report) if report is not None else None
     if original is not None:
         return new_receipt(source, parsed, ReceiptOutcome.BOUNCE, email=original)
     return new_receipt(source, parsed, ReceiptOutcome.AUTO_REPLY)

@@ -1,5 +1,6 @@
 """Which incoming mail becomes an activity, what it correlates to, and who its
-parties are. The business rules of tracking live here and nowhere else."""
+parties are. The business rules of tracking live here and nowhere else; which
+mail is tracked is decided by one function, ``decide_message``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
+from typing import Protocol
 
 from django.db import connection
 from django.db.models import Model, Q
@@ -18,9 +21,11 @@ from django.db.models import Model, Q
 from crm.choices import TrackIncomingEmail
 from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, OrganizationSettings, Queue
 from mailboxes.models import Mailbox
-from sync import clock
+from sync import auto_replies, clock
+from sync.auto_replies import DeliveryReport
 from sync.models import EmailHash, ReceiptOutcome
 from sync.parsing import ParsedMessage, identity_for
+from sync.receipts import TEST_MESSAGE_HEADER
 from sync.sql import quoted
 
 # Resolution order when an address belongs to several kinds of record.
@@ -315,6 +320,148 @@ def _matching_rows(addresses: set[str], *, active_only: bool) -> list[tuple[str,
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(selects), params)
         return [(kind, address, pk) for kind, address, pk in cursor.fetchall()]
+
+
+# --- which mail is tracked ------------------------------------------------------------------------
+
+
+class Unknown(Enum):
+    """A lookup's answer when only the database can tell (a batch's overlay of
+    it, asked about smart matching or a second user's copy)."""
+
+    UNKNOWN = "unknown"
+
+
+UNKNOWN = Unknown.UNKNOWN
+
+
+class Lookups(Protocol):
+    """What the rules ask beyond the message and its mailbox, each only when the
+    rules before it have not decided already: the one-message pipeline answers
+    from the database (each answer a query), a batch from what it has read and
+    added."""
+
+    @property
+    def organization(self) -> OrganizationSettings:
+        """The organization's settings."""
+        ...
+
+    def sender(self, parsed: ParsedMessage) -> Party | None:
+        """The CRM record the sender's address belongs to (``Parties.of``)."""
+        ...
+
+    def stored(self, parsed: ParsedMessage, copy_owner: CrmUser | None) -> EmailActivity | Unknown | None:
+        """The activity already stored under the message's identity: ``copy_owner``'s
+        own copy, or (None) the one activity everyone shares."""
+        ...
+
+    def correlation(self, parsed: ParsedMessage) -> Correlation | Unknown:
+        """What ``correlate`` finds."""
+        ...
+
+    def stored_for_anyone(self, parsed: ParsedMessage) -> bool | Unknown:
+        """Whether any activity, a copy or not, holds the message's identity."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NotTracked:
+    """A receipt and nothing more; ``outcome`` says why: a serversync test
+    message, the owner's option, no correlation, the sender not a CRM record."""
+
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class Automatic:
+    """An auto-reply, bounce or read receipt: never tracked. ``report`` is a
+    bounce's delivery report, whose failed recipients are to be marked on the
+    CRM email it names (then the receipt is a bounce's, else an auto-reply's)."""
+
+    report: DeliveryReport | None
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Already an activity in the CRM: the receipt links to it (and a queue's
+    mailbox puts it in the queue)."""
+
+    email: EmailActivity
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """A new activity. ``copy_owner``: "two activities between users", the
+    recipient's own copy of a CRM user's email. ``may_create_contact``: the
+    owner's option makes a contact of the sender, unless the database knows the
+    address (active or not; ``creates_contact``)."""
+
+    correlation: Correlation
+    copy_owner: CrmUser | None
+    may_create_contact: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsDatabase:
+    """A lookup answered ``UNKNOWN``: only the one-message pipeline, which asks
+    the database, can decide this message."""
+
+
+Verdict = NotTracked | Automatic | Link | Track | NeedsDatabase
+
+_TEST_MESSAGE = NotTracked(ReceiptOutcome.TEST_MESSAGE)
+_AUTO_REPLY = Automatic(None)
+_NEEDS_DATABASE = NeedsDatabase()
+
+
+def decide_message(parsed: ParsedMessage, raw: bytes, mailbox: Mailbox, lookups: Lookups) -> Verdict:
+    """What an incoming message becomes in ``mailbox``, by every rule of tracking
+    in order: serversync's test message, mail written by machines, the activity
+    already stored, correlation, the owner's option and "two activities between
+    users". It decides and writes nothing; the caller carries the verdict out.
+    (Whether the mailbox saw the message before, and the identity it is stored
+    under, are settled before: ``sync.identities``. "Process email from" is
+    applied when the message is fetched, before it is parsed or given a receipt:
+    ``sync.incoming``.)
+
+    What the rules need beyond the message comes through ``lookups``, asked
+    lazily and in the rules' order, rather than as values gathered beforehand:
+    on the one-message path each answer is a query (pinned by
+    tests/sync/test_incoming_queries.py), and the answers depend on the rules
+    before them (the activity looked for depends on the copy owner; correlation
+    is not asked of a message already stored). A batch answers from memory and
+    says ``UNKNOWN`` where only the database can tell; the verdict is then
+    ``NeedsDatabase``, and the message goes one by one. Nothing is written; the
+    database is read only by the caller's lookups, and by Django when the
+    mailbox's user or queue (its options) was not loaded with the mailbox.
+    """
+    if parsed.header(TEST_MESSAGE_HEADER):
+        return _TEST_MESSAGE
+    if auto_replies.is_automatic(parsed):
+        report = auto_replies.delivery_report(parsed, raw)
+        return Automatic(report) if report is not None else _AUTO_REPLY
+    organization = lookups.organization
+    sender = lookups.sender(parsed)
+    copy_owner = copy_owner_for(mailbox, sender, organization)
+    existing = lookups.stored(parsed, copy_owner)
+    if isinstance(existing, Unknown):
+        return _NEEDS_DATABASE
+    if existing is not None:
+        return Link(existing)
+    correlation = lookups.correlation(parsed)
+    if isinstance(correlation, Unknown):
+        return _NEEDS_DATABASE
+    decision = decide(tracking_option(mailbox), correlation, sender)
+    if copy_owner is not None:
+        sender_has_it = lookups.stored_for_anyone(parsed)
+        if isinstance(sender_has_it, Unknown):
+            return _NEEDS_DATABASE
+        if sender_has_it:
+            # The sender's email is in the CRM already; the recipient's copy is tracked beside it.
+            decision = Decision(True, ReceiptOutcome.TRACKED)
+    if not decision.track:
+        return NotTracked(decision.outcome)
+    return Track(correlation, copy_owner, may_create_contact(mailbox, parsed))
 
 
 def decide(option: str, correlation: Correlation, sender: Party | tuple[str, Model] | None) -> Decision:
