@@ -19,8 +19,9 @@ from crm.choices import IncomingMethod
 from crm.models import OrganizationSettings
 from mailboxes.models import DIRECTION_FIELDS, SYNC_DIRECTIONS, FolderScope, Mailbox
 from profiles.fields import MASK, EncryptedTextField
-from profiles.models import EXCHANGE_TYPES, EmailServerProfile, ServerType
+from profiles.models import EmailServerProfile
 from sync import clock
+from sync.connectors import registry
 from sync.models import (
     FolderCursor,
     MailboxAlert,
@@ -177,14 +178,16 @@ def _choice_label(mailbox: Mailbox, name: str) -> str:
 
 def _folders_read(mailbox: Mailbox, cursors: list[FolderCursor]) -> FoldersRead:
     scope, note = FOLDER_SCOPES[FolderScope(mailbox.folders)], ""
-    server_type = mailbox.profile.server_type if mailbox.profile else None
+    profile = mailbox.profile
+    kind = registry.kind_of(profile.server_type) if profile else None
     if mailbox.incoming_method != IncomingMethod.SERVER_SIDE_SYNC:
         note = f"incoming email: {mailbox.get_incoming_method_display()}; server-side sync does not read it"
-    elif server_type == ServerType.POP3_SMTP:
-        # POP3 knows one folder, whatever the setting says.
-        scope, note = FOLDER_SCOPES[FolderScope.ROOT_INBOX], "POP3 has no other folders"
-    elif server_type in EXCHANGE_TYPES:
-        note = "Exchange mailboxes are not read yet"
+    elif profile is not None and kind is None:
+        family = "Exchange" if profile.is_exchange else profile.get_server_type_display()
+        note = f"{family} mailboxes are not read yet"
+    elif kind is not None and not kind.has_folders:
+        # A POP3 maildrop is one folder, whatever the setting says.
+        scope, note = FOLDER_SCOPES[FolderScope.ROOT_INBOX], f"{kind.protocol} has no other folders"
     return FoldersRead(scope=scope, note=note, read=[cursor.folder for cursor in cursors])
 
 

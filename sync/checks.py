@@ -14,12 +14,10 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -28,13 +26,10 @@ from django.db.models import Q
 from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailUsing, SyncStatus
 from crm.models import OrganizationSettings
 from mailboxes.models import FolderScope, Mailbox
-from profiles.models import CredentialsSource, EmailServerProfile, ServerType
+from profiles.models import CredentialsSource, EmailServerProfile
 from sync import alerts, clock, enqueue, outgoing
-from sync.connectors.base import ServerSettings
-from sync.connectors.imap import INBOX, ImapConnection
-from sync.connectors.pop3 import Pop3Connection
-from sync.connectors.smtp import SmtpConnection
-from sync.errors import SyncError
+from sync.connectors import registry
+from sync.errors import PermanentError, SyncError
 from sync.models import AlertLevel, MailboxTest, TestState
 from sync.server_settings import incoming_settings, is_supported, outgoing_settings, profile_of
 
@@ -268,10 +263,13 @@ def _test_direction(direction: str, mailbox: Mailbox) -> DirectionResult:
     if direction == ACT or not is_supported(profile):
         return _not_supported(direction, profile)
     try:
+        kind = _kind(profile)
         if direction == INCOMING:
-            _check_incoming(incoming_settings(mailbox), profile, mailbox.folders)
+            subfolders = mailbox.folders == FolderScope.INBOX_AND_SUBFOLDERS
+            kind.probe.check_incoming(incoming_settings(mailbox), include_subfolders=subfolders)
         else:
-            _check_outgoing(outgoing_settings(mailbox))
+            with kind.outgoing(outgoing_settings(mailbox)):
+                pass
     except SyncError as error:
         return failed(direction, error)
     return DirectionResult(direction, SUCCESS, message=f"{LABELS[direction].capitalize()} works.")
@@ -291,19 +289,13 @@ def _not_supported(direction: str, profile: EmailServerProfile) -> DirectionResu
     )
 
 
-def _check_incoming(settings: ServerSettings, profile: EmailServerProfile, folders: str) -> None:
-    if profile.server_type == ServerType.POP3_SMTP:
-        with Pop3Connection(settings) as pop:
-            pop.list_messages()
-        return
-    with ImapConnection(settings) as imap:
-        for folder in imap.list_folders(include_subfolders=folders == FolderScope.INBOX_AND_SUBFOLDERS):
-            imap.select(folder)
-
-
-def _check_outgoing(settings: ServerSettings) -> None:
-    with SmtpConnection(settings):
-        pass
+def _kind(profile: EmailServerProfile) -> registry.ServerKind:
+    kind = registry.kind_of(profile.server_type)
+    if kind is None:  # callers ask is_supported first
+        raise PermanentError(
+            f"{profile.get_server_type_display()} is not supported yet.", code="not_supported"
+        )
+    return kind
 
 
 # -- round trip -----------------------------------------------------------------
@@ -313,16 +305,17 @@ def _round_trip(mailbox: Mailbox) -> DirectionResult:
     """Send a marked test message to the mailbox itself, see it arrive, delete it."""
     token = secrets.token_hex(12)
     try:
-        finder = _finder(mailbox)
-        seen = finder(token, None)
-        with SmtpConnection(outgoing_settings(mailbox)) as smtp:
-            smtp.send(
+        kind = _kind(profile_of(mailbox))
+        inbox = incoming_settings(mailbox)
+        since = kind.probe.position(inbox)
+        with kind.outgoing(outgoing_settings(mailbox)) as sending:
+            sending.send(
                 _test_message(mailbox, token),
                 mail_from=mailbox.email_address,
                 rcpt_to=[mailbox.email_address],
             )
         deadline = time.monotonic() + ROUND_TRIP_TIMEOUT_SECONDS
-        while not finder(token, seen):
+        while not kind.probe.take_marked(inbox, TEST_HEADER, token, since):
             if time.monotonic() > deadline:
                 return _not_arrived(mailbox)
             time.sleep(ROUND_TRIP_POLL_SECONDS)
@@ -356,49 +349,6 @@ def _test_message(mailbox: Mailbox, token: str) -> bytes:
         "arrives and never becomes an activity.\n"
     )
     return message.as_bytes(policy=outgoing.SEVEN_BIT)  # written as every email serversync sends
-
-
-# A finder looks once for the message carrying ``token`` and deletes it; called
-# with ``seen=None`` before sending, it returns what is there already.
-Finder = Callable[[str, Any], Any]
-
-
-def _finder(mailbox: Mailbox) -> Finder:
-    settings = incoming_settings(mailbox)
-    profile = profile_of(mailbox)
-    if profile.server_type == ServerType.POP3_SMTP:
-        return partial(_find_pop3, settings)
-    return partial(_find_imap, settings)
-
-
-def _find_imap(settings: ServerSettings, token: str, seen: int | None) -> int | bool:
-    with ImapConnection(settings) as imap:
-        state = imap.select(INBOX, readonly=seen is None)
-        if seen is None:
-            return (state.uidnext or 1) - 1
-        for message in imap.fetch_new(seen):
-            if message.raw is not None and _carries(message.raw, token):
-                imap.delete([message.uid])
-                return True
-    return False
-
-
-def _find_pop3(settings: ServerSettings, token: str, seen: set[str] | None) -> set[str] | bool:
-    with Pop3Connection(settings) as pop:
-        listed = pop.list_messages()
-        if seen is None:
-            return {message.uidl for message in listed}
-        for message in listed:
-            if message.uidl not in seen and _carries(pop.retrieve(message.number), token):
-                pop.delete(message.number)
-                pop.quit()
-                return True
-    return False
-
-
-def _carries(raw: bytes, token: str) -> bool:
-    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    return f"{TEST_HEADER.lower()}: {token}".encode() in head.lower()
 
 
 # -- recording --------------------------------------------------------------------

@@ -10,8 +10,10 @@ with its own cursor step; the batch hands it the rare cases.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -22,7 +24,6 @@ from django.db import transaction
 from django.db.models.expressions import RawSQL
 
 from mailboxes.models import FolderScope, Mailbox
-from profiles.models import ServerType
 from sync import (
     alerts,
     batch_store,
@@ -33,9 +34,12 @@ from sync import (
     parsing,
     read_ahead,
     time_limits,
+    tracking,
 )
+from sync.connectors import registry
 from sync.connectors.base import FetchedMessage, FolderState, Pop3Message
 from sync.connectors.imap import ImapConnection, UnfetchableMessage
+from sync.connectors.interfaces import Incoming
 from sync.connectors.pop3 import Pop3Connection
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import (
@@ -56,6 +60,7 @@ from sync.sql import quoted
 INBOX = "INBOX"
 # A message's key in its folder: its UID (IMAP) or UIDL (POP3).
 Key = TypeVar("Key", int, str)
+_T = TypeVar("_T")
 # Bodies are downloaded this many at a time (and read ahead by as many).
 FETCH_MESSAGES = 50
 # A batch of messages is committed after this long even when not full, so a
@@ -179,12 +184,15 @@ def sync_incoming(*, mailbox: Mailbox, on_progress: Callable[[SyncRun], None] | 
     scope = _scope.set(RunScope(on_progress))
     try:
         profile = profile_of(mailbox)
-        if profile.server_type == ServerType.POP3_SMTP:
-            _sync_pop3(mailbox, run, budget)
-        elif profile.server_type == ServerType.IMAP_SMTP:
-            _sync_imap(mailbox, run, budget)
-        else:
-            raise PermanentError("Exchange is not supported yet.", code="not_supported_yet")
+        kind = registry.kind_of(profile.server_type)
+        if kind is None:
+            raise PermanentError(
+                f"{profile.get_server_type_display()} is not supported yet.", code="not_supported_yet"
+            )
+        source = kind.incoming(incoming_settings(mailbox))
+        cursors = _opened_while(source, lambda: _Cursors(mailbox))
+        with _entered(source):
+            _read(source, mailbox, run, budget, cursors)
     except (PermanentError, TransientError) as error:
         alerts.run_finish(run, SyncOutcome.FAILED, error)
         mailbox_state.record_failure(mailbox=mailbox, kind=SyncKind.INCOMING, error=error)
@@ -228,25 +236,31 @@ def _count(run: SyncRun, receipt: Receipt) -> None:
         scope.on_progress(run)
 
 
-def _cutoff(mailbox: Mailbox) -> datetime | None:
-    """Mail received before the later of the mailbox's and the profile's
-    "process email from" is left alone."""
-    dates = [
-        d
-        for d in (
-            mailbox.process_email_received_after,
-            mailbox.profile and mailbox.profile.process_email_from,
-        )
-        if d
-    ]
-    return max(dates) if dates else None
+_CURSOR_FIELDS = (
+    "id",
+    "folder",
+    "generation",
+    "uidvalidity",
+    "last_uid",
+    "highestmodseq",
+    "seen_uidls",
+    "token",
+)
 
 
-_CURSOR_FIELDS = ("id", "generation", "uidvalidity", "last_uid", "highestmodseq", "seen_uidls", "token")
+class _Cursors:
+    """The mailbox's folder cursors, read in one statement for the whole run
+    (while the server is still being connected to: ``_opened_while``)."""
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
+        self.known = {cursor.folder: cursor for cursor in _read_cursors(mailbox)}
+
+    def of(self, folder: str) -> FolderCursor:
+        return _cursor(self.mailbox, folder, self.known.get(folder))
 
 
-def _cursor(mailbox: Mailbox, folder: str) -> FolderCursor:
-    cursor = _read_cursor(mailbox, folder)
+def _cursor(mailbox: Mailbox, folder: str, cursor: FolderCursor | None) -> FolderCursor:
     if cursor is None:
         cursor, _ = FolderCursor.objects.get_or_create(
             mailbox=mailbox, folder=folder, defaults={"generation": mailbox.configuration_generation}
@@ -265,42 +279,134 @@ def _cursor(mailbox: Mailbox, folder: str) -> FolderCursor:
     return cursor
 
 
-def _read_cursor(mailbox: Mailbox, folder: str) -> FolderCursor | None:
-    """The folder's cursor, read by hand: on every poll of every mailbox, where
+def _read_cursors(mailbox: Mailbox) -> list[FolderCursor]:
+    """The mailbox's cursors, read by hand: on every poll of every mailbox, where
     building the queryset costs three times the statement."""
-    table, *columns, mailbox_id, folder_column = quoted(FolderCursor, *_CURSOR_FIELDS, "mailbox", "folder")
+    table, *columns, mailbox_id = quoted(FolderCursor, *_CURSOR_FIELDS, "mailbox")
     with database.cursor() as db:
-        db.execute(
-            f"SELECT {', '.join(columns)} FROM {table} WHERE {mailbox_id} = %s AND {folder_column} = %s",  # noqa: S608
-            [mailbox.pk, folder],
-        )
-        row = db.fetchone()
-    if row is None:
-        return None
-    values = dict(zip(_CURSOR_FIELDS, row, strict=True))
+        db.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {mailbox_id} = %s", [mailbox.pk])  # noqa: S608
+        rows = db.fetchall()
     uidls = FolderCursor._meta.get_field("seen_uidls")
-    # As the ORM decodes it (no query expression here: Django passes None too).
-    values["seen_uidls"] = uidls.from_db_value(values["seen_uidls"], None, database)  # type: ignore[arg-type]
-    return FolderCursor.from_db(database.alias, list(values), list(values.values()))
+    cursors = []
+    for row in rows:
+        values = dict(zip(_CURSOR_FIELDS, row, strict=True))
+        # As the ORM decodes it (no query expression here: Django passes None too).
+        values["seen_uidls"] = uidls.from_db_value(values["seen_uidls"], None, database)  # type: ignore[arg-type]
+        cursors.append(FolderCursor.from_db(database.alias, list(values), list(values.values())))
+    return cursors
 
 
-def _sync_imap(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
+def _opened_while(source: Incoming, work: Callable[[], _T]) -> _T:
+    """Open ``source`` (TCP, TLS, signing in: mostly waiting for the server) in a
+    thread while ``work`` reads the database here; both done, or neither."""
+    opening = _Opening(source)
+    opening.start()
+    try:
+        done = work()
+    except BaseException:
+        opening.join()
+        if opening.error is None:
+            source.__exit__(None, None, None)
+        raise
+    opening.join()
+    if opening.error is not None:
+        raise opening.error
+    return done
 
-    with ImapConnection(incoming_settings(mailbox)) as connection:
-        folders = connection.list_folders(
-            include_subfolders=mailbox.folders == FolderScope.INBOX_AND_SUBFOLDERS
-        )
-        for folder in folders:
+
+class _Opening(threading.Thread):
+    def __init__(self, source: Incoming) -> None:
+        super().__init__(name="serversync-connect", daemon=True)
+        self.source = source
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.source.__enter__()
+        except BaseException as error:  # handed to the run's thread, which raises it
+            self.error = error
+
+
+@contextmanager
+def _entered(source: Incoming) -> Iterator[None]:
+    """``with source:`` for a source already opened (``_opened_while``)."""
+    try:
+        yield
+    except BaseException as error:
+        source.__exit__(type(error), error, error.__traceback__)
+        raise
+    source.__exit__(None, None, None)
+
+
+def _read(source: Incoming, mailbox: Mailbox, run: SyncRun, budget: Budget, cursors: _Cursors) -> None:
+    """Any connector is read through its interface (``_sync_changes``), except
+    IMAP and POP3, the first two, which keep loops tuned to them (bodies read
+    ahead in a thread, POP3's UIDLs appended by the database) over the cursor
+    columns they had before the interface existed."""
+    if isinstance(source, ImapConnection):
+        _sync_imap(source, mailbox, run, budget, cursors)
+    elif isinstance(source, Pop3Connection):
+        _sync_pop3(source, mailbox, run, budget, cursors)
+    else:
+        _sync_changes(source, mailbox, run, budget, cursors)
+
+
+def _sync_changes(
+    source: Incoming, mailbox: Mailbox, run: SyncRun, budget: Budget, cursors: _Cursors
+) -> None:
+    """Per folder, what arrived since the folder's opaque cursor (``FolderCursor.token``)."""
+    folders = source.folders(include_subfolders=mailbox.folders == FolderScope.INBOX_AND_SUBFOLDERS)
+    for folder in folders:
+        if budget.exhausted:
+            return
+        _sync_changes_folder(source, mailbox, folder, run, budget, cursors.of(folder))
+
+
+def _sync_changes_folder(
+    source: Incoming, mailbox: Mailbox, folder: str, run: SyncRun, budget: Budget, cursor: FolderCursor
+) -> None:
+    cutoff = tracking.fetch_cutoff(mailbox)
+    # Each message's cursor, asked for only at the end of its batch.
+    after: dict[str, Callable[[], str]] = {}
+
+    def step(server_ids: list[str]) -> None:
+        FolderCursor.objects.filter(pk=cursor.pk).update(token=after[server_ids[-1]]())
+        after.clear()
+
+    batches = _Batches[str](mailbox, run, budget, step)
+    try:
+        for change in source.changes(folder, cursor.token, max_size=settings.SYNC_MAX_MESSAGE_BYTES):
             if budget.exhausted:
-                return
-            _sync_imap_folder(connection, mailbox, folder, run, budget)
+                break
+            after[change.server_id] = change.after
+            if cutoff and change.received_on and change.received_on < cutoff:
+                batches.skip(change.server_id)
+                continue
+            place = Source(mailbox, folder, change.server_id, change.received_on)
+            batches.take(change.server_id, place, change.raw, change.size)
+    except BaseException as error:
+        batches.abort(error)
+        raise
+    batches.commit()
+    if mailbox.delete_email_after_processing and batches.processed:
+        source.remove(folder, batches.processed)
+
+
+def _sync_imap(
+    connection: ImapConnection, mailbox: Mailbox, run: SyncRun, budget: Budget, cursors: _Cursors
+) -> None:
+    folders = connection.folders(include_subfolders=mailbox.folders == FolderScope.INBOX_AND_SUBFOLDERS)
+    for folder in folders:
+        if budget.exhausted:
+            return
+        _sync_imap_folder(connection, mailbox, folder, run, budget, cursors)
 
 
 def _sync_imap_folder(
-    connection: ImapConnection, mailbox: Mailbox, folder: str, run: SyncRun, budget: Budget
+    connection: ImapConnection, mailbox: Mailbox, folder: str, run: SyncRun, budget: Budget, cursors: _Cursors
 ) -> None:
     state = connection.select(folder, readonly=not mailbox.delete_email_after_processing)
-    cursor = _cursor(mailbox, folder)
+    cursor = cursors.of(folder)
     if cursor.uidvalidity != state.uidvalidity:
         # New UIDVALIDITY: every UID changed, so read the folder again; identities relink it.
         FolderCursor.objects.filter(pk=cursor.pk).update(uidvalidity=state.uidvalidity, last_uid=0)
@@ -348,7 +454,7 @@ class _ImapFolder:
 
     def __init__(self, mailbox: Mailbox, folder: str, state: FolderState, batches: _Batches[int]) -> None:
         self.mailbox, self.folder, self.state, self.batches = mailbox, folder, state, batches
-        self.cutoff = _cutoff(mailbox)
+        self.cutoff = tracking.fetch_cutoff(mailbox)
 
     def _source(self, uid: int, received: datetime | None) -> Source:
         return Source(self.mailbox, self.folder, f"{self.state.uidvalidity}:{uid}", received)
@@ -472,8 +578,10 @@ def _stays() -> None:
     """The cursor step of a message in a batch: the batch takes it (``commit``)."""
 
 
-def _sync_pop3(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
-    cursor = _cursor(mailbox, INBOX)
+def _sync_pop3(
+    connection: Pop3Connection, mailbox: Mailbox, run: SyncRun, budget: Budget, cursors: _Cursors
+) -> None:
+    cursor = cursors.of(INBOX)
     seen = set(cursor.seen_uidls)
 
     def step(uidls: list[str]) -> None:
@@ -486,27 +594,26 @@ def _sync_pop3(mailbox: Mailbox, run: SyncRun, budget: Budget) -> None:
         FolderCursor.objects.filter(pk=cursor.pk).update(seen_uidls=seen_uidls)
 
     batches = _Batches[str](mailbox, run, budget, step)
-    with Pop3Connection(incoming_settings(mailbox)) as connection:
-        messages = connection.list_messages()
-        try:
-            for message in messages:
-                if message.uidl not in seen:
-                    if budget.exhausted:
-                        break
-                    _take_pop3(connection, batches, mailbox, message)
-                    seen.add(message.uidl)
-                # Deleted only at QUIT (RFC 1939), after every batch has committed.
-                if mailbox.delete_email_after_processing:
-                    connection.delete(message.number)
-        except BaseException as error:
-            batches.abort(error)
-            raise
-        batches.commit()
-        # Forget UIDLs no longer on the server, so the list stays as small as the mailbox.
-        kept = sorted(seen & {m.uidl for m in messages})
-        if kept != sorted(cursor.seen_uidls) or batches.processed:
-            FolderCursor.objects.filter(pk=cursor.pk).update(seen_uidls=kept)
-        connection.quit()
+    messages = connection.list_messages()
+    try:
+        for message in messages:
+            if message.uidl not in seen:
+                if budget.exhausted:
+                    break
+                _take_pop3(connection, batches, mailbox, message)
+                seen.add(message.uidl)
+            # Deleted only at QUIT (RFC 1939), after every batch has committed.
+            if mailbox.delete_email_after_processing:
+                connection.delete(message.number)
+    except BaseException as error:
+        batches.abort(error)
+        raise
+    batches.commit()
+    # Forget UIDLs no longer on the server, so the list stays as small as the mailbox.
+    kept = sorted(seen & {m.uidl for m in messages})
+    if kept != sorted(cursor.seen_uidls) or batches.processed:
+        FolderCursor.objects.filter(pk=cursor.pk).update(seen_uidls=kept)
+    connection.quit()
 
 
 def _take_pop3(

@@ -24,11 +24,10 @@ from django.db.models import F, Q, QuerySet
 from crm.choices import OutgoingMethod
 from crm.models import ActivityParty, EmailActivity, EmailAttachment, OrganizationSettings
 from mailboxes.models import ApprovalStatus, Mailbox
-from profiles.models import ServerType
 from sync import activity_store, alerts, clock, mailbox_state, parsing
 from sync.checkpoints import checkpoint
+from sync.connectors import registry
 from sync.connectors.base import SendResult
-from sync.connectors.imap import ImapConnection
 from sync.connectors.smtp import SmtpConnection, Submission
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, OutgoingClaim, SyncKind, SyncOutcome, SyncRun, TrackingTokenSequence
@@ -430,7 +429,8 @@ def _attachment_type(content_type: str) -> tuple[str, str, dict[str, str]]:
 def _read(attachment: EmailAttachment) -> bytes:
     try:
         with attachment.content.open("rb") as stored:
-            return stored.read()
+            content: bytes = stored.read()
+            return content
     except FileNotFoundError as error:
         raise MessageError(
             f"The attachment {attachment.filename!r} is missing from the file storage; "
@@ -583,16 +583,19 @@ def settle_expired_claims() -> int:
 
 def _stored_raw(email: EmailActivity) -> bytes:
     with email.raw_message.open("rb") as stored:
-        return stored.read()
+        raw: bytes = stored.read()
+        return raw
 
 
 def _copy_to_sent_folder(mailbox: Mailbox, sent: list[EmailActivity]) -> None:
-    """Put a copy in the IMAP Sent folder; a failure here never resends anything."""
-    if not sent or mailbox.profile is None or mailbox.profile.server_type != ServerType.IMAP_SMTP:
+    """Put a copy in the Sent folder, where the server has one (IMAP, not POP3);
+    a failure here never resends anything."""
+    kind = registry.kind_of(mailbox.profile.server_type) if mailbox.profile else None
+    if not sent or kind is None or kind.sent_items is None:
         return
     try:
-        with ImapConnection(incoming_settings(mailbox)) as imap:
-            imap.append_all(imap.find_sent_folder(), (_stored_raw(email) for email in sent))
+        with kind.sent_items(incoming_settings(mailbox)) as folder:
+            folder.save_to_sent(_stored_raw(email) for email in sent)
     except (TransientError, PermanentError) as error:
         alerts.record_alert(
             level=AlertLevel.WARNING,

@@ -22,12 +22,10 @@ from django.db.models import Q, QuerySet
 from crm.choices import IncomingMethod, OutgoingMethod, ProcessEmailUsing
 from crm.models import OrganizationSettings
 from mailboxes.models import DIRECTION_FIELDS, Mailbox
-from profiles.models import ServerType
 from sync import clock, outages
+from sync.connectors import registry
 from sync.models import MailboxSchedule, SyncKind, SyncOutcome, SyncRun
 from sync.send_rate import send_slot_free_on
-
-SUPPORTED_TYPES = (ServerType.IMAP_SMTP, ServerType.POP3_SMTP)
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ def eligible(kind: str, *, now: datetime | None = None) -> QuerySet[Mailbox]:
     if organization.process_email_using != ProcessEmailUsing.SERVER_SIDE_SYNC:
         return Mailbox.objects.none()
     mailboxes = Mailbox.objects.for_active_owners().filter(
-        profile__is_active=True, profile__server_type__in=SUPPORTED_TYPES
+        profile__is_active=True, profile__server_type__in=registry.supported_types()
     )
     if kind == SyncKind.INCOMING:
         mailboxes = mailboxes.filter(incoming_method=IncomingMethod.SERVER_SIDE_SYNC, incoming_enabled=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 
 from mailboxes.models import Mailbox
-from profiles.models import CredentialsSource, EmailServerProfile, ServerType
+from profiles.models import CredentialsSource, EmailServerProfile
+from sync.connectors import registry
 from sync.connectors.base import ServerSettings, Tls
 from sync.errors import PermanentError
 
@@ -84,5 +85,5 @@ def _credentials(mailbox: Mailbox, profile: EmailServerProfile, *, outgoing: boo
 
 
 def is_supported(profile: EmailServerProfile | None) -> bool:
-    """Whether serversync has connectors for this profile's type yet (Exchange comes later)."""
-    return profile is not None and profile.server_type in (ServerType.IMAP_SMTP, ServerType.POP3_SMTP)
+    """Whether serversync has connectors for this profile's type yet (sync.connectors.registry)."""
+    return profile is not None and registry.kind_of(profile.server_type) is not None

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
@@ -421,8 +421,8 @@ def decide_message(parsed: ParsedMessage, raw: bytes, mailbox: Mailbox, lookups:
     users". It decides and writes nothing; the caller carries the verdict out.
     (Whether the mailbox saw the message before, and the identity it is stored
     under, are settled before: ``sync.identities``. "Process email from" is
-    applied when the message is fetched, before it is parsed or given a receipt:
-    ``sync.incoming``.)
+    decided when the message is fetched, before it is parsed or given a receipt:
+    ``fetch_cutoff`` below.)
 
     What the rules need beyond the message comes through ``lookups``, asked
     lazily and in the rules' order, rather than as values gathered beforehand:
@@ -508,3 +508,19 @@ def may_create_contact(mailbox: Mailbox, parsed: ParsedMessage) -> bool:
 
 def _pk(record: int | Model) -> int | None:
     return record if isinstance(record, int) else record.pk
+
+
+def fetch_cutoff(mailbox: Mailbox) -> datetime | None:
+    """ "Process email from": mail the server received before the later of the
+    mailbox's and the profile's date is left alone, unparsed and without a
+    receipt (as Dynamics 365 leaves it), so the engine asks this before fetching
+    a message's body rather than ``decide_message`` after."""
+    dates = [
+        d
+        for d in (
+            mailbox.process_email_received_after,
+            mailbox.profile and mailbox.profile.process_email_from,
+        )
+        if d
+    ]
+    return max(dates) if dates else None

@@ -71,3 +71,9 @@ class SendResult:
     """What the SMTP server said: recipients it refused (address -> reply)."""
 
     refused: dict[str, str] = field(default_factory=dict)
+
+
+def carries(raw: bytes, header: str, token: str) -> bool:
+    """Whether the message's header section holds ``header: token`` (a marked test message)."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    return f"{header.lower()}: {token}".encode() in head.lower()

@@ -28,7 +28,8 @@ from imapclient.exceptions import (
 from imapclient.response_parser import parse_fetch_response
 
 from sync.connectors import network
-from sync.connectors.base import FetchedMessage, FolderState, ServerSettings, Tls
+from sync.connectors.base import FetchedMessage, FolderState, ServerSettings, Tls, carries
+from sync.connectors.interfaces import Change
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 
 PROTOCOL = "IMAP"
@@ -133,6 +134,36 @@ class ImapConnection:
             raise RuntimeError("ImapConnection is not connected; use it as a context manager")
         return self._client
 
+    # -- the connector interfaces (sync.connectors.interfaces) -----------------
+
+    def folders(self, *, include_subfolders: bool) -> list[str]:
+        return self.list_folders(include_subfolders)
+
+    def changes(self, folder: str, cursor: str, *, max_size: int | None = None) -> Iterator[Change]:
+        """Messages above the cursor's UID; the whole folder again when its
+        UIDVALIDITY changed (every UID did). The cursor is ``UIDVALIDITY:UID``."""
+        state = self.select(folder)
+        uidvalidity, last_uid = _uid_cursor(cursor)
+        if uidvalidity != state.uidvalidity:
+            last_uid = 0
+        if state.uidnext is not None and state.uidnext <= last_uid + 1:
+            return  # UIDNEXT says nothing arrived since: no need to ask
+        for message in self.fetch_new(last_uid, max_size=max_size):
+            after = f"{state.uidvalidity}:{message.uid}"
+            yield Change(str(message.uid), message.size, message.internaldate, message.raw, after.__str__)
+
+    def remove(self, folder: str, server_ids: Sequence[str]) -> None:
+        self.select(folder, readonly=False)
+        self.delete([int(uid) for uid in server_ids])
+
+    def find_sent(self, message_id: str) -> bool:
+        self.select(self.find_sent_folder())
+        with self._translated(self._folder):
+            return bool(self._imap.search(["HEADER", "Message-ID", message_id]))
+
+    def save_to_sent(self, raws: Iterable[bytes]) -> None:
+        self.append_all(self.find_sent_folder(), raws)
+
     # -- folders ------------------------------------------------------------
 
     def list_folders(self, include_subfolders: bool) -> list[str]:
@@ -164,7 +195,8 @@ class ImapConnection:
     def _select_folder(self, folder: str, readonly: bool) -> dict[bytes, Any]:
         client = self._imap
         if not self._condstore:
-            return client.select_folder(folder, readonly=readonly)
+            selected: dict[bytes, Any] = client.select_folder(folder, readonly=readonly)
+            return selected
         # Without CONDSTORE enabled the server leaves HIGHESTMODSEQ out of the answer.
         # The SELECT / EXAMINE parameter enables it (RFC 7162 3.1.8) in the same round
         # trip, where ENABLE CONDSTORE would cost one of its own on every connection.
@@ -439,3 +471,36 @@ def _batches(
         size += cost
     if batch:
         yield batch
+
+
+def _uid_cursor(cursor: str) -> tuple[int | None, int]:
+    """``UIDVALIDITY:UID`` as numbers; ``""`` (or anything else) is the start."""
+    uidvalidity, _, uid = cursor.partition(":")
+    if not (uidvalidity.isdecimal() and uid.isdecimal()):
+        return None, 0
+    return int(uidvalidity), int(uid)
+
+
+class ImapProbe:
+    """Test & enable over IMAP (sync.connectors.interfaces.Probe); the round trip
+    looks in the inbox for the marked message above the UID it started from."""
+
+    def check_incoming(self, settings: ServerSettings, *, include_subfolders: bool) -> None:
+        with ImapConnection(settings) as imap:
+            for folder in imap.folders(include_subfolders=include_subfolders):
+                imap.select(folder)
+
+    def position(self, settings: ServerSettings) -> object:
+        with ImapConnection(settings) as imap:
+            return (imap.select(INBOX).uidnext or 1) - 1
+
+    def take_marked(self, settings: ServerSettings, header: str, token: str, since: object) -> bool:
+        if not isinstance(since, int):
+            raise TypeError("an IMAP position is the last UID seen")
+        with ImapConnection(settings) as imap:
+            imap.select(INBOX, readonly=False)
+            for message in imap.fetch_new(since):
+                if message.raw is not None and carries(message.raw, header, token):
+                    imap.delete([message.uid])
+                    return True
+        return False

@@ -7,15 +7,18 @@ that commits, and leaving the context without it drops the connection unsaid.
 
 from __future__ import annotations
 
+import json
 import poplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from types import TracebackType
 from typing import Any
 
 from sync.connectors import network
-from sync.connectors.base import Pop3Message, ServerSettings, Tls
+from sync.connectors.base import Pop3Message, ServerSettings, Tls, carries
+from sync.connectors.interfaces import Change
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 
 PROTOCOL = "POP3"
@@ -57,6 +60,7 @@ class Pop3Connection:
         self.settings = settings
         self._pop: poplib.POP3 | None = None
         self._logged_in = False
+        self._numbers: dict[str, int] = {}  # UIDL -> message number, from the last listing
 
     def __enter__(self) -> Pop3Connection:
         self.connect()
@@ -134,6 +138,34 @@ class Pop3Connection:
         """Mark for deletion; the server deletes at quit()."""
         with self._translated(number):
             self._connected.dele(number)
+
+    # -- the connector interfaces (sync.connectors.interfaces) -----------------
+
+    def folders(self, *, include_subfolders: bool) -> list[str]:
+        return [INBOX]  # POP3 has one maildrop and no folders
+
+    def changes(self, folder: str, cursor: str, *, max_size: int | None = None) -> Iterator[Change]:
+        """Messages whose UIDL the cursor does not hold, in the server's order.
+        The cursor is the JSON list of UIDLs taken, kept to those still on the server."""
+        listed = self.list_messages()
+        self._numbers = {message.uidl: message.number for message in listed}
+        seen = _uidl_cursor(cursor)
+        kept = [message.uidl for message in listed if message.uidl in seen]
+        for message in listed:
+            if message.uidl in seen:
+                continue
+            raw = None if max_size is not None and message.size > max_size else self.retrieve(message.number)
+            kept.append(message.uidl)
+            # ``kept`` only grows: its first n UIDLs are the cursor after this message.
+            yield Change(message.uidl, message.size, None, raw, partial(_dump_prefix, kept, len(kept)))
+
+    def remove(self, folder: str, server_ids: Sequence[str]) -> None:
+        """Delete these messages and end the session: POP3 deletes only at QUIT."""
+        numbers = self._numbers or {m.uidl: m.number for m in self.list_messages()}
+        for uidl in server_ids:
+            if uidl in numbers:
+                self.delete(numbers[uidl])
+        self.quit()
 
     # -- errors -------------------------------------------------------------
 
@@ -219,3 +251,44 @@ def _reply(error: poplib.error_proto) -> str:
 def _pair(line: bytes) -> tuple[int, str]:
     number, value = line.decode("ascii", errors="replace").split(None, 1)
     return int(number), value.strip()
+
+
+INBOX = "INBOX"
+
+
+def _dump_prefix(uidls: list[str], length: int) -> str:
+    return json.dumps(uidls[:length])
+
+
+def _uidl_cursor(cursor: str) -> set[str]:
+    if not cursor:
+        return set()
+    try:
+        taken = json.loads(cursor)
+    except ValueError:
+        return set()  # not ours: start again (identities keep it from doubling anything)
+    return {uidl for uidl in taken if isinstance(uidl, str)} if isinstance(taken, list) else set()
+
+
+class Pop3Probe:
+    """Test & enable over POP3 (sync.connectors.interfaces.Probe): the round trip
+    looks for the marked message among the UIDLs that were not there before."""
+
+    def check_incoming(self, settings: ServerSettings, *, include_subfolders: bool) -> None:
+        with Pop3Connection(settings) as pop:
+            pop.list_messages()
+
+    def position(self, settings: ServerSettings) -> object:
+        with Pop3Connection(settings) as pop:
+            return frozenset(message.uidl for message in pop.list_messages())
+
+    def take_marked(self, settings: ServerSettings, header: str, token: str, since: object) -> bool:
+        if not isinstance(since, frozenset):
+            raise TypeError("a POP3 position is the set of UIDLs seen")
+        with Pop3Connection(settings) as pop:
+            for message in pop.list_messages():
+                if message.uidl not in since and carries(pop.retrieve(message.number), header, token):
+                    pop.delete(message.number)
+                    pop.quit()
+                    return True
+        return False

@@ -1,0 +1,66 @@
+"""Which connectors serve which server type: the one place that knows.
+
+The engine, test & enable, the scheduler ("which types can run"), the outgoing
+side's Sent copies and the console ask here; a new protocol is one new module
+implementing :mod:`sync.connectors.interfaces` and one entry below. Keys are the
+profile's server type values (``profiles.server_types.ServerType``; a test
+checks they match): connectors know nothing of Django, so the names are plain
+strings. What a type means for a profile's settings and its mailboxes (ports,
+Exchange-only fields, ACT) is the profiles' business: ``profiles/server_types.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sync.connectors.base import ServerSettings
+from sync.connectors.imap import ImapConnection, ImapProbe
+from sync.connectors.interfaces import Incoming, Outgoing, Probe, SentItems
+from sync.connectors.pop3 import Pop3Connection, Pop3Probe
+from sync.connectors.smtp import SmtpConnection
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """The connectors of one server type."""
+
+    # The incoming protocol's name, for people ("POP3 has no other folders").
+    protocol: str
+    incoming: Callable[[ServerSettings], Incoming]
+    outgoing: Callable[[ServerSettings], Outgoing]
+    probe: Probe
+    # Where copies of sent mail go, reached with the incoming settings; None: nowhere
+    # (a POP3 maildrop has no Sent folder).
+    sent_items: Callable[[ServerSettings], SentItems] | None
+    # Whether the mailbox's "inbox and sub-folders" choice means anything.
+    has_folders: bool
+
+
+KINDS: dict[str, ServerKind] = {
+    "imap_smtp": ServerKind(
+        protocol="IMAP",
+        incoming=ImapConnection,
+        outgoing=SmtpConnection,
+        probe=ImapProbe(),
+        sent_items=ImapConnection,
+        has_folders=True,
+    ),
+    "pop3_smtp": ServerKind(
+        protocol="POP3",
+        incoming=Pop3Connection,
+        outgoing=SmtpConnection,
+        probe=Pop3Probe(),
+        sent_items=None,
+        has_folders=False,
+    ),
+}
+
+
+def kind_of(server_type: str) -> ServerKind | None:
+    """The connectors for ``server_type``; None while serversync has none ("not supported yet")."""
+    return KINDS.get(server_type)
+
+
+def supported_types() -> tuple[str, ...]:
+    return tuple(KINDS)
