@@ -17,7 +17,8 @@ from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, SyncStatus
 from crm.models import CrmUser, OrganizationSettings, Queue
 from crm.models.base import TimestampedModel
 from profiles.fields import EncryptedTextField
-from profiles.models import EmailServerProfile, ServerType
+from profiles.models import EmailServerProfile
+from profiles.server_types import facts
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,8 @@ class Mailbox(TimestampedModel):
                     ("act_method", "Queue mailboxes cannot synchronize appointments, contacts and tasks.")
                 )
             profile = self._profile()
-            if profile and profile.server_type == ServerType.POP3_SMTP:
+            if profile and not facts(profile.server_type).syncs_act:
+                # In Dynamics' words; POP3/SMTP is today's one such type.
                 found.append(
                     ("act_method", "A POP3/SMTP profile cannot synchronize appointments, contacts and tasks.")
                 )

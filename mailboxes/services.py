@@ -11,7 +11,8 @@ from django.utils import timezone
 from crm.choices import ActMethod, SyncStatus
 from crm.models import OrganizationSettings
 from mailboxes.models import DIRECTION_FIELDS, ApprovalStatus, Mailbox
-from profiles.models import EmailServerProfile, ServerType
+from profiles.models import EmailServerProfile
+from profiles.server_types import facts
 
 # A change of these makes every saved folder cursor and test result stale.
 CONFIGURATION_FIELDS = ("email_address", "profile")
@@ -116,4 +117,4 @@ def apply_default_email_settings(*, mailboxes: Iterable[Mailbox]) -> list[Mailbo
 
 def _cannot_sync_act(mailbox: Mailbox, profile: EmailServerProfile | None) -> bool:
     profile = profile or mailbox.profile
-    return bool(mailbox.queue_id) or (profile is not None and profile.server_type == ServerType.POP3_SMTP)
+    return bool(mailbox.queue_id) or (profile is not None and not facts(profile.server_type).syncs_act)

@@ -16,8 +16,6 @@ from crm.models import CrmUser
 from profiles.fields import EncryptedTextField, Secret
 from profiles.models import (
     ADDITIONAL_SETTINGS,
-    EXCHANGE_ONLINE_EWS_URL,
-    EXCHANGE_TYPES,
     AuthProtocol,
     CredentialsSource,
     Direction,
@@ -25,6 +23,7 @@ from profiles.models import (
     ServerType,
     default_port,
 )
+from profiles.server_types import facts
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -119,30 +118,6 @@ REDRAWN_ON_CHANGE = (
     "outgoing_use_ssl",
 )
 
-_SMTP_PORTS = (
-    (465, "SMTP over SSL/TLS"),
-    (587, "SMTP submission, STARTTLS when SSL is on"),
-    (25, "SMTP, STARTTLS when SSL is on"),
-)
-# The ports administrators pick from, per server type and direction (offered as suggestions).
-COMMON_PORTS: dict[tuple[str, str], tuple[tuple[int, str], ...]] = {
-    (ServerType.IMAP_SMTP, Direction.INCOMING): (
-        (993, "IMAP over SSL/TLS"),
-        (143, "IMAP, STARTTLS when SSL is on"),
-    ),
-    (ServerType.POP3_SMTP, Direction.INCOMING): (
-        (995, "POP3 over SSL/TLS"),
-        (110, "POP3, STARTTLS when SSL is on"),
-    ),
-    (ServerType.IMAP_SMTP, Direction.OUTGOING): _SMTP_PORTS,
-    (ServerType.POP3_SMTP, Direction.OUTGOING): _SMTP_PORTS,
-}
-_PLACEHOLDERS: dict[tuple[str, str], str] = {
-    (ServerType.IMAP_SMTP, Direction.INCOMING): "imap.example.com",
-    (ServerType.POP3_SMTP, Direction.INCOMING): "pop.example.com",
-    (ServerType.IMAP_SMTP, Direction.OUTGOING): "smtp.example.com",
-    (ServerType.POP3_SMTP, Direction.OUTGOING): "smtp.example.com",
-}
 _EWS_PLACEHOLDER = "https://mail.example.com/EWS/Exchange.asmx"
 
 
@@ -152,7 +127,7 @@ def fields_not_applying(server_type: str, credentials_source: str, same_for_outg
     The form hides them and clears them on save, so a profile never keeps a
     setting its page does not show.
     """
-    hidden = set(PORTS if server_type in EXCHANGE_TYPES else EXCHANGE_ONLY)
+    hidden = set(PORTS if facts(server_type).exchange else EXCHANGE_ONLY)
     if credentials_source != CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
         hidden |= OAUTH_FIELDS
     if credentials_source != CredentialsSource.PROFILE:
@@ -168,7 +143,7 @@ def credential_choices(server_type: str) -> list[tuple[str, str]]:
     return [
         (value, label)
         for value, label in CredentialsSource.choices
-        if value != CredentialsSource.OAUTH_CLIENT_CREDENTIALS or server_type == ServerType.EXCHANGE_ONLINE
+        if value != CredentialsSource.OAUTH_CLIENT_CREDENTIALS or facts(server_type).oauth_client_credentials
     ]
 
 
@@ -176,12 +151,12 @@ def auth_protocol_choices(server_type: str) -> list[tuple[str, str]]:
     return [
         (value, label)
         for value, label in AuthProtocol.choices
-        if value != AuthProtocol.NTLM or server_type in EXCHANGE_TYPES
+        if value != AuthProtocol.NTLM or facts(server_type).exchange
     ]
 
 
 def default_location(server_type: str) -> str:
-    return EXCHANGE_ONLINE_EWS_URL if server_type == ServerType.EXCHANGE_ONLINE else ""
+    return facts(server_type).default_location
 
 
 def type_defaults(
@@ -191,7 +166,7 @@ def type_defaults(
     values: dict[str, Any] = {"server_type": server_type}
     for direction, ssl in ((Direction.INCOMING, incoming_ssl), (Direction.OUTGOING, outgoing_ssl)):
         values[f"{direction}_server_location"] = default_location(server_type)
-        if server_type not in EXCHANGE_TYPES:
+        if not facts(server_type).exchange:
             values[f"{direction}_port"] = default_port(server_type, direction, ssl)
     return values
 
@@ -204,7 +179,7 @@ def _still_default(value: Any, name: str, server_type: str) -> bool:
         return True
     if name.endswith("_server_location"):
         return text == default_location(server_type)
-    if server_type in EXCHANGE_TYPES or not text.isdigit():
+    if facts(server_type).exchange or not text.isdigit():
         return False
     direction = name.removesuffix("_port")
     return int(text) in {default_port(server_type, direction, ssl) for ssl in (True, False)}
@@ -321,9 +296,8 @@ class ProfileForm(SecretFieldsFormMixin[EmailServerProfile], forms.ModelForm[Ema
         for direction in Direction.values:
             fields[f"{direction}_auth_protocol"].choices = auth_protocol_choices(self.chosen_type)  # type: ignore[attr-defined]
             location = fields[f"{direction}_server_location"]
-            location.widget.attrs["placeholder"] = _PLACEHOLDERS.get(
-                (self.chosen_type, direction), _EWS_PLACEHOLDER
-            )
+            examples = facts(self.chosen_type).host_examples
+            location.widget.attrs["placeholder"] = examples.get(direction, _EWS_PLACEHOLDER)
             if f"{direction}_port" in fields:
                 port = fields[f"{direction}_port"]
                 port.widget.attrs["list"] = f"{direction}-ports"
@@ -349,7 +323,7 @@ class ProfileForm(SecretFieldsFormMixin[EmailServerProfile], forms.ModelForm[Ema
     @property
     def port_suggestions(self) -> list[tuple[str, tuple[tuple[int, str], ...]]]:
         return [
-            (direction, COMMON_PORTS.get((self.chosen_type, direction), ()))
+            (direction, facts(self.chosen_type).common_ports.get(direction, ()))
             for direction in Direction.values
             if f"{direction}_port" in self.fields
         ]

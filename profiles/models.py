@@ -13,25 +13,15 @@ from crm.choices import SyncStatus
 from crm.models import CrmUser
 from crm.models.base import TimestampedModel
 from profiles.fields import EncryptedTextField
+from profiles.server_types import EXCHANGE_ONLINE_EWS_URL as EXCHANGE_ONLINE_EWS_URL
+from profiles.server_types import EXCHANGE_TYPES as EXCHANGE_TYPES
+from profiles.server_types import Direction as Direction
+from profiles.server_types import ServerType as ServerType
+from profiles.server_types import default_port as default_port
+from profiles.server_types import facts
 
 PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
-EXCHANGE_ONLINE_EWS_URL = "https://outlook.office365.com/EWS/Exchange.asmx"
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\[?[0-9A-Fa-f:.]+\]?$")
-
-
-class ServerType(models.TextChoices):
-    EXCHANGE_ONLINE = "exchange_online", "Exchange Online"
-    EXCHANGE_SERVER = "exchange_server", "Exchange Server"
-    IMAP_SMTP = "imap_smtp", "IMAP/SMTP"
-    POP3_SMTP = "pop3_smtp", "Other (POP3/SMTP)"
-
-
-EXCHANGE_TYPES = {ServerType.EXCHANGE_ONLINE, ServerType.EXCHANGE_SERVER}
-
-
-class Direction(models.TextChoices):
-    INCOMING = "incoming", "Incoming"
-    OUTGOING = "outgoing", "Outgoing"
 
 
 class AuthProtocol(models.TextChoices):
@@ -45,25 +35,6 @@ class CredentialsSource(models.TextChoices):
     USER_OR_QUEUE = "user_or_queue", "Credentials specified by a user or queue"
     PROFILE = "profile", "Credentials specified in email server profile"
     OAUTH_CLIENT_CREDENTIALS = "oauth_client_credentials", "OAuth client credentials (Microsoft Entra ID)"
-
-
-# (server type, direction) -> (port with SSL, port without SSL)
-_DEFAULT_PORTS: dict[tuple[str, str], tuple[int, int]] = {
-    (ServerType.EXCHANGE_ONLINE, Direction.INCOMING): (443, 80),
-    (ServerType.EXCHANGE_ONLINE, Direction.OUTGOING): (443, 80),
-    (ServerType.EXCHANGE_SERVER, Direction.INCOMING): (443, 80),
-    (ServerType.EXCHANGE_SERVER, Direction.OUTGOING): (443, 80),
-    (ServerType.IMAP_SMTP, Direction.INCOMING): (993, 143),
-    (ServerType.IMAP_SMTP, Direction.OUTGOING): (465, 587),
-    (ServerType.POP3_SMTP, Direction.INCOMING): (995, 110),
-    (ServerType.POP3_SMTP, Direction.OUTGOING): (465, 587),
-}
-
-
-def default_port(server_type: str, direction: str, use_ssl: bool) -> int:
-    """The port a Dynamics administrator expects for this server type, direction and SSL."""
-    with_ssl, without_ssl = _DEFAULT_PORTS[(server_type, direction)]
-    return with_ssl if use_ssl else without_ssl
 
 
 class EmailServerProfileQuerySet(models.QuerySet["EmailServerProfile"]):
@@ -216,8 +187,8 @@ class EmailServerProfile(TimestampedModel):
         """Blank ports and Exchange Online's location come from type and SSL."""
         if not self.server_type:
             return
-        if self.server_type == ServerType.EXCHANGE_ONLINE and not self.incoming_server_location:
-            self.incoming_server_location = EXCHANGE_ONLINE_EWS_URL
+        if not self.incoming_server_location:
+            self.incoming_server_location = facts(self.server_type).default_location
         if self.is_exchange and not self.outgoing_server_location:
             self.outgoing_server_location = self.incoming_server_location
         if self.incoming_port is None:
@@ -269,7 +240,7 @@ class EmailServerProfile(TimestampedModel):
                 ("username", "A user name is required when credentials are specified in the profile.")
             )
         if source == CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
-            if self.server_type != ServerType.EXCHANGE_ONLINE:
+            if not facts(self.server_type).oauth_client_credentials:
                 found.append(
                     ("credentials_source", "OAuth client credentials work with Exchange Online only.")
                 )

@@ -22,16 +22,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from console.views.access import HtmxHttpRequest, administrator_required
 from profiles.forms import ProfileForm, type_defaults
 from profiles.models import EmailServerProfile, ServerType
+from profiles.server_types import facts
 from sync.checks import profile_test_connection
+from sync.connectors import registry
 from sync.rollout import RolloutError, profile_rollout
-
-# What each server type means to an administrator choosing one.
-TYPE_DESCRIPTIONS: dict[str, str] = {
-    ServerType.IMAP_SMTP: "Any IMAP server for incoming and SMTP for outgoing email (Gmail, Dovecot, …).",
-    ServerType.POP3_SMTP: "A POP3 server for incoming and SMTP for outgoing email.",
-    ServerType.EXCHANGE_ONLINE: "Microsoft 365: Exchange Web Services at outlook.office365.com.",
-    ServerType.EXCHANGE_SERVER: "Exchange Server on premises, through its EWS URL.",
-}
 
 
 @require_GET
@@ -123,7 +117,10 @@ def profile_test_and_enable_mailboxes(request: HtmxHttpRequest, pk: int) -> Http
 
 
 def _choose_type(request: HtmxHttpRequest, *, asked: bool) -> HttpResponse:
-    types = [(value, label, TYPE_DESCRIPTIONS[value]) for value, label in ServerType.choices]
+    types = [
+        (value, label, facts(value).description, registry.kind_of(value) is not None)
+        for value, label in ServerType.choices
+    ]
     return render(request, "console/profiles/choose_type.html", {"types": types, "asked": asked})
 
 

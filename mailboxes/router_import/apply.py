@@ -9,7 +9,8 @@ from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, SyncStatus
 from mailboxes.models import DIRECTION_FIELDS, Mailbox
 from mailboxes.router_import.plan import CREATE, UPDATE, MailboxPlan, Plan, ProfilePlan
 from mailboxes.services import mailbox_create, mailbox_update
-from profiles.models import EmailServerProfile, ServerType
+from profiles.models import EmailServerProfile
+from profiles.server_types import facts
 
 PROFILE_DESCRIPTION = "Created by Email Router migration {migration}."
 
@@ -84,7 +85,7 @@ def _mailbox(plan: MailboxPlan, profile: EmailServerProfile) -> Mailbox:
         data["delete_email_after_processing"] = plan.delete_emails
     if plan.folders is not None:
         data["folders"] = plan.folders
-    if plan.owner.kind == "queue" or profile.server_type == ServerType.POP3_SMTP:
+    if plan.owner.kind == "queue" or not facts(profile.server_type).syncs_act:
         data["act_method"] = ActMethod.NONE
     if plan.existing is not None:
         # Nothing runs on the new settings until test & enable has passed.

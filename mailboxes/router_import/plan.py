@@ -22,6 +22,7 @@ from mailboxes.router_import.merge import ProfileSpec, merge
 from mailboxes.router_import.owners import Owner, OwnerIndex
 from mailboxes.router_import.tags import ROUTER_ONLY
 from profiles.models import EmailServerProfile, ServerType
+from profiles.server_types import facts
 
 CREATE, UPDATE, UNCHANGED, SKIP = "create", "update", "unchanged", "skip"
 SSS_IN, SSS_OUT = IncomingMethod.SERVER_SIDE_SYNC, OutgoingMethod.SERVER_SIDE_SYNC
@@ -329,7 +330,7 @@ class _ProfileBook:
     def _name(self, spec: ProfileSpec) -> str:
         label = ServerType(spec.server_type).label
         hosts = [_host(spec.incoming_server_location) or "Autodiscover"]
-        if spec.server_type == ServerType.POP3_SMTP:
+        if facts(spec.server_type).separate_outgoing_server:
             hosts.append(_host(spec.outgoing_server_location))
         name = f"{label}: {' + '.join(hosts)}"
         if spec.username:

@@ -11,6 +11,7 @@ from crm.choices import IncomingMethod, OutgoingMethod
 from mailboxes.models import Mailbox
 from mailboxes.router_import.plan import CREATE, SKIP, UNCHANGED, UPDATE, MailboxPlan, Plan, ProfilePlan
 from profiles.models import AuthProtocol, CredentialsSource, ServerType
+from profiles.server_types import facts
 
 
 def as_review(plan: Plan) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def _mailbox_order(mailbox: dict[str, Any]) -> tuple[int, str]:
 
 def _profile(profile: ProfilePlan, plan: Plan) -> dict[str, Any]:
     spec = profile.spec
-    exchange = spec.server_type in (ServerType.EXCHANGE_ONLINE, ServerType.EXCHANGE_SERVER)
+    exchange = facts(spec.server_type).exchange
     return {
         "key": profile.key,
         "name": profile.name,

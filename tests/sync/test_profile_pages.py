@@ -22,6 +22,7 @@ from profiles.models import (
     EmailServerProfile,
     ServerType,
 )
+from sync.connectors import registry
 from tests import factories
 from tests.harness.dovecot import free_port
 from tests.personas import World
@@ -141,6 +142,17 @@ def test_new_asks_for_the_server_type_first(world: World):
     assert 'data-field="name"' not in html
     unknown = signed_in(world).get("/profiles/new/?server_type=lotus_notes").content.decode()
     assert "Choose one of these server types." in unknown
+
+
+def test_the_type_chooser_says_which_types_do_not_sync_yet(world: World):
+    html = signed_in(world).get("/profiles/new/").content.decode()
+    items = {
+        value: html.split(f"?server_type={value}", 1)[1].split("</li>", 1)[0] for value in ServerType.values
+    }
+    assert ["Not supported yet" in items[value] for value in ServerType.values] == [
+        value not in registry.supported_types() for value in ServerType.values
+    ]
+    assert "Not supported yet" not in items[ServerType.IMAP_SMTP]
 
 
 @pytest.mark.parametrize(
