@@ -10,10 +10,8 @@ with its own cursor step; the batch hands it the rare cases.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -31,6 +29,7 @@ from sync import (
     forwarding,
     mailbox_state,
     one_message,
+    overlap,
     parsing,
     read_ahead,
     time_limits,
@@ -60,7 +59,6 @@ from sync.sql import quoted
 INBOX = "INBOX"
 # A message's key in its folder: its UID (IMAP) or UIDL (POP3).
 Key = TypeVar("Key", int, str)
-_T = TypeVar("_T")
 # Bodies are downloaded this many at a time (and read ahead by as many).
 FETCH_MESSAGES = 50
 # A batch of messages is committed after this long even when not full, so a
@@ -190,9 +188,13 @@ def sync_incoming(*, mailbox: Mailbox, on_progress: Callable[[SyncRun], None] | 
                 f"{profile.get_server_type_display()} is not supported yet.", code="not_supported_yet"
             )
         source = kind.incoming(incoming_settings(mailbox))
-        cursors = _opened_while(source, lambda: _Cursors(mailbox))
-        with _entered(source):
+        cursors = overlap.open_while(source, lambda: _Cursors(mailbox))
+        try:
             _read(source, mailbox, run, budget, cursors)
+        except BaseException as error:
+            source.__exit__(type(error), error, error.__traceback__)
+            raise
+        closing = overlap.close_in_background(source)  # while the result is written
     except (PermanentError, TransientError) as error:
         alerts.run_finish(run, SyncOutcome.FAILED, error)
         mailbox_state.record_failure(mailbox=mailbox, kind=SyncKind.INCOMING, error=error)
@@ -208,6 +210,7 @@ def sync_incoming(*, mailbox: Mailbox, on_progress: Callable[[SyncRun], None] | 
     mailbox_state.record_success(
         mailbox=mailbox, kind=SyncKind.INCOMING, processed=run.received, failed=run.quarantined, run=run
     )
+    closing.join()
     return run
 
 
@@ -250,7 +253,7 @@ _CURSOR_FIELDS = (
 
 class _Cursors:
     """The mailbox's folder cursors, read in one statement for the whole run
-    (while the server is still being connected to: ``_opened_while``)."""
+    (while the server is still being connected to: ``overlap.open_while``)."""
 
     def __init__(self, mailbox: Mailbox) -> None:
         self.mailbox = mailbox
@@ -294,48 +297,6 @@ def _read_cursors(mailbox: Mailbox) -> list[FolderCursor]:
         values["seen_uidls"] = uidls.from_db_value(values["seen_uidls"], None, database)  # type: ignore[arg-type]
         cursors.append(FolderCursor.from_db(database.alias, list(values), list(values.values())))
     return cursors
-
-
-def _opened_while(source: Incoming, work: Callable[[], _T]) -> _T:
-    """Open ``source`` (TCP, TLS, signing in: mostly waiting for the server) in a
-    thread while ``work`` reads the database here; both done, or neither."""
-    opening = _Opening(source)
-    opening.start()
-    try:
-        done = work()
-    except BaseException:
-        opening.join()
-        if opening.error is None:
-            source.__exit__(None, None, None)
-        raise
-    opening.join()
-    if opening.error is not None:
-        raise opening.error
-    return done
-
-
-class _Opening(threading.Thread):
-    def __init__(self, source: Incoming) -> None:
-        super().__init__(name="serversync-connect", daemon=True)
-        self.source = source
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.source.__enter__()
-        except BaseException as error:  # handed to the run's thread, which raises it
-            self.error = error
-
-
-@contextmanager
-def _entered(source: Incoming) -> Iterator[None]:
-    """``with source:`` for a source already opened (``_opened_while``)."""
-    try:
-        yield
-    except BaseException as error:
-        source.__exit__(type(error), error, error.__traceback__)
-        raise
-    source.__exit__(None, None, None)
 
 
 def _read(source: Incoming, mailbox: Mailbox, run: SyncRun, budget: Budget, cursors: _Cursors) -> None:
