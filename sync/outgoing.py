@@ -28,12 +28,12 @@ from sync import activity_store, alerts, clock, mailbox_state, parsing
 from sync.checkpoints import checkpoint
 from sync.connectors import registry
 from sync.connectors.base import SendResult
-from sync.connectors.smtp import SmtpConnection, Submission
+from sync.connectors.interfaces import Outgoing, Verdict
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, OutgoingClaim, SyncKind, SyncOutcome, SyncRun, TrackingTokenSequence
 from sync.scheduler import eligible
 from sync.send_rate import send_slot_free_on
-from sync.server_settings import incoming_settings, outgoing_settings
+from sync.server_settings import incoming_settings, outgoing_settings, profile_of
 from sync.sql import quoted
 
 MAX_SEND_ATTEMPTS = 10
@@ -90,7 +90,7 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
     try:
         if emails:
             organization = OrganizationSettings.load()
-            with SmtpConnection(outgoing_settings(mailbox)) as smtp:
+            with _connectors(mailbox).outgoing(outgoing_settings(mailbox)) as smtp:
                 sending = _Sending(smtp, mailbox, run, organization)
                 sending.send_all(emails)
     except (TransientError, PermanentError) as error:
@@ -105,6 +105,14 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
         mailbox=mailbox, kind=SyncKind.OUTGOING, processed=run.sent, failed=run.failed, run=run
     )
     return run
+
+
+def _connectors(mailbox: Mailbox) -> registry.ServerKind:
+    kind = registry.kind_of(profile_of(mailbox).server_type)
+    if kind is None:  # the scheduler runs only supported types; a caller asking directly learns why
+        label = profile_of(mailbox).get_server_type_display()
+        raise PermanentError(f"{label} is not supported yet.", code="not_supported_yet")
+    return kind
 
 
 def _batch(mailbox: Mailbox) -> QuerySet[EmailActivity]:
@@ -142,7 +150,7 @@ class _Sending:
     unknown", never resent."""
 
     def __init__(
-        self, smtp: SmtpConnection, mailbox: Mailbox, run: SyncRun, organization: OrganizationSettings
+        self, smtp: Outgoing, mailbox: Mailbox, run: SyncRun, organization: OrganizationSettings
     ) -> None:
         self.smtp, self.mailbox, self.run, self.organization = smtp, mailbox, run, organization
         self.sent: list[EmailActivity] = []
@@ -185,7 +193,7 @@ class _Sending:
                 self._settle_failure(email, claim, error)
         return None
 
-    def _submit(self, ready: _Ready) -> Submission | None:
+    def _submit(self, ready: _Ready) -> Verdict | None:
         """The message sent up to the end of its data; None when the server refused it before."""
         message = ready.message
         try:
@@ -197,7 +205,7 @@ class _Sending:
                 raise
             return None
 
-    def _conclude(self, ready: _Ready, submission: Submission) -> None:
+    def _conclude(self, ready: _Ready, submission: Verdict) -> None:
         try:
             result = submission.result()
         except SyncError as error:

@@ -77,9 +77,24 @@ class Incoming(Session, Protocol):
         ...
 
 
+class Verdict(Protocol):
+    def result(self) -> SendResult:
+        """What the server said of a message submitted: a SendResult when it took
+        it; MessageError or TransientError when it refused it; TransientError
+        with code ``outcome_unknown`` when it may or may not have taken it."""
+        ...
+
+
 class Outgoing(Session, Protocol):
     def send(self, raw: bytes, *, mail_from: str, rcpt_to: list[str]) -> SendResult:
         """Send ``raw`` as it is; the result names the recipients the server refused."""
+        ...
+
+    def submit(self, raw: bytes, *, mail_from: str, rcpt_to: list[str]) -> Verdict:
+        """Send ``raw`` and read the server's verdict later, so that the engine
+        records the message before while the server delivers it (SMTP pipelines
+        the next message's commands; a protocol that answers at once returns its
+        verdict already read)."""
         ...
 
 

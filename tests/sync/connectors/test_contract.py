@@ -147,6 +147,9 @@ def test_send_then_find_by_message_id(stack):
 
     with stack.kind.outgoing(stack.outgoing) as sending:
         result = sending.send(raw, mail_from=stack.user.address, rcpt_to=[stack.user.address])
+        # Submitted, its verdict read later (after the engine has recorded the one before).
+        verdict = sending.submit(raw, mail_from=stack.user.address, rcpt_to=[stack.user.address, "nobody@"])
+        assert verdict.result().refused.keys() == {"nobody@"}
     assert result.refused == {}
     assert any(c.raw == raw or b"Sent by the contract" in (c.raw or b"") for c in stack.read(""))
 
