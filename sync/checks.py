@@ -28,10 +28,15 @@ from crm.models import OrganizationSettings
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import CredentialsSource, EmailServerProfile
 from sync import alerts, clock, enqueue, outgoing
-from sync.connectors import registry
-from sync.errors import PermanentError, SyncError
+from sync.errors import SyncError
 from sync.models import AlertLevel, MailboxTest, TestState
-from sync.server_settings import incoming_settings, is_supported, outgoing_settings, profile_of
+from sync.server_settings import (
+    connectors_of,
+    incoming_settings,
+    is_supported,
+    outgoing_settings,
+    profile_of,
+)
 
 SUCCESS, FAILURE, NOT_SUPPORTED, SKIPPED = "success", "failure", "not_supported", "skipped"
 INCOMING, OUTGOING, ACT = "incoming", "outgoing", "act"
@@ -263,7 +268,7 @@ def _test_direction(direction: str, mailbox: Mailbox) -> DirectionResult:
     if direction == ACT or not is_supported(profile):
         return _not_supported(direction, profile)
     try:
-        kind = _kind(profile)
+        kind = connectors_of(profile)
         if direction == INCOMING:
             subfolders = mailbox.folders == FolderScope.INBOX_AND_SUBFOLDERS
             kind.probe.check_incoming(incoming_settings(mailbox), include_subfolders=subfolders)
@@ -289,15 +294,6 @@ def _not_supported(direction: str, profile: EmailServerProfile) -> DirectionResu
     )
 
 
-def _kind(profile: EmailServerProfile) -> registry.ServerKind:
-    kind = registry.kind_of(profile.server_type)
-    if kind is None:  # callers ask is_supported first
-        raise PermanentError(
-            f"{profile.get_server_type_display()} is not supported yet.", code="not_supported"
-        )
-    return kind
-
-
 # -- round trip -----------------------------------------------------------------
 
 
@@ -305,7 +301,7 @@ def _round_trip(mailbox: Mailbox) -> DirectionResult:
     """Send a marked test message to the mailbox itself, see it arrive, delete it."""
     token = secrets.token_hex(12)
     try:
-        kind = _kind(profile_of(mailbox))
+        kind = connectors_of(profile_of(mailbox))
         inbox = incoming_settings(mailbox)
         since = kind.probe.position(inbox)
         with kind.outgoing(outgoing_settings(mailbox)) as sending:

@@ -35,8 +35,7 @@ from sync import (
     time_limits,
     tracking,
 )
-from sync.connectors import registry
-from sync.connectors.base import FetchedMessage, FolderState, Pop3Message
+from sync.connectors.base import INBOX, FetchedMessage, FolderState, Pop3Message
 from sync.connectors.imap import ImapConnection, UnfetchableMessage
 from sync.connectors.interfaces import Incoming
 from sync.connectors.pop3 import Pop3Connection
@@ -53,10 +52,9 @@ from sync.models import (
 )
 from sync.one_message import RunScope, current_scope, quarantine, receipt_for
 from sync.receipts import Source
-from sync.server_settings import incoming_settings, profile_of
+from sync.server_settings import connectors_of, incoming_settings, profile_of
 from sync.sql import quoted
 
-INBOX = "INBOX"
 # A message's key in its folder: its UID (IMAP) or UIDL (POP3).
 Key = TypeVar("Key", int, str)
 # Bodies are downloaded this many at a time (and read ahead by as many).
@@ -181,13 +179,7 @@ def sync_incoming(*, mailbox: Mailbox, on_progress: Callable[[SyncRun], None] | 
     budget = Budget()
     scope = _scope.set(RunScope(on_progress))
     try:
-        profile = profile_of(mailbox)
-        kind = registry.kind_of(profile.server_type)
-        if kind is None:
-            raise PermanentError(
-                f"{profile.get_server_type_display()} is not supported yet.", code="not_supported_yet"
-            )
-        source = kind.incoming(incoming_settings(mailbox))
+        source = connectors_of(profile_of(mailbox)).incoming(incoming_settings(mailbox))
         cursors = overlap.open_while(source, lambda: _Cursors(mailbox))
         try:
             _read(source, mailbox, run, budget, cursors)
@@ -300,27 +292,21 @@ def _read_cursors(mailbox: Mailbox) -> list[FolderCursor]:
 
 
 def _read(source: Incoming, mailbox: Mailbox, run: SyncRun, budget: Budget, cursors: _Cursors) -> None:
-    """Any connector is read through its interface (``_sync_changes``), except
+    """Each folder the mailbox syncs, until the run's budget is spent. Any
+    connector is read through its interface (``_sync_changes_folder``), except
     IMAP and POP3, the first two, which keep loops tuned to them (bodies read
     ahead in a thread, POP3's UIDLs appended by the database) over the cursor
     columns they had before the interface existed."""
-    if isinstance(source, ImapConnection):
-        _sync_imap(source, mailbox, run, budget, cursors)
-    elif isinstance(source, Pop3Connection):
-        _sync_pop3(source, mailbox, run, budget, cursors)
-    else:
-        _sync_changes(source, mailbox, run, budget, cursors)
-
-
-def _sync_changes(
-    source: Incoming, mailbox: Mailbox, run: SyncRun, budget: Budget, cursors: _Cursors
-) -> None:
-    """Per folder, what arrived since the folder's opaque cursor (``FolderCursor.token``)."""
-    folders = source.folders(include_subfolders=mailbox.folders == FolderScope.INBOX_AND_SUBFOLDERS)
-    for folder in folders:
+    for folder in source.folders(include_subfolders=mailbox.folders == FolderScope.INBOX_AND_SUBFOLDERS):
         if budget.exhausted:
             return
-        _sync_changes_folder(source, mailbox, folder, run, budget, cursors.of(folder))
+        cursor = cursors.of(folder)
+        if isinstance(source, ImapConnection):
+            _sync_imap_folder(source, mailbox, folder, run, budget, cursor)
+        elif isinstance(source, Pop3Connection):
+            _sync_pop3(source, mailbox, run, budget, cursor)
+        else:
+            _sync_changes_folder(source, mailbox, folder, run, budget, cursor)
 
 
 def _sync_changes_folder(
@@ -353,21 +339,15 @@ def _sync_changes_folder(
         source.remove(folder, batches.processed)
 
 
-def _sync_imap(
-    connection: ImapConnection, mailbox: Mailbox, run: SyncRun, budget: Budget, cursors: _Cursors
-) -> None:
-    folders = connection.folders(include_subfolders=mailbox.folders == FolderScope.INBOX_AND_SUBFOLDERS)
-    for folder in folders:
-        if budget.exhausted:
-            return
-        _sync_imap_folder(connection, mailbox, folder, run, budget, cursors)
-
-
 def _sync_imap_folder(
-    connection: ImapConnection, mailbox: Mailbox, folder: str, run: SyncRun, budget: Budget, cursors: _Cursors
+    connection: ImapConnection,
+    mailbox: Mailbox,
+    folder: str,
+    run: SyncRun,
+    budget: Budget,
+    cursor: FolderCursor,
 ) -> None:
     state = connection.select(folder, readonly=not mailbox.delete_email_after_processing)
-    cursor = cursors.of(folder)
     if cursor.uidvalidity != state.uidvalidity:
         # New UIDVALIDITY: every UID changed, so read the folder again; identities relink it.
         FolderCursor.objects.filter(pk=cursor.pk).update(uidvalidity=state.uidvalidity, last_uid=0)
@@ -540,9 +520,8 @@ def _stays() -> None:
 
 
 def _sync_pop3(
-    connection: Pop3Connection, mailbox: Mailbox, run: SyncRun, budget: Budget, cursors: _Cursors
+    connection: Pop3Connection, mailbox: Mailbox, run: SyncRun, budget: Budget, cursor: FolderCursor
 ) -> None:
-    cursor = cursors.of(INBOX)
     seen = set(cursor.seen_uidls)
 
     def step(uidls: list[str]) -> None:

@@ -16,10 +16,10 @@ from django.db import connection, transaction
 
 from crm.choices import SyncStatus
 from mailboxes.models import DIRECTION_FIELDS, Mailbox
-from sync import alerts, clock, outages, sql
+from sync import alerts, clock, outages
 from sync.errors import PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, SyncRun
-from sync.sql import Condition, quoted
+from sync.sql import Condition, insert_returning_pk, quoted
 
 
 def record_success(
@@ -62,7 +62,7 @@ def _healthy(
     ctes = [f"healthy AS ({update[0]})"]
     params = list(update[1])
     if new_run is not None:
-        insert, insert_params = sql.insert_returning_pk(new_run)
+        insert, insert_params = insert_returning_pk(new_run)
         ctes.append(f"new_run AS ({insert})")
         params += insert_params
         asks.insert(0, ("(SELECT * FROM new_run)", []))

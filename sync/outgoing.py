@@ -33,7 +33,7 @@ from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, OutgoingClaim, SyncKind, SyncOutcome, SyncRun, TrackingTokenSequence
 from sync.scheduler import eligible
 from sync.send_rate import send_slot_free_on
-from sync.server_settings import incoming_settings, outgoing_settings, profile_of
+from sync.server_settings import connectors_of, incoming_settings, outgoing_settings, profile_of
 from sync.sql import quoted
 
 MAX_SEND_ATTEMPTS = 10
@@ -90,7 +90,7 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
     try:
         if emails:
             organization = OrganizationSettings.load()
-            with _connectors(mailbox).outgoing(outgoing_settings(mailbox)) as smtp:
+            with connectors_of(profile_of(mailbox)).outgoing(outgoing_settings(mailbox)) as smtp:
                 sending = _Sending(smtp, mailbox, run, organization)
                 sending.send_all(emails)
     except (TransientError, PermanentError) as error:
@@ -105,14 +105,6 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
         mailbox=mailbox, kind=SyncKind.OUTGOING, processed=run.sent, failed=run.failed, run=run
     )
     return run
-
-
-def _connectors(mailbox: Mailbox) -> registry.ServerKind:
-    kind = registry.kind_of(profile_of(mailbox).server_type)
-    if kind is None:  # the scheduler runs only supported types; a caller asking directly learns why
-        label = profile_of(mailbox).get_server_type_display()
-        raise PermanentError(f"{label} is not supported yet.", code="not_supported_yet")
-    return kind
 
 
 def _batch(mailbox: Mailbox) -> QuerySet[EmailActivity]:

@@ -84,6 +84,15 @@ def _credentials(mailbox: Mailbox, profile: EmailServerProfile, *, outgoing: boo
     raise PermanentError("OAuth client credentials need the Exchange connector.", code="not_supported")
 
 
+def connectors_of(profile: EmailServerProfile) -> registry.ServerKind:
+    """The connectors for the profile's type (sync.connectors.registry), or why there are none yet."""
+    kind = registry.kind_of(profile.server_type)
+    if kind is None:
+        label = profile.get_server_type_display()
+        raise PermanentError(f"{label} is not supported yet.", code="not_supported_yet")
+    return kind
+
+
 def is_supported(profile: EmailServerProfile | None) -> bool:
     """Whether serversync has connectors for this profile's type yet (sync.connectors.registry)."""
     return profile is not None and registry.kind_of(profile.server_type) is not None

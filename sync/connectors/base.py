@@ -6,6 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# The inbox, as IMAP names it (RFC 3501); a POP3 maildrop is read as this one folder.
+INBOX = "INBOX"
+
 
 class Tls(enum.StrEnum):
     IMPLICIT = "implicit"  # TLS from the first byte (IMAPS 993, POP3S 995, SMTPS 465)

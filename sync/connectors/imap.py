@@ -28,12 +28,11 @@ from imapclient.exceptions import (
 from imapclient.response_parser import parse_fetch_response
 
 from sync.connectors import network
-from sync.connectors.base import FetchedMessage, FolderState, ServerSettings, Tls, carries
+from sync.connectors.base import INBOX, FetchedMessage, FolderState, ServerSettings, Tls, carries
 from sync.connectors.interfaces import Change
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 
 PROTOCOL = "IMAP"
-INBOX = "INBOX"
 # Bodies are read in batches of at most this many bytes as well as messages.
 BATCH_BYTES = 16 * 1024 * 1024
 # Where imapclient sends imaplib's protocol trace.

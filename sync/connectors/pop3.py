@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from sync.connectors import network
-from sync.connectors.base import Pop3Message, ServerSettings, Tls, carries
+from sync.connectors.base import INBOX, Pop3Message, ServerSettings, Tls, carries
 from sync.connectors.interfaces import Change
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 
@@ -251,9 +251,6 @@ def _reply(error: poplib.error_proto) -> str:
 def _pair(line: bytes) -> tuple[int, str]:
     number, value = line.decode("ascii", errors="replace").split(None, 1)
     return int(number), value.strip()
-
-
-INBOX = "INBOX"
 
 
 def _dump_prefix(uidls: list[str], length: int) -> str:
