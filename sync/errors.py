@@ -2,6 +2,7 @@
 
 - ``TransientError``: try again later (connection refused or reset, timeout,
   server busy); retried with backoff, then treated as permanent.
+  ``ThrottledError``, a kind of it, carries how long the server asked to wait.
 - ``PermanentError``: will not fix itself (authentication, impersonation
   denied, mailbox or folder missing, certificate invalid); the direction is
   disabled at once with the reason.
@@ -24,6 +25,16 @@ class SyncError(Exception):
 
 class TransientError(SyncError):
     pass
+
+
+class ThrottledError(TransientError):
+    """The server asked to be left alone for ``retry_after`` seconds (HTTP 429 / 503
+    with Retry-After, EWS ErrorServerBusy's BackOffMilliseconds). The mailbox waits
+    that long without spending one of its retries: being asked to wait is not failing."""
+
+    def __init__(self, message: str, *, retry_after: float, code: str = "throttled") -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class PermanentError(SyncError):

@@ -13,7 +13,7 @@ from tests.personas import World, build_world
 if TYPE_CHECKING:
     from tests.sync.stack import Stack
 
-pytest_plugins = ["tests.harness.fixtures"]
+pytest_plugins = ["tests.harness.fixtures", "tests.fakes.graph.fixtures", "tests.fakes.ews.fixtures"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

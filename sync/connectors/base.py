@@ -17,6 +17,23 @@ class Tls(enum.StrEnum):
 
 
 @dataclass(frozen=True, repr=False)
+class OAuthApp:
+    """An app registration in Microsoft Entra ID, signing in with client credentials
+    (app-only): a client secret, or a certificate, as Microsoft recommends."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: str = field(default="", repr=False)
+    # PEM: the private key and its certificate (the thumbprint Entra ID knows it by).
+    certificate_pem: str = field(default="", repr=False)
+    # Where tokens come from; another cloud (or the test server) has its own.
+    authority: str = "https://login.microsoftonline.com"
+
+    def __repr__(self) -> str:
+        return f"OAuthApp(tenant_id={self.tenant_id!r}, client_id={self.client_id!r})"
+
+
+@dataclass(frozen=True, repr=False)
 class ServerSettings:
     """Where and how to connect and authenticate for one direction of one mailbox."""
 
@@ -33,12 +50,26 @@ class ServerSettings:
     # behalf of this mailbox (IMAP SASL PLAIN authorization identity; POP3
     # Dovecot-style ``mailbox*master``).
     act_as: str = ""
+    # HTTP services (Microsoft Graph, EWS): the service's URL (Graph's root,
+    # "https://graph.microsoft.com"; the EWS URL, "" when Autodiscover finds it);
+    # host and port then only name the server in messages.
+    url: str = ""
+    # The mailbox's SMTP address: Graph's /users/{mailbox}, the EWS account synced.
+    mailbox: str = ""
+    # EWS: "basic", "ntlm" or "oauth"; "" lets the client pick (Auto Detect).
+    auth: str = ""
+    # App-only sign-in (Graph; EWS with OAuth for hybrid deployments).
+    oauth: OAuthApp | None = None
+    # EWS: find the EWS URL with Autodiscover from ``mailbox``'s domain.
+    autodiscover: bool = False
+    # EWS: the Exchange version to speak ("Exchange2016"); "" asks the server.
+    server_version: str = ""
 
     def __repr__(self) -> str:
         # Never print the password: settings end up in tracebacks and logs.
         return (
             f"ServerSettings(host={self.host!r}, port={self.port}, tls={self.tls.value}, "
-            f"username={self.username!r}, act_as={self.act_as!r})"
+            f"username={self.username!r}, act_as={self.act_as!r}, url={self.url!r}, mailbox={self.mailbox!r})"
         )
 
 

@@ -1,0 +1,1 @@
+"""Pytest fixtures for the EWS test server (registered from tests/conftest.py)."""

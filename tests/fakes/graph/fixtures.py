@@ -1,0 +1,1 @@
+"""Pytest fixtures for the Graph test server (registered from tests/conftest.py)."""
