@@ -4,7 +4,10 @@ Permanent errors disable the direction at once; transient ones retry
 ``SYNC_TRANSIENT_RETRY_LIMIT`` times ``SYNC_TRANSIENT_RETRY_MINUTES`` apart,
 then count as permanent — as Dynamics 365 does. A server that does not answer
 many mailboxes of one profile at once is an outage (``sync.outages``), not a
-reason to spend their retries.
+reason to spend their retries; nor is a server asking to be left alone for a
+while (``ThrottledError``: HTTP 429 / 503 with Retry-After, EWS ErrorServerBusy):
+the mailbox waits as long as it was asked to, capped at
+``SYNC_THROTTLE_MAX_WAIT_SECONDS``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from django.db import connection, transaction
 from crm.choices import SyncStatus
 from mailboxes.models import DIRECTION_FIELDS, Mailbox
 from sync import alerts, clock, outages
-from sync.errors import PermanentError, SyncError, TransientError
+from sync.errors import PermanentError, SyncError, ThrottledError, TransientError
 from sync.models import AlertLevel, SyncRun
 from sync.sql import Condition, insert_returning_pk, quoted
 
@@ -121,6 +124,9 @@ def record_failure(*, mailbox: Mailbox, kind: str, error: SyncError) -> None:
     """A run of ``kind`` failed with ``error``: retry later, or disable with the reason.
     A connection failure during its profile's outage is held instead, its retries untouched."""
     locked = Mailbox.objects.select_for_update(of=("self",)).select_related("profile").get(pk=mailbox.pk)
+    if isinstance(error, ThrottledError):
+        _wait_as_asked(locked, kind, error)
+        return
     if outages.hold(mailbox=locked, kind=kind, error=error):
         return
     if not outages.is_connection_failure(error):
@@ -149,3 +155,20 @@ def record_failure(*, mailbox: Mailbox, kind: str, error: SyncError) -> None:
     Mailbox.objects.filter(pk=locked.pk).update(**changes)
     level = AlertLevel.ERROR if permanent else AlertLevel.WARNING
     alerts.record_alert(level=level, category=kind, code=error.code, message=message, mailbox=locked)
+
+
+def _wait_as_asked(mailbox: Mailbox, kind: str, error: ThrottledError) -> None:
+    """The server answered, asking for a pause: postpone the direction that long,
+    its retries untouched (a pause asked for is not a failure), and say so."""
+    outages.server_answered(profile=mailbox.profile, kind=kind)
+    # A Retry-After of days would stall the mailbox on one header's word.
+    wait = min(max(error.retry_after, 1.0), float(settings.SYNC_THROTTLE_MAX_WAIT_SECONDS))
+    now = clock.now()
+    until = now + timedelta(seconds=wait)
+    Mailbox.objects.filter(pk=mailbox.pk).update(
+        **{DIRECTION_FIELDS[kind].postponed_until: until, "modified_on": now}
+    )
+    message = f"{error.message} The mailbox waits {wait:g} s, as the server asked, then goes on."
+    alerts.record_alert(
+        level=AlertLevel.WARNING, category=kind, code=error.code, message=message, mailbox=mailbox
+    )

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from mailboxes.models import Mailbox
 from sync import outages
-from sync.errors import PermanentError, TransientError
+from sync.errors import PermanentError, ThrottledError, TransientError
 from sync.mailbox_state import record_failure, record_success
 from sync.models import MailboxAlert, SyncKind, SyncRun
 from tests import factories
@@ -184,3 +184,30 @@ def test_an_idle_poll_on_its_own_does_not_wait_for_the_disk():
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")  # for that statement's transaction only
         assert cursor.fetchone()[0] == "on"
+
+
+def test_a_throttled_mailbox_waits_as_long_as_the_server_asked_without_spending_retries(world, settings):
+    mailbox = enabled(world["alice"].mailbox)
+    Mailbox.objects.filter(pk=mailbox.pk).update(incoming_transient_failures=3)
+    error = ThrottledError("Microsoft Graph is throttling this mailbox (429).", retry_after=90)
+    for attempt in range(settings.SYNC_TRANSIENT_RETRY_LIMIT + 2):  # more than the retry budget
+        with time_machine.travel(T0 + timedelta(hours=attempt), tick=False):
+            record_failure(mailbox=mailbox, kind=SyncKind.INCOMING, error=error)
+    mailbox.refresh_from_db()
+    last = T0 + timedelta(hours=settings.SYNC_TRANSIENT_RETRY_LIMIT + 1)
+    assert mailbox.incoming_enabled
+    assert mailbox.incoming_transient_failures == 3  # untouched, not reset either
+    assert mailbox.incoming_postponed_until == last + timedelta(seconds=90)
+    alert = MailboxAlert.objects.get(mailbox=mailbox, code="throttled", resolved_on__isnull=True)
+    assert alert.level == "warning"
+    assert "waits 90 s, as the server asked" in alert.message
+
+
+@time_machine.travel(T0, tick=False)
+def test_a_retry_after_of_days_is_capped(world, settings):
+    settings.SYNC_THROTTLE_MAX_WAIT_SECONDS = 600
+    mailbox = enabled(world["alice"].mailbox)
+    error = ThrottledError("Server busy.", retry_after=3 * 86400, code="server_busy")
+    record_failure(mailbox=mailbox, kind=SyncKind.INCOMING, error=error)
+    mailbox.refresh_from_db()
+    assert mailbox.incoming_postponed_until == T0 + timedelta(seconds=600)

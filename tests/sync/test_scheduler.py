@@ -11,6 +11,8 @@ from crm.models import OrganizationSettings
 from mailboxes.models import ApprovalStatus, Mailbox
 from profiles.models import CredentialsSource, ServerType
 from sync import scheduler
+from sync.errors import ThrottledError
+from sync.mailbox_state import record_failure
 from sync.models import MailboxSchedule, SyncKind, SyncOutcome, SyncRun
 from tests import factories
 
@@ -174,3 +176,17 @@ def test_idle_runs_back_off_through_run_claimed_and_a_count_reset_meanwhile_is_k
         assert polls == [(1, timedelta(minutes=2)), (2, timedelta(minutes=4)), (3, timedelta(minutes=8))]
         assert poll(idle(reset=True)) == (1, timedelta(minutes=2))
         assert MailboxSchedule.objects.get(mailbox=mailbox).lease_token is None
+
+
+def test_a_throttled_mailbox_is_claimed_again_once_the_servers_wait_is_over(world):
+    mailbox = ready(world["alice"].mailbox)
+    with time_machine.travel(T0, tick=False):
+        record_failure(
+            mailbox=mailbox,
+            kind=SyncKind.INCOMING,
+            error=ThrottledError("Too many requests.", retry_after=120),
+        )
+    with time_machine.travel(T0 + timedelta(seconds=119), tick=False):
+        assert mailbox.pk not in incoming_claims()
+    with time_machine.travel(T0 + timedelta(seconds=120), tick=False):
+        assert mailbox.pk in incoming_claims()
