@@ -35,6 +35,9 @@ class ServerKind:
     sent_items: Callable[[ServerSettings], SentItems] | None
     # Whether the mailbox's "inbox and sub-folders" choice means anything.
     has_folders: bool
+    # Sending keeps its own copy in Sent Items (Graph's sendMail, EWS SendAndSaveCopy):
+    # the engine saves none, and settles an interrupted send by finding it there.
+    saves_sent_copies: bool = False
 
 
 KINDS: dict[str, ServerKind] = {
