@@ -1,0 +1,94 @@
+"""The request and reply the Graph test server's handlers pass around, and Graph's error shape."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+JSON = "application/json"
+# What Graph answers with for JSON entities and collections.
+ODATA_JSON = (
+    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+)
+
+
+@dataclass
+class Request:
+    method: str
+    target: str  # as sent: path and query, still escaped
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.target).path
+
+    @property
+    def segments(self) -> list[str]:
+        """The path's segments, each unescaped ("users/a%40b" -> ["users", "a@b"])."""
+        return [unquote(s) for s in self.path.strip("/").split("/")]
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.target).query, keep_blank_values=True))
+
+    def json(self) -> object:
+        return json.loads(self.body or b"null")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes = b""
+    content_type: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    # The JSON sent, and how to check it against the metadata (violations or []).
+    document: object = None
+    check: Callable[[object], list[str]] | None = None
+
+    @classmethod
+    def of_json(
+        cls,
+        status: int,
+        document: object,
+        check: Callable[[object], list[str]] | None,
+        content_type: str = ODATA_JSON,
+    ) -> Reply:
+        return cls(status, json.dumps(document).encode(), content_type, {}, document, check)
+
+
+class GraphError(Exception):
+    """An error answer of Graph: ``{"error": {"code", "message", "innerError"}}``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def reply(self, request_id: str, client_request_id: str) -> Reply:
+        from tests.fakes.graph.metadata import validate_error
+
+        document = {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "innerError": {
+                    "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "request-id": request_id,
+                    "client-request-id": client_request_id,
+                },
+            }
+        }
+        reply = Reply.of_json(self.status, document, validate_error, JSON)
+        reply.headers.update(self.headers)
+        return reply
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
