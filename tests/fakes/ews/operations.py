@@ -1,0 +1,391 @@
+"""The EWS operations the server answers, one function each, keyed by the body's first child."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from lxml import etree
+
+from tests.fakes.ews import properties
+from tests.fakes.ews.soap import m, response_message, sub, t
+from tests.fakes.ews.store import Folder, Item, Mailbox, Store, header_of, received_header
+from tests.fakes.ews.xsd import M, T
+
+X = TypeVar("X")
+NOT_FOUND = "The specified object was not found in the store."
+
+
+class EwsError(Exception):
+    """One response message's error (ResponseClass="Error")."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code}: {text}")
+        self.code = code
+        self.text = text
+
+
+class Mail(Protocol):
+    """Where the server hands mail it sends (delivery to its own users, or the outbound list)."""
+
+    def submit(self, sender: str, recipients: list[str], raw: bytes) -> None: ...
+
+
+@dataclass
+class Call:
+    store: Store
+    mailbox: Mailbox
+    body: etree._Element
+    mail: Mail
+    # What the handler wants logged beside the operation (folder, sync state given, ...).
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def find(self, path: str) -> etree._Element | None:
+        return self.body.find(path, namespaces={"m": M, "t": T})
+
+    def findall(self, path: str) -> list[etree._Element]:
+        return self.body.findall(path, namespaces={"m": M, "t": T})
+
+
+def resolve_folder(call: Call, element: etree._Element) -> Folder:
+    name = etree.QName(element).localname
+    if name == "DistinguishedFolderId":
+        found = call.mailbox.by_distinguished(element.get("Id", ""))
+        if found is None:
+            raise EwsError("ErrorFolderNotFound", "The distinguished folder does not exist in this mailbox.")
+        return found
+    folder = call.mailbox.folders.get(element.get("Id", ""))
+    if folder is None:
+        raise EwsError("ErrorItemNotFound", NOT_FOUND)
+    return folder
+
+
+def resolve_item(call: Call, element: etree._Element) -> tuple[Folder, Item]:
+    found = call.mailbox.find_item(element.get("Id", ""))
+    if found is None:
+        raise EwsError("ErrorItemNotFound", NOT_FOUND)
+    return found
+
+
+def _per_id(
+    operation: str, ids: list[etree._Element], answer: Callable[[etree._Element, etree._Element], None]
+) -> list[etree._Element]:
+    """One response message per id, each a success or its own error, as Exchange answers batches."""
+    messages = []
+    for element in ids:
+        message = response_message(operation)
+        try:
+            answer(element, message)
+        except EwsError as error:
+            message = response_message(operation, error.code, error.text)
+        messages.append(message)
+    return messages
+
+
+def convert_id(call: Call) -> list[etree._Element]:
+    # exchangelib sends a ConvertId of "DUMMY" to learn the server's version from the header.
+    ids = call.findall("m:SourceIds/*")
+    return [
+        response_message("ConvertId", "ErrorInvalidIdMalformed", "Id is malformed.")
+        for _ in ids or [call.body]
+    ]
+
+
+def get_folder(call: Call) -> list[etree._Element]:
+    fields = properties.requested(
+        call.find("m:FolderShape"), properties.DEFAULT_FOLDER, properties.ALL_FOLDER
+    )
+
+    def answer(element: etree._Element, message: etree._Element) -> None:
+        folder = resolve_folder(call, element)
+        sub(sub(message, m("Folders")), properties.folder(folder, call.mailbox, fields))
+
+    return _per_id("GetFolder", call.findall("m:FolderIds/*"), answer)
+
+
+def find_folder(call: Call) -> list[etree._Element]:
+    fields = properties.requested(
+        call.find("m:FolderShape"), properties.DEFAULT_FOLDER, properties.ALL_FOLDER
+    )
+    deep = call.body.get("Traversal") == "Deep"
+    view = call.find("m:IndexedPageFolderView")
+
+    def answer(element: etree._Element, message: etree._Element) -> None:
+        parent = resolve_folder(call, element)
+        found = _descendants(call.mailbox, parent) if deep else call.mailbox.children(parent.id)
+        page, offset, last = _page(found, view)
+        call.notes["offset"] = str(offset)
+        root = sub(message, m("RootFolder", IndexedPagingOffset=str(offset + len(page))))
+        root.set("TotalItemsInView", str(len(found)))
+        root.set("IncludesLastItemInRange", "true" if last else "false")
+        folders = sub(root, t("Folders"))
+        for folder in page:
+            folders.append(properties.folder(folder, call.mailbox, fields))
+
+    return _per_id("FindFolder", call.findall("m:ParentFolderIds/*"), answer)
+
+
+def _descendants(mailbox: Mailbox, parent: Folder) -> list[Folder]:
+    found = []
+    for child in mailbox.children(parent.id):
+        found.append(child)
+        found.extend(_descendants(mailbox, child))
+    return found
+
+
+def _page(found: list[X], view: etree._Element | None) -> tuple[list[X], int, bool]:
+    if view is None:
+        return found, 0, True
+    offset = int(view.get("Offset", "0"))
+    limit = int(view.get("MaxEntriesReturned", str(len(found))))
+    if view.get("BasePoint") == "End":
+        offset = max(0, len(found) - offset - limit)
+    page = found[offset : offset + limit]
+    return page, offset, offset + len(page) >= len(found)
+
+
+def get_item(call: Call) -> list[etree._Element]:
+    fields = properties.requested(call.find("m:ItemShape"), properties.DEFAULT_ITEM, properties.ALL_ITEM)
+
+    def answer(element: etree._Element, message: etree._Element) -> None:
+        _, item = resolve_item(call, element)
+        sub(sub(message, m("Items")), properties.message(item, call.mailbox, fields))
+
+    return _per_id("GetItem", call.findall("m:ItemIds/*"), answer)
+
+
+def delete_item(call: Call) -> list[etree._Element]:
+    to_trash = call.body.get("DeleteType") == "MoveToDeletedItems"
+
+    def answer(element: etree._Element, message: etree._Element) -> None:
+        folder, item = resolve_item(call, element)
+        trash = call.mailbox.by_distinguished("deleteditems")
+        if to_trash and trash is not None and folder is not trash:
+            call.store.move_item(call.mailbox, item, trash)
+        else:
+            call.store.remove_item(folder, item)
+
+    return _per_id("DeleteItem", call.findall("m:ItemIds/*"), answer)
+
+
+def move_item(call: Call) -> list[etree._Element]:
+    target_element = call.find("m:ToFolderId/*")
+    assert target_element is not None  # required by the schema, which checked the request
+
+    def answer(element: etree._Element, message: etree._Element) -> None:
+        target = resolve_folder(call, target_element)
+        _, item = resolve_item(call, element)
+        moved = call.store.move_item(call.mailbox, item, target)
+        sub(sub(message, m("Items")), t("Message")).append(properties.item_id(moved))
+
+    return _per_id("MoveItem", call.findall("m:ItemIds/*"), answer)
+
+
+def find_item(call: Call) -> list[etree._Element]:
+    fields = properties.requested(call.find("m:ItemShape"), properties.DEFAULT_ITEM, properties.ALL_ITEM)
+    view = call.find("m:IndexedPageItemView")
+
+    def answer(element: etree._Element, message: etree._Element) -> None:
+        matches = _restriction(call.find("m:Restriction/*"))
+        folder = resolve_folder(call, element)
+        found = sorted(
+            (i for i in folder.items.values() if matches(i)), key=lambda i: i.received, reverse=True
+        )
+        page, offset, last = _page(found, view)
+        root = sub(message, m("RootFolder", IndexedPagingOffset=str(offset + len(page))))
+        root.set("TotalItemsInView", str(len(found)))
+        root.set("IncludesLastItemInRange", "true" if last else "false")
+        items = sub(root, t("Items"))
+        for item in page:
+            items.append(properties.message(item, call.mailbox, fields))
+
+    return _per_id("FindItem", call.findall("m:ParentFolderIds/*"), answer)
+
+
+# FieldURIs a restriction can compare, and the header each one reads.
+RESTRICTABLE = {"message:InternetMessageId": "Message-ID", "item:Subject": "Subject"}
+
+
+def _restriction(element: etree._Element | None) -> Callable[[Item], bool]:
+    if element is None:
+        return lambda _: True
+    name = etree.QName(element).localname
+    if name in {"And", "Or"}:
+        parts = [_restriction(child) for child in element]
+        combine = all if name == "And" else any
+        return lambda item: combine(part(item) for part in parts)
+    if name == "Not":
+        inner = _restriction(element[0])
+        return lambda item: not inner(item)
+    uri = element.find(f"{{{T}}}FieldURI")
+    constant = element.find(f"{{{T}}}FieldURIOrConstant/{{{T}}}Constant")
+    header = RESTRICTABLE.get(uri.get("FieldURI", "") if uri is not None else "")
+    if name != "IsEqualTo" or header is None or constant is None:
+        # Exchange has many more; this server has only what the connector uses, and says so.
+        raise EwsError(
+            "ErrorUnsupportedQueryFilter", f"The EWS test server does not implement this restriction: {name}."
+        )
+    value = constant.get("Value", "")
+    return lambda item: item.header(header) == value
+
+
+def sync_folder_items(call: Call) -> list[etree._Element]:
+    fields = properties.requested(call.find("m:ItemShape"), properties.DEFAULT_ITEM, properties.ALL_ITEM)
+    message = response_message("SyncFolderItems")
+    try:
+        folder_element = call.find("m:SyncFolderId/*")
+        assert folder_element is not None  # required by the schema
+        folder = resolve_folder(call, folder_element)
+        since = _read_state(call, folder, call.find("m:SyncState"))
+        limit = int(call.body.findtext(f"{{{M}}}MaxChangesReturned") or "512")
+    except EwsError as error:
+        # Exchange's error answer still carries an (empty) SyncState; exchangelib reads it first.
+        failed = response_message("SyncFolderItems", error.code, error.text)
+        sub(failed, m("SyncState"))
+        sub(failed, m("IncludesLastItemInRange", "true"))
+        return [failed]
+    with call.store.lock:
+        changes = _changes(folder, since)
+        page = changes[:limit]
+        last = len(page) == len(changes)
+        until = call.store.next_seq() if last else page[-1][0]
+        sub(message, m("SyncState", _write_state(call.store, folder, until)))
+        sub(message, m("IncludesLastItemInRange", "true" if last else "false"))
+        container = sub(message, m("Changes"))
+        for _, kind, item_id, item in page:
+            change = sub(container, t(kind))
+            if item is None:
+                sub(change, t("ItemId", Id=item_id))
+            else:
+                change.append(properties.message(item, call.mailbox, fields))
+    call.notes["changes"] = str(len(page))
+    return [message]
+
+
+def _changes(folder: Folder, since: int) -> list[tuple[int, str, str, Item | None]]:
+    """What changed after ``since``, by sequence: new items (Create), items changed (Update),
+    items gone that the client had seen (Delete)."""
+    found: list[tuple[int, str, str, Item | None]] = []
+    for item in folder.items.values():
+        if item.created_seq > since:
+            found.append((item.modified_seq, "Create", item.id, item))
+        elif item.modified_seq > since:
+            found.append((item.modified_seq, "Update", item.id, item))
+    for item_id, (created, deleted) in folder.tombstones.items():
+        if created <= since < deleted:
+            found.append((deleted, "Delete", item_id, None))
+    return sorted(found, key=lambda change: change[0])
+
+
+# Sync states are opaque to clients; here, base64 of the folder, a position, and the store's epoch.
+INVALID_STATE = "Synchronization state data is corrupt or otherwise invalid."
+
+
+def _write_state(store: Store, folder: Folder, seq: int) -> str:
+    return base64.b64encode(json.dumps({"f": folder.id, "s": seq, "e": store.epoch}).encode()).decode()
+
+
+def _read_state(call: Call, folder: Folder, element: etree._Element | None) -> int:
+    if element is None or not (element.text or "").strip():
+        call.notes["sync_state"] = "none"
+        return 0
+    call.notes["sync_state"] = "given"
+    try:
+        state = json.loads(base64.b64decode(element.text or "", validate=True))
+        valid = state["f"] == folder.id and state["e"] == call.store.epoch
+        seq = int(state["s"])
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        valid = False
+    if not valid:
+        raise EwsError("ErrorInvalidSyncStateData", INVALID_STATE)
+    return seq
+
+
+def create_item(call: Call) -> list[etree._Element]:
+    disposition = call.body.get("MessageDisposition", "SaveOnly")
+    saved_element = call.find("m:SavedItemFolderId/*")
+    messages = []
+    for element in call.findall("m:Items/t:Message"):
+        message = response_message("CreateItem")
+        items = sub(message, m("Items"))
+        try:
+            raw = _mime_of(element)
+            if disposition in {"SendOnly", "SendAndSaveCopy"}:
+                _send(call, element, raw)
+            if disposition != "SendOnly":
+                folder = (
+                    resolve_folder(call, saved_element)
+                    if saved_element is not None
+                    else call.mailbox.by_distinguished("sentitems" if disposition != "SaveOnly" else "drafts")
+                )
+                assert folder is not None
+                saved = call.store.add_item(folder, raw, is_read=True)
+                if disposition == "SaveOnly":
+                    sub(items, t("Message")).append(properties.item_id(saved))
+        except EwsError as error:
+            message = response_message("CreateItem", error.code, error.text)
+        messages.append(message)
+    return messages
+
+
+def _mime_of(element: etree._Element) -> bytes:
+    mime = element.find(f"{{{T}}}MimeContent")
+    if mime is None or not mime.text:
+        # Items built from properties (Subject, Body, ...) are Exchange's too, but not this server's.
+        raise EwsError("ErrorInvalidRequest", "The EWS test server only creates messages from MimeContent.")
+    return base64.b64decode(mime.text)
+
+
+def _send(call: Call, element: etree._Element, raw: bytes) -> None:
+    recipients = [
+        address.text or ""
+        for kind in ("ToRecipients", "CcRecipients", "BccRecipients")
+        for address in element.iterfind(f"{{{T}}}{kind}/{{{T}}}Mailbox/{{{T}}}EmailAddress")
+    ]
+    if not recipients:
+        headers = [header_of(raw, name) for name in ("To", "Cc", "Bcc")]
+        recipients = [smtp for _, smtp in email.utils.getaddresses([h for h in headers if h]) if smtp]
+    if not recipients:
+        raise EwsError("ErrorInvalidRecipients", "At least one recipient isn't valid.")
+    call.mail.submit(call.mailbox.address, recipients, raw)
+
+
+def deliver(store: Store, mailbox: Mailbox, raw: bytes, folder: Folder | None = None) -> Item:
+    """Delivery into a mailbox: Exchange's transport puts a Received trace header on top."""
+    target = folder or mailbox.by_distinguished("inbox")
+    assert target is not None
+    return store.add_item(target, received_header(mailbox.address) + _without_bcc(raw))
+
+
+def _without_bcc(raw: bytes) -> bytes:
+    head, separator, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    kept: list[bytes] = []
+    skipping = False
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = line.lower().startswith(b"bcc:")
+        if not skipping:
+            kept.append(line)
+    return b"\r\n".join(kept) + separator + body
+
+
+OPERATIONS: dict[str, Callable[[Call], list[etree._Element]]] = {
+    "ConvertId": convert_id,
+    "GetFolder": get_folder,
+    "FindFolder": find_folder,
+    "GetItem": get_item,
+    "FindItem": find_item,
+    "SyncFolderItems": sync_folder_items,
+    "CreateItem": create_item,
+    "DeleteItem": delete_item,
+    "MoveItem": move_item,
+}

@@ -1,0 +1,185 @@
+"""The mailboxes the EWS test server holds: folders, items, and the change journal sync states read."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import itertools
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+
+# Folders every mailbox has, by distinguished id, with their display names and parent.
+DEFAULT_FOLDERS = (
+    ("root", "", None),
+    ("msgfolderroot", "Top of Information Store", "root"),
+    ("inbox", "Inbox", "msgfolderroot"),
+    ("sentitems", "Sent Items", "msgfolderroot"),
+    ("deleteditems", "Deleted Items", "msgfolderroot"),
+    ("drafts", "Drafts", "msgfolderroot"),
+    ("outbox", "Outbox", "msgfolderroot"),
+    ("junkemail", "Junk Email", "msgfolderroot"),
+)
+
+
+def new_id() -> str:
+    # EWS ids are opaque base64 strings, much longer than this; clients must not parse them.
+    return base64.b64encode(b"\x00\x00" + secrets.token_bytes(30)).decode()
+
+
+def change_key() -> str:
+    return base64.b64encode(b"\x09\x00\x00\x00" + secrets.token_bytes(12)).decode()
+
+
+@dataclass
+class Item:
+    id: str
+    folder_id: str
+    mime: bytes
+    received: datetime
+    change_key: str = field(default_factory=change_key)
+    is_read: bool = False
+    created_seq: int = 0
+    modified_seq: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.mime)
+
+    def header(self, name: str) -> str:
+        return header_of(self.mime, name)
+
+
+def header_of(raw: bytes, name: str) -> str:
+    """A header's value, decoded and unfolded ("" when absent)."""
+    head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    parsed = message_from_bytes(head + b"\n\n", policy=policy.default)
+    return str(parsed.get(name, "") or "")
+
+
+@dataclass
+class Folder:
+    id: str
+    name: str
+    parent_id: str | None
+    distinguished: str | None = None
+    change_key: str = field(default_factory=change_key)
+    items: dict[str, Item] = field(default_factory=dict)
+    # item id -> (created_seq, deleted_seq) of items gone from this folder: SyncFolderItems' Delete changes.
+    tombstones: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Mailbox:
+    address: str
+    folders: dict[str, Folder] = field(default_factory=dict)
+    # Mailboxes this account may impersonate (ApplicationImpersonation); None: every mailbox.
+    impersonates: set[str] | None = field(default_factory=set)
+
+    def by_distinguished(self, name: str) -> Folder | None:
+        return next((f for f in self.folders.values() if f.distinguished == name), None)
+
+    def children(self, folder_id: str) -> list[Folder]:
+        return [f for f in self.folders.values() if f.parent_id == folder_id]
+
+    def folder_at(self, path: str) -> Folder:
+        """``Inbox`` or ``Inbox/Projects`` (``INBOX/...`` too): a folder by display names under the inbox."""
+        first, *rest = path.split("/")
+        if first.lower() != "inbox":
+            raise KeyError(f"{path!r}: paths start at the Inbox")
+        folder = self.by_distinguished("inbox")
+        assert folder is not None
+        for name in rest:
+            folder = next((f for f in self.children(folder.id) if f.name == name), None)
+            if folder is None:
+                raise KeyError(f"no folder {path!r} in {self.address}")
+        return folder
+
+    def find_item(self, item_id: str) -> tuple[Folder, Item] | None:
+        for folder in self.folders.values():
+            if item_id in folder.items:
+                return folder, folder.items[item_id]
+        return None
+
+
+class Store:
+    """Every mailbox, behind one lock (the server is threaded); ``seq`` orders every change."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.mailboxes: dict[str, Mailbox] = {}
+        self._seq = itertools.count(1)
+        # Sync states carry this; invalidate_sync_states() moves it on, so older states are refused.
+        self.epoch = secrets.token_hex(4)
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    def add_mailbox(self, address: str) -> Mailbox:
+        with self.lock:
+            mailbox = Mailbox(address=address.lower())
+            ids: dict[str, str] = {}
+            for distinguished, name, parent in DEFAULT_FOLDERS:
+                folder = Folder(new_id(), name, ids.get(parent or ""), distinguished)
+                ids[distinguished] = folder.id
+                mailbox.folders[folder.id] = folder
+            self.mailboxes[mailbox.address] = mailbox
+            return mailbox
+
+    def mailbox(self, address: str) -> Mailbox | None:
+        return self.mailboxes.get(address.lower())
+
+    def create_folder(self, mailbox: Mailbox, parent: Folder, name: str) -> Folder:
+        with self.lock:
+            folder = Folder(new_id(), name, parent.id)
+            mailbox.folders[folder.id] = folder
+            parent.change_key = change_key()
+            return folder
+
+    def delete_folder(self, mailbox: Mailbox, folder: Folder) -> None:
+        with self.lock:
+            for child in mailbox.children(folder.id):
+                self.delete_folder(mailbox, child)
+            del mailbox.folders[folder.id]
+
+    def add_item(self, folder: Folder, mime: bytes, *, is_read: bool = False) -> Item:
+        with self.lock:
+            seq = self.next_seq()
+            item = Item(new_id(), folder.id, mime, datetime.now(UTC).replace(microsecond=0), is_read=is_read)
+            item.created_seq = item.modified_seq = seq
+            folder.items[item.id] = item
+            return item
+
+    def remove_item(self, folder: Folder, item: Item) -> None:
+        with self.lock:
+            del folder.items[item.id]
+            folder.tombstones[item.id] = (item.created_seq, self.next_seq())
+
+    def move_item(self, mailbox: Mailbox, item: Item, target: Folder) -> Item:
+        """A move is a delete in the source folder and a new item (new id) in the target, as in Exchange."""
+        with self.lock:
+            source = mailbox.folders[item.folder_id]
+            self.remove_item(source, item)
+            moved = self.add_item(target, item.mime, is_read=item.is_read)
+            moved.received = item.received
+            return moved
+
+    def touch(self, item: Item) -> None:
+        with self.lock:
+            item.change_key = change_key()
+            item.modified_seq = self.next_seq()
+
+    def invalidate_sync_states(self) -> None:
+        with self.lock:
+            self.epoch = secrets.token_hex(4)
+
+
+def received_header(recipient: str, when: datetime | None = None) -> bytes:
+    """The trace header Exchange's transport adds on delivery (RFC 5321 §4.4)."""
+    stamp = email.utils.format_datetime(when or datetime.now(UTC))
+    return (
+        f"Received: from ews.test (127.0.0.1) by ews.test (Exchange test server)\r\n"
+        f" for <{recipient}>; {stamp}\r\n"
+    ).encode()
