@@ -11,8 +11,9 @@ lives with it:
 - ``BaseProtocol.HTTP_ADAPTER_CLS`` is one class for the whole process.
   :class:`CaBundleAdapter` takes the CA bundle from a context variable that the
   connector sets around each of its exchangelib calls (:func:`trusting`): one
-  adapter class serves profiles with different CA files, Autodiscover and the
-  token endpoint included. A request made outside such a call (another thread,
+  adapter class serves profiles with different CA files, Autodiscover included
+  (Entra ID tokens come from msal, sync.connectors.graph_auth, verified on its
+  own client). A request made outside such a call (another thread,
   another library using exchangelib) sees no CA file and is verified against the
   system's CAs: it can fail, it can never go unverified.
 - Retries are the scheduler's: ``FailFast``, never exchangelib's waiting loops.
@@ -23,13 +24,11 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-import msal
 import requests.adapters
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from exchangelib import (
     BASIC,
     DELEGATE,
@@ -51,6 +50,7 @@ from exchangelib.protocol import Protocol
 from exchangelib.version import VERSIONS
 from oauthlib.oauth2 import OAuth2Token
 
+from sync.connectors import graph_auth
 from sync.connectors.base import ServerSettings
 from sync.errors import PermanentError
 
@@ -191,45 +191,14 @@ def _credentials(settings: ServerSettings) -> BaseCredentials:
 
 
 def _oauth_credentials(settings: ServerSettings) -> BaseCredentials:
-    """An app-only token from Entra ID (hybrid modern authentication), fetched with msal.
+    """An app-only token from Entra ID (hybrid modern authentication), from the same msal
+    application and token cache as Microsoft Graph's (sync.connectors.graph_auth).
 
-    Its audience is the Exchange server's own URL, as hybrid modern authentication
-    registers it on the Office 365 Exchange Online application."""
-    app = settings.oauth
-    if app is None:
-        raise PermanentError(
-            f"The email server profile for {mailbox_of(settings)} uses OAuth but names no app registration. "
-            "Enter the Entra ID tenant, client ID and secret or certificate, or choose another "
-            "authentication.",
-            code="configuration_invalid",
-        )
-    client = msal.ConfidentialClientApplication(
-        app.client_id,
-        authority=f"{app.authority.rstrip('/')}/{app.tenant_id}",
-        client_credential=app.client_secret or _certificate_credential(app.certificate_pem),
-        # msal has its own HTTP session: it is told the CA bundle itself.
-        verify=settings.ca_file or True,
-        timeout=settings.timeout,
-    )
+    Its audience is the Exchange server's own URL, which hybrid modern authentication
+    registers on the Office 365 Exchange Online application."""
     url = urlsplit(settings.url)
-    result = client.acquire_token_for_client(scopes=[f"{url.scheme}://{url.netloc}/.default"])
-    if "access_token" not in result:
-        raise PermanentError(
-            f"Microsoft Entra ID refused a token to the app {app.client_id} for {settings.url} "
-            f"({result.get('error')}: {result.get('error_description', '').splitlines()[0:1]}). Check the "
-            "tenant, client ID and secret or certificate, and that the app has the full_access_as_app "
-            "permission of Office 365 Exchange Online with admin consent.",
-            code="authentication_failed",
-        )
-    token = OAuth2Token({"access_token": result["access_token"], "token_type": "Bearer"})
-    return OAuth2AuthorizationCodeCredentials(access_token=token)
-
-
-def _certificate_credential(pem: str) -> dict[str, str]:
-    """msal's certificate credential: the private key, and the thumbprint Entra ID knows it by."""
-    certificate = x509.load_pem_x509_certificate(pem.encode())
-    return {
-        "private_key": pem,
-        "thumbprint": certificate.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - Entra ID's thumbprint is SHA-1
-        "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
-    }
+    token = graph_auth.access_token(replace(settings, url=f"{url.scheme}://{url.netloc}"))
+    # No expiry given: a run is shorter than the five minutes of life msal leaves a cached token.
+    return OAuth2AuthorizationCodeCredentials(
+        access_token=OAuth2Token({"access_token": token, "token_type": "Bearer"})
+    )

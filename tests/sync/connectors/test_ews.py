@@ -15,7 +15,7 @@ import pytest
 from exchangelib.protocol import Protocol
 
 from sync.connectors import ews, registry
-from sync.connectors.base import INBOX, ServerSettings
+from sync.connectors.base import INBOX, OAuthApp, ServerSettings
 from sync.connectors.ews import EwsConnection, EwsProbe
 from sync.connectors.interfaces import Change
 from sync.errors import MessageError, PermanentError, ThrottledError, TransientError
@@ -165,6 +165,25 @@ def test_a_mailbox_that_does_not_exist_is_a_permanent_error(ews_server):
         pass
     assert raised.value.code == "mailbox_not_found"
     assert "gone@contoso.test" in raised.value.message
+
+
+def test_autodiscover_that_finds_nothing_says_what_to_publish(mine):
+    # .test names never resolve (RFC 2606): every Autodiscover step fails at once.
+    lost = replace(mine, url="", autodiscover=True, mailbox="a@nowhere.test", username="a@nowhere.test")
+    with pytest.raises(PermanentError) as raised:
+        ews.discovered_url(lost)
+    assert raised.value.code == "autodiscover_failed"
+    assert "autodiscover.nowhere.test" in raised.value.message
+
+
+def test_no_url_and_no_autodiscover_is_a_configuration_error(mine):
+    with pytest.raises(PermanentError) as raised, EwsConnection(replace(mine, url="")):
+        pass
+    assert raised.value.code == "configuration_invalid"
+
+
+def test_discovered_url_is_the_url_the_session_used(mine):
+    assert ews.discovered_url(mine) == mine.url
 
 
 # -- network and TLS --------------------------------------------------------------------------
@@ -419,3 +438,37 @@ def test_the_registry_serves_exchange_server_with_this_connector():
     assert kind.incoming is EwsConnection
     assert kind.outgoing is EwsConnection
     assert kind.has_folders
+
+
+# -- hybrid modern authentication -------------------------------------------------------------
+
+
+def oauth_settings(
+    ews_server: EwsServer, mine: ServerSettings, client_id: str, secret: str
+) -> ServerSettings:
+    app = OAuthApp(
+        tenant_id=ews_server.tenant.tenant_id,
+        client_id=client_id,
+        client_secret=secret,
+        authority=ews_server.oauth_authority,
+    )
+    return replace(mine, auth="oauth", username="", password="", oauth=app)
+
+
+def test_an_entra_id_app_reads_the_mailbox_it_acts_for(ews_server, user, mine, requests_made):
+    app = ews_server.add_oauth_app([user])
+    ews_server.deliver(user, mail("For the app"))
+    changes = read(oauth_settings(ews_server, mine, app.client_id, app.secret))
+    assert [subject_of(c.raw) for c in changes] == ["For the app"]
+    assert {(r.auth, r.user) for r in requests_made} == {("oauth", f"app:{app.client_id}")}
+
+
+def test_an_entra_id_app_with_a_wrong_secret_is_an_authentication_failure(ews_server, mine):
+    app = ews_server.add_oauth_app()
+    with (
+        pytest.raises(PermanentError) as raised,
+        EwsConnection(oauth_settings(ews_server, mine, app.client_id, "not-the-secret")),
+    ):
+        pass
+    assert raised.value.code == "authentication_failed"
+    assert app.client_id in raised.value.message
