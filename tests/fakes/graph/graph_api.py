@@ -19,7 +19,6 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -250,7 +249,7 @@ def _folder_page(call: Call, parent: Folder, path: str) -> Reply:
 
 def create_child_folder(call: Call) -> Reply:
     parent = folder_of(call, call.rest[1])
-    body = call.server.checked_body(call.request, lambda d: metadata.validate("mailFolder", d))
+    body = call.server.checked_body(call.request, lambda d: metadata.validate("mailFolder", d, request=True))
     name = str(body.get("displayName") or "")
     if not name:
         raise GraphError(400, "ErrorInvalidParameter", "The value of the parameter 'DisplayName' is empty.")
@@ -316,7 +315,7 @@ def list_messages(call: Call) -> Reply:
         messages = sorted(box.messages.values(), key=lambda m: m.seq)
     wanted = _filter(call)
     if wanted is not None:
-        messages = [m for m in messages if mime.parse(m.raw).get("Message-ID", "").strip() == wanted]
+        messages = [m for m in messages if str(mime.headers(m.raw).get("Message-ID", "")).strip() == wanted]
     messages.sort(key=lambda m: (m.received, m.seq), reverse=_descending(call))
     chosen, expand = selected(call, "message"), expanded(call)
     count, start = top(call), skip(call)
@@ -357,7 +356,7 @@ def create_message(call: Call) -> Reply:
     if _is_mime(call.request):
         raw = decode_mime(call)
     else:
-        body = call.server.checked_body(call.request, lambda d: metadata.validate("message", d))
+        body = call.server.checked_body(call.request, lambda d: metadata.validate("message", d, request=True))
         raw = mime.as_bytes(mime.from_json(body, call.mailbox.address))
     message = call.mailbox.add(folder.id, raw, is_draft=True, is_read=True)
     document = {
@@ -493,13 +492,7 @@ def send_mail(call: Call) -> Reply:
 
 def check_recipients(raw: bytes) -> list[str]:
     """Every recipient, or Graph's refusal of the whole message (Exchange resolves all before submitting)."""
-    parsed = mime.parse(raw)
-    addresses = [
-        a
-        for _, a in getaddresses(
-            parsed.get_all("To", []) + parsed.get_all("Cc", []) + parsed.get_all("Bcc", [])
-        )
-    ]
+    addresses = mime.all_recipients(raw)
     if not addresses:
         raise GraphError(
             400,
@@ -520,7 +513,7 @@ def check_recipients(raw: bytes) -> list[str]:
 
 def _with_message_id(raw: bytes) -> bytes:
     """Exchange keeps the Message-ID a client set, and makes one up where there is none."""
-    if mime.parse(raw).get("Message-ID"):
+    if mime.headers(raw).get("Message-ID"):
         return raw
     return f"Message-ID: <{secrets.token_hex(16)}@contoso.onmicrosoft.com>\r\n".encode() + raw
 

@@ -141,9 +141,14 @@ def full_name(type_name: str) -> str:
     return _full(name, {"graph": GRAPH})
 
 
-def validate(type_name: str, body: object) -> list[str]:
-    """Violations of ``body`` (a JSON value) as an instance of the entity or complex type."""
-    return _Checker(schema()).structured(full_name(type_name), body, "")
+def validate(type_name: str, body: object, *, request: bool = False) -> list[str]:
+    """Violations of ``body`` (a JSON value) as an instance of the entity or complex type.
+
+    ``request``: a body sent to Graph, whose enum members Graph reads without regard to
+    case (Microsoft's own examples send ``"contentType": "Text"``); Graph's answers
+    always spell them as declared.
+    """
+    return _Checker(schema(), request=request).structured(full_name(type_name), body, "")
 
 
 def validate_collection(type_name: str, body: object) -> list[str]:
@@ -178,7 +183,7 @@ def validate_action(action: str, binding_type: str, body: object) -> list[str]:
     if not isinstance(body, dict):
         return [f"{action}: expected a JSON object of parameters"]
     by_name = {name.lower(): (name, declared) for name, declared in parameters.items()}
-    checker = _Checker(schema())
+    checker = _Checker(schema(), request=True)
     violations = []
     for key, value in body.items():
         if key.lower() not in by_name:
@@ -213,8 +218,9 @@ def _annotation(key: str) -> bool:
 
 
 class _Checker:
-    def __init__(self, parsed: Schema) -> None:
+    def __init__(self, parsed: Schema, *, request: bool = False) -> None:
         self.schema = parsed
+        self.request = request
 
     def structured(self, type_name: str, body: object, path: str) -> list[str]:
         where = path or type_name.rpartition(".")[2]
@@ -257,17 +263,22 @@ class _Checker:
             )
         enum = self.schema.enums.get(type_name)
         if enum is not None:
-            return _enum_violations(enum, type_name, value, path)
+            return _enum_violations(enum, type_name, value, path, ignore_case=self.request)
         if type_name in self.schema.types:
             return self.structured(type_name, value, path)
         return [f"{path}: unknown type {type_name}"]
 
 
-def _enum_violations(enum: Enum, type_name: str, value: object, path: str) -> list[str]:
+def _enum_violations(enum: Enum, type_name: str, value: object, path: str, *, ignore_case: bool) -> list[str]:
     if not isinstance(value, str):
         return [f"{path}: expected a member of {type_name}, got {value!r}"]
     members = [m.strip() for m in value.split(",")] if enum.flags else [value]
-    return [f"{path}: {m!r} is not a member of {type_name}" for m in members if m not in enum.members]
+    known = {m.lower() for m in enum.members} if ignore_case else enum.members
+    return [
+        f"{path}: {m!r} is not a member of {type_name}"
+        for m in members
+        if (m.lower() if ignore_case else m) not in known
+    ]
 
 
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})")

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from datetime import UTC, datetime
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.utils import format_datetime, getaddresses, make_msgid, parsedate_to_datetime
+from email.utils import format_datetime, getaddresses, make_msgid, parseaddr, parsedate_to_datetime
 from typing import Any
 
-from tests.fakes.graph.mailboxes import Mailbox, Message
+from tests.fakes.graph.mailboxes import Mailbox
+from tests.fakes.graph.mailboxes import Message as StoredMessage
 
 # PidTagMessageSize: the size Exchange reports for an item ("Integer 0x0E08" when asked
 # for as a single-value extended property; Graph answers with the id as "Integer 0xe08").
@@ -27,6 +29,12 @@ def parse(raw: bytes) -> EmailMessage:
     return message
 
 
+def headers(raw: bytes) -> Message:
+    """The header fields as plain strings: the default policy's parser raises on some
+    malformed addresses ("nobody@") that Exchange reads and refuses politely."""
+    return BytesParser(policy=policy.compat32).parsebytes(raw, headersonly=True)
+
+
 def recipients(value: str | None) -> list[dict[str, Any]]:
     return [
         {"emailAddress": {"name": name or address, "address": address}}
@@ -35,21 +43,29 @@ def recipients(value: str | None) -> list[dict[str, Any]]:
     ]
 
 
-def all_recipients(parsed: EmailMessage) -> list[str]:
+def all_recipients(raw: bytes) -> list[str]:
+    """Every address in To, Cc and Bcc; one that does not parse comes as written (to be refused)."""
+    fields = headers(raw)
     found = []
-    for header in ("To", "Cc", "Bcc"):
-        found += [address for _, address in getaddresses(parsed.get_all(header, [])) if address]
+    for value in fields.get_all("To", []) + fields.get_all("Cc", []) + fields.get_all("Bcc", []):
+        for token in _ADDRESS_LIST.findall(str(value)):
+            if token.strip():
+                found.append(parseaddr(token)[1] or token.strip())
     return found
+
+
+# One address of a list: commas inside quotes or angle brackets do not end it.
+_ADDRESS_LIST = re.compile(r'(?:"[^"]*"|<[^>]*>|[^,"<])+')
 
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def message_json(mailbox: Mailbox, message: Message, base_url: str) -> dict[str, Any]:
+def message_json(mailbox: Mailbox, message: StoredMessage, base_url: str) -> dict[str, Any]:
     """Every property Graph can answer for this message (``select`` trims it)."""
-    parsed = parse(message.raw)
-    body = parsed.get_body(preferencelist=("html", "plain"))
+    parsed = headers(message.raw)
+    body = parse(message.raw).get_body(preferencelist=("html", "plain"))
     content = body.get_content() if body is not None else ""
     html = body is not None and body.get_content_subtype() == "html"
     sender = recipients(parsed.get("Sender") or parsed.get("From"))
@@ -63,7 +79,7 @@ def message_json(mailbox: Mailbox, message: Message, base_url: str) -> dict[str,
         "categories": [],
         "receivedDateTime": iso(message.received),
         "sentDateTime": iso(sent),
-        "hasAttachments": any(True for _ in parsed.iter_attachments()) if parsed.is_multipart() else False,
+        "hasAttachments": _has_attachments(message.raw),
         "internetMessageId": str(parsed.get("Message-ID", "")).strip(),
         "subject": str(parsed.get("Subject", "")),
         "bodyPreview": " ".join(content.split())[:255] if not html else "",
@@ -97,7 +113,7 @@ def select(full: dict[str, Any], selected: list[str] | None) -> dict[str, Any]:
     return {k: v for k, v in full.items() if k in keep}
 
 
-def extended_properties(message: Message, wanted: list[str]) -> list[dict[str, str]]:
+def extended_properties(message: StoredMessage, wanted: list[str]) -> list[dict[str, str]]:
     """The single-value extended properties asked for that Exchange holds (the size, here)."""
     return [
         {"id": "Integer 0xe08", "value": str(len(message.raw))} for w in wanted if _normal(w) == MESSAGE_SIZE
@@ -112,14 +128,19 @@ def _normal(property_id: str) -> str:
         return property_id.lower()
 
 
-def _sent(parsed: EmailMessage, message: Message) -> datetime:
+def _has_attachments(raw: bytes) -> bool:
+    parsed = parse(raw)
+    return parsed.is_multipart() and any(True for _ in parsed.iter_attachments())
+
+
+def _sent(parsed: Message, message: StoredMessage) -> datetime:
     try:
         return parsedate_to_datetime(str(parsed["Date"]))
     except (TypeError, ValueError):
         return message.received
 
 
-def _importance(parsed: EmailMessage) -> str:
+def _importance(parsed: Message) -> str:
     value = str(parsed.get("Importance", parsed.get("X-Priority", ""))).lower()
     if value.startswith(("high", "1", "2")):
         return "high"
@@ -128,7 +149,7 @@ def _importance(parsed: EmailMessage) -> str:
     return "normal"
 
 
-def _conversation_id(parsed: EmailMessage) -> str:
+def _conversation_id(parsed: Message) -> str:
     topic = str(parsed.get("Thread-Topic", parsed.get("Subject", "")))
     return "AAQk" + base64.b64encode(hashlib.sha256(topic.encode()).digest()).decode().replace("/", "-")
 

@@ -15,6 +15,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class GraphServer:
         self.peak_concurrency: Counter[str] = Counter()
         self._active: Counter[str] = Counter()
         self._throttled: list[tuple[int, int]] = []  # (status, retry_after) for the next requests
+        # Seconds each admitted Graph request takes (to make concurrent requests overlap).
+        self.latency = 0.0
         self._thread = threading.Thread(
             target=self._http.serve_forever, name="graph-test-server", daemon=True
         )
@@ -286,6 +289,8 @@ class GraphServer:
                     "Application is over its MailboxConcurrency limit.",
                     {"Retry-After": "1"},
                 )
+            if self.latency:
+                time.sleep(self.latency)
             yield
         finally:
             with self.lock:

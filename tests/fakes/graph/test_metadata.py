@@ -29,7 +29,9 @@ MESSAGE = {
 
 def test_the_committed_copy_is_microsofts_file_unmodified():
     if not SHARED.exists():
-        pytest.fail(f"{SHARED} is missing: the copy cannot be compared (shared/ is laid beside the repository)")
+        pytest.fail(
+            f"{SHARED} is missing: the copy cannot be compared (shared/ is laid beside the repository)"
+        )
     assert gzip.decompress(metadata.METADATA.read_bytes()) == SHARED.read_bytes()
 
 
@@ -43,7 +45,11 @@ def test_a_message_as_graph_sends_it_is_valid():
     [
         # An unknown property on a type that is not open.
         ("mailFolder", {"displayName": "Inbox", "sizeInBytes": 10}, "has no property 'sizeInBytes'"),
-        ("message", {"from": {"emailAddress": {"adress": "x@y"}}}, "from.emailAddress: microsoft.graph.emailAddress"),
+        (
+            "message",
+            {"from": {"emailAddress": {"adress": "x@y"}}},
+            "from.emailAddress: microsoft.graph.emailAddress",
+        ),
         # Primitive types.
         ("message", {"subject": 42}, "subject: 42 is not a valid Edm.String"),
         ("message", {"hasAttachments": "false"}, "is not a valid Edm.Boolean"),
@@ -54,15 +60,27 @@ def test_a_message_as_graph_sends_it_is_valid():
         ("message", {"conversationIndex": "not base64!"}, "is not a valid Edm.Binary"),
         ("mailFolder", {"id": None}, "null where Edm.String is not nullable"),
         # Collections and nested complex types.
-        ("message", {"toRecipients": {"emailAddress": {}}}, "expected a collection of microsoft.graph.recipient"),
+        (
+            "message",
+            {"toRecipients": {"emailAddress": {}}},
+            "expected a collection of microsoft.graph.recipient",
+        ),
         ("message", {"toRecipients": ["alice@contoso.com"]}, "toRecipients[0]: expected an object"),
         ("message", {"body": {"contentType": "text", "content": 7}}, "body.content: 7"),
         # Enum members.
         ("message", {"importance": "urgent"}, "'urgent' is not a member of microsoft.graph.importance"),
         ("message", {"body": {"contentType": "markdown"}}, "is not a member of microsoft.graph.bodyType"),
         # Derived types named by @odata.type.
-        ("attachment", {"@odata.type": "#microsoft.graph.recipient"}, "is not microsoft.graph.attachment or derived"),
-        ("attachment", {"@odata.type": "#microsoft.graph.fileAttachment", "contentBytes": 1}, "contentBytes: 1"),
+        (
+            "attachment",
+            {"@odata.type": "#microsoft.graph.recipient"},
+            "is not microsoft.graph.attachment or derived",
+        ),
+        (
+            "attachment",
+            {"@odata.type": "#microsoft.graph.fileAttachment", "contentBytes": 1},
+            "contentBytes: 1",
+        ),
     ],
 )
 def test_wrong_documents_are_refused(type_name, body, violation):
@@ -78,12 +96,16 @@ def test_open_types_may_carry_other_properties_but_not_wrong_declared_ones():
 def test_derived_types_are_checked_against_their_own_properties():
     attachment = {"@odata.type": "#microsoft.graph.fileAttachment", "name": "a.txt", "contentBytes": "aGk="}
     assert metadata.validate("attachment", attachment) == []
-    assert metadata.validate("attachment", {"name": "a.txt", "contentBytes": "aGk="}) != []  # not on the base type
+    assert (
+        metadata.validate("attachment", {"name": "a.txt", "contentBytes": "aGk="}) != []
+    )  # not on the base type
 
 
 def test_collection_responses_check_each_element_and_their_links():
     page = {"@odata.context": "x", "value": [MESSAGE, {"subject": 1}], "@odata.nextLink": "https://x"}
-    assert [v for v in metadata.validate_collection("message", page)] == ["value[1].subject: 1 is not a valid Edm.String"]
+    assert [v for v in metadata.validate_collection("message", page)] == [
+        "value[1].subject: 1 is not a valid Edm.String"
+    ]
     assert metadata.validate_collection("message", {"items": []}) != []
     both = {"value": [], "@odata.nextLink": "a", "@odata.deltaLink": "b"}
     assert any("both" in v for v in metadata.validate_collection("message", both))
@@ -109,7 +131,9 @@ def test_send_mail_parameters():
     assert metadata.validate_action("sendMail", "user", {"Message": {"subject": 1}}) == [
         "Message.subject: 1 is not a valid Edm.String"
     ]
-    assert metadata.validate_action("sendMail", "message", {}) == ["no action sendMail bound to message in Graph v1.0"]
+    assert metadata.validate_action("sendMail", "message", {}) == [
+        "no action sendMail bound to message in Graph v1.0"
+    ]
 
 
 def test_move_parameters():
@@ -120,6 +144,22 @@ def test_move_parameters():
 
 
 def test_error_bodies():
-    assert metadata.validate_error({"error": {"code": "ErrorItemNotFound", "message": "Gone.", "innerError": {}}}) == []
+    assert (
+        metadata.validate_error(
+            {"error": {"code": "ErrorItemNotFound", "message": "Gone.", "innerError": {}}}
+        )
+        == []
+    )
     assert metadata.validate_error({"error": "ErrorItemNotFound"}) != []
-    assert metadata.validate_error({"error": {"code": 404, "message": "Gone."}}) == ["error.code: expected a string"]
+    assert metadata.validate_error({"error": {"code": 404, "message": "Gone."}}) == [
+        "error.code: expected a string"
+    ]
+
+
+def test_enum_members_sent_to_graph_may_differ_in_case_but_not_in_answers():
+    body = {"body": {"contentType": "Text", "content": "Hi"}}  # as Microsoft's sendMail example writes it
+    assert metadata.validate("message", body, request=True) == []
+    assert metadata.validate("message", body) == [
+        "body.contentType: 'Text' is not a member of microsoft.graph.bodyType"
+    ]
+    assert metadata.validate("message", {"body": {"contentType": "markdown"}}, request=True) != []
