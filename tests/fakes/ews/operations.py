@@ -186,6 +186,31 @@ def move_item(call: Call) -> list[etree._Element]:
     return _per_id("MoveItem", call.findall("m:ItemIds/*"), answer)
 
 
+def update_item(call: Call) -> list[etree._Element]:
+    """Only the read flag (SetItemField message:IsRead), which is what a mail client changes most."""
+
+    def answer(change: etree._Element, message: etree._Element) -> None:
+        item_element = change.find(f"{{{T}}}ItemId")
+        if item_element is None:
+            raise EwsError("ErrorInvalidRequest", "The EWS test server updates items by ItemId only.")
+        _, item = resolve_item(call, item_element)
+        stale = item_element.get("ChangeKey") not in {None, item.change_key}
+        if stale and call.body.get("ConflictResolution") == "NeverOverwrite":
+            raise EwsError("ErrorIrresolvableConflict", "An update conflict has occurred.")
+        updates = change.findall(f"{{{T}}}Updates/*")
+        for update in updates:
+            uri = update.find(f"{{{T}}}FieldURI")
+            value = update.findtext(f"{{{T}}}Message/{{{T}}}IsRead")
+            if uri is None or uri.get("FieldURI") != "message:IsRead" or value is None:
+                raise EwsError("ErrorInvalidPropertySet", "The EWS test server only updates message:IsRead.")
+            call.store.mark_read(item, properties.xs_boolean(value))
+        sub(sub(message, m("Items")), t("Message")).append(properties.item_id(item))
+        conflicts = sub(message, m("ConflictResults"))
+        sub(conflicts, t("Count", "0"))
+
+    return _per_id("UpdateItem", call.findall("m:ItemChanges/t:ItemChange"), answer)
+
+
 def find_item(call: Call) -> list[etree._Element]:
     fields = properties.requested(call.find("m:ItemShape"), properties.DEFAULT_ITEM, properties.ALL_ITEM)
     view = call.find("m:IndexedPageItemView")
@@ -261,6 +286,9 @@ def sync_folder_items(call: Call) -> list[etree._Element]:
             change = sub(container, t(kind))
             if item is None:
                 sub(change, t("ItemId", Id=item_id))
+            elif kind == "ReadFlagChange":
+                change.append(properties.item_id(item))
+                sub(change, t("IsRead", "true" if item.is_read else "false"))
             else:
                 change.append(properties.message(item, call.mailbox, fields))
     call.notes["changes"] = str(len(page))
@@ -268,14 +296,17 @@ def sync_folder_items(call: Call) -> list[etree._Element]:
 
 
 def _changes(folder: Folder, since: int) -> list[tuple[int, str, str, Item | None]]:
-    """What changed after ``since``, by sequence: new items (Create), items changed (Update),
-    items gone that the client had seen (Delete)."""
+    """What changed after ``since``, by sequence: new items (Create), items changed (Update), items
+    whose read flag alone changed (ReadFlagChange), items gone that the client had seen (Delete)."""
     found: list[tuple[int, str, str, Item | None]] = []
     for item in folder.items.values():
+        last = max(item.modified_seq, item.read_seq)
         if item.created_seq > since:
-            found.append((item.modified_seq, "Create", item.id, item))
+            found.append((last, "Create", item.id, item))
         elif item.modified_seq > since:
-            found.append((item.modified_seq, "Update", item.id, item))
+            found.append((last, "Update", item.id, item))
+        elif item.read_seq > since:
+            found.append((last, "ReadFlagChange", item.id, item))
     for item_id, (created, deleted) in folder.tombstones.items():
         if created <= since < deleted:
             found.append((deleted, "Delete", item_id, None))
@@ -388,4 +419,5 @@ OPERATIONS: dict[str, Callable[[Call], list[etree._Element]]] = {
     "CreateItem": create_item,
     "DeleteItem": delete_item,
     "MoveItem": move_item,
+    "UpdateItem": update_item,
 }

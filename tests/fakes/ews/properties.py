@@ -51,9 +51,14 @@ def requested(shape: etree._Element | None, default: set[str], every: set[str]) 
     fields = {"IdOnly": set(), "Default": set(default), "AllProperties": set(every)}.get(base or "", set())
     for uri in shape.iterfind(f"{{{T}}}AdditionalProperties/{{{T}}}FieldURI"):
         fields.add(uri.get("FieldURI", ""))
-    if shape.findtext(f"{{{T}}}IncludeMimeContent") == "true":
+    if xs_boolean(shape.findtext(f"{{{T}}}IncludeMimeContent") or ""):
         fields.add("item:MimeContent")
     return fields
+
+
+def xs_boolean(text: str) -> bool:
+    """An xs:boolean's value: "true" or "1" (exchangelib writes "1")."""
+    return text.strip() in {"true", "1"}
 
 
 def timestamp(value: datetime) -> str:

@@ -143,6 +143,18 @@ class EwsServer:
         mailbox = self._mailbox(address)
         return operations.deliver(self.store, mailbox, raw, mailbox.folder_at(folder)).id
 
+    def touch(self, address: str, message_id: str) -> None:
+        """Change the message as a user in Outlook would (flag it, categorise it): a new ChangeKey,
+        and an Update change for SyncFolderItems."""
+        mailbox = self._mailbox(address)
+        with self.store.lock:
+            for folder in mailbox.folders.values():
+                for item in folder.items.values():
+                    if item.header("Message-ID") == message_id:
+                        self.store.touch(item)
+                        return
+        raise KeyError(f"no message {message_id} in {address}")
+
     def create_folder(self, address: str, path: str) -> None:
         mailbox = self._mailbox(address)
         parent_path, _, name = path.rpartition("/")

@@ -43,6 +43,7 @@ class Item:
     is_read: bool = False
     created_seq: int = 0
     modified_seq: int = 0
+    read_seq: int = 0  # the last change of the read flag alone (SyncFolderItems' ReadFlagChange)
 
     @property
     def size(self) -> int:
@@ -167,9 +168,16 @@ class Store:
             return moved
 
     def touch(self, item: Item) -> None:
+        """A change to the item (flag, categories, ...): a new ChangeKey, and an Update change."""
         with self.lock:
             item.change_key = change_key()
             item.modified_seq = self.next_seq()
+
+    def mark_read(self, item: Item, is_read: bool) -> None:
+        with self.lock:
+            item.change_key = change_key()
+            item.is_read = is_read
+            item.read_seq = self.next_seq()
 
     def invalidate_sync_states(self) -> None:
         with self.lock:

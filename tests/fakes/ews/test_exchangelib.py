@@ -369,3 +369,26 @@ def test_oauth_token_without_exchange_role_is_refused(
 
     with pytest.raises(UnauthorizedError):
         account.inbox.refresh()
+
+
+def test_updates_change_the_change_key_and_show_in_sync(
+    ews_server: EwsServer, ews_mailbox: EwsMailbox, open_account: Open
+) -> None:
+    ews_server.deliver(ews_mailbox.address, mail("to update"))
+    ews_server.deliver(ews_mailbox.address, mail("to flag"))
+    inbox = open_account(ews_mailbox).inbox
+    list(inbox.sync_items(only_fields=["subject"]))
+    state = inbox.item_sync_state
+    flagged, read = sorted(inbox.all(), key=lambda m: m.subject)  # "to flag", "to update"
+    old_key = read.changekey
+
+    read.is_read = True
+    read.save(update_fields=["is_read"])
+    ews_server.touch(ews_mailbox.address, "<to.flag@example.org>")
+    changes = list(inbox.sync_items(sync_state=state, only_fields=["subject"]))
+
+    assert read.changekey != old_key
+    assert [kind for kind, _ in changes] == ["read_flag_change", "update"]
+    assert (changes[0][1][0].id, changes[0][1][1]) == (read.id, True)
+    assert changes[1][1].id == flagged.id
+    assert changes[1][1].changekey != flagged.changekey
