@@ -319,12 +319,21 @@ def _messages(page: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _reported_size(item: dict[str, Any]) -> int | None:
     for prop in item.get("singleValueExtendedProperties") or []:
-        if str(prop.get("id", "")).lower() == SIZE_PROPERTY.lower():
+        if _property_tag(str(prop.get("id", ""))) == _property_tag(SIZE_PROPERTY):
             try:
                 return int(prop.get("value"))
             except (TypeError, ValueError):
                 return None
     return None
+
+
+def _property_tag(property_id: str) -> tuple[str, int] | None:
+    """("integer", 0x0E08) for "Integer 0x0E08": Graph answers with the tag as "0xe08"."""
+    kind, _, tag = property_id.strip().partition(" ")
+    try:
+        return kind.lower(), int(tag, 16)
+    except ValueError:
+        return None
 
 
 def _received(item: dict[str, Any]) -> datetime | None:

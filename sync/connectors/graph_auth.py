@@ -82,7 +82,7 @@ def _application(oauth: OAuthApp, settings: ServerSettings) -> msal.Confidential
             # Never ask login.microsoftonline.com about another authority: the only host
             # told anything is the one the profile names.
             instance_discovery=False,
-            http_client=_http_client(settings),
+            http_client=_EntraHttp(settings),
         )
     except httpx.HTTPError as error:
         raise network_error(error, settings, oauth.authority, service=ENTRA) from error
@@ -92,17 +92,44 @@ def _application(oauth: OAuthApp, settings: ServerSettings) -> msal.Confidential
         return _apps.setdefault(key, app)
 
 
-def _http_client(settings: ServerSettings) -> httpx.Client:
-    """The HTTP client msal talks to Entra ID with, for as long as its application lives.
+class _EntraHttp:
+    """msal's HTTP client (its ``HttpClient``: ``post`` and ``get``) on httpx, with the TLS
+    rules Graph's client has. msal's default, a requests session, trusts REQUESTS_CA_BUNDLE
+    from the environment over the CA file it is given."""
 
-    httpx, as for Graph, with the same TLS rules: msal's default, a requests session,
-    trusts REQUESTS_CA_BUNDLE from the environment over the CA file it is given."""
-    return httpx.Client(
-        timeout=settings.timeout,
-        verify=network.verifying_context(settings),
-        headers={"User-Agent": "serversync"},
-        follow_redirects=False,
-    )
+    def __init__(self, settings: ServerSettings) -> None:
+        self._client = httpx.Client(
+            timeout=settings.timeout,
+            verify=network.verifying_context(settings),
+            headers={"User-Agent": "serversync"},
+            follow_redirects=False,
+        )
+
+    def post(
+        self,
+        url: str,
+        params: dict[str, str] | None = None,
+        data: dict[str, str | bytes] | str | None = None,
+        headers: dict[str, str] | None = None,
+        **_: object,
+    ) -> httpx.Response:
+        if isinstance(data, dict):
+            # msal signs its client assertion into bytes; a form field is text.
+            data = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
+            return self._client.post(url, params=params, data=data, headers=headers)
+        return self._client.post(url, params=params, content=data, headers=headers)
+
+    def get(
+        self,
+        url: str,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        **_: object,
+    ) -> httpx.Response:
+        return self._client.get(url, params=params, headers=headers)
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def _credential(oauth: OAuthApp, settings: ServerSettings) -> str | dict[str, Any]:

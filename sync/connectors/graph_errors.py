@@ -236,14 +236,14 @@ def token_error(result: Mapping[str, object], settings: ServerSettings) -> SyncE
             "is wrong. Correct the clock (NTP) of the serversync servers.",
             code="clock_wrong",
         )
-    if code in (65001, 7000229, 650057, 500011):
+    if code in (65001, 7000229, 650057):
         return PermanentError(
             f"The {app} has no admin consent for Microsoft Graph in {tenant}{said}. Grant admin consent "
             f"for the application permissions {READ_PERMISSION} and {SEND_PERMISSION} under App "
             "registrations > the app > API permissions.",
             code="consent_missing",
         )
-    if code in (70011, 1002012):
+    if code in (70011, 1002012, 500011):
         return PermanentError(
             f"{ENTRA} refused the scope {settings.url}/.default{said}. Correct the Microsoft Graph URL in "
             "the email server profile (https://graph.microsoft.com for the global cloud).",

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sync.connectors.base import ServerSettings
+from sync.connectors.graph import GraphMailbox, GraphProbe, GraphSender
 from sync.connectors.imap import ImapConnection, ImapProbe
 from sync.connectors.interfaces import Incoming, Outgoing, Probe, SentItems
 from sync.connectors.pop3 import Pop3Connection, Pop3Probe
@@ -56,6 +57,16 @@ KINDS: dict[str, ServerKind] = {
         probe=Pop3Probe(),
         sent_items=None,
         has_folders=False,
+    ),
+    "exchange_online": ServerKind(
+        protocol="Microsoft Graph",
+        incoming=GraphMailbox,
+        outgoing=GraphSender,
+        probe=GraphProbe(),
+        sent_items=GraphMailbox,
+        has_folders=True,
+        # sendMail keeps its own copy in Sent Items.
+        saves_sent_copies=True,
     ),
 }
 
