@@ -49,8 +49,9 @@ from sync.errors import MessageError, PermanentError, SyncError, TransientError
 T = TypeVar("T")
 
 CURSOR_PREFIX = "ews1"
-# Changes per SyncFolderItems call (EWS allows 1 to 512).
+# Changes per SyncFolderItems call (EWS allows 1 to 512): reading mail, and only listing it.
 PAGE_SIZE = 100
+MAX_PAGE_SIZE = 512
 # MIME is fetched in GetItem batches of at most this many messages and about this many bytes.
 BATCH_ITEMS = 50
 BATCH_BYTES = 16 * 1024 * 1024
@@ -64,6 +65,8 @@ MESSAGE_ERRORS = {
     "ErrorCorruptData": "message_refused",
 }
 SENDER_ERRORS = {"ErrorSendAsDenied"}
+# Failures after the request may have reached the server: whether it sent the message is unknown.
+LOST_ANSWER = {"timeout", "connection_lost", "network_error"}
 
 
 def discovered_url(settings: ServerSettings) -> str:
@@ -120,6 +123,7 @@ class EwsConnection:
         below = self._call(
             lambda: list(FolderCollection(account=self.account, folders=[inbox]).find_folders(depth=DEEP))
         )
+        self._folders = {INBOX: inbox}  # what an earlier listing found may be gone
         names = {f.id: f.name for f in below}
         parents = {f.id: f.parent_folder_id.id if f.parent_folder_id else None for f in below}
         for folder in below:
@@ -139,9 +143,9 @@ class EwsConnection:
         while True:
             try:
                 page = self._page(target, state, folder)
-            except _InvalidSyncState:
+            except _InvalidSyncState as invalid:
                 if restarted or not state:
-                    raise
+                    raise invalid.error from invalid
                 # Expired or unknown: read the folder from the start; message identities drop copies.
                 state, skip, restarted = "", frozenset(), True
                 continue
@@ -209,7 +213,20 @@ class EwsConnection:
                 "-ExtendedRights Send-As) or sign in as the mailbox itself.",
                 code="sender_refused",
             )
-        return ews_errors.translate(error, self.settings)
+        found = ews_errors.translate(error, self.settings)
+        if found.code in LOST_ANSWER:
+            lost = (
+                f"gave no answer within {self.settings.timeout:g} seconds"
+                if found.code == "timeout"
+                else "closed the connection"
+            )
+            return TransientError(
+                f"Exchange server {ews_errors.server(self.settings)} {lost} after a message was handed to "
+                "it for sending. It may have sent it, so it is not sent again automatically: check Sent "
+                "Items or the recipient's mailbox, then resend or cancel it.",
+                code="outcome_unknown",
+            )
+        return found
 
     # -- SentItems ------------------------------------------------------------------
 
@@ -266,7 +283,18 @@ class EwsConnection:
             )
         return self._folders[path]
 
-    def _page(self, folder: BaseFolder, state: str, path: str) -> _Page:
+    def current_cursor(self, folder: str) -> str:
+        """The cursor of ``folder`` as it stands now: paged through in EWS's largest pages,
+        ids only, no message read."""
+        target = self._folder(folder)
+        state = ""
+        while True:
+            page = self._page(target, state, folder, size=MAX_PAGE_SIZE)
+            if page.complete or page.state == state:
+                return _cursor(_folder_tag(target.id), page.state, frozenset())
+            state = page.state
+
+    def _page(self, folder: BaseFolder, state: str, path: str, size: int = 0) -> _Page:
         service = _SyncFolderItems(account=self.account)
         fields = {
             f
@@ -282,7 +310,7 @@ class EwsConnection:
                     additional_fields=fields,
                     sync_state=state or None,
                     ignore=None,
-                    max_changes_returned=PAGE_SIZE,
+                    max_changes_returned=size or PAGE_SIZE,
                     sync_scope=None,
                 )
             )
@@ -295,9 +323,10 @@ class EwsConnection:
                 if failed is not None:
                     raise failed
         except Exception as error:
+            translated = ews_errors.translate(error, self.settings, folder=path)
             if ews_errors.is_invalid_sync_state(error):
-                raise _InvalidSyncState from error
-            raise ews_errors.translate(error, self.settings, folder=path) from error
+                raise _InvalidSyncState(translated) from error
+            raise translated from error
         created = [item for change, item in listed if change == SyncFolderItems.CREATE]
         return _Page(created, str(service.sync_state or ""), bool(service.includes_last_item_in_range))
 
@@ -369,7 +398,9 @@ class _Page:
 
 
 class _InvalidSyncState(Exception):
-    pass
+    def __init__(self, error: SyncError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class _SyncFolderItems(SyncFolderItems):  # type: ignore[misc]  # exchangelib is untyped
@@ -392,11 +423,8 @@ class EwsProbe:
             ews.folders(include_subfolders=include_subfolders)
 
     def position(self, settings: ServerSettings) -> object:
-        cursor = ""
         with EwsConnection(settings) as ews:
-            for change in ews.changes(INBOX, "", max_size=0):
-                cursor = change.cursor
-        return _Position(cursor)
+            return _Position(ews.current_cursor(INBOX))
 
     def take_marked(self, settings: ServerSettings, header: str, token: str, since: object) -> bool:
         if not isinstance(since, _Position):

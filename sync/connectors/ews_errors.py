@@ -97,9 +97,17 @@ def translate(error: BaseException, settings: ServerSettings, *, folder: str = "
 def authentication_failed(settings: ServerSettings, detail: str) -> PermanentError:
     s = settings
     acting = f" acting for {s.act_as}" if s.act_as else f" for the mailbox {mailbox_of(s)}"
+    if s.oauth is not None and s.auth.lower() == "oauth":
+        return PermanentError(
+            f"Exchange server {server(s)} rejected the token of the app {s.oauth.client_id}{acting} "
+            f"({detail}). Grant the app the full_access_as_app permission of Office 365 Exchange Online "
+            "with admin consent, and check that hybrid modern authentication lists this server's URL "
+            "(Get-MsolServicePrincipal -AppPrincipalId 00000002-0000-0ff1-ce00-000000000000).",
+            code="authentication_failed",
+        )
     how = f"{s.auth.upper()} authentication" if s.auth else "the authentication it offers"
     return PermanentError(
-        f"Exchange server {server(s)} rejected the sign-in of {s.username or 'the app'}{acting} ({detail}). "
+        f"Exchange server {server(s)} rejected the sign-in of {s.username}{acting} ({detail}). "
         "Correct the user name and password in the email server profile or mailbox, check that the account "
         f"is not locked or its password expired, and that the EWS virtual directory allows {how} "
         "(Get-WebServicesVirtualDirectory | fl *Authentication*).",

@@ -110,8 +110,9 @@ def test_signs_in_with_the_profiles_authentication(ews_server, user, mine, reque
     assert {r.auth for r in requests_made} == {auth or "ntlm"}
 
 
-def test_a_wrong_password_is_a_permanent_error_naming_the_mailbox(ews_server, mine):
-    with pytest.raises(PermanentError) as raised, EwsConnection(replace(mine, password="wrong")):
+@pytest.mark.parametrize("auth", ["basic", "ntlm", ""])
+def test_a_wrong_password_is_a_permanent_error_naming_the_mailbox(ews_server, mine, auth):
+    with pytest.raises(PermanentError) as raised, EwsConnection(replace(mine, password="wrong", auth=auth)):
         pass
     assert raised.value.code == "authentication_failed"
     assert mine.mailbox in raised.value.message
@@ -420,10 +421,11 @@ def test_a_mime_recipient_missing_from_the_envelope_is_not_sent_to(ews_server, u
 # -- test & enable ---------------------------------------------------------------------------
 
 
-def test_the_probe_finds_and_removes_the_marked_message(ews_server, user, mine):
+def test_the_probe_finds_and_removes_the_marked_message(ews_server, user, mine, requests_made):
     probe = EwsProbe()
     ews_server.deliver(user, mail("Old"))
     since = probe.position(mine)
+    assert "GetItem" not in operations(requests_made)  # the position is listed, no message read
     ews_server.deliver(user, mail("Unmarked"))
     assert not probe.take_marked(mine, "X-Serversync-Test", "token-1", since)
     marked = mail("Marked").replace(b"\r\n\r\n", b"\r\nX-Serversync-Test: token-1\r\n\r\n", 1)
@@ -461,6 +463,18 @@ def test_an_entra_id_app_reads_the_mailbox_it_acts_for(ews_server, user, mine, r
     changes = read(oauth_settings(ews_server, mine, app.client_id, app.secret))
     assert [subject_of(c.raw) for c in changes] == ["For the app"]
     assert {(r.auth, r.user) for r in requests_made} == {("oauth", f"app:{app.client_id}")}
+
+
+def test_an_entra_id_app_without_exchanges_permission_is_refused_by_the_server(ews_server, user, mine):
+    app = ews_server.add_oauth_app([user], role=False)
+    with (
+        pytest.raises(PermanentError) as raised,
+        EwsConnection(oauth_settings(ews_server, mine, app.client_id, app.secret)),
+    ):
+        pass
+    assert raised.value.code == "authentication_failed"
+    assert "full_access_as_app" in raised.value.message
+    assert app.client_id in raised.value.message
 
 
 def test_an_entra_id_app_with_a_wrong_secret_is_an_authentication_failure(ews_server, mine):
