@@ -281,7 +281,7 @@ class Mailbox(TimestampedModel):
             return False
         profile = self._profile()
         if profile is not None and profile.holds_credentials:
-            return not profile.password
+            return profile.lacks_credentials
         return not self.password
 
     def awaits_approval(self, organization: OrganizationSettings) -> bool:

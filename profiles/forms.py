@@ -8,9 +8,11 @@ from typing import Any, Generic, TypeVar
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.db import models
 from django.forms import BoundField
 from django.http import QueryDict
+from django.utils.datastructures import MultiValueDict
 
 from crm.models import CrmUser
 from profiles.fields import EncryptedTextField, Secret
@@ -72,6 +74,7 @@ PROFILE_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "incoming_server_location",
             "auto_discover_server_location",
+            "exchange_server_version",
             "incoming_port",
             "incoming_use_ssl",
             "incoming_auth_protocol",
@@ -93,6 +96,8 @@ PROFILE_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "oauth_tenant_id",
             "oauth_client_id",
             "oauth_client_secret",
+            "oauth_certificate",
+            "oauth_authority",
             "incoming_use_impersonation",
             "outgoing_use_impersonation",
         ),
@@ -100,10 +105,17 @@ PROFILE_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Additional settings", ADDITIONAL_SETTINGS),
 )
 
-EXCHANGE_ONLY = frozenset({"auto_discover_server_location", "move_failed_email_to_undeliverable"})
-# An Exchange location is the EWS URL, which carries the port.
+EXCHANGE_ONLY = frozenset({"move_failed_email_to_undeliverable"})
+EWS_ONLY = frozenset({"auto_discover_server_location", "exchange_server_version"})
+# An Exchange location is a URL, which carries the port.
 PORTS = frozenset({"incoming_port", "outgoing_port"})
-OAUTH_FIELDS = frozenset({"oauth_tenant_id", "oauth_client_id", "oauth_client_secret"})
+# Microsoft Graph: the app signs in with OAuth over TLS, whatever these would say.
+APP_ONLY_HIDDEN = frozenset(
+    {"incoming_use_ssl", "outgoing_use_ssl", "incoming_auth_protocol", "outgoing_auth_protocol"}
+)
+OAUTH_FIELDS = frozenset(
+    {"oauth_tenant_id", "oauth_client_id", "oauth_client_secret", "oauth_certificate", "oauth_authority"}
+)
 PROFILE_CREDENTIALS = frozenset(
     {"username", "password", "use_same_settings_for_outgoing", "outgoing_username", "outgoing_password"}
 )
@@ -118,8 +130,6 @@ REDRAWN_ON_CHANGE = (
     "outgoing_use_ssl",
 )
 
-_EWS_PLACEHOLDER = "https://mail.example.com/EWS/Exchange.asmx"
-
 
 def fields_not_applying(server_type: str, credentials_source: str, same_for_outgoing: bool) -> frozenset[str]:
     """The profile fields that mean nothing for this server type and way of signing in.
@@ -127,7 +137,12 @@ def fields_not_applying(server_type: str, credentials_source: str, same_for_outg
     The form hides them and clears them on save, so a profile never keeps a
     setting its page does not show.
     """
-    hidden = set(PORTS if facts(server_type).exchange else EXCHANGE_ONLY)
+    kind = facts(server_type)
+    hidden = set(PORTS if kind.exchange else EXCHANGE_ONLY)
+    if not kind.ews:
+        hidden |= EWS_ONLY
+    if kind.app_only:
+        hidden |= APP_ONLY_HIDDEN | IMPERSONATION
     if credentials_source != CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
         hidden |= OAUTH_FIELDS
     if credentials_source != CredentialsSource.PROFILE:
@@ -140,10 +155,12 @@ def fields_not_applying(server_type: str, credentials_source: str, same_for_outg
 
 
 def credential_choices(server_type: str) -> list[tuple[str, str]]:
+    kind = facts(server_type)
     return [
         (value, label)
         for value, label in CredentialsSource.choices
-        if value != CredentialsSource.OAUTH_CLIENT_CREDENTIALS or facts(server_type).oauth_client_credentials
+        if (value == CredentialsSource.OAUTH_CLIENT_CREDENTIALS and kind.oauth_client_credentials)
+        or (value != CredentialsSource.OAUTH_CLIENT_CREDENTIALS and not kind.app_only)
     ]
 
 
@@ -151,7 +168,7 @@ def auth_protocol_choices(server_type: str) -> list[tuple[str, str]]:
     return [
         (value, label)
         for value, label in AuthProtocol.choices
-        if value != AuthProtocol.NTLM or facts(server_type).exchange
+        if value != AuthProtocol.NTLM or facts(server_type).ews
     ]
 
 
@@ -162,7 +179,7 @@ def default_location(server_type: str) -> str:
 def type_defaults(
     server_type: str, *, incoming_ssl: bool = True, outgoing_ssl: bool = True
 ) -> dict[str, Any]:
-    """What a new profile of this type starts with: the usual ports, Exchange Online's EWS URL."""
+    """What a new profile of this type starts with: the usual ports, Exchange Online's Graph endpoint."""
     values: dict[str, Any] = {"server_type": server_type}
     for direction, ssl in ((Direction.INCOMING, incoming_ssl), (Direction.OUTGOING, outgoing_ssl)):
         values[f"{direction}_server_location"] = default_location(server_type)
@@ -220,6 +237,35 @@ class FieldRow:
     clear: BoundField | None = None
 
 
+class CertificateUploadField(forms.FileField):
+    """The app registration's certificate, uploaded as a PEM file (its private key and
+    certificate); stored encrypted like every secret, never shown again."""
+
+    # A certificate and its key fill a few kilobytes; anything far bigger is not one.
+    MAX_BYTES = 64 * 1024
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.update(
+            required=False,
+            label="OAuth certificate",
+            help_text="A PEM file with the app's certificate and its private key (unencrypted); "
+            "upload the certificate alone to the app registration in Microsoft Entra ID. "
+            "Write-only: leave empty to keep the stored one.",
+        )
+        super().__init__(**kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> str:
+        upload = super().clean(data, initial)
+        if not isinstance(upload, UploadedFile):
+            return ""  # nothing uploaded (FileField hands back the stored value): keep it
+        if (upload.size or 0) > self.MAX_BYTES:
+            raise ValidationError("This file is too big to be a certificate and its private key (PEM).")
+        try:
+            return str(upload.read().decode("ascii"))
+        except UnicodeDecodeError as error:
+            raise ValidationError("Upload the certificate in PEM (text), not DER or PFX.") from error
+
+
 class ProfileForm(SecretFieldsFormMixin[EmailServerProfile], forms.ModelForm[EmailServerProfile]):
     """The web UI's profile form: the fields that apply to the server type and the
     way of signing in, and no others.
@@ -231,6 +277,7 @@ class ProfileForm(SecretFieldsFormMixin[EmailServerProfile], forms.ModelForm[Ema
     """
 
     owner = OwnerField()
+    oauth_certificate = CertificateUploadField()
     instance: EmailServerProfile
 
     class Meta:
@@ -246,11 +293,12 @@ class ProfileForm(SecretFieldsFormMixin[EmailServerProfile], forms.ModelForm[Ema
     def __init__(
         self,
         data: QueryDict | None = None,
+        files: MultiValueDict[str, UploadedFile] | None = None,
         *,
         instance: EmailServerProfile,
         initial: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(data, instance=instance, initial=initial)
+        super().__init__(data, files, instance=instance, initial=initial)
         if instance.owner is not None and "owner" not in (initial or {}):
             self.initial["owner"] = instance.owner.email
         self.stored_secrets = {name for name in self._secret_field_names() if getattr(instance, name)}
@@ -261,7 +309,7 @@ class ProfileForm(SecretFieldsFormMixin[EmailServerProfile], forms.ModelForm[Ema
             del self.fields["server_type"]  # fixed once saved: a new type is a new profile
         source = self._current("credentials_source")
         if source not in dict(credential_choices(self.chosen_type)):
-            source = CredentialsSource.USER_OR_QUEUE
+            source = credential_choices(self.chosen_type)[0][0]
         same = bool(self._current("use_same_settings_for_outgoing"))
         self.not_applying = fields_not_applying(self.chosen_type, source, same)
         for name in self.not_applying:
@@ -294,14 +342,24 @@ class ProfileForm(SecretFieldsFormMixin[EmailServerProfile], forms.ModelForm[Ema
         if "credentials_source" in fields:
             fields["credentials_source"].choices = credential_choices(self.chosen_type)  # type: ignore[attr-defined]
         for direction in Direction.values:
-            fields[f"{direction}_auth_protocol"].choices = auth_protocol_choices(self.chosen_type)  # type: ignore[attr-defined]
+            if f"{direction}_auth_protocol" in fields:
+                protocol = fields[f"{direction}_auth_protocol"]
+                protocol.choices = auth_protocol_choices(self.chosen_type)  # type: ignore[attr-defined]
             location = fields[f"{direction}_server_location"]
             examples = facts(self.chosen_type).host_examples
-            location.widget.attrs["placeholder"] = examples.get(direction, _EWS_PLACEHOLDER)
+            location.widget.attrs["placeholder"] = examples.get(direction, "")
+            if facts(self.chosen_type).location_help:
+                location.help_text = facts(self.chosen_type).location_help
             if f"{direction}_port" in fields:
                 port = fields[f"{direction}_port"]
                 port.widget.attrs["list"] = f"{direction}-ports"
                 port.help_text = "Blank: the usual port for the server type and SSL."
+        expires = self.instance.oauth_certificate_expires_on
+        if expires is not None and "oauth_certificate" in fields:
+            fields["oauth_certificate"].help_text = (
+                f"The stored certificate expires on {expires:%Y-%m-%d}. "
+                + fields["oauth_certificate"].help_text
+            )
         owner = self.instance.owner
         if owner is not None and not owner.email and "owner" in fields:
             fields["owner"].help_text = (
@@ -348,6 +406,9 @@ class ProfileForm(SecretFieldsFormMixin[EmailServerProfile], forms.ModelForm[Ema
         for name in self.not_applying:
             setattr(self.instance, name, fields[name].get_default())
         super()._post_clean()  # type: ignore[misc]
+        # The page asks for the app registration the profile signs in with.
+        for name, message in self.instance.app_registration_violations():
+            self.add_error(name if name in self.fields else None, message)
 
     def _update_errors(self, errors: ValidationError) -> None:
         # A model rule about a field this form does not show still reaches the page,

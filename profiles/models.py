@@ -12,9 +12,11 @@ from django.db.models import Q
 from crm.choices import SyncStatus
 from crm.models import CrmUser
 from crm.models.base import TimestampedModel
+from profiles.certificates import CertificateError, read_certificate
 from profiles.fields import EncryptedTextField
-from profiles.server_types import EXCHANGE_ONLINE_EWS_URL as EXCHANGE_ONLINE_EWS_URL
+from profiles.server_types import ENTRA_ID_AUTHORITY as ENTRA_ID_AUTHORITY
 from profiles.server_types import EXCHANGE_TYPES as EXCHANGE_TYPES
+from profiles.server_types import MICROSOFT_GRAPH_URL as MICROSOFT_GRAPH_URL
 from profiles.server_types import Direction as Direction
 from profiles.server_types import ServerType as ServerType
 from profiles.server_types import default_port as default_port
@@ -29,6 +31,15 @@ class AuthProtocol(models.TextChoices):
     BASIC = "basic", "Basic"
     NTLM = "ntlm", "NTLM"
     OAUTH = "oauth", "OAuth"
+
+
+class ExchangeVersion(models.TextChoices):
+    """The EWS schema version to speak; Subscription Edition speaks Exchange 2019's."""
+
+    AUTO = "", "Ask the server"
+    EXCHANGE_2013 = "Exchange2013", "Exchange 2013"
+    EXCHANGE_2016 = "Exchange2016", "Exchange 2016"
+    EXCHANGE_2019 = "Exchange2019", "Exchange 2019 / Subscription Edition"
 
 
 class CredentialsSource(models.TextChoices):
@@ -64,11 +75,19 @@ class EmailServerProfile(TimestampedModel):
     is_active = models.BooleanField("active", default=True)
     is_default = models.BooleanField("set as default profile for new mailboxes", default=False)
     auto_discover_server_location = models.BooleanField(
-        default=False, help_text="Exchange only: find the EWS location through Autodiscover."
+        default=False, help_text="Exchange Server only: find the EWS URL through Autodiscover."
+    )
+    # What Autodiscover last answered, so that every run does not ask again.
+    autodiscovered_ews_url = models.CharField(max_length=500, blank=True, editable=False)
+    exchange_server_version = models.CharField(
+        "Exchange version", max_length=20, choices=ExchangeVersion.choices, blank=True, default=""
     )
 
     incoming_server_location = models.CharField(
-        max_length=500, blank=True, help_text="Host name (IMAP, POP3) or EWS URL (Exchange)."
+        max_length=500,
+        blank=True,
+        help_text="Host name (IMAP, POP3), Microsoft Graph endpoint (Exchange Online) "
+        "or EWS URL (Exchange Server).",
     )
     incoming_port = models.PositiveIntegerField(null=True, blank=True, validators=PORT_VALIDATORS)
     incoming_use_ssl = models.BooleanField("incoming: use SSL", default=True)
@@ -107,6 +126,19 @@ class EmailServerProfile(TimestampedModel):
     oauth_tenant_id = models.CharField("OAuth tenant id", max_length=100, blank=True)
     oauth_client_id = models.CharField("OAuth client id", max_length=100, blank=True)
     oauth_client_secret = EncryptedTextField()
+    # Microsoft recommends a certificate over a secret: its private key and certificate, in PEM.
+    oauth_certificate = EncryptedTextField("OAuth certificate")
+    oauth_certificate_expires_on = models.DateTimeField(
+        "OAuth certificate expires on", null=True, blank=True, editable=False
+    )
+    oauth_authority = models.CharField(
+        "Microsoft Entra ID authority",
+        max_length=200,
+        blank=True,
+        validators=[URLValidator(schemes=["https"])],
+        default=ENTRA_ID_AUTHORITY,
+        help_text="Where the app signs in; a national cloud has its own. Blank: Microsoft's global cloud.",
+    )
 
     process_email_from = models.DateTimeField(null=True, blank=True)
     min_polling_interval_minutes = models.PositiveIntegerField(
@@ -177,6 +209,7 @@ class EmailServerProfile(TimestampedModel):
 
     def clean(self) -> None:
         self._fill_defaults()
+        self._read_certificate()
         errors: dict[str, list[str]] = {}
         for field, message in self._rule_violations():
             errors.setdefault(field, []).append(message)
@@ -185,6 +218,8 @@ class EmailServerProfile(TimestampedModel):
 
     def _fill_defaults(self) -> None:
         """Blank ports and Exchange Online's location come from type and SSL."""
+        if not self.oauth_authority:
+            self.oauth_authority = ENTRA_ID_AUTHORITY
         if not self.server_type:
             return
         if not self.incoming_server_location:
@@ -196,6 +231,17 @@ class EmailServerProfile(TimestampedModel):
         if self.outgoing_port is None:
             self.outgoing_port = default_port(self.server_type, Direction.OUTGOING, self.outgoing_use_ssl)
 
+    def _read_certificate(self) -> None:
+        """The certificate's expiry, kept beside it (shown, and alerted 30 days ahead)."""
+        self.oauth_certificate_expires_on = None
+        if self.oauth_certificate:
+            try:
+                self.oauth_certificate_expires_on = read_certificate(
+                    self.oauth_certificate.reveal()
+                ).expires_on
+            except CertificateError as error:
+                raise ValidationError({"oauth_certificate": str(error)}) from error
+
     def _rule_violations(self) -> list[tuple[str, str]]:
         found = [*self._location_violations(), *self._credential_violations()]
         if self.is_default and (
@@ -206,11 +252,40 @@ class EmailServerProfile(TimestampedModel):
             found.append(
                 ("move_failed_email_to_undeliverable", "Only Exchange profiles can move failed email.")
             )
-        if self.auto_discover_server_location and not self.is_exchange:
-            found.append(("auto_discover_server_location", "Autodiscover applies to Exchange profiles only."))
+        if self.auto_discover_server_location and not facts(self.server_type).ews:
+            found.append(
+                ("auto_discover_server_location", "Autodiscover applies to Exchange Server profiles only.")
+            )
         for direction in Direction.values:
-            if getattr(self, f"{direction}_auth_protocol") == AuthProtocol.NTLM and not self.is_exchange:
-                found.append((f"{direction}_auth_protocol", "NTLM applies to Exchange profiles only."))
+            if (
+                getattr(self, f"{direction}_auth_protocol") == AuthProtocol.NTLM
+                and not facts(self.server_type).ews
+            ):
+                found.append((f"{direction}_auth_protocol", "NTLM applies to Exchange Server profiles only."))
+        return found
+
+    @property
+    def lacks_credentials(self) -> bool:
+        """The profile holds its mailboxes' credentials and some are not entered yet:
+        the password, or the app registration."""
+        if self.credentials_source == CredentialsSource.PROFILE:
+            return not self.password
+        return bool(self.app_registration_violations())
+
+    def app_registration_violations(self) -> list[tuple[str, str]]:
+        """What an app registration signing in with client credentials lacks. Not a rule of
+        ``clean()``: like a password, it may come after the profile (an Email Router import
+        knows no app registration); the form and the API ask for it, and a sync without it
+        stops with this reason."""
+        if self.credentials_source != CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
+            return []
+        found = [
+            (field, "Required for OAuth client credentials.")
+            for field in ("oauth_tenant_id", "oauth_client_id")
+            if not getattr(self, field)
+        ]
+        if not (self.oauth_client_secret or self.oauth_certificate):
+            found.append(("oauth_client_secret", "Enter the app's client secret, or upload its certificate."))
         return found
 
     def _location_violations(self) -> list[tuple[str, str]]:
@@ -225,9 +300,7 @@ class EmailServerProfile(TimestampedModel):
                 try:
                     URLValidator(schemes=["https", "http"])(location)
                 except ValidationError:
-                    found.append(
-                        (field, "An Exchange location is the EWS URL, e.g. " + EXCHANGE_ONLINE_EWS_URL)
-                    )
+                    found.append((field, facts(self.server_type).location_help))
             elif not _HOSTNAME.match(location):
                 found.append((field, "Enter a host name or IP address, without scheme or port."))
         return found
@@ -239,16 +312,25 @@ class EmailServerProfile(TimestampedModel):
             found.append(
                 ("username", "A user name is required when credentials are specified in the profile.")
             )
-        if source == CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
-            if not facts(self.server_type).oauth_client_credentials:
-                found.append(
-                    ("credentials_source", "OAuth client credentials work with Exchange Online only.")
+        if facts(self.server_type).app_only and source != CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
+            found.append(
+                (
+                    "credentials_source",
+                    "Exchange Online signs in as an app registered in Microsoft Entra ID: "
+                    "choose OAuth client credentials.",
                 )
-            for field in ("oauth_tenant_id", "oauth_client_id"):
-                if not getattr(self, field):
-                    found.append((field, "Required for OAuth client credentials."))
+            )
+        if (
+            source == CredentialsSource.OAUTH_CLIENT_CREDENTIALS
+            and not facts(self.server_type).oauth_client_credentials
+        ):
+            found.append(("credentials_source", "OAuth client credentials work with Exchange profiles only."))
         for direction in Direction.values:
             field = f"{direction}_use_impersonation"
-            if getattr(self, field) and not self.holds_credentials:
+            if getattr(self, field) and facts(self.server_type).app_only:
+                found.append(
+                    (field, "An app reads every mailbox it is allowed to: impersonation does not apply.")
+                )
+            elif getattr(self, field) and not self.holds_credentials:
                 found.append((field, "Impersonation needs credentials specified in the profile."))
         return found

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from typing import Any, TypeVar
 
 from django.db import models
@@ -7,6 +8,7 @@ from rest_framework import serializers
 
 from profiles.fields import EncryptedTextField
 from profiles.models import EmailServerProfile
+from profiles.server_types import facts
 from web.api_base import CleanModelSerializer
 
 _M = TypeVar("_M", bound=models.Model)
@@ -58,6 +60,22 @@ class SecretsWriteOnlyMixin(serializers.ModelSerializer[_M]):
 class EmailServerProfileSerializer(
     SecretsWriteOnlyMixin[EmailServerProfile], CleanModelSerializer[EmailServerProfile]
 ):
+    """``oauth_certificate``: the app registration's private key and certificate, in PEM
+    (write-only); ``oauth_certificate_expires_on`` says until when it signs in."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # An API client sets up the app registration with the profile, as the page does.
+        candidate = copy.copy(self.instance) if self.instance is not None else EmailServerProfile()
+        for name, value in attrs.items():
+            setattr(candidate, name, value)
+        # (Only where the type signs in so: elsewhere the model's rule says OAuth does not apply.)
+        if not facts(candidate.server_type).oauth_client_credentials:
+            return attrs
+        violations = candidate.app_registration_violations()
+        if violations:
+            raise serializers.ValidationError({name: [message] for name, message in violations})
+        return attrs
+
     class Meta:
         model = EmailServerProfile
         fields = "__all__"

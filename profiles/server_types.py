@@ -13,7 +13,19 @@ from dataclasses import dataclass, field
 
 from django.db import models
 
-EXCHANGE_ONLINE_EWS_URL = "https://outlook.office365.com/EWS/Exchange.asmx"
+# Where Exchange Online is reached (Microsoft Graph) and where its apps sign in
+# (Microsoft Entra ID); national clouds have their own of both.
+MICROSOFT_GRAPH_URL = "https://graph.microsoft.com"
+ENTRA_ID_AUTHORITY = "https://login.microsoftonline.com"
+EWS_URL_EXAMPLE = "https://mail.example.com/EWS/Exchange.asmx"
+
+
+class Service(models.TextChoices):
+    """How a type's server is reached when it is not a host and a port."""
+
+    NONE = "", "host and port"
+    GRAPH = "graph", "Microsoft Graph"
+    EWS = "ews", "Exchange Web Services"
 
 
 class ServerType(models.TextChoices):
@@ -42,8 +54,7 @@ _SMTP_PORTS: tuple[Port, ...] = (
 class ServerTypeFacts:
     # What the type means to an administrator choosing one.
     description: str
-    # Exchange: a server is an EWS URL (or Autodiscover), not a host and a port;
-    # NTLM, Autodiscover and moving failed email apply.
+    # Exchange: a server is a URL, not a host and a port; moving failed email applies.
     exchange: bool
     # Per direction: the port with SSL, the port without (as Dynamics fills them in).
     default_ports: dict[str, tuple[int, int]]
@@ -59,22 +70,42 @@ class ServerTypeFacts:
     # Incoming and outgoing are separate servers, both worth naming (a router
     # import's profile name lists them).
     separate_outgoing_server: bool = False
+    # Exchange's URL-addressed service, and what its location field holds.
+    service: Service = Service.NONE
+    location_help: str = ""
+    # Signing in only as an app (Microsoft Graph): no user names, passwords,
+    # authentication protocols or impersonation apply.
+    app_only: bool = False
+    # EWS: NTLM, Autodiscover and an explicit Exchange version apply.
+    ews: bool = False
 
 
 _EXCHANGE_PORTS: dict[str, tuple[int, int]] = {Direction.INCOMING: (443, 80), Direction.OUTGOING: (443, 80)}
 
 FACTS: dict[str, ServerTypeFacts] = {
     ServerType.EXCHANGE_ONLINE: ServerTypeFacts(
-        description="Microsoft 365: Exchange Web Services at outlook.office365.com.",
+        description=(
+            "Microsoft 365 through Microsoft Graph, signing in as an app registered in Microsoft Entra ID."
+        ),
         exchange=True,
         default_ports=_EXCHANGE_PORTS,
-        default_location=EXCHANGE_ONLINE_EWS_URL,
+        default_location=MICROSOFT_GRAPH_URL,
+        host_examples={Direction.INCOMING: MICROSOFT_GRAPH_URL, Direction.OUTGOING: MICROSOFT_GRAPH_URL},
         oauth_client_credentials=True,
+        service=Service.GRAPH,
+        location_help=f"The Microsoft Graph endpoint: {MICROSOFT_GRAPH_URL} (a national cloud has its own).",
+        app_only=True,
     ),
     ServerType.EXCHANGE_SERVER: ServerTypeFacts(
-        description="Exchange Server on premises, through its EWS URL.",
+        description="Exchange Server on premises (2016, 2019, Subscription Edition), through its EWS URL.",
         exchange=True,
         default_ports=_EXCHANGE_PORTS,
+        host_examples={Direction.INCOMING: EWS_URL_EXAMPLE, Direction.OUTGOING: EWS_URL_EXAMPLE},
+        # Hybrid deployments sign in to EWS with an Entra ID app, too.
+        oauth_client_credentials=True,
+        service=Service.EWS,
+        location_help=f"The EWS URL, e.g. {EWS_URL_EXAMPLE}; blank with Autodiscover.",
+        ews=True,
     ),
     ServerType.IMAP_SMTP: ServerTypeFacts(
         description="Any IMAP server for incoming and SMTP for outgoing email (Gmail, Dovecot, …).",

@@ -23,7 +23,8 @@ from crm.models import (
 )
 from mailboxes.models import Mailbox
 from mailboxes.services import mailbox_create
-from profiles.models import EmailServerProfile, ServerType
+from profiles.models import CredentialsSource, EmailServerProfile, ServerType
+from profiles.server_types import facts
 from sync.models import (
     AlertLevel,
     FolderCursor,
@@ -72,6 +73,8 @@ def profile(name: str = "", **extra: Any) -> EmailServerProfile:
         "outgoing_server_location": "smtp.example.test",
         **extra,
     }
+    if facts(values["server_type"]).app_only:
+        values.setdefault("credentials_source", CredentialsSource.OAUTH_CLIENT_CREDENTIALS)
     created = EmailServerProfile(**values)
     created.full_clean()
     created.save()

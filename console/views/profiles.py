@@ -47,7 +47,7 @@ def profile_create(request: HtmxHttpRequest) -> HttpResponse:
     # A type changed where no JavaScript redrew the form: show that type's form before saving.
     type_changed = request.POST.get("shown_server_type", server_type) != server_type
     if request.method == "POST" and not type_changed:
-        form = ProfileForm(request.POST, instance=profile)
+        form = ProfileForm(request.POST, request.FILES, instance=profile)
         if form.is_valid():
             saved = form.save()
             messages.success(request, f"Created the profile {saved.name}. Test its connection next.")
@@ -63,7 +63,7 @@ def profile_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     profile = get_object_or_404(EmailServerProfile.objects.select_related("owner"), pk=pk)
     if request.method != "POST":
         return _form_page(request, _unsaved_form(request, profile), profile=profile)
-    form = ProfileForm(request.POST, instance=profile)
+    form = ProfileForm(request.POST, request.FILES, instance=profile)
     if form.is_valid():
         form.save()
         messages.success(request, f"Saved the profile {profile.name}.")

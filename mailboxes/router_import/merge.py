@@ -3,13 +3,14 @@ synchronization profile ("Merge email server profiles for migration"):
 
 | incoming                          | outgoing                 | new profile        |
 |-----------------------------------|--------------------------|--------------------|
-| Exchange (EWS), Exchange Online   | SMTP, Exchange Online    | Exchange           |
+| Exchange (EWS), Exchange Online   | SMTP, Exchange Online    | Exchange (1)       |
 | POP3                              | SMTP                     | POP3/SMTP          |
 | POP3                              | Exchange Online          | Exchange           |
 | WebDAV, Exchange 2003, custom     | any                      | not migrated       |
 
-"Exchange" is Exchange Online when its EWS location is Microsoft's online
-service, Exchange Server otherwise. Identical settings give identical specs, and
+(1) Exchange Online when its EWS location is Microsoft's online service
+(then reached through Microsoft Graph with an app registration the router never
+had: the review says so), Exchange Server (EWS) otherwise. Identical settings give identical specs, and
 identical specs share one profile.
 """
 
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from mailboxes.router_import.endpoints import Endpoint, Protocol
-from profiles.models import CredentialsSource, ServerType
+from profiles.models import MICROSOFT_GRAPH_URL, AuthProtocol, CredentialsSource, ServerType
+from profiles.server_types import facts
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,11 @@ class ProfileSpec:
 
     @property
     def holds_credentials(self) -> bool:
-        return self.credentials_source == CredentialsSource.PROFILE
+        return self.credentials_source != CredentialsSource.USER_OR_QUEUE
+
+    @property
+    def signs_in_as_app(self) -> bool:
+        return self.credentials_source == CredentialsSource.OAUTH_CLIENT_CREDENTIALS
 
 
 @dataclass
@@ -118,7 +124,31 @@ def _exchange(incoming: Endpoint, outgoing: Endpoint) -> Merged:
             f"Exchange; the profile is {server_type.label}, as the incoming server is."
         )
     merged.spec = _spec(server_type, incoming, outgoing, autodiscover, merged)
+    if facts(server_type).app_only:
+        merged.spec = _through_graph(merged.spec, merged)
     return merged
+
+
+def _through_graph(spec: ProfileSpec, merged: Merged) -> ProfileSpec:
+    """Exchange Online is Microsoft Graph now, where an app registration signs in:
+    the router's EWS location and credentials do not carry over."""
+    if spec.username:
+        merged.warnings.append(f"The router's user name {spec.username} is not used: an app signs in.")
+    merged.password_stored = False
+    return replace(
+        spec,
+        incoming_server_location=MICROSOFT_GRAPH_URL,
+        outgoing_server_location=MICROSOFT_GRAPH_URL,
+        incoming_auth_protocol=AuthProtocol.AUTO,
+        outgoing_auth_protocol=AuthProtocol.AUTO,
+        incoming_use_ssl=True,
+        outgoing_use_ssl=True,
+        credentials_source=CredentialsSource.OAUTH_CLIENT_CREDENTIALS,
+        username="",
+        use_same_settings_for_outgoing=True,
+        outgoing_username="",
+        auto_discover_server_location=False,
+    )
 
 
 def _pop3_smtp(incoming: Endpoint, outgoing: Endpoint) -> Merged:

@@ -49,7 +49,8 @@ class ProfilePlan:
 
     @property
     def lacks_password(self) -> bool:
-        return self.spec.holds_credentials and not (self.existing and self.existing.password)
+        """The profile holds the credentials and has (or will have) no password or app registration."""
+        return self.spec.holds_credentials and (self.existing is None or self.existing.lacks_credentials)
 
 
 @dataclass
@@ -385,7 +386,15 @@ def _router_notes(plan: Plan, documents: list[RouterDocuments], collected: Colle
             f"{threshold.router}: the SystemState threshold for {names} matched no migrated mailbox"
         )
     for profile in plan.profiles:
-        if profile.lacks_password and profile.existing is not None:
+        if profile.lacks_password and profile.spec.signs_in_as_app:
+            where = "The existing profile has" if profile.existing else "The profile is created with"
+            profile.warnings.append(
+                f"{where} no app registration yet. Exchange Online is reached through Microsoft Graph: "
+                "register an app in Microsoft Entra ID (application permissions Mail.ReadWrite and "
+                "Mail.Send, with admin consent) and enter its tenant id, client id and client secret or "
+                "certificate on the profile. Its mailboxes are marked as needing credentials."
+            )
+        elif profile.lacks_password and profile.existing is not None:
             # Used as it is: say what the database holds, not what a new profile would get.
             profile.warnings.append(
                 f"The existing profile has no password for {profile.spec.username} yet: enter it on the "

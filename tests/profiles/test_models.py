@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from profiles.models import (
-    EXCHANGE_ONLINE_EWS_URL,
+    MICROSOFT_GRAPH_URL,
     AuthProtocol,
     CredentialsSource,
     EmailServerProfile,
@@ -19,7 +19,10 @@ IMAP = {
     "outgoing_server_location": "smtp.example.test",
 }
 POP3 = {**IMAP, "server_type": ServerType.POP3_SMTP, "incoming_server_location": "pop.example.test"}
-EXCHANGE_ONLINE = {"server_type": ServerType.EXCHANGE_ONLINE}
+EXCHANGE_ONLINE = {
+    "server_type": ServerType.EXCHANGE_ONLINE,
+    "credentials_source": CredentialsSource.OAUTH_CLIENT_CREDENTIALS,
+}
 EXCHANGE_SERVER = {
     "server_type": ServerType.EXCHANGE_SERVER,
     "incoming_server_location": "https://mail.example.test/EWS/Exchange.asmx",
@@ -61,11 +64,11 @@ def test_a_port_given_is_kept():
     assert (profile.incoming_port, profile.outgoing_port) == (1993, 2525)
 
 
-def test_exchange_online_defaults_to_microsofts_ews_url_both_ways():
+def test_exchange_online_defaults_to_microsoft_graph_both_ways():
     profile = validated(**EXCHANGE_ONLINE)
 
-    assert profile.incoming_server_location == EXCHANGE_ONLINE_EWS_URL
-    assert profile.outgoing_server_location == EXCHANGE_ONLINE_EWS_URL
+    assert profile.incoming_server_location == MICROSOFT_GRAPH_URL
+    assert profile.outgoing_server_location == MICROSOFT_GRAPH_URL
 
 
 @pytest.mark.parametrize(
@@ -76,17 +79,12 @@ def test_exchange_online_defaults_to_microsofts_ews_url_both_ways():
         ({**IMAP, "credentials_source": CredentialsSource.PROFILE}, "username"),
         ({**IMAP, "credentials_source": CredentialsSource.OAUTH_CLIENT_CREDENTIALS}, "credentials_source"),
         (
-            {**EXCHANGE_SERVER, "credentials_source": CredentialsSource.OAUTH_CLIENT_CREDENTIALS},
+            {**POP3, "credentials_source": CredentialsSource.OAUTH_CLIENT_CREDENTIALS},
             "credentials_source",
         ),
-        (
-            {**EXCHANGE_ONLINE, "credentials_source": CredentialsSource.OAUTH_CLIENT_CREDENTIALS},
-            "oauth_tenant_id",
-        ),
-        (
-            {**EXCHANGE_ONLINE, "credentials_source": CredentialsSource.OAUTH_CLIENT_CREDENTIALS},
-            "oauth_client_id",
-        ),
+        # Exchange Online is Microsoft Graph: an app registration signs in, nothing else.
+        ({**EXCHANGE_ONLINE, "credentials_source": CredentialsSource.PROFILE}, "credentials_source"),
+        ({**EXCHANGE_ONLINE, "oauth_certificate": "not a certificate"}, "oauth_certificate"),
         ({**EXCHANGE_ONLINE, "incoming_use_impersonation": True}, "incoming_use_impersonation"),
         ({**EXCHANGE_ONLINE, "outgoing_use_impersonation": True}, "outgoing_use_impersonation"),
         ({**IMAP, "move_failed_email_to_undeliverable": True}, "move_failed_email_to_undeliverable"),
@@ -150,7 +148,6 @@ def test_impersonation_with_credentials_in_the_profile_is_accepted():
 def test_oauth_client_credentials_with_exchange_online_are_accepted():
     profile = validated(
         **EXCHANGE_ONLINE,
-        credentials_source=CredentialsSource.OAUTH_CLIENT_CREDENTIALS,
         oauth_tenant_id="contoso.onmicrosoft.com",
         oauth_client_id="11111111-2222-3333-4444-555555555555",
         oauth_client_secret="client-secret",

@@ -42,6 +42,7 @@ def test_rotation_re_encrypts_every_secret_under_the_newest_key(settings, stored
         "profiles.EmailServerProfile.password": 1,
         "profiles.EmailServerProfile.outgoing_password": 1,
         "profiles.EmailServerProfile.oauth_client_secret": 0,
+        "profiles.EmailServerProfile.oauth_certificate": 0,
         "mailboxes.Mailbox.password": 1,
         # Uploaded Email Router files, while a migration holds them (none here).
         "mailboxes.RouterMigrationFile.content": 0,

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from crm.choices import SyncStatus
 from profiles.models import (
-    EXCHANGE_ONLINE_EWS_URL,
+    MICROSOFT_GRAPH_URL,
     AuthProtocol,
     CredentialsSource,
     EmailServerProfile,
@@ -175,15 +175,22 @@ def test_the_type_chooser_says_which_types_do_not_sync_yet(world: World):
         (
             ServerType.EXCHANGE_ONLINE,
             None,
-            EXCHANGE_ONLINE_EWS_URL,
-            {"auto_discover_server_location", "move_failed_email_to_undeliverable"},
-            {"incoming_port", "outgoing_port"},
+            MICROSOFT_GRAPH_URL,
+            # Microsoft Graph: an app registration signs in; EWS's settings do not apply.
+            {"move_failed_email_to_undeliverable", "oauth_client_id", "oauth_certificate", "oauth_authority"},
+            {
+                "incoming_port",
+                "outgoing_port",
+                "auto_discover_server_location",
+                "exchange_server_version",
+                "incoming_auth_protocol",
+            },
         ),
         (
             ServerType.EXCHANGE_SERVER,
             None,
             "",
-            {"auto_discover_server_location"},
+            {"auto_discover_server_location", "exchange_server_version", "incoming_auth_protocol"},
             {"incoming_port", "outgoing_port", "oauth_client_id"},
         ),
     ],
@@ -204,14 +211,21 @@ def test_the_form_of_each_type_starts_with_its_ports_and_shows_only_its_fields(
     assert value in field_block(html, "incoming_server_location")
 
 
-def test_only_exchange_online_offers_oauth_and_only_exchange_ntlm(world: World):
+def test_exchange_online_signs_in_only_as_an_app_and_only_exchange_server_offers_ntlm(world: World):
     client = signed_in(world)
     imap = client.get("/profiles/new/?server_type=imap_smtp").content.decode()
     online = client.get("/profiles/new/?server_type=exchange_online").content.decode()
+    server = client.get("/profiles/new/?server_type=exchange_server").content.decode()
     assert 'value="oauth_client_credentials"' not in field_block(imap, "credentials_source")
     assert 'value="ntlm"' not in field_block(imap, "incoming_auth_protocol")
-    assert 'value="oauth_client_credentials"' in field_block(online, "credentials_source")
-    assert 'value="ntlm"' in field_block(online, "incoming_auth_protocol")
+    assert re.findall(r'<option value="([^"]*)"', field_block(online, "credentials_source")) == [
+        "oauth_client_credentials"
+    ]
+    assert 'value="oauth_client_credentials"' in field_block(server, "credentials_source")
+    assert 'value="ntlm"' in field_block(server, "incoming_auth_protocol")
+    # Exchange Online is Microsoft Graph now: its page says nothing of EWS.
+    assert "EWS" not in online
+    assert "Exchange Web Services" not in online
 
 
 def test_the_common_ports_are_offered_per_type(world: World):
@@ -245,8 +259,8 @@ def test_the_common_ports_are_offered_per_type(world: World):
         (
             {
                 "server_type": ServerType.EXCHANGE_ONLINE,
-                "incoming_server_location": EXCHANGE_ONLINE_EWS_URL,
-                "outgoing_server_location": EXCHANGE_ONLINE_EWS_URL,
+                "incoming_server_location": MICROSOFT_GRAPH_URL,
+                "outgoing_server_location": MICROSOFT_GRAPH_URL,
                 "incoming_port": None,
                 "outgoing_port": None,
                 "credentials_source": CredentialsSource.OAUTH_CLIENT_CREDENTIALS,
@@ -260,7 +274,8 @@ def test_the_common_ports_are_offered_per_type(world: World):
                 "server_type": ServerType.EXCHANGE_ONLINE,
                 "incoming_port": 443,
                 "oauth_client_id": "6f1e0c1a",
-                "incoming_use_impersonation": True,
+                # An app reads every mailbox it is allowed to: impersonation means nothing to Graph.
+                "incoming_use_impersonation": False,
                 "move_failed_email_to_undeliverable": True,
             },
         ),
@@ -485,9 +500,9 @@ def test_a_new_type_brings_its_ports_and_fields_and_keeps_what_was_typed(world: 
         shown_server_type=ServerType.IMAP_SMTP,
     )
     assert {"incoming_port", "outgoing_port"}.isdisjoint(shown_names(html))
-    assert "auto_discover_server_location" in shown_names(html)
-    assert f'value="{EXCHANGE_ONLINE_EWS_URL}"' in field_block(html, "incoming_server_location")
-    # A typed host is no EWS URL, but it was typed: it stays, for the administrator to correct.
+    assert "oauth_client_id" in shown_names(html)
+    assert f'value="{MICROSOFT_GRAPH_URL}"' in field_block(html, "incoming_server_location")
+    # A typed host is no URL, but it was typed: it stays, for the administrator to correct.
     assert 'value="smtp.example.com"' in field_block(html, "outgoing_server_location")
 
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from playwright.sync_api import Page, expect
 
-from profiles.models import EXCHANGE_ONLINE_EWS_URL, CredentialsSource, EmailServerProfile, ServerType
+from profiles.models import MICROSOFT_GRAPH_URL, CredentialsSource, EmailServerProfile, ServerType
 from tests import factories
 from tests.sync.stack import Stack
 from tests.ui.conftest import screenshot, sign_in
@@ -27,14 +27,17 @@ def test_create_a_profile_switching_types_see_an_error_save_and_test_it(page: Pa
     expect(outgoing_port).to_have_value("465")
     expect(page.get_by_label("Auto discover server location")).to_have_count(0)
 
-    # Another type: its usual ports; Exchange: no ports, its own fields, the EWS URL.
+    # Another type: its usual ports; Exchange Online: no ports, its own fields, Microsoft Graph.
     server_type = page.get_by_label("Server type")
     server_type.select_option(ServerType.POP3_SMTP)
     expect(incoming_port).to_have_value("995")
     server_type.select_option(ServerType.EXCHANGE_ONLINE)
     expect(incoming_port).to_have_count(0)
+    expect(page.get_by_label("OAuth tenant id")).to_be_visible()
+    expect(page.get_by_label("OAuth certificate")).to_be_visible()
+    expect(page.get_by_label("Incoming server location")).to_have_value(MICROSOFT_GRAPH_URL)
+    server_type.select_option(ServerType.EXCHANGE_SERVER)
     expect(page.get_by_label("Auto discover server location")).to_be_visible()
-    expect(page.get_by_label("Incoming server location")).to_have_value(EXCHANGE_ONLINE_EWS_URL)
     server_type.select_option(ServerType.IMAP_SMTP)
     expect(incoming_port).to_have_value("993")
     expect(page.get_by_label("Incoming server location")).to_have_value("")

@@ -27,7 +27,7 @@ def test_a_dry_run_prints_the_review_and_changes_nothing(contoso: Contoso, froze
 
     printed = run(str(FILES / MAIN), str(FILES / BRANCH), "--dry-run")
 
-    assert "Profiles to create: 4; existing profiles used: 0." in printed
+    assert "Profiles to create: 3; existing profiles used: 0." in printed
     assert "Other files in its folder, ignored: Microsoft.Crm.Tools.EmailAgent.Configuration.bin." in printed
     assert "[create] forward forward@contoso.test <forward@contoso.test>" in printed
     assert "Dry run: nothing was changed." in printed
@@ -45,16 +45,16 @@ def test_without_dry_run_it_applies_and_keeps_the_migration(contoso: Contoso, fr
     assert migration.source == RouterMigrationSource.COMMAND
     assert migration.state == "applied"
     assert f"Email Router migration {migration.pk} applied." in printed
-    assert "Migrated: 4 profiles created (0 existing used), 3 mailboxes created, 2 updated, " in printed
-    assert EmailServerProfile.objects.count() == 5
+    assert "Migrated: 3 profiles created (0 existing used), 3 mailboxes created, 2 updated, " in printed
+    assert EmailServerProfile.objects.count() == 4
     assert migration.routers[0] == {
         "name": MAIN,
         "ignored": ["Microsoft.Crm.Tools.EmailAgent.Configuration.bin"],
     }
 
     again = run(str(FILES / MAIN), str(FILES / BRANCH))
-    assert "Migrated: 0 profiles created (4 existing used), 0 mailboxes created, 0 updated" in again
-    assert EmailServerProfile.objects.count() == 5
+    assert "Migrated: 0 profiles created (3 existing used), 0 mailboxes created, 0 updated" in again
+    assert EmailServerProfile.objects.count() == 4
 
 
 def test_a_folder_missing_a_file_is_a_clear_error(contoso: Contoso, tmp_path: Path):

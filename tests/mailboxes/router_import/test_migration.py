@@ -22,7 +22,13 @@ from mailboxes.router_import.service import (
     router_migration_select,
 )
 from mailboxes.router_import.text import review_lines
-from profiles.models import AuthProtocol, CredentialsSource, EmailServerProfile, ServerType
+from profiles.models import (
+    MICROSOFT_GRAPH_URL,
+    AuthProtocol,
+    CredentialsSource,
+    EmailServerProfile,
+    ServerType,
+)
 from tests.mailboxes.router_import.routers import (
     BRANCH,
     CIPHERTEXTS,
@@ -62,16 +68,17 @@ def test_profiles_are_merged_and_shared_as_the_rules_say(contoso: Contoso, froze
         tuple(sorted(profile.mailboxes.values_list("email_address", flat=True))): profile_values(profile)
         for profile in created
     }
-    ews_online = "https://outlook.office365.com/EWS/Exchange.asmx"
     assert by_mailboxes == {
-        # Exchange Online in + the deployment's SMTP out -> one Exchange Online profile, shared by
-        # Alice and Bob (identical settings); the password could not be decrypted.
-        ("alice@contoso.test", "bob@contoso.test"): {
+        # Exchange Online in + the deployment's SMTP out (Alice and Bob, the router's service
+        # account), and Frank's Exchange Online with his own credentials: Exchange Online is
+        # Microsoft Graph now, where one app registration signs in for every mailbox, so the
+        # router's credentials do not carry over and the three share one profile.
+        ("alice@contoso.test", "bob@contoso.test", "frank@contoso.test"): {
             "server_type": ServerType.EXCHANGE_ONLINE,
-            "incoming": (ews_online, 443, True),
-            "outgoing": (ews_online, 443, True),
-            "auth": (AuthProtocol.BASIC, AuthProtocol.BASIC),
-            "credentials": (CredentialsSource.PROFILE, "crm-mail@contoso.test", False),
+            "incoming": (MICROSOFT_GRAPH_URL, 443, True),
+            "outgoing": (MICROSOFT_GRAPH_URL, 443, True),
+            "auth": (AuthProtocol.AUTO, AuthProtocol.AUTO),
+            "credentials": (CredentialsSource.OAUTH_CLIENT_CREDENTIALS, "", False),
             "process_email_from": CUTOFF,
         },
         # POP3 + SMTP for the Support queue (router 1) and Erin (router 2, UTF-16): one profile.
@@ -90,15 +97,6 @@ def test_profiles_are_merged_and_shared_as_the_rules_say(contoso: Contoso, froze
             "outgoing": ("https://mail.contoso.test/EWS/Exchange.asmx", 443, True),
             "auth": (AuthProtocol.NTLM, AuthProtocol.NTLM),
             "credentials": (CredentialsSource.PROFILE, "CONTOSO\\crmforward", False),
-            "process_email_from": CUTOFF,
-        },
-        # Frank: Exchange Online with his own credentials: other settings, so another profile.
-        ("frank@contoso.test",): {
-            "server_type": ServerType.EXCHANGE_ONLINE,
-            "incoming": (ews_online, 443, True),
-            "outgoing": (ews_online, 443, True),
-            "auth": (AuthProtocol.AUTO, AuthProtocol.AUTO),
-            "credentials": (CredentialsSource.USER_OR_QUEUE, "", False),
             "process_email_from": CUTOFF,
         },
     }
@@ -167,7 +165,7 @@ def test_the_review_lists_everything_not_migrated_and_not_understood(contoso: Co
 
     counts = review["counts"]
     assert (counts["profiles_to_create"], counts["mailboxes_to_create"], counts["mailboxes_to_update"]) == (
-        4,
+        3,  # Exchange Online's entries share one Graph profile
         3,
         2,
     )
@@ -248,7 +246,7 @@ def test_importing_the_same_files_twice_creates_nothing_new(contoso: Contoso, fr
     assert second.review["previously_applied"][0]["id"] == first.pk
     counts = second.review["counts"]
     assert counts["profiles_to_create"] == 0
-    assert counts["profiles_reused"] == 4
+    assert counts["profiles_reused"] == 3
     assert counts["mailboxes_to_create"] + counts["mailboxes_to_update"] == 0
     assert counts["forward_mailboxes_to_create"] == 0
     router_migration_apply(migration=second, by=None)
@@ -308,7 +306,7 @@ def test_a_profile_answered_no_is_not_created_and_its_mailboxes_stay(contoso: Co
     support = Mailbox.objects.get(pk=contoso.support_mailbox.pk)
     assert (support.profile, support.incoming_method) == (None, IncomingMethod.EMAIL_ROUTER)
     assert not Mailbox.objects.filter(email_address="erin@contoso.test").exists()
-    assert EmailServerProfile.objects.count() == 1 + 3
+    assert EmailServerProfile.objects.count() == 1 + 2
 
 
 def test_an_unknown_profile_key_is_refused(contoso: Contoso, frozen_now):

@@ -227,7 +227,7 @@ def test_a_second_import_prints_each_mailbox_as_the_database_holds_it(contoso: C
         again, "erin@contoso.test"
     )
     # The profile used as it is: no "created without it".
-    assert "The existing profile has no password for crm-mail@contoso.test yet" in again
+    assert "The existing profile has no app registration yet." in again
     assert "the profile is created without it" not in again
     assert (
         "6 unchanged. Nothing it created or updated is enabled yet; 1 of the unchanged mailboxes already are."
