@@ -12,6 +12,7 @@ error codes" page lists the codes and their texts).
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import threading
 import time
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import jwt
 from cryptography import x509
@@ -177,13 +179,19 @@ class Tenant:
 
     def instance_discovery(self, authorization_endpoint: str) -> dict[str, object]:
         """What login.microsoftonline.com/common/discovery/instance answers for this instance."""
-        tenant = authorization_endpoint.removeprefix(self.authority + "/").split("/", 1)[0]
+        # msal names the instance by host alone (no port): only the path's tenant counts.
+        tenant = urlsplit(authorization_endpoint).path.strip("/").split("/", 1)[0]
         host = self.authority.removeprefix("https://")
         return {
             "tenant_discovery_endpoint": f"{self.authority}/{tenant}/v2.0/.well-known/openid-configuration",
             "api-version": "1.1",
             "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
         }
+
+    def keys(self) -> dict[str, object]:
+        """The JSON Web Key Set the access tokens verify with (``jwks_uri``)."""
+        key = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key()))
+        return {"keys": [{**key, "kid": self.key_id, "use": "sig", "kty": "RSA"}]}
 
     # -- the token endpoint
 

@@ -149,8 +149,9 @@ def selected(call: Call, type_name: str) -> list[str] | None:
             call.server.record(f"$select={value}: {type_name} has no property {name!r} in Graph v1.0")
             raise GraphError(
                 400,
-                "RequestBroker--ParseUri",
-                f"Could not find a property named '{name}' on type 'microsoft.graph.{type_name}'.",
+                "BadRequest",
+                "Parsing OData Select and Expand failed: Could not find a property named "
+                f"'{name}' on type 'microsoft.graph.{type_name}'.",
             )
     return names
 
@@ -194,7 +195,7 @@ def page_link(call: Call, path: str, **options: object) -> str:
 
 def get_user(call: Call) -> Reply:
     box = call.mailbox
-    document = {
+    document: dict[str, Any] = {
         "@odata.context": f"{call.server.url}/v1.0/$metadata#users/$entity",
         "businessPhones": [],
         "displayName": box.display_name,
@@ -282,6 +283,12 @@ def get_message(call: Call) -> Reply:
 
 
 def get_value(call: Call) -> Reply:
+    """The MIME, as ``Content-Type: text/plain`` (Graph's answer, as its SDK maintainers
+    note in microsoftgraph/msgraph-sdk-php#187)."""
+    if call.rest[0] == "mailFolders":
+        # Documented, but refused: microsoftgraph/microsoft-graph-docs#9364 (2020, open) and
+        # msgraph-sdk-python#714 (2024); the message's own path serves it.
+        raise GraphError(405, "ErrorInvalidRequest", "The OData request is not supported.")
     message = message_of(call)
     return Reply(200, message.raw, "text/plain")
 
@@ -446,8 +453,8 @@ def _delta_page(call: Call, state: DeltaState) -> Reply:
                 }
             )
         elif entry in call.mailbox.messages:  # gone since the round began: the next round says so
-            document = message_document(call, call.mailbox.messages[entry], state.select, state.expand)
-            items.append({"@odata.type": "#microsoft.graph.message", **document})
+            found = message_document(call, call.mailbox.messages[entry], state.select, state.expand)
+            items.append({"@odata.type": "#microsoft.graph.message", **found})
     token = secrets.token_urlsafe(48)
     call.server.delta_tokens[token] = DeltaState(
         state.mailbox, state.folder_id, state.watermark, rest, state.select, state.expand

@@ -96,7 +96,7 @@ def message_json(mailbox: Mailbox, message: StoredMessage, base_url: str) -> dic
         "body": {"contentType": "html" if html else "text", "content": content},
         "uniqueBody": {"contentType": "html" if html else "text", "content": content},
         "sender": sender[0] if sender else None,
-        "from": (recipients(parsed.get("From")) or [None])[0],
+        "from": next(iter(recipients(parsed.get("From"))), None),
         "toRecipients": recipients(parsed.get("To")),
         "ccRecipients": recipients(parsed.get("Cc")),
         "bccRecipients": recipients(parsed.get("Bcc")),

@@ -258,8 +258,8 @@ class GraphServer:
                 raise graph_api.bad_request(
                     f"Resource not found for the segment '{rest[-1] if rest else user}'."
                 )
-            roles = claims.get("roles") or []
-            if not set(found[1]) & set(roles):  # type: ignore[arg-type]
+            roles = claims.get("roles")
+            if not set(found[1]) & set(roles if isinstance(roles, list) else []):
                 raise _access_denied(rest)
             box = self._find_user(user, rest)
             if rest and not app.may_reach(box.address):
@@ -351,6 +351,12 @@ class GraphServer:
             document = self.tenant.token(tenant, form, _basic(request))
         elif request.method == "GET" and segments[1:] == ["v2.0", ".well-known", "openid-configuration"]:
             document = self.tenant.openid_configuration(tenant)
+        elif (
+            request.method == "GET"
+            and segments[1:] == ["discovery", "v2.0", "keys"]
+            and self.tenant.knows(tenant)
+        ):
+            document = self.tenant.keys()
         elif request.method == "GET" and segments == ["common", "discovery", "instance"]:
             document = self.tenant.instance_discovery(request.query.get("authorization_endpoint", ""))
         else:
@@ -418,7 +424,7 @@ class _HttpServer(ThreadingHTTPServer):
         except (ssl.SSLError, OSError):
             return
         try:
-            self.RequestHandlerClass(connection, client_address, self)
+            _Handler(connection, client_address, self)
         finally:
             with contextlib.suppress(OSError):
                 connection.close()
@@ -426,6 +432,11 @@ class _HttpServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+    # One write per answer, sent at once (headers and body apart would meet delayed ACKs).
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
     server: _HttpServer
 
     def _serve(self) -> None:

@@ -7,11 +7,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
+import msal
 import pytest
 from cryptography.hazmat.primitives import hashes
 
 from tests.fakes.graph.client import Graph, confidential_app, session, token
-from tests.fakes.graph.entra import make_certificate
+from tests.fakes.graph.entra import App, make_certificate
 
 
 def claims(access_token: str) -> dict[str, object]:
@@ -139,7 +140,8 @@ def test_an_expired_certificate(graph_server):
     assert "The key used is expired." in str(result["error_description"])
 
 
-def assertion(app, audience: str, **times: float) -> str:
+def assertion(app: App, audience: str, **claims: object) -> str:
+    assert app.certificate is not None
     key = app.certificate_pem.split("-----BEGIN CERTIFICATE-----")[0]
     x5t = base64.urlsafe_b64encode(app.certificate.fingerprint(hashes.SHA256())).decode().rstrip("=")
     now = time.time()
@@ -151,7 +153,7 @@ def assertion(app, audience: str, **times: float) -> str:
         "iat": now,
         "exp": now + 600,
     }
-    payload.update(times)
+    payload.update(claims)
     return jwt.encode(payload, key, algorithm="PS256", headers={"x5t#S256": x5t})
 
 
@@ -218,3 +220,36 @@ def test_an_expired_token_is_refused_by_graph_and_a_new_one_taken(graph_server, 
     assert answer.headers["WWW-Authenticate"].startswith("Bearer ")
     monkeypatch.setattr(graph_server.tenant, "token_lifetime", 3600)
     assert Graph(graph_server, app, address).get("mailFolders/inbox").status_code == 200
+
+
+def test_msal_may_ask_the_server_for_instance_discovery(graph_server):
+    """Where a client keeps msal's instance discovery on, pointed at the authority itself."""
+    app = graph_server.register_app()
+    client = msal.ConfidentialClientApplication(
+        app.client_id,
+        client_credential=app.secret,
+        authority=f"{graph_server.authority}/{graph_server.tenant_id}",
+        instance_discovery=f"{graph_server.authority}/common/discovery/instance",
+        http_client=session(graph_server),
+    )
+    assert "access_token" in client.acquire_token_for_client([f"{graph_server.url}/.default"])
+    assert [r.path for r in graph_server.requests[-3:]] == [
+        "/common/discovery/instance",
+        f"/{graph_server.tenant_id}/v2.0/.well-known/openid-configuration",
+        f"/{graph_server.tenant_id}/oauth2/v2.0/token",
+    ]
+
+
+def test_access_tokens_verify_with_the_published_keys(graph_server):
+    app = graph_server.register_app()
+    access_token = token(graph_server, app)["access_token"]
+    http = session(graph_server)
+    configuration = http.get(
+        f"{graph_server.authority}/{graph_server.tenant_id}/v2.0/.well-known/openid-configuration", timeout=10
+    ).json()
+    keys = jwt.PyJWKSet.from_dict(http.get(configuration["jwks_uri"], timeout=10).json())
+    key = keys[jwt.get_unverified_header(access_token)["kid"]]
+    assert (
+        jwt.decode(access_token, key.key, algorithms=["RS256"], audience=graph_server.url)["appid"]
+        == app.client_id
+    )
