@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sync.connectors.base import ServerSettings
+from sync.connectors.ews import EwsConnection, EwsProbe
 from sync.connectors.graph import GraphMailbox, GraphProbe, GraphSender
 from sync.connectors.imap import ImapConnection, ImapProbe
 from sync.connectors.interfaces import Incoming, Outgoing, Probe, SentItems
@@ -66,6 +67,17 @@ KINDS: dict[str, ServerKind] = {
         sent_items=GraphMailbox,
         has_folders=True,
         # sendMail keeps its own copy in Sent Items.
+        saves_sent_copies=True,
+    ),
+    "exchange_server": ServerKind(
+        protocol="EWS",
+        incoming=EwsConnection,
+        outgoing=EwsConnection,
+        probe=EwsProbe(),
+        sent_items=EwsConnection,
+        has_folders=True,
+        # CreateItem SendAndSaveCopy keeps its own copy in Sent Items (and save_to_sent stores
+        # only a message Sent Items does not hold yet).
         saves_sent_copies=True,
     ),
 }
