@@ -19,6 +19,7 @@ import httpx
 import msal
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from msal.exceptions import MsalServiceError
 
 from sync.connectors import network
 from sync.connectors.base import OAuthApp, ServerSettings
@@ -28,7 +29,7 @@ from sync.connectors.graph_errors import (
     network_error,
     token_error,
 )
-from sync.errors import PermanentError
+from sync.errors import PermanentError, TransientError
 
 _apps: dict[tuple[str, ...], msal.ConfidentialClientApplication] = {}
 _apps_lock = threading.Lock()
@@ -42,6 +43,13 @@ def access_token(settings: ServerSettings) -> str:
         result = app.acquire_token_for_client(scopes=[f"{settings.url.rstrip('/')}/.default"])
     except httpx.HTTPError as error:
         raise network_error(error, settings, oauth.authority, service=ENTRA) from error
+    except (MsalServiceError, ValueError) as error:
+        # msal raises for a 5xx answer, and for an answer that is not JSON (a proxy's error page).
+        raise TransientError(
+            f"{ENTRA} at {oauth.authority} did not issue a token for the app {oauth.client_id} ({error}). "
+            "serversync tries again later.",
+            code="server_error",
+        ) from error
     if not isinstance(result, dict) or "access_token" not in result:
         raise token_error(result if isinstance(result, dict) else {}, settings)
     return str(result["access_token"])

@@ -55,7 +55,9 @@ def for_send_mail(raw: bytes, rcpt_to: list[str]) -> bytes:
             "Correct the message's recipients and send it again.",
             code="recipients_mismatch",
         )
-    return b"Bcc: " + ", ".join(missing).encode() + b"\r\n" + raw
+    head = raw.split(b"\n\n", 1)[0]
+    newline = b"\r\n" if b"\r\n" in head or b"\n" not in head else b"\n"
+    return b"Bcc: " + ", ".join(missing).encode() + newline + raw
 
 
 def _values(headers: Message, names: tuple[str, ...]) -> list[str]:
