@@ -6,6 +6,7 @@ import base64
 import binascii
 import email.utils
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -18,6 +19,7 @@ from tests.fakes.ews.store import Folder, Item, Mailbox, Store, header_of, recei
 from tests.fakes.ews.xsd import M, T
 
 X = TypeVar("X")
+SMTP_ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>.]+(\.[^@\s<>.]+)*")
 NOT_FOUND = "The specified object was not found in the store."
 
 
@@ -339,6 +341,7 @@ def _read_state(call: Call, folder: Folder, element: etree._Element | None) -> i
 
 def create_item(call: Call) -> list[etree._Element]:
     disposition = call.body.get("MessageDisposition", "SaveOnly")
+    call.notes["disposition"] = disposition
     saved_element = call.find("m:SavedItemFolderId/*")
     messages = []
     for element in call.findall("m:Items/t:Message"):
@@ -373,15 +376,17 @@ def _mime_of(element: etree._Element) -> bytes:
 
 
 def _send(call: Call, element: etree._Element, raw: bytes) -> None:
-    recipients = [
-        address.text or ""
-        for kind in ("ToRecipients", "CcRecipients", "BccRecipients")
-        for address in element.iterfind(f"{{{T}}}{kind}/{{{T}}}Mailbox/{{{T}}}EmailAddress")
-    ]
-    if not recipients:
-        headers = [header_of(raw, name) for name in ("To", "Cc", "Bcc")]
-        recipients = [smtp for _, smtp in email.utils.getaddresses([h for h in headers if h]) if smtp]
-    if not recipients:
+    """Recipients as Exchange takes them from MIME and properties: a property given (ToRecipients,
+    CcRecipients, BccRecipients) replaces what the MIME header of that name says."""
+    recipients: list[str] = []
+    for kind, header in (("ToRecipients", "To"), ("CcRecipients", "Cc"), ("BccRecipients", "Bcc")):
+        given = element.find(f"{{{T}}}{kind}")
+        if given is not None:
+            recipients += [a.text or "" for a in given.iterfind(f"{{{T}}}Mailbox/{{{T}}}EmailAddress")]
+        else:
+            recipients += [smtp for _, smtp in email.utils.getaddresses([header_of(raw, header)]) if smtp]
+    if not recipients or not all(SMTP_ADDRESS.fullmatch(a) for a in recipients):
+        # The whole message is refused, not just the bad recipient (unlike SMTP).
         raise EwsError("ErrorInvalidRecipients", "At least one recipient isn't valid.")
     call.mail.submit(call.mailbox.address, recipients, raw)
 

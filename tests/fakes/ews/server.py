@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import ssl
 import tempfile
 import threading
 import traceback
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -37,16 +36,17 @@ MAX_BODY = 64 * 1024 * 1024
 FULL_ACCESS = "full_access_as_app"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Record:
-    """One EWS request, for assertions: what was asked, for which mailbox, signed in as whom."""
+    """One EWS request, for assertions: what was asked, for which mailbox, signed in as whom, and
+    the answer's ResponseCode(s) (a fault's code when refused)."""
 
     operation: str
     mailbox: str
     user: str
     auth: str
-    version: str
-    code: str
+    version: str = ""
+    code: str = ""
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -62,11 +62,11 @@ class Sent:
 class Refusal(Exception):
     """An answer other than the operation's response: a SOAP fault or an HTTP error."""
 
-    def __init__(self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:
+    def __init__(self, status: int, body: bytes, code: str) -> None:
         super().__init__(status)
         self.status = status
         self.body = body
-        self.headers = headers or []
+        self.code = code
 
 
 class EwsServer:
@@ -219,15 +219,28 @@ class EwsServer:
         operation = body_element[0] if body_element is not None and len(body_element) else None
         if operation is None:
             raise self._schema_fault("The request has no operation in its SOAP body.", 1)
-        name = etree.QName(operation).localname
         headers = list(header) if header is not None else []
-        version = self._check_version(headers)
+        asked = Record(
+            etree.QName(operation).localname, _impersonated(headers) or principal, principal, scheme
+        )
+        try:
+            return self._operation(asked, headers, operation, app)
+        except Refusal as refusal:
+            self._log(replace(asked, code=refusal.code))
+            raise
+
+    def _operation(
+        self, asked: Record, headers: list[etree._Element], operation: etree._Element, app: entra.App | None
+    ) -> bytes:
+        asked.version = self._check_version(headers)
         self._check_schema([*headers, operation])
         self._check_busy()
-        mailbox = self._target(headers, principal, app)
-        handler = operations.OPERATIONS.get(name)
+        mailbox = self._target(headers, asked.user, app)
+        handler = operations.OPERATIONS.get(asked.operation)
         if handler is None:
-            raise self._fault("ErrorInvalidRequest", f"The EWS test server does not implement {name}.")
+            raise self._fault(
+                "ErrorInvalidRequest", f"The EWS test server does not implement {asked.operation}."
+            )
         call = operations.Call(self.store, mailbox, operation, self)
         try:
             messages = handler(call)
@@ -236,15 +249,15 @@ class EwsServer:
             with self._lock:
                 self.failures.append(traceback.format_exc())
             raise self._fault("ErrorInternalServerError", "An internal server error occurred.") from None
-        response = soap.response(name, messages)
+        response = soap.response(asked.operation, messages)
         self._check_response([response])
         codes = {message.findtext(f"{{{xsd.M}}}ResponseCode") or "" for message in messages}
-        record = Record(
-            name, mailbox.address, principal, scheme, version, ",".join(sorted(codes)), call.notes
-        )
+        self._log(replace(asked, mailbox=mailbox.address, code=",".join(sorted(codes)), notes=call.notes))
+        return soap.serialize(soap.envelope(response))
+
+    def _log(self, record: Record) -> None:
         with self._lock:
             self.requests.append(record)
-        return soap.serialize(soap.envelope(response))
 
     def _parse(self, body: bytes) -> etree._Element:
         parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
@@ -296,8 +309,8 @@ class EwsServer:
 
     def _target(self, headers: list[etree._Element], principal: str, app: entra.App | None) -> Mailbox:
         """The mailbox this request works on: the impersonated one, if any and allowed, else the signer's."""
-        impersonation = next((h for h in headers if h.tag == f"{{{T}}}ExchangeImpersonation"), None)
-        if impersonation is None:
+        address = _impersonated(headers)
+        if address is None:
             if app is not None:
                 raise self._fault(
                     "ErrorMissingEmailAddress",
@@ -305,9 +318,6 @@ class EwsServer:
                     "mailbox primary SMTP address for any distinguished folder Ids.",
                 )
             return self._mailbox(principal)
-        sid = impersonation.find(f"{{{T}}}ConnectingSID")
-        assert sid is not None  # required by the schema
-        address = (sid[0].text or "").strip().lower()
         mailbox = self.store.mailbox(address)
         if mailbox is None:
             raise self._fault(
@@ -331,7 +341,7 @@ class EwsServer:
     def _fault(self, code: str, text: str, detail: etree._Element | None = None) -> Refusal:
         fault = soap.fault(code, text, detail)
         self._check_response([fault])
-        return Refusal(500, soap.serialize(soap.envelope(fault, header=False)))
+        return Refusal(500, soap.serialize(soap.envelope(fault, header=False)), code)
 
     def _schema_fault(self, violation: str, line: int) -> Refusal:
         with self._lock:
@@ -424,7 +434,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             answer = ews.answer(body, principal, scheme, app)
         except Refusal as refusal:
-            self._send(refusal.status, refusal.body, "text/xml; charset=utf-8", refusal.headers)
+            self._send(refusal.status, refusal.body, "text/xml; charset=utf-8")
             return
         self._send(200, answer, "text/xml; charset=utf-8")
 
@@ -490,7 +500,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _impersonated(headers: list[etree._Element]) -> str | None:
+    """The mailbox an ExchangeImpersonation header names (ConnectingSID's address), if any."""
+    found = next((h for h in headers if h.tag == f"{{{T}}}ExchangeImpersonation"), None)
+    sid = found.find(f"{{{T}}}ConnectingSID") if found is not None else None
+    if sid is None or not len(sid):
+        return None
+    return (sid[0].text or "").strip().lower()

@@ -54,6 +54,10 @@ def envelope(body: etree._Element, *, header: bool = True) -> etree._Element:
     return root
 
 
+# Operations whose response messages must hold m:Items even on an error (ItemInfoResponseMessageType).
+ITEM_INFO = {"GetItem", "CreateItem", "MoveItem", "CopyItem", "UpdateItem"}
+
+
 def response_message(operation: str, code: str = "NoError", text: str = "") -> etree._Element:
     """``<m:{operation}ResponseMessage>`` with ResponseClass and ResponseCode (MessageText on errors)."""
     ok = code == "NoError"
@@ -63,6 +67,8 @@ def response_message(operation: str, code: str = "NoError", text: str = "") -> e
     sub(message, m("ResponseCode", code))
     if not ok:
         sub(message, m("DescriptiveLinkKey", "0"))
+        if operation in ITEM_INFO:
+            sub(message, m("Items"))
     return message
 
 

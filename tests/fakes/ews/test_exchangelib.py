@@ -22,6 +22,7 @@ from exchangelib import (
 )
 from exchangelib.errors import (
     ErrorImpersonateUserDenied,
+    ErrorInvalidRecipients,
     ErrorInvalidSyncStateData,
     ErrorNonExistentMailbox,
     ErrorServerBusy,
@@ -282,6 +283,12 @@ def test_impersonation_denied_without_the_role_or_for_another_mailbox(
 
     with pytest.raises(ErrorImpersonateUserDenied):
         account.inbox.refresh()
+    last = ews_server.requests[-1]
+    assert (last.mailbox, last.user, last.code) == (
+        ews_mailbox.address,
+        service.address,
+        "ErrorImpersonateUserDenied",
+    )
 
 
 def test_impersonating_an_unknown_mailbox(ews_server: EwsServer, open_account: Open) -> None:
@@ -306,6 +313,8 @@ def test_server_busy_carries_its_back_off(
     account.inbox.refresh()  # only the next request was refused
 
     assert raised.value.back_off == 2.5
+    mine = [r.code for r in ews_server.requests if r.mailbox == ews_mailbox.address]
+    assert mine[-2:] == ["ErrorServerBusy", "NoError"]
 
 
 def test_filter_restrictions_the_server_lacks_are_refused_plainly(
@@ -392,3 +401,33 @@ def test_updates_change_the_change_key_and_show_in_sync(
     assert (changes[0][1][0].id, changes[0][1][1]) == (read.id, True)
     assert changes[1][1].id == flagged.id
     assert changes[1][1].changekey != flagged.changekey
+
+
+def test_a_bad_recipient_refuses_the_whole_message(
+    ews_server: EwsServer, ews_mailbox: EwsMailbox, open_account: Open
+) -> None:
+    account = open_account(ews_mailbox)
+    raw = f"From: {ews_mailbox.address}\r\nTo: partner@example.org\r\nSubject: x\r\n\r\nx\r\n".encode()
+    sent_before = len(ews_server.outbound)
+    message = Message(account=account, folder=account.sent, mime_content=raw, bcc_recipients=["nobody@"])
+
+    with pytest.raises(ErrorInvalidRecipients):
+        message.send_and_save()
+
+    assert ews_server.outbound[sent_before:] == []
+    assert ews_server.sent_items(ews_mailbox.address) == []
+
+
+def test_recipient_properties_replace_the_mime_headers_of_their_kind(
+    ews_server: EwsServer, ews_mailbox: EwsMailbox, open_account: Open
+) -> None:
+    account = open_account(ews_mailbox)
+    raw = f"From: {ews_mailbox.address}\r\nTo: partner@example.org\r\nSubject: x\r\n\r\nx\r\n".encode()
+    sent_before = len(ews_server.outbound)
+
+    message = Message(account=account, mime_content=raw, bcc_recipients=["hidden@example.org"])
+    message.send(save_copy=False)
+
+    (sent,) = ews_server.outbound[sent_before:]
+    assert sent.recipients == ("partner@example.org", "hidden@example.org")
+    assert ews_server.sent_items(ews_mailbox.address) == []  # SendOnly keeps no copy

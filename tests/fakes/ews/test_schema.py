@@ -107,7 +107,8 @@ def test_a_request_failing_the_schema_gets_error_schema_validation(
     assert "'Inbox' is not an element of the set" in violation
     # Recorded; taken here, as the test sent it on purpose (otherwise it would fail the test).
     assert len(ews_server.take_request_violations()) == 1
-    assert not any(r.mailbox == ews_mailbox.address for r in ews_server.requests)
+    (logged,) = [r for r in ews_server.requests if r.mailbox == ews_mailbox.address]
+    assert (logged.operation, logged.code) == ("GetFolder", "ErrorSchemaValidation")
 
 
 def test_a_version_the_server_does_not_speak_gets_error_invalid_server_version(
