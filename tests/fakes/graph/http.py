@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 JSON = "application/json"
@@ -92,3 +96,54 @@ class GraphError(Exception):
 
 def new_request_id() -> str:
     return str(uuid.uuid4())
+
+
+class HttpsServer(ThreadingHTTPServer):
+    """TLS per connection, in the connection's own thread (a slow handshake blocks no one)."""
+
+    daemon_threads = True
+    tls: ssl.SSLContext
+
+    def __init__(self, address: tuple[str, int], handle: Callable[[Request], Reply]) -> None:
+        super().__init__(address, _Handler)
+        self.handle = handle
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            connection = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            _Handler(connection, client_address, self)
+        finally:
+            with contextlib.suppress(OSError):
+                connection.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+    # One write per answer, sent at once (headers and body apart would meet delayed ACKs).
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
+    server: HttpsServer
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        reply = self.server.handle(Request(self.command, self.path, headers, body))
+        self.send_response(reply.status)
+        if reply.content_type:
+            self.send_header("Content-Type", reply.content_type)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the request log is ``GraphServer.requests``."""

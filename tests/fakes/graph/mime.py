@@ -186,3 +186,21 @@ def _address(email_address: dict[str, Any]) -> str:
 
 def as_bytes(mime: EmailMessage) -> bytes:
     return mime.as_bytes(policy=policy.SMTP)
+
+
+def without_bcc(raw: bytes) -> bytes:
+    """The message as delivered: Bcc is for the sender's copy only."""
+    head, separator, body = raw.partition(b"\r\n\r\n")
+    if not separator:
+        head, separator, body = raw.partition(b"\n\n")
+    lines = head.splitlines(keepends=True)
+    kept, skipping = [], False
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = line.lower().startswith(b"bcc:")
+        if not skipping:
+            kept.append(line)
+    return b"".join(kept) + separator + body

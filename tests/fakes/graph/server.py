@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -27,10 +26,10 @@ from urllib.parse import parse_qsl, unquote
 import jwt
 import trustme
 
-from tests.fakes.graph import graph_api
+from tests.fakes.graph import calls, graph_api, mime, sending
+from tests.fakes.graph.delta import DeltaState
 from tests.fakes.graph.entra import App, EntraError, Tenant, new_app
-from tests.fakes.graph.graph_api import DeltaState
-from tests.fakes.graph.http import JSON, GraphError, Reply, Request, new_request_id
+from tests.fakes.graph.http import JSON, GraphError, HttpsServer, Reply, Request, new_request_id
 from tests.fakes.graph.mailboxes import Mailbox, received_header
 
 # Outlook's limit of concurrent requests per app and mailbox ("Outlook service limits").
@@ -65,8 +64,7 @@ class GraphServer:
         self._directory = tempfile.TemporaryDirectory(prefix="graph-test-server-")
         self.ca_file = str(Path(self._directory.name) / "ca.pem")
         self._ca.cert_pem.write_to_path(self.ca_file)
-        self._http = _HttpServer(("127.0.0.1", 0), _Handler)
-        self._http.graph = self
+        self._http = HttpsServer(("127.0.0.1", 0), self.handle)
         self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ca.issue_cert("127.0.0.1", "localhost").configure_cert(self._tls)
         self._http.tls = self._tls
@@ -185,8 +183,8 @@ class GraphServer:
     # -- sending (Exchange's transport)
 
     def submit(self, sender: Mailbox, raw: bytes, *, save_copy: bool) -> None:
-        recipients = graph_api.check_recipients(raw)
-        delivered = _without_bcc(raw)
+        recipients = sending.check_recipients(raw)
+        delivered = mime.without_bcc(raw)
         external = []
         for address in recipients:
             if address.lower() in self.mailboxes:
@@ -247,17 +245,15 @@ class GraphServer:
             if app is None:
                 raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.")
             if segments[:1] == ["me"]:
-                raise graph_api.bad_request("/me request is only valid with delegated authentication flow.")
+                raise calls.bad_request("/me request is only valid with delegated authentication flow.")
             if segments[:1] != ["users"] or len(segments) < 2:
-                raise graph_api.bad_request(
+                raise calls.bad_request(
                     f"Resource not found for the segment '{segments[0] if segments else ''}'."
                 )
             rest = segments[2:]
             found = graph_api.route(request.method, rest)
             if found is None:
-                raise graph_api.bad_request(
-                    f"Resource not found for the segment '{rest[-1] if rest else user}'."
-                )
+                raise calls.bad_request(f"Resource not found for the segment '{rest[-1] if rest else user}'.")
             roles = claims.get("roles")
             if not set(found[1]) & set(roles if isinstance(roles, list) else []):
                 raise _access_denied(rest)
@@ -392,71 +388,6 @@ def _basic(request: Request) -> tuple[str, str] | None:
         return None
     client_id, _, secret = base64.b64decode(value).decode().partition(":")
     return unquote(client_id), unquote(secret)
-
-
-def _without_bcc(raw: bytes) -> bytes:
-    head, separator, body = raw.partition(b"\r\n\r\n")
-    if not separator:
-        head, separator, body = raw.partition(b"\n\n")
-    lines = head.splitlines(keepends=True)
-    kept, skipping = [], False
-    for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            if not skipping:
-                kept.append(line)
-            continue
-        skipping = line.lower().startswith(b"bcc:")
-        if not skipping:
-            kept.append(line)
-    return b"".join(kept) + separator + body
-
-
-class _HttpServer(ThreadingHTTPServer):
-    """TLS per connection, in the connection's own thread (a slow handshake blocks no one)."""
-
-    daemon_threads = True
-    graph: GraphServer
-    tls: ssl.SSLContext
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        try:
-            connection = self.tls.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            _Handler(connection, client_address, self)
-        finally:
-            with contextlib.suppress(OSError):
-                connection.close()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "Microsoft-IIS/10.0"
-    sys_version = ""
-    # One write per answer, sent at once (headers and body apart would meet delayed ACKs).
-    wbufsize = 1 << 16
-    disable_nagle_algorithm = True
-    server: _HttpServer
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        reply = self.server.graph.handle(Request(self.command, self.path, headers, body))
-        self.send_response(reply.status)
-        if reply.content_type:
-            self.send_header("Content-Type", reply.content_type)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the request log is ``GraphServer.requests``."""
 
 
 def closed_port() -> socket.socket:
