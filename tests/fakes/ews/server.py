@@ -243,7 +243,9 @@ class EwsServer:
             )
         call = operations.Call(self.store, mailbox, operation, self)
         try:
-            messages = handler(call)
+            # One operation at a time: the store's folders and items are plain dicts.
+            with self.store.lock:
+                messages = handler(call)
         except Exception:
             # A bug of the test server's, not an answer Exchange would give: the test fails (fixtures.py).
             with self._lock:
@@ -338,8 +340,10 @@ class EwsServer:
             return False
         return account.impersonates is None or address in account.impersonates
 
-    def _fault(self, code: str, text: str, detail: etree._Element | None = None) -> Refusal:
-        fault = soap.fault(code, text, detail)
+    def _fault(
+        self, code: str, text: str, detail: etree._Element | None = None, message: str = ""
+    ) -> Refusal:
+        fault = soap.fault(code, text, detail, message)
         self._check_response([fault])
         return Refusal(500, soap.serialize(soap.envelope(fault, header=False)), code)
 
@@ -347,9 +351,8 @@ class EwsServer:
         with self._lock:
             self.request_violations.append(violation)
         detail = soap.schema_violation_xml(violation, line)
-        return self._fault(
-            "ErrorSchemaValidation", f"The request failed schema validation: {violation}", detail
-        )
+        text = "The request failed schema validation"
+        return self._fault("ErrorSchemaValidation", f"{text}: {violation}", detail, f"{text}.")
 
     # OAuth -------------------------------------------------------------------------------------------
 

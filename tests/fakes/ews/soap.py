@@ -80,7 +80,9 @@ def response(operation: str, messages: list[etree._Element]) -> etree._Element:
     return root
 
 
-def fault(code: str, text: str, message_xml: etree._Element | None = None) -> etree._Element:
+def fault(
+    code: str, text: str, message_xml: etree._Element | None = None, message: str = ""
+) -> etree._Element:
     """A SOAP fault as Exchange sends it for errors outside any response message (schema, busy,
     impersonation): the code in faultcode (types namespace) and again in the errors namespace."""
     element = etree.Element(f"{{{S}}}Fault", nsmap={"s": S})
@@ -90,7 +92,7 @@ def fault(code: str, text: str, message_xml: etree._Element | None = None) -> et
     faultstring.text = text
     detail = etree.SubElement(element, "detail")
     etree.SubElement(detail, f"{{{E}}}ResponseCode", nsmap={"e": E}).text = code
-    etree.SubElement(detail, f"{{{E}}}Message", nsmap={"e": E}).text = text
+    etree.SubElement(detail, f"{{{E}}}Message", nsmap={"e": E}).text = message or text
     if message_xml is not None:
         detail.append(message_xml)
     return element

@@ -103,6 +103,7 @@ def test_a_request_failing_the_schema_gets_error_schema_validation(
     faultcode, code, detail = fault_of(response)
     assert faultcode == "a:ErrorSchemaValidation"
     assert code == "ErrorSchemaValidation"
+    assert detail.findtext(f"{{{E}}}Message") == "The request failed schema validation."
     violation = detail.findtext(f"{{{xsd.T}}}MessageXml/{{{xsd.T}}}Violation") or ""
     assert "'Inbox' is not an element of the set" in violation
     # Recorded; taken here, as the test sent it on purpose (otherwise it would fail the test).
