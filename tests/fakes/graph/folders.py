@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.fakes.graph import metadata
-from tests.fakes.graph.calls import Call, folder_of, page_link, skip, top
+from tests.fakes.graph.calls import Call, folder_of, page_link, selected, skip, top
 from tests.fakes.graph.http import GraphError, Reply
 from tests.fakes.graph.mailboxes import Folder, Mailbox
 
@@ -47,8 +47,15 @@ def folder_json(box: Mailbox, folder: Folder) -> dict[str, Any]:
 
 def get_folder(call: Call) -> Reply:
     folder = folder_of(call, call.rest[1])
-    document = {"@odata.context": call.context("mailFolders/$entity"), **folder_json(call.mailbox, folder)}
+    document = {
+        "@odata.context": call.context("mailFolders/$entity"),
+        **trimmed(folder_json(call.mailbox, folder), selected(call, "mailFolder")),
+    }
     return Reply.of_json(200, document, lambda d: metadata.validate("mailFolder", d))
+
+
+def trimmed(folder: dict[str, Any], chosen: list[str] | None) -> dict[str, Any]:
+    return folder if chosen is None else {k: v for k, v in folder.items() if k == "id" or k in chosen}
 
 
 def list_folders(call: Call) -> Reply:
@@ -57,7 +64,8 @@ def list_folders(call: Call) -> Reply:
 
 
 def _folder_page(call: Call, parent: Folder, path: str) -> Reply:
-    folders = [folder_json(call.mailbox, f) for f in call.mailbox.children(parent.id)]
+    chosen = selected(call, "mailFolder")
+    folders = [trimmed(folder_json(call.mailbox, f), chosen) for f in call.mailbox.children(parent.id)]
     count, start = top(call), skip(call)
     document: dict[str, Any] = {"@odata.context": call.context(path), "value": folders[start : start + count]}
     if start + count < len(folders):

@@ -13,11 +13,12 @@ as a violation: the test fails, rather than the server pretending.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import jwt
 
-from tests.fakes.graph.calls import Call, Handler
+from tests.fakes.graph.calls import Call, Handler, not_implemented
 from tests.fakes.graph.delta import delta
 from tests.fakes.graph.entra import App
 from tests.fakes.graph.folders import create_child_folder, get_folder, get_user, list_folders
@@ -42,9 +43,21 @@ SEND = ("Mail.Send",)
 DIRECTORY = ("User.Read.All", "User.ReadBasic.All", "Directory.Read.All", "User.ReadWrite.All")
 
 
-def route(method: str, rest: list[str]) -> tuple[Handler, tuple[str, ...]] | None:
-    """The handler for a path below the user, and the roles that may call it (any one of them)."""
-    shape = [s if s in _KEYWORDS else "*" for s in rest]
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    roles: tuple[str, ...]  # any one of them may call it
+    options: frozenset[str] = frozenset()  # the system query options served ($select...)
+
+
+def canonical(segments: list[str]) -> list[str]:
+    """Graph reads its path keywords without regard to case ("mailfolders")."""
+    return [_KEYWORDS.get(s.lower(), s) for s in segments]
+
+
+def route(method: str, rest: list[str]) -> Route | None:
+    """The route for a path below the user (keywords as ``canonical`` spells them)."""
+    shape = [s if s in _KEYWORDS.values() else "*" for s in rest]
     if shape[:3] == ["mailFolders", "*", "messages"] and len(shape) > 3 and shape[3] != "delta":
         shape = shape[2:]  # mailFolders/{id}/messages/{id}/... is messages/{id}/...
     return _ROUTES.get((method, tuple(shape)))
@@ -55,30 +68,38 @@ def call(
 ) -> Reply:
     found = route(request.method, rest)
     assert found is not None  # the server asked route() first
-    handler, _ = found
+    call = Call(server, request, app, mailbox, user, rest)
+    unserved = sorted(k for k in request.query if k.startswith("$") and k not in found.options)
+    if unserved:
+        where = "/".join(rest) or "the user"
+        raise not_implemented(call, f"{', '.join(unserved)} on {request.method} {where}")
     with server.lock:
-        return handler(Call(server, request, app, mailbox, user, rest))
+        return found.handler(call)
 
 
-# -- errors
-
-_KEYWORDS = {"mailFolders", "childFolders", "messages", "delta", "$value", "move", "sendMail"}
-_ROUTES: dict[tuple[str, tuple[str, ...]], tuple[Handler, tuple[str, ...]]] = {
-    ("GET", ()): (get_user, DIRECTORY),
-    ("GET", ("mailFolders",)): (list_folders, READ),
-    ("GET", ("mailFolders", "*")): (get_folder, READ),
-    ("GET", ("mailFolders", "*", "childFolders")): (list_folders, READ),
-    ("POST", ("mailFolders", "*", "childFolders")): (create_child_folder, WRITE),
-    ("GET", ("mailFolders", "*", "messages")): (list_messages, READ),
-    ("POST", ("mailFolders", "*", "messages")): (create_message, WRITE),
-    ("GET", ("mailFolders", "*", "messages", "delta")): (delta, READ),
-    ("GET", ("messages",)): (list_messages, READ),
-    ("POST", ("messages",)): (create_message, WRITE),
-    ("GET", ("messages", "*")): (get_message, READ),
-    ("DELETE", ("messages", "*")): (delete_message, WRITE),
-    ("GET", ("messages", "*", "$value")): (get_value, READ),
-    ("POST", ("messages", "*", "move")): (move_message, WRITE),
-    ("POST", ("sendMail",)): (send_mail, SEND),
+_KEYWORDS = {
+    k.lower(): k for k in ("mailFolders", "childFolders", "messages", "delta", "$value", "move", "sendMail")
+}
+_FOLDERS = frozenset({"$select", "$top", "$skip"})
+_LIST = frozenset({"$select", "$filter", "$top", "$skip", "$expand", "$orderby"})
+_DELTA = frozenset({"$select", "$expand", "$skiptoken", "$deltatoken"})
+_ONE = frozenset({"$select", "$expand"})
+_ROUTES: dict[tuple[str, tuple[str, ...]], Route] = {
+    ("GET", ()): Route(get_user, DIRECTORY),
+    ("GET", ("mailFolders",)): Route(list_folders, READ, _FOLDERS),
+    ("GET", ("mailFolders", "*")): Route(get_folder, READ, frozenset({"$select"})),
+    ("GET", ("mailFolders", "*", "childFolders")): Route(list_folders, READ, _FOLDERS),
+    ("POST", ("mailFolders", "*", "childFolders")): Route(create_child_folder, WRITE),
+    ("GET", ("mailFolders", "*", "messages")): Route(list_messages, READ, _LIST),
+    ("POST", ("mailFolders", "*", "messages")): Route(create_message, WRITE),
+    ("GET", ("mailFolders", "*", "messages", "delta")): Route(delta, READ, _DELTA),
+    ("GET", ("messages",)): Route(list_messages, READ, _LIST),
+    ("POST", ("messages",)): Route(create_message, WRITE),
+    ("GET", ("messages", "*")): Route(get_message, READ, _ONE),
+    ("DELETE", ("messages", "*")): Route(delete_message, WRITE),
+    ("GET", ("messages", "*", "$value")): Route(get_value, READ),
+    ("POST", ("messages", "*", "move")): Route(move_message, WRITE),
+    ("POST", ("sendMail",)): Route(send_mail, SEND),
 }
 
 

@@ -250,12 +250,12 @@ class GraphServer:
                 raise calls.bad_request(
                     f"Resource not found for the segment '{segments[0] if segments else ''}'."
                 )
-            rest = segments[2:]
+            rest = graph_api.canonical(segments[2:])
             found = graph_api.route(request.method, rest)
             if found is None:
                 raise calls.bad_request(f"Resource not found for the segment '{rest[-1] if rest else user}'.")
             roles = claims.get("roles")
-            if not set(found[1]) & set(roles if isinstance(roles, list) else []):
+            if not set(found.roles) & set(roles if isinstance(roles, list) else []):
                 raise _access_denied(rest)
             box = self._find_user(user, rest)
             if rest and not app.may_reach(box.address):
