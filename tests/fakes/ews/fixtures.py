@@ -43,8 +43,20 @@ def ews_server() -> Iterator[EwsServer]:
 @pytest.fixture(autouse=True)
 def _ews_schema_checked() -> Iterator[None]:
     """Fails the test if a body exchanged with an EWS test server during it broke the schema."""
-    seen = {id(s): _counts(s) for s in _started}
+    seen = snapshot()
     yield
+    check_since(seen)
+
+
+Snapshot = dict[int, tuple[int, int, int]]
+
+
+def snapshot() -> Snapshot:
+    return {id(s): (len(s.request_violations), len(s.response_violations), len(s.failures)) for s in _started}
+
+
+def check_since(seen: Snapshot) -> None:
+    """pytest.fail if a running server recorded a schema violation or a crash of its own since ``seen``."""
     for server in _started:
         requests_seen, responses_seen, failures_seen = seen.get(id(server), (0, 0, 0))
         problems = server.request_violations[requests_seen:] + server.response_violations[responses_seen:]
@@ -52,10 +64,6 @@ def _ews_schema_checked() -> Iterator[None]:
             pytest.fail("EWS schema violations:\n" + "\n".join(problems))
         if server.failures[failures_seen:]:
             pytest.fail("The EWS test server failed:\n" + "\n".join(server.failures[failures_seen:]))
-
-
-def _counts(server: EwsServer) -> tuple[int, int, int]:
-    return len(server.request_violations), len(server.response_violations), len(server.failures)
 
 
 @dataclass(frozen=True)

@@ -186,8 +186,15 @@ class EwsServer:
 
     def take_request_violations(self) -> list[str]:
         """The request violations recorded so far, then forgotten (a test sent bad requests on purpose)."""
+        return self._take(self.request_violations)
+
+    def take_response_violations(self) -> list[str]:
+        """The response violations recorded so far, then forgotten (a test broke the server on purpose)."""
+        return self._take(self.response_violations)
+
+    def _take(self, recorded: list[str]) -> list[str]:
         with self._lock:
-            taken, self.request_violations[:] = list(self.request_violations), []
+            taken, recorded[:] = list(recorded), []
         return taken
 
     def submit(self, sender: str, recipients: list[str], raw: bytes) -> None:

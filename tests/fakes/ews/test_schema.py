@@ -7,8 +7,8 @@ import pytest
 import requests
 from lxml import etree
 
-from tests.fakes.ews import xsd
-from tests.fakes.ews.fixtures import EwsMailbox
+from tests.fakes.ews import properties, soap, xsd
+from tests.fakes.ews.fixtures import EwsMailbox, check_since, snapshot
 from tests.fakes.ews.server import EwsServer
 from tests.fakes.ews.soap import E, S
 
@@ -147,3 +147,23 @@ def test_malformed_or_dtd_requests_are_refused(
     assert response.status_code == 500
     assert fault_of(response)[1] == "ErrorSchemaValidation"
     assert len(ews_server.take_request_violations()) == 1
+
+
+def test_a_response_breaking_the_schema_fails_the_test(
+    ews_server: EwsServer, ews_mailbox: EwsMailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server bug on purpose: Size is an xs:int.
+    monkeypatch.setitem(properties.ITEM_WRITERS, "item:Size", lambda item, mailbox: soap.t("Size", "big"))
+    ews_server.deliver(ews_mailbox.address, b"Subject: s\r\n\r\nbody\r\n")
+    seen = snapshot()
+    find = f"""<m:FindItem Traversal="Shallow" {NS}>
+      <m:ItemShape><t:BaseShape>Default</t:BaseShape></m:ItemShape>
+      <m:ParentFolderIds><t:DistinguishedFolderId Id="inbox"/></m:ParentFolderIds>
+    </m:FindItem>"""
+
+    response = post(ews_server, ews_mailbox, soap_request(find))
+
+    assert response.status_code == 200  # answered; the check after the test is what fails it
+    with pytest.raises(pytest.fail.Exception, match="'big' is not a valid value of the atomic type 'xs:int'"):
+        check_since(seen)
+    assert len(ews_server.take_response_violations()) == 1
