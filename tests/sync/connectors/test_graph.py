@@ -7,6 +7,7 @@ concurrency limit, delta paging and its cursors, sendMail's recipients."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, make_msgid
@@ -416,3 +417,24 @@ def test_settings_for_another_cloud_use_its_scope(graph_server, graph_mailbox):
     error = sign_in_failure(settings)
     assert error.code == "service_url_invalid"
     assert "Microsoft Graph URL" in error.message
+
+
+def test_a_session_outliving_its_token_signs_in_again(graph_server, graph_mailbox):
+    graph_mailbox.deliver(message("Long session"))
+    graph_server.token_lifetime = 1
+    try:
+        with GraphMailbox(graph_mailbox.settings) as mailbox:
+            time.sleep(1.2)  # the first token has expired; Graph would answer 401 to it
+            assert subjects(mailbox.changes(INBOX, "")) == ["Long session"]
+    finally:
+        graph_server.token_lifetime = 3600
+
+
+def test_removing_a_message_already_gone_is_no_error(graph_server, graph_mailbox):
+    graph_mailbox.deliver(message("Twice"))
+    (change,) = read(graph_mailbox.settings)
+    with GraphMailbox(graph_mailbox.settings) as mailbox:
+        mailbox.remove(INBOX, [change.server_id])
+        # Moved to Deleted Items, it has another id (as Exchange's ids do): this one is gone.
+        mailbox.remove(INBOX, [change.server_id])
+    assert graph_mailbox.messages() == []
