@@ -217,7 +217,10 @@ class EmailServerProfile(TimestampedModel):
             raise ValidationError(errors)
 
     def _fill_defaults(self) -> None:
-        """Blank ports and Exchange Online's location come from type and SSL."""
+        """Blank ports and Exchange Online's location come from type and SSL; what
+        Autodiscover answered is kept only while the profile still asks it."""
+        if not self.auto_discover_server_location or self.incoming_server_location:
+            self.autodiscovered_ews_url = ""
         if not self.oauth_authority:
             self.oauth_authority = ENTRA_ID_AUTHORITY
         if not self.server_type:

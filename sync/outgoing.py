@@ -24,7 +24,7 @@ from django.db.models import F, Q, QuerySet
 from crm.choices import OutgoingMethod
 from crm.models import ActivityParty, EmailActivity, EmailAttachment, OrganizationSettings
 from mailboxes.models import ApprovalStatus, Mailbox
-from sync import activity_store, alerts, clock, mailbox_state, parsing
+from sync import activity_store, alerts, clock, mailbox_state, parsing, sent_settling
 from sync.checkpoints import checkpoint
 from sync.connectors import registry
 from sync.connectors.base import SendResult
@@ -88,6 +88,7 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
     emails = list(_batch(mailbox))
     sending: _Sending | None = None
     try:
+        sent_settling.settle_from_sent_items(mailbox=mailbox)
         if emails:
             organization = OrganizationSettings.load()
             with connectors_of(profile_of(mailbox)).outgoing(outgoing_settings(mailbox)) as smtp:
@@ -588,10 +589,10 @@ def _stored_raw(email: EmailActivity) -> bytes:
 
 
 def _copy_to_sent_folder(mailbox: Mailbox, sent: list[EmailActivity]) -> None:
-    """Put a copy in the Sent folder, where the server has one (IMAP, not POP3);
-    a failure here never resends anything."""
+    """Put a copy in the Sent folder, where the server has one (IMAP, not POP3)
+    and sending did not keep one itself (Graph, EWS); a failure here never resends anything."""
     kind = registry.kind_of(mailbox.profile.server_type) if mailbox.profile else None
-    if not sent or kind is None or kind.sent_items is None:
+    if not sent or kind is None or kind.sent_items is None or kind.saves_sent_copies:
         return
     try:
         with kind.sent_items(incoming_settings(mailbox)) as folder:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from urllib.parse import urlsplit
+
 from django.conf import settings
 
 from mailboxes.models import Mailbox
-from profiles.models import CredentialsSource, EmailServerProfile
+from profiles.models import AuthProtocol, CredentialsSource, Direction, EmailServerProfile
+from profiles.server_types import facts
 from sync.connectors import registry
-from sync.connectors.base import ServerSettings, Tls
+from sync.connectors.base import OAuthApp, ServerSettings, Tls
 from sync.errors import PermanentError
 
 # Ports that mean "STARTTLS" when SSL is on, as administrators configure them.
@@ -26,6 +30,8 @@ def profile_of(mailbox: Mailbox) -> EmailServerProfile:
 
 def incoming_settings(mailbox: Mailbox) -> ServerSettings:
     profile = profile_of(mailbox)
+    if profile.is_exchange:
+        return _exchange_settings(mailbox, profile, Direction.INCOMING)
     username, password = _credentials(mailbox, profile, outgoing=False)
     return ServerSettings(
         host=profile.incoming_server_location,
@@ -41,6 +47,8 @@ def incoming_settings(mailbox: Mailbox) -> ServerSettings:
 
 def outgoing_settings(mailbox: Mailbox) -> ServerSettings:
     profile = profile_of(mailbox)
+    if profile.is_exchange:
+        return _exchange_settings(mailbox, profile, Direction.OUTGOING)
     username, password = _credentials(mailbox, profile, outgoing=True)
     return ServerSettings(
         host=profile.outgoing_server_location,
@@ -51,6 +59,75 @@ def outgoing_settings(mailbox: Mailbox) -> ServerSettings:
         username=username,
         password=password,
         act_as=mailbox.email_address if profile.outgoing_use_impersonation else "",
+    )
+
+
+def _exchange_settings(mailbox: Mailbox, profile: EmailServerProfile, direction: str) -> ServerSettings:
+    """Exchange is a URL (Microsoft Graph's, or the EWS URL), reached over HTTPS."""
+    url = getattr(profile, f"{direction}_server_location").strip()
+    autodiscover = facts(profile.server_type).ews and profile.auto_discover_server_location and not url
+    if autodiscover and profile.autodiscovered_ews_url:
+        url, autodiscover = profile.autodiscovered_ews_url, False  # what Autodiscover answered last
+    found = _settings(mailbox, profile, direction, url, autodiscover)
+    if autodiscover:
+        return replace(found, url=_discover(profile, found), autodiscover=False)
+    return found
+
+
+def _discover(profile: EmailServerProfile, settings: ServerSettings) -> str:
+    """Ask Autodiscover once, and keep its answer on the profile for every later run."""
+    discover = connectors_of(profile).discover
+    if discover is None:
+        label = profile.get_server_type_display()
+        raise PermanentError(f"{label} has no Autodiscover: enter its server's URL.", code="not_supported")
+    url = discover(settings)
+    EmailServerProfile.objects.filter(pk=profile.pk).update(autodiscovered_ews_url=url)
+    profile.autodiscovered_ews_url = url
+    return url
+
+
+def _settings(
+    mailbox: Mailbox, profile: EmailServerProfile, direction: str, url: str, autodiscover: bool
+) -> ServerSettings:
+    location = urlsplit(url)
+    oauth = _app_registration(profile)
+    username, password = ("", "") if oauth else _credentials(mailbox, profile, outgoing=False)
+    impersonate = getattr(profile, f"{direction}_use_impersonation") and facts(profile.server_type).ews
+    protocol = getattr(profile, f"{direction}_auth_protocol")
+    return ServerSettings(
+        host=location.hostname or mailbox.email_address.rpartition("@")[2],
+        port=location.port or 443,
+        tls=Tls.IMPLICIT,
+        timeout=float(profile.connection_timeout_seconds),
+        ca_file=settings.SYNC_CA_FILE,
+        username=username,
+        password=password,
+        act_as=mailbox.email_address if impersonate else "",
+        url=url,
+        mailbox=mailbox.email_address,
+        auth="oauth" if oauth else ("" if protocol == AuthProtocol.AUTO else protocol),
+        oauth=oauth,
+        autodiscover=autodiscover,
+        server_version=profile.exchange_server_version,
+    )
+
+
+def _app_registration(profile: EmailServerProfile) -> OAuthApp | None:
+    """The app the profile signs in as (client credentials), or None when it signs in with a password."""
+    if profile.credentials_source != CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
+        return None
+    if profile.app_registration_violations():
+        raise PermanentError(
+            f"The profile {profile} has no complete app registration: enter the tenant id, client id and "
+            "client secret or certificate of the app registered in Microsoft Entra ID on the profile.",
+            code="credentials_missing",
+        )
+    return OAuthApp(
+        tenant_id=profile.oauth_tenant_id,
+        client_id=profile.oauth_client_id,
+        client_secret=profile.oauth_client_secret.reveal(),
+        certificate_pem=profile.oauth_certificate.reveal(),
+        authority=profile.oauth_authority,
     )
 
 
@@ -81,7 +158,10 @@ def _credentials(mailbox: Mailbox, profile: EmailServerProfile, *, outgoing: boo
                 code="credentials_missing",
             )
         return mailbox.username, mailbox.password.reveal()
-    raise PermanentError("OAuth client credentials need the Exchange connector.", code="not_supported")
+    raise PermanentError(
+        "OAuth client credentials sign in to Exchange only; choose another way to sign in on the profile.",
+        code="not_supported",
+    )
 
 
 def connectors_of(profile: EmailServerProfile) -> registry.ServerKind:

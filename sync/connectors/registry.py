@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sync.connectors.base import ServerSettings
-from sync.connectors.ews import EwsConnection, EwsProbe
+from sync.connectors.ews import EwsConnection, EwsProbe, discovered_url
 from sync.connectors.graph import GraphMailbox, GraphProbe, GraphSender
 from sync.connectors.imap import ImapConnection, ImapProbe
 from sync.connectors.interfaces import Incoming, Outgoing, Probe, SentItems
@@ -40,6 +40,9 @@ class ServerKind:
     # Sending keeps its own copy in Sent Items (Graph's sendMail, EWS SendAndSaveCopy):
     # the engine saves none, and settles an interrupted send by finding it there.
     saves_sent_copies: bool = False
+    # Finds the service's URL from the mailbox's address (EWS Autodiscover), for the
+    # profile to keep; None: the profile names its server.
+    discover: Callable[[ServerSettings], str] | None = None
 
 
 KINDS: dict[str, ServerKind] = {
@@ -79,6 +82,7 @@ KINDS: dict[str, ServerKind] = {
         # CreateItem SendAndSaveCopy keeps its own copy in Sent Items (and save_to_sent stores
         # only a message Sent Items does not hold yet).
         saves_sent_copies=True,
+        discover=discovered_url,
     ),
 }
 
