@@ -84,7 +84,7 @@ class GraphMailbox:
             return [INBOX]
         self._folders = {INBOX: self._folders[INBOX]}
         self._add_children(self._folders[INBOX], INBOX)
-        return list(self._folders)
+        return [INBOX, *sorted(path for path in self._folders if path != INBOX)]
 
     def _add_children(self, parent_id: str, parent_path: str) -> None:
         url: str | None = self.client.url(f"mailFolders/{quote(parent_id, safe='')}/childFolders")
@@ -99,7 +99,7 @@ class GraphMailbox:
                 self._folders[path] = str(folder["id"])
                 if folder.get("childFolderCount", 1):
                     self._add_children(str(folder["id"]), path)
-            url, params = self._same_service(page.get("@odata.nextLink")), None
+            url, params = self.next_page(page.get("@odata.nextLink")), None
 
     def _folder_id(self, path: str) -> str:
         if path not in self._folders:
@@ -203,7 +203,8 @@ class GraphMailbox:
                 content=base64.b64encode(raw),
             )
 
-    def _same_service(self, link: object) -> str | None:
+    def next_page(self, link: object) -> str | None:
+        """A listing's ``@odata.nextLink``, followed only on this profile's Graph URL."""
         if not link:
             return None
         text = str(link)
@@ -478,7 +479,7 @@ def _received_since(mailbox: GraphMailbox, since: str) -> Iterator[dict[str, Any
             if since and str(message.get("receivedDateTime") or "") < since:
                 return
             yield message
-        url, params = mailbox._same_service(page.get("@odata.nextLink")), None
+        url, params = mailbox.next_page(page.get("@odata.nextLink")), None
 
 
 def _carries(message: dict[str, Any], header: str, token: str) -> bool:

@@ -105,6 +105,12 @@ def graph_error(
             "primary SMTP address in Exchange Online), then test again.",
             code="mailbox_not_found",
         )
+    if found.code == "ErrorSendAsDenied":
+        return PermanentError(
+            f"Exchange Online does not let {mailbox} send as the message's sender{said}. Grant {mailbox} "
+            "Send As on that address in the Exchange admin center, or send from the mailbox's own address.",
+            code="send_as_denied",
+        )
     if found.status == 403:
         return _forbidden(found, settings, permission=permission, roles=roles, what=what)
     if found.status >= 500:
