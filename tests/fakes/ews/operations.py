@@ -57,6 +57,7 @@ class Call:
 def resolve_folder(call: Call, element: etree._Element) -> Folder:
     name = etree.QName(element).localname
     if name == "DistinguishedFolderId":
+        _check_owner(call, element.findtext(f"{{{T}}}Mailbox/{{{T}}}EmailAddress"))
         found = call.mailbox.by_distinguished(element.get("Id", ""))
         if found is None:
             raise EwsError("ErrorFolderNotFound", "The distinguished folder does not exist in this mailbox.")
@@ -65,6 +66,15 @@ def resolve_folder(call: Call, element: etree._Element) -> Folder:
     if folder is None:
         raise EwsError("ErrorItemNotFound", NOT_FOUND)
     return folder
+
+
+def _check_owner(call: Call, address: str | None) -> None:
+    """A distinguished folder of another mailbox: delegate access, which this server grants nobody."""
+    if address is None or address.strip().lower() == call.mailbox.address:
+        return
+    if call.store.mailbox(address.strip()) is None:
+        raise EwsError("ErrorNonExistentMailbox", "The SMTP address has no mailbox associated with it.")
+    raise EwsError("ErrorAccessDenied", "Access is denied. Check credentials and try again.")
 
 
 def resolve_item(call: Call, element: etree._Element) -> tuple[Folder, Item]:

@@ -21,6 +21,7 @@ from exchangelib import (
     Q,
 )
 from exchangelib.errors import (
+    ErrorAccessDenied,
     ErrorImpersonateUserDenied,
     ErrorInvalidRecipients,
     ErrorInvalidSyncStateData,
@@ -431,3 +432,15 @@ def test_recipient_properties_replace_the_mime_headers_of_their_kind(
     (sent,) = ews_server.outbound[sent_before:]
     assert sent.recipients == ("partner@example.org", "hidden@example.org")
     assert ews_server.sent_items(ews_mailbox.address) == []  # SendOnly keeps no copy
+
+
+def test_another_mailbox_without_impersonation_is_access_denied(
+    ews_server: EwsServer, ews_mailbox: EwsMailbox, open_account: Open
+) -> None:
+    other = new_mailbox(ews_server, "other")
+
+    account = open_account(ews_mailbox, address=other.address)  # delegate access, never granted here
+
+    with pytest.raises(ErrorAccessDenied):
+        account.inbox.refresh()
+    assert ews_server.requests[-1].code == "ErrorAccessDenied"
