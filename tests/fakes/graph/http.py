@@ -102,10 +102,12 @@ class HttpsServer(ThreadingHTTPServer):
     """TLS per connection, in the connection's own thread (a slow handshake blocks no one)."""
 
     daemon_threads = True
-    tls: ssl.SSLContext
 
-    def __init__(self, address: tuple[str, int], handle: Callable[[Request], Reply]) -> None:
+    def __init__(
+        self, address: tuple[str, int], tls: ssl.SSLContext, handle: Callable[[Request], Reply]
+    ) -> None:
         super().__init__(address, _Handler)
+        self.tls = tls
         self.handle = handle
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -127,6 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
     # One write per answer, sent at once (headers and body apart would meet delayed ACKs).
     wbufsize = 1 << 16
     disable_nagle_algorithm = True
+    # An idle keep-alive connection is closed after this long, its thread with it.
+    timeout = 60
     server: HttpsServer
 
     def _serve(self) -> None:

@@ -59,15 +59,16 @@ class Outbound:
 
 
 class GraphServer:
-    def __init__(self) -> None:
+    """Started at once; ``stop()`` ends it. Usable outside pytest too (``make demo``)."""
+
+    def __init__(self, port: int = 0) -> None:
         self._ca = trustme.CA()
         self._directory = tempfile.TemporaryDirectory(prefix="graph-test-server-")
         self.ca_file = str(Path(self._directory.name) / "ca.pem")
         self._ca.cert_pem.write_to_path(self.ca_file)
-        self._http = HttpsServer(("127.0.0.1", 0), self.handle)
-        self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._ca.issue_cert("127.0.0.1", "localhost").configure_cert(self._tls)
-        self._http.tls = self._tls
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._ca.issue_cert("127.0.0.1", "localhost").configure_cert(tls)
+        self._http = HttpsServer(("127.0.0.1", port), tls, self.handle)
         self.port = self._http.server_address[1]
         self.url = f"https://127.0.0.1:{self.port}"
         self.authority = self.url
@@ -140,7 +141,7 @@ class GraphServer:
             return box.add(box.by_path(folder).id, received_header(box.address) + raw).id
 
     def create_folder(self, address: str, path: str) -> str:
-        """ "Inbox/Projects": a child folder of the Inbox (its parents must exist); its id."""
+        """A folder by path ("Inbox/Projects": a child of the Inbox; its parents must exist); its id."""
         parent, _, name = path.strip("/").rpartition("/")
         with self.lock:
             box = self.mailbox(address)
@@ -183,7 +184,8 @@ class GraphServer:
     # -- sending (Exchange's transport)
 
     def submit(self, sender: Mailbox, raw: bytes, *, save_copy: bool) -> None:
-        recipients = sending.check_recipients(raw)
+        # Each recipient once, as Exchange's transport expands them.
+        recipients = list({a.lower(): a for a in sending.check_recipients(raw)}.values())
         delivered = mime.without_bcc(raw)
         external = []
         for address in recipients:
@@ -227,6 +229,10 @@ class GraphServer:
                 reply = self._entra(request, segments)
         except GraphError as error:
             reply = error.reply(request_id, client_request_id)
+        except Exception as error:  # a fault of the test server itself: it fails the test, loudly
+            self.record(f"{request.method} {request.path}: the test server failed: {error!r}")
+            failure = GraphError(500, "InternalServerError", f"The Graph test server failed: {error!r}")
+            reply = failure.reply(request_id, client_request_id)
         if segments and segments[0] == "v1.0":
             reply.headers.setdefault("request-id", request_id)
             reply.headers.setdefault("client-request-id", client_request_id)
@@ -319,9 +325,8 @@ class GraphServer:
                 raise GraphError(
                     404,
                     "Request_ResourceNotFound",
-                    f"Resource '{user}' does not exist or one of its queried reference-property objects "
-                    "are not "
-                    "present.",
+                    f"Resource '{user}' does not exist or one of its queried reference-property "
+                    "objects are not present.",
                 )
             raise GraphError(404, "ErrorInvalidUser", f"The requested user '{user}' is invalid.")
         if rest and not box.licensed:

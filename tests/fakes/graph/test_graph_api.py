@@ -4,6 +4,7 @@ test whose bodies did not fit)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.fakes.graph import graph_api
 from tests.fakes.graph.client import Graph
 from tests.fakes.graph.fixtures import GraphMailbox, new_mailbox
 
@@ -372,3 +374,14 @@ def test_the_request_log(graph, graph_mailbox, graph_server):
         graph_mailbox.address,
         200,
     )
+
+
+def test_a_fault_of_the_test_server_fails_the_test(graph, graph_server, monkeypatch):
+    def broken(call: object) -> None:
+        raise RuntimeError("a bug in the test server")
+
+    key = ("GET", ("mailFolders", "*"))
+    monkeypatch.setitem(graph_api._ROUTES, key, dataclasses.replace(graph_api._ROUTES[key], handler=broken))
+    assert error(graph.get("mailFolders/inbox")) == (500, "InternalServerError")
+    (violation,) = graph_server.take_violations()
+    assert "a bug in the test server" in violation
