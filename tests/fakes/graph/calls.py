@@ -102,8 +102,8 @@ def selected(call: Call, type_name: str) -> list[str] | None:
             raise GraphError(
                 400,
                 "BadRequest",
-                "Parsing OData Select and Expand failed: Could not find a property named "
-                f"'{name}' on type 'microsoft.graph.{type_name}'.",
+                f"Parsing OData Select and Expand failed: Could not find a property named '{name}' on type "
+                f"'microsoft.graph.{type_name}'.",
             )
     return names
 
@@ -142,7 +142,7 @@ def page_link(call: Call, path: str, **options: object) -> str:
     return f"{call.base}/{path}?{urlencode(query, quote_via=quote, safe='$')}"
 
 
-# -- the user
+# -- bodies
 
 
 def is_mime(request: Request) -> bool:
@@ -162,6 +162,3 @@ def decode_mime(call: Call) -> bytes:
         call.server.record(f"{call.request.method} {call.request.path}: the body is not a MIME message")
         raise GraphError(400, "ErrorMimeContentInvalid", "The MIME content is invalid.")
     return raw
-
-
-# -- delta

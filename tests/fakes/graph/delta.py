@@ -41,8 +41,7 @@ def delta(call: Call) -> Reply:
                 410,
                 "SyncStateNotFound",
                 "The sync state generation is not found. The delta token is expired and data must be "
-                "synchronized "
-                "again.",
+                "synchronized again.",
                 {"Location": f"{call.base}/mailFolders/{quote(call.rest[1])}/messages/delta"},
             )
         folder = folder_of(call, state.folder_id)
@@ -110,6 +109,3 @@ def _delta_page(call: Call, state: DeltaState) -> Reply:
 def _page_size(call: Call) -> int:
     match = re.search(r"odata\.maxpagesize=(\d+)", call.request.headers.get("prefer", ""))
     return max(1, int(match.group(1))) if match else DEFAULT_PAGE
-
-
-# -- sending

@@ -216,12 +216,9 @@ class Tenant:
                 "unauthorized_client",
                 700016,
                 f"Application with identifier '{client_id}' was not found in the directory "
-                f"'{self.display_name}'. "
-                "This can happen if the application has not been installed by the administrator of the "
-                "tenant "
-                "or consented to by any user in the tenant. You may have sent your authentication request "
-                "to the "
-                "wrong tenant.",
+                f"'{self.display_name}'. This can happen if the application has not been installed by the "
+                "administrator of the tenant or consented to by any user in the tenant. You may have sent "
+                "your authentication request to the wrong tenant.",
             )
         self._check_scope(form.get("scope", ""))
         if "client_assertion" in form:
@@ -243,10 +240,8 @@ class Tenant:
             error,
             90002,
             f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are "
-            "signing into "
-            "the correct cloud. Check with your subscription administrator, this may happen if there are "
-            "no active "
-            "subscriptions for the tenant.",
+            "signing into the correct cloud. Check with your subscription administrator, this may happen "
+            "if there are no active subscriptions for the tenant.",
         )
 
     def _check_scope(self, scope: str) -> None:
@@ -259,20 +254,16 @@ class Tenant:
                 "invalid_resource",
                 500011,
                 f"The resource principal named {scopes[0].removesuffix('/.default')} was not found in the "
-                "tenant "
-                f"named {self.display_name}. This can happen if the application has not been installed by "
-                "the "
-                "administrator of the tenant or consented to by any user in the tenant. You might have "
-                "sent your "
-                "authentication request to the wrong tenant.",
+                f"tenant named {self.display_name}. This can happen if the application has not been "
+                "installed by the administrator of the tenant or consented to by any user in the tenant. "
+                "You might have sent your authentication request to the wrong tenant.",
             )
         raise EntraError(
             400,
             "invalid_scope",
             1002012,
             f"The provided value for scope {scope} is not valid. Client credential flows must have a scope "
-            "value "
-            "with /.default suffixed to the resource identifier (application ID URI).",
+            "value with /.default suffixed to the resource identifier (application ID URI).",
         )
 
     def _check_secret(self, app: App, secret: str | None) -> None:
@@ -290,8 +281,7 @@ class Tenant:
                 "invalid_client",
                 7000215,
                 "Invalid client secret provided. Ensure the secret being sent in the request is the client "
-                "secret "
-                f"value, not the client secret ID, for a secret added to app '{app.client_id}'.",
+                f"secret value, not the client secret ID, for a secret added to app '{app.client_id}'.",
             )
         if app.secret_expired:
             raise EntraError(
@@ -299,10 +289,8 @@ class Tenant:
                 "invalid_client",
                 7000222,
                 f"The provided client secret keys for app '{app.client_id}' are expired. Visit the Azure "
-                "portal to "
-                "create new keys for your app: https://aka.ms/NewClientSecret, or consider using "
-                "certificate "
-                "credentials for added security: https://aka.ms/certCreds.",
+                "portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using "
+                "certificate credentials for added security: https://aka.ms/certCreds.",
             )
 
     def _check_assertion(self, app: App, tenant: str, form: dict[str, str]) -> None:
@@ -351,7 +339,8 @@ class Tenant:
                 "invalid_client",
                 700021,
                 "Client assertion application identifier doesn't match 'client_id' parameter. Review the "
-                "documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials.",
+                "documentation at "
+                "https://learn.microsoft.com/entra/identity-platform/certificate-credentials.",
             )
         self._check_time_range(claims)
 
@@ -365,9 +354,8 @@ class Tenant:
                 401,
                 "invalid_client",
                 700024,
-                f"Client assertion is not within its valid time range. Current time: {_iso(now)}, "
-                "assertion valid "
-                f"from {_iso(valid_from)}, expiry time of assertion {_iso(expires)}. Review the "
+                f"Client assertion is not within its valid time range. Current time: {_iso(now)}, assertion "
+                f"valid from {_iso(valid_from)}, expiry time of assertion {_iso(expires)}. Review the "
                 "documentation at "
                 "https://learn.microsoft.com/entra/identity-platform/certificate-credentials.",
             )
@@ -378,9 +366,8 @@ class Tenant:
             "invalid_client",
             700027,
             f"Client assertion failed signature validation. [Reason - {reason}, Thumbprint of key used by "
-            "client: "
-            f"'{thumbprint}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see "
-            f"configured keys for app Id '{app.client_id}'.]",
+            f"client: '{thumbprint}', Please visit the Azure Portal, Graph Explorer or directly use MS "
+            f"Graph to see configured keys for app Id '{app.client_id}'.]",
         )
 
     def _access_token(self, app: App, method: str) -> str:

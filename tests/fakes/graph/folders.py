@@ -84,6 +84,3 @@ def create_child_folder(call: Call) -> Reply:
     folder = call.mailbox.create_folder(parent.id, name)
     document = {"@odata.context": call.context("mailFolders/$entity"), **folder_json(call.mailbox, folder)}
     return Reply.of_json(201, document, lambda d: metadata.validate("mailFolder", d))
-
-
-# -- messages

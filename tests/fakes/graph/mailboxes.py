@@ -153,6 +153,6 @@ def received_header(address: str, now: datetime | None = None) -> bytes:
     """The trace field Exchange Online puts on top of a message it delivers."""
     stamp = format_datetime(now or datetime.now(UTC))
     return (
-        f"Received: from AM0PR01MB0001.eurprd01.prod.outlook.com (2603:10a6:208:1::1)\r\n"
+        "Received: from AM0PR01MB0001.eurprd01.prod.outlook.com (2603:10a6:208:1::1)\r\n"
         f" by AM0PR01MB0002.eurprd01.prod.outlook.com with HTTPS for <{address}>; {stamp}\r\n"
     ).encode()

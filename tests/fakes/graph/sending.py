@@ -41,9 +41,8 @@ def check_recipients(raw: bytes) -> list[str]:
             raise GraphError(
                 400,
                 "ErrorInvalidRecipients",
-                f"At least one recipient isn't valid., Recipient '{address}' isn't resolved. All "
-                "recipients must be "
-                "resolved before a message can be submitted.",
+                f"At least one recipient isn't valid., Recipient '{address}' isn't resolved. All recipients "
+                "must be resolved before a message can be submitted.",
             )
     return addresses
 

@@ -325,8 +325,8 @@ class GraphServer:
                 raise GraphError(
                     404,
                     "Request_ResourceNotFound",
-                    f"Resource '{user}' does not exist or one of its queried reference-property "
-                    "objects are not present.",
+                    f"Resource '{user}' does not exist or one of its queried reference-property objects are "
+                    "not present.",
                 )
             raise GraphError(404, "ErrorInvalidUser", f"The requested user '{user}' is invalid.")
         if rest and not box.licensed:
