@@ -15,7 +15,7 @@ from lxml import etree
 
 from tests.fakes.ews import properties
 from tests.fakes.ews.soap import m, response_message, sub, t
-from tests.fakes.ews.store import Folder, Item, Mailbox, Store, header_of, received_header
+from tests.fakes.ews.store import Folder, Item, Mailbox, Store, header_of, received_header, well_formed_id
 from tests.fakes.ews.xsd import M, T
 
 X = TypeVar("X")
@@ -62,10 +62,17 @@ def resolve_folder(call: Call, element: etree._Element) -> Folder:
         if found is None:
             raise EwsError("ErrorFolderNotFound", "The distinguished folder does not exist in this mailbox.")
         return found
-    folder = call.mailbox.folders.get(element.get("Id", ""))
+    folder = call.mailbox.folders.get(_well_formed(element.get("Id", "")))
     if folder is None:
         raise EwsError("ErrorItemNotFound", NOT_FOUND)
     return folder
+
+
+def _well_formed(ews_id: str) -> str:
+    """``ews_id`` if it could be one of this server's ids (any other is malformed, as Exchange says)."""
+    if not well_formed_id(ews_id):
+        raise EwsError("ErrorInvalidIdMalformed", "Id is malformed.")
+    return ews_id
 
 
 def _check_owner(call: Call, address: str | None) -> None:
@@ -78,7 +85,7 @@ def _check_owner(call: Call, address: str | None) -> None:
 
 
 def resolve_item(call: Call, element: etree._Element) -> tuple[Folder, Item]:
-    found = call.mailbox.find_item(element.get("Id", ""))
+    found = call.mailbox.find_item(_well_formed(element.get("Id", "")))
     if found is None:
         raise EwsError("ErrorItemNotFound", NOT_FOUND)
     return found

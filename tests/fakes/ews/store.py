@@ -29,6 +29,14 @@ def new_id() -> str:
     return base64.b64encode(b"\x00\x00" + secrets.token_bytes(30)).decode()
 
 
+def well_formed_id(ews_id: str) -> bool:
+    try:
+        raw = base64.b64decode(ews_id, validate=True)
+    except ValueError:
+        return False
+    return len(raw) == 32 and raw.startswith(b"\x00\x00")
+
+
 def change_key() -> str:
     return base64.b64encode(b"\x09\x00\x00\x00" + secrets.token_bytes(12)).decode()
 
