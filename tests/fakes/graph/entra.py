@@ -388,11 +388,13 @@ class Tenant:
             "tid": self.tenant_id,
             "ver": "1.0",
         }
-        # Without admin consent Entra ID still issues the token, only with no ``roles``
-        # claim; Graph then refuses each call (403). Seen in Microsoft Q&A "Access request
-        # token for Graph API being generated without assigned roles" (learn.microsoft.com/
-        # answers/questions/5672988) and the client credentials flow page ("the permissions
-        # the app has been granted are in the roles claim").
+        # Without admin consent Entra ID still issues an app-only token, only without a
+        # ``roles`` claim (the client credentials flow page: application permissions granted
+        # are in ``roles``); the API then refuses each call. Reported so in Microsoft Q&A
+        # "Access request token for Graph API being generated without assigned roles"
+        # (learn.microsoft.com/answers/questions/5672988) and in Azure-Samples/
+        # active-directory-dotnetcore-daemon-certificate-credential#11 (401 until "Grant admin
+        # consent"). AADSTS65001 ("has not consented") belongs to flows with a user.
         if app.roles:
             claims["roles"] = app.roles
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.key_id})
