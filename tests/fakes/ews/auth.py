@@ -4,7 +4,7 @@ are Entra ID's (the Graph test server's tenant, hosted by server.py).
 NTLM is connection-based: Negotiate, then the server's Challenge, then Authenticate, on one
 TCP connection, which then stays signed in (IIS's default), so each connection keeps its state.
 pyspnego's NTLM acceptor reads passwords from the file named by ``NTLM_USER_FILE``
-(``domain:user:password`` lines); the server keeps one and rewrites it on every new user.
+(``domain:user:password`` lines), rewritten on every new user.
 """
 
 from __future__ import annotations
@@ -25,30 +25,54 @@ from spnego.exceptions import SpnegoError
 
 # What IIS offers on a 401 for /EWS/Exchange.asmx (Windows authentication and Basic on).
 CHALLENGES = ("Negotiate", "NTLM", 'Basic realm="127.0.0.1"')
+# The NetBIOS domain for DOMAIN\user sign-ins.
+NETBIOS_DOMAIN = "EWS"
+
+
+class _NtlmStore:
+    """The file pyspnego's NTLM acceptor reads (``NTLM_USER_FILE``, one per process): the users of
+    every EWS test server of the process go in it; each server then accepts only its own."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.passwords: dict[str, str] = {}
+        self.path = Path(tempfile.mkdtemp(prefix="ews-ntlm-")) / "users"
+        self.path.write_text("")
+        os.environ["NTLM_USER_FILE"] = str(self.path)
+
+    def add(self, address: str, password: str) -> None:
+        if ":" in password:
+            raise ValueError("the NTLM store cannot hold a password with ':'")
+        with self.lock:
+            self.passwords[address] = password
+            # UPN sign-in (user@domain, no NetBIOS domain) and DOMAIN\user both map to the address.
+            lines = [f":{a}:{p}\n{NETBIOS_DOMAIN}:{a.split('@')[0]}:{p}" for a, p in self.passwords.items()]
+            staged = self.path.with_suffix(".new")
+            staged.write_text("\n".join(lines) + "\n")
+            staged.replace(self.path)
+
+
+_ntlm_store: _NtlmStore | None = None
+_ntlm_store_lock = threading.Lock()
+
+
+def ntlm_store() -> _NtlmStore:
+    global _ntlm_store
+    with _ntlm_store_lock:
+        if _ntlm_store is None:
+            _ntlm_store = _NtlmStore()
+        return _ntlm_store
 
 
 @dataclass
 class Credentials:
-    """Passwords by address, and the NTLM store file pyspnego checks them from."""
+    """One server's users and their passwords (Basic checks them here, NTLM through pyspnego)."""
 
     passwords: dict[str, str] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    ntlm_file: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ews-ntlm-")) / "users")
-
-    def __post_init__(self) -> None:
-        self.ntlm_file.write_text("")
-        os.environ["NTLM_USER_FILE"] = str(self.ntlm_file)
 
     def add_user(self, address: str, password: str) -> None:
-        if ":" in password:
-            raise ValueError("the NTLM store cannot hold a password with ':'")
-        with self.lock:
-            self.passwords[address.lower()] = password
-            # UPN sign-in (user@domain, no NetBIOS domain) and DOMAIN\user both map to the address.
-            lines = [f":{a}:{p}\nEWS:{a.split('@')[0]}:{p}" for a, p in self.passwords.items()]
-            staged = self.ntlm_file.with_suffix(".new")
-            staged.write_text("\n".join(lines) + "\n")
-            staged.replace(self.ntlm_file)
+        ntlm_store().add(address.lower(), password)
+        self.passwords[address.lower()] = password
 
     def basic(self, value: str) -> str | None:
         try:
