@@ -42,6 +42,16 @@ def sub(parent: etree._Element, child: etree._Element) -> etree._Element:
     return child
 
 
+class Refusal(Exception):
+    """An answer other than the operation's response: a SOAP fault (HTTP 500)."""
+
+    def __init__(self, status: int, body: bytes, code: str) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.code = code
+
+
 def server_version_info() -> etree._Element:
     return etree.Element(f"{{{T}}}ServerVersionInfo", SERVER_VERSION, nsmap={"h": T})
 
