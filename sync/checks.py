@@ -63,7 +63,8 @@ FIXES = {
     "STARTTLS on the plain one).",
     "starttls_unavailable": "Turn on SSL/TLS in the profile or use a server that offers STARTTLS.",
     "authentication_failed": "Correct the user name and password in the email server profile or on "
-    "the mailbox.",
+    "the mailbox (or, for an app registered in Microsoft Entra ID, the profile's client secret or "
+    "certificate).",
     "authentication_required": "Enter the credentials the outgoing server needs.",
     "authentication_unavailable": "Turn on SSL/TLS so the server offers sign-in, or choose another "
     "authentication setting.",
@@ -78,7 +79,8 @@ FIXES = {
     "profile_missing": "Choose an email server profile for the mailbox.",
     "profile_inactive": "Activate the email server profile, or choose an active one for the mailbox.",
     "credentials_missing": 'Enter the user name and password (on the mailbox with "allow to use '
-    'credentials for email processing", or on the profile), then test again.',
+    'credentials for email processing", or on the profile) or, for an app registered in Microsoft '
+    "Entra ID, its tenant id, client id and client secret or certificate on the profile; then test again.",
     "round_trip_not_arrived": "Check that the outgoing server delivers mail for this address to this "
     "mailbox's server (routing, spam filtering), then test again.",
 }
@@ -461,12 +463,20 @@ def profile_test_connection(*, profile: EmailServerProfile) -> list[DirectionRes
 def _profile_results(profile: EmailServerProfile) -> list[DirectionResult]:
     if not is_supported(profile):
         return [_not_supported(INCOMING, profile), _not_supported(OUTGOING, profile)]
-    if profile.credentials_source != CredentialsSource.PROFILE:
+    if profile.credentials_source == CredentialsSource.USER_OR_QUEUE:
         message = (
             "This profile signs in with each mailbox's own credentials, so it has none to test with. "
             "Test its mailboxes with Test & enable."
         )
         return [DirectionResult(d, SKIPPED, "credentials_per_mailbox", message) for d in (INCOMING, OUTGOING)]
+    if profile.credentials_source == CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
+        # What an app may do is granted per mailbox (application access policies, RBAC for
+        # Applications): only a mailbox's own test says whether it works.
+        message = (
+            "This profile signs in as an app registered in Microsoft Entra ID, whose access is granted "
+            "per mailbox. Test its mailboxes with Test & enable."
+        )
+        return [DirectionResult(d, SKIPPED, "app_per_mailbox", message) for d in (INCOMING, OUTGOING)]
     # A mailbox that is only the profile: no address to impersonate, so it signs in as itself.
     stand_in = Mailbox(profile=profile, email_address="")
     results = []

@@ -36,8 +36,8 @@ class Claim:
 
 
 def eligible(kind: str, *, now: datetime | None = None) -> QuerySet[Mailbox]:
-    """Mailboxes that may sync ``kind`` now. Exchange mailboxes are "not supported
-    yet": left out here, never failed or disabled."""
+    """Mailboxes that may sync ``kind`` now. Those of a server type without connectors
+    in the registry are "not supported yet": left out here, never failed or disabled."""
     now = now or clock.now()
     organization = OrganizationSettings.load()
     if organization.process_email_using != ProcessEmailUsing.SERVER_SIDE_SYNC:

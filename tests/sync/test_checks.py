@@ -196,22 +196,23 @@ def test_inactive_profile_and_missing_credentials(stack):
     assert_failed(mailbox, "outgoing", "profile_inactive", "inactive", fix="Activate")
 
 
-def test_exchange_is_not_supported_yet_never_success_or_failure(stack):
-    ews = "https://outlook.office365.com/EWS/Exchange.asmx"
+def test_an_exchange_online_profile_without_its_app_registration_says_what_to_enter(stack):
+    # As an Email Router import leaves it: Microsoft Graph, no app registration yet.
     exchange = factories.profile(
-        "Exchange",
+        "Exchange Online",
         server_type=ServerType.EXCHANGE_ONLINE,
-        incoming_server_location=ews,
-        outgoing_server_location=ews,
+        incoming_server_location="",
+        outgoing_server_location="",
     )
     mailbox = untested(stack, profile=exchange)
 
     report = checks.mailbox_test_and_enable(mailbox=mailbox)
 
-    assert {r.outcome for r in report.results if r.outcome != "skipped"} == {"not_supported"}
-    assert "not supported yet" in report.summary
+    tested = [r for r in report.results if r.outcome != "skipped"]
+    assert {(r.outcome, r.code) for r in tested} == {("failure", "credentials_missing")}
+    assert "has no complete app registration" in tested[0].message
+    assert "tenant id, client id and client secret or certificate" in tested[0].fix
     mailbox.refresh_from_db()
-    assert (mailbox.incoming_status, mailbox.outgoing_status) == (SyncStatus.NOT_RUN, SyncStatus.NOT_RUN)
     assert not (mailbox.incoming_enabled)
     assert not (mailbox.outgoing_enabled)
 

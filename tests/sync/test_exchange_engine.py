@@ -11,6 +11,7 @@ import time_machine
 from crm.models import EmailActivity
 from mailboxes.models import FolderScope, Mailbox
 from sync import clock, outgoing
+from sync.checks import mailbox_test_and_enable
 from sync.incoming import sync_incoming
 from sync.models import MailboxAlert, Receipt
 from tests import factories, messages
@@ -162,3 +163,38 @@ def test_a_rejected_sign_in_disables_the_mailbox_with_the_fix(exchange: Exchange
     assert (alice.incoming_enabled, alice.last_sync_error_code) == (False, "authentication_failed")
     fix = "secret" if isinstance(exchange, GraphStack) else "password"
     assert fix in alice.disabled_reason
+
+
+def test_test_and_enable_with_a_round_trip_enables_the_mailbox_and_leaves_nothing_behind(
+    exchange: ExchangeStack,
+):
+    alice = exchange.user_mailbox("alice")
+    Mailbox.objects.filter(pk=alice.pk).update(incoming_enabled=False, outgoing_enabled=False)
+    alice.refresh_from_db()
+
+    report = mailbox_test_and_enable(mailbox=alice, round_trip=True)
+
+    outcomes = {result.direction: (result.outcome, result.message) for result in report.results}
+    assert outcomes["incoming"][0] == "success", outcomes
+    assert outcomes["outgoing"] == (
+        "success",
+        "Outgoing email works: a test message reached the mailbox and was deleted.",
+    )
+    alice.refresh_from_db()
+    assert (alice.incoming_enabled, alice.outgoing_enabled) == (True, True)
+    assert exchange.inbox(alice) == []  # the marked message was deleted on arrival
+    assert not EmailActivity.objects.exists()
+
+
+def test_test_and_enable_names_cause_and_fix_of_a_rejected_sign_in(exchange: ExchangeStack):
+    alice = exchange.user_mailbox("alice")
+    exchange.spoil_credentials()
+    alice.refresh_from_db()
+
+    report = mailbox_test_and_enable(mailbox=alice)
+
+    incoming = next(result for result in report.results if result.direction == "incoming")
+    assert (incoming.outcome, incoming.code) == ("failure", "authentication_failed")
+    assert incoming.fix  # what to do about it, in the administrator's words
+    alice.refresh_from_db()
+    assert not alice.incoming_enabled
