@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import email.utils
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,9 +11,9 @@ from typing import Protocol, TypeVar
 
 from lxml import etree
 
-from tests.fakes.ews import properties
+from tests.fakes.ews import properties, sync_states
 from tests.fakes.ews.soap import m, response_message, sub, t
-from tests.fakes.ews.store import Folder, Item, Mailbox, Store, header_of, received_header, well_formed_id
+from tests.fakes.ews.store import Folder, Item, Mailbox, Store, header_of, well_formed_id
 from tests.fakes.ews.xsd import M, T
 
 X = TypeVar("X")
@@ -285,7 +283,7 @@ def sync_folder_items(call: Call) -> list[etree._Element]:
         folder_element = call.find("m:SyncFolderId/*")
         assert folder_element is not None  # required by the schema
         folder = resolve_folder(call, folder_element)
-        since = _read_state(call, folder, call.find("m:SyncState"))
+        since = _since(call, folder)
         limit = int(call.body.findtext(f"{{{M}}}MaxChangesReturned") or "512")
     except EwsError as error:
         # Exchange's error answer still carries an (empty) SyncState; exchangelib reads it first.
@@ -294,11 +292,11 @@ def sync_folder_items(call: Call) -> list[etree._Element]:
         sub(failed, m("IncludesLastItemInRange", "true"))
         return [failed]
     with call.store.lock:
-        changes = _changes(folder, since)
+        changes = sync_states.changes(folder, since)
         page = changes[:limit]
         last = len(page) == len(changes)
         until = call.store.next_seq() if last else page[-1][0]
-        sub(message, m("SyncState", _write_state(call.store, folder, until)))
+        sub(message, m("SyncState", sync_states.write(call.store, folder, until)))
         sub(message, m("IncludesLastItemInRange", "true" if last else "false"))
         container = sub(message, m("Changes"))
         for _, kind, item_id, item in page:
@@ -314,46 +312,18 @@ def sync_folder_items(call: Call) -> list[etree._Element]:
     return [message]
 
 
-def _changes(folder: Folder, since: int) -> list[tuple[int, str, str, Item | None]]:
-    """What changed after ``since``, by sequence: new items (Create), items changed (Update), items
-    whose read flag alone changed (ReadFlagChange), items gone that the client had seen (Delete)."""
-    found: list[tuple[int, str, str, Item | None]] = []
-    for item in folder.items.values():
-        last = max(item.modified_seq, item.read_seq)
-        if item.created_seq > since:
-            found.append((last, "Create", item.id, item))
-        elif item.modified_seq > since:
-            found.append((last, "Update", item.id, item))
-        elif item.read_seq > since:
-            found.append((last, "ReadFlagChange", item.id, item))
-    for item_id, (created, deleted) in folder.tombstones.items():
-        if created <= since < deleted:
-            found.append((deleted, "Delete", item_id, None))
-    return sorted(found, key=lambda change: change[0])
-
-
-# Sync states are opaque to clients; here, base64 of the folder, a position, and the store's epoch.
-INVALID_STATE = "Synchronization state data is corrupt or otherwise invalid."
-
-
-def _write_state(store: Store, folder: Folder, seq: int) -> str:
-    return base64.b64encode(json.dumps({"f": folder.id, "s": seq, "e": store.epoch}).encode()).decode()
-
-
-def _read_state(call: Call, folder: Folder, element: etree._Element | None) -> int:
-    if element is None or not (element.text or "").strip():
-        call.notes["sync_state"] = "none"
+def _since(call: Call, folder: Folder) -> int:
+    """Where the request's SyncState stands (0: none given, a first sync)."""
+    text = (call.body.findtext(f"{{{M}}}SyncState") or "").strip()
+    call.notes["sync_state"] = "given" if text else "none"
+    if not text:
         return 0
-    call.notes["sync_state"] = "given"
-    try:
-        state = json.loads(base64.b64decode(element.text or "", validate=True))
-        valid = state["f"] == folder.id and state["e"] == call.store.epoch
-        seq = int(state["s"])
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        valid = False
-    if not valid:
-        raise EwsError("ErrorInvalidSyncStateData", INVALID_STATE)
-    return seq
+    since = sync_states.read(call.store, folder, text)
+    if since is None:
+        raise EwsError(
+            "ErrorInvalidSyncStateData", "Synchronization state data is corrupt or otherwise invalid."
+        )
+    return since
 
 
 def create_item(call: Call) -> list[etree._Element]:
@@ -406,29 +376,6 @@ def _send(call: Call, element: etree._Element, raw: bytes) -> None:
         # The whole message is refused, not just the bad recipient (unlike SMTP).
         raise EwsError("ErrorInvalidRecipients", "At least one recipient isn't valid.")
     call.mail.submit(call.mailbox.address, recipients, raw)
-
-
-def deliver(store: Store, mailbox: Mailbox, raw: bytes, folder: Folder | None = None) -> Item:
-    """Delivery into a mailbox: Exchange's transport puts a Received trace header on top."""
-    target = folder or mailbox.by_distinguished("inbox")
-    assert target is not None
-    return store.add_item(target, received_header(mailbox.address) + _without_bcc(raw))
-
-
-def _without_bcc(raw: bytes) -> bytes:
-    head, separator, body = raw.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    kept: list[bytes] = []
-    skipping = False
-    for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            if not skipping:
-                kept.append(line)
-            continue
-        skipping = line.lower().startswith(b"bcc:")
-        if not skipping:
-            kept.append(line)
-    return b"\r\n".join(kept) + separator + body
 
 
 OPERATIONS: dict[str, Callable[[Call], list[etree._Element]]] = {

@@ -22,6 +22,7 @@ from lxml import etree
 
 from tests.fakes.ews import auth, operations, soap, transport, xsd
 from tests.fakes.ews.store import Mailbox, Store
+from tests.fakes.ews.store import deliver as deliver_into
 from tests.fakes.ews.transport import EWS_PATH
 from tests.fakes.ews.xsd import T
 from tests.fakes.graph import entra
@@ -125,7 +126,7 @@ class EwsServer:
     def deliver(self, address: str, raw: bytes, folder: str = "Inbox") -> str:
         """Deliver ``raw`` as Exchange's transport would (a Received: header on top); the item id."""
         mailbox = self._mailbox(address)
-        return operations.deliver(self.store, mailbox, raw, mailbox.folder_at(folder)).id
+        return deliver_into(self.store, mailbox, raw, mailbox.folder_at(folder)).id
 
     def touch(self, address: str, message_id: str) -> None:
         """Change the message as a user in Outlook would (flag it, categorise it): a new ChangeKey,
@@ -189,7 +190,7 @@ class EwsServer:
             if mailbox is None:
                 remote.append(recipient)
             else:
-                operations.deliver(self.store, mailbox, raw)
+                deliver_into(self.store, mailbox, raw)
         if remote:
             with self._lock:
                 self.outbound.append(Sent(sender, tuple(remote), raw))

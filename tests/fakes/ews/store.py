@@ -192,6 +192,29 @@ class Store:
             self.epoch = secrets.token_hex(4)
 
 
+def deliver(store: Store, mailbox: Mailbox, raw: bytes, folder: Folder | None = None) -> Item:
+    """Delivery into a mailbox (its Inbox unless told): Exchange's transport puts a Received trace
+    header on top and drops Bcc."""
+    target = folder or mailbox.by_distinguished("inbox")
+    assert target is not None
+    return store.add_item(target, received_header(mailbox.address) + without_bcc(raw))
+
+
+def without_bcc(raw: bytes) -> bytes:
+    head, separator, body = raw.partition(b"\r\n\r\n")
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):  # a folded continuation belongs to the header above
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = line.lower().startswith(b"bcc:")
+        if not skipping:
+            kept.append(line)
+    return b"\r\n".join(kept) + separator + body
+
+
 def received_header(recipient: str, when: datetime | None = None) -> bytes:
     """The trace header Exchange's transport adds on delivery (RFC 5321 §4.4)."""
     stamp = email.utils.format_datetime(when or datetime.now(UTC))
