@@ -469,3 +469,19 @@ def test_missing_and_malformed_ids(
 
     assert isinstance(gone, ErrorItemNotFound)
     assert isinstance(malformed, ErrorInvalidIdMalformed)
+
+
+def test_save_only_into_a_folder_sends_nothing(
+    ews_server: EwsServer, ews_mailbox: EwsMailbox, open_account: Open
+) -> None:
+    ews_server.create_folder(ews_mailbox.address, "Inbox/Kept")
+    account = open_account(ews_mailbox)
+    kept = next(f for f in account.inbox.children if f.name == "Kept")
+    raw = b"From: a@example.org\r\nTo: partner@example.org\r\nSubject: kept\r\n\r\nx\r\n"
+    sent_before = len(ews_server.outbound)
+
+    saved = Message(account=account, folder=kept, mime_content=raw).save()
+
+    assert saved.id
+    assert ews_server.messages(ews_mailbox.address, "Inbox/Kept") == [raw]  # as given: no delivery header
+    assert ews_server.outbound[sent_before:] == []
