@@ -39,6 +39,9 @@ from tests.fakes.ews import client
 from tests.fakes.ews.fixtures import EwsMailbox, new_mailbox
 from tests.fakes.ews.server import EwsServer
 
+# They start the EWS test server (once per session) and talk to it.
+pytestmark = pytest.mark.slow
+
 Open = Callable[..., Account]
 
 

@@ -12,6 +12,9 @@ from tests.fakes.ews.fixtures import EwsMailbox, check_since, snapshot
 from tests.fakes.ews.server import EwsServer
 from tests.fakes.ews.soap import E, S
 
+# They start the EWS test server (once per session) and talk to it.
+pytestmark = pytest.mark.slow
+
 NS = f'xmlns:m="{xsd.M}" xmlns:t="{xsd.T}"'
 GET_INBOX = f"""<m:GetFolder {NS}>
   <m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape>
