@@ -304,6 +304,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 SYNC_CA_FILE = env_str("SYNC_CA_FILE") or None
 SYNC_TRANSIENT_RETRY_LIMIT = env_int("SYNC_TRANSIENT_RETRY_LIMIT", 10, minimum=1)
 SYNC_TRANSIENT_RETRY_MINUTES = env_int("SYNC_TRANSIENT_RETRY_MINUTES", 5, minimum=1)
+# An app certificate (Exchange, Entra ID) is alerted on this many days before it expires.
+SYNC_CERTIFICATE_WARNING_DAYS = env_int("SYNC_CERTIFICATE_WARNING_DAYS", 30, minimum=1)
 # The longest a server's Retry-After (or EWS BackOffMilliseconds) makes a mailbox wait.
 SYNC_THROTTLE_MAX_WAIT_SECONDS = env_int("SYNC_THROTTLE_MAX_WAIT_SECONDS", 900, minimum=1)
 # A profile outage: this many mailboxes of one profile failing to connect within the

@@ -11,6 +11,7 @@ from typing import Any
 from celery import shared_task
 
 from sync import (
+    certificate_expiry,
     checks,
     clock,
     enqueue,
@@ -70,7 +71,7 @@ def rollup_recent() -> int:
 
 @shared_task(name="sync.tasks.check_profile_health")
 def check_profile_health() -> dict[str, int]:
-    return profile_health.check_profiles()
+    return profile_health.check_profiles() | certificate_expiry.check_certificates()
 
 
 @shared_task(name="sync.tasks.cleanup")
