@@ -183,8 +183,7 @@ def _folders_read(mailbox: Mailbox, cursors: list[FolderCursor]) -> FoldersRead:
     if mailbox.incoming_method != IncomingMethod.SERVER_SIDE_SYNC:
         note = f"incoming email: {mailbox.get_incoming_method_display()}; server-side sync does not read it"
     elif profile is not None and kind is None:
-        family = "Exchange" if profile.is_exchange else profile.get_server_type_display()
-        note = f"{family} mailboxes are not read yet"
+        note = f"{profile.get_server_type_display()} mailboxes are not read yet"
     elif kind is not None and not kind.has_folders:
         # A POP3 maildrop is one folder, whatever the setting says.
         scope, note = FOLDER_SCOPES[FolderScope.ROOT_INBOX], f"{kind.protocol} has no other folders"

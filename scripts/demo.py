@@ -1,5 +1,7 @@
 """`make demo`: the test mail stack, a seeded organization, a stream of mail
-and the platform (web, worker, beat), so a newcomer sees mail flowing.
+and the platform (web, worker, beat), so a newcomer sees mail flowing: an IMAP
+user and queue on the test Dovecot, and an Exchange Online user on the
+Microsoft Graph test server (tests/fakes/graph/), its app registered there.
 
 Needs root, as the tests do: the test Dovecot runs as the system's mail user.
 Run it through scripts/local-env.sh (the Makefile does) so keys exist. Ctrl-C
@@ -22,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.fakes.graph.server import GraphServer  # noqa: E402
 from tests.harness.dovecot import Dovecot  # noqa: E402
 from tests.harness.smtp_relay import SmtpRelay, doveadm_authenticator  # noqa: E402
 
@@ -55,6 +58,42 @@ def reset_data(data_dir: Path) -> None:
         subprocess.run(["rm", "-rf", str(data_dir / folder)], check=True)  # noqa: S603, S607
     for folder in ("broker/queue", "broker/processed", "broker/control", "results"):
         (data_dir / folder).mkdir(parents=True, exist_ok=True)
+
+
+def seed_exchange_online(graph: GraphServer) -> str:
+    """An Exchange Online profile on the Graph test server (its app registered there)
+    and a user's mailbox on it, approved and enabled; the mailbox's address."""
+    from crm.choices import TrackIncomingEmail
+    from crm.models import CrmUser
+    from mailboxes.models import ApprovalStatus, Mailbox
+    from mailboxes.services import mailbox_create
+    from profiles.models import CredentialsSource, EmailServerProfile, ServerType
+
+    app = graph.register_app()
+    profile = EmailServerProfile(
+        name="Demo Exchange Online",
+        server_type=ServerType.EXCHANGE_ONLINE,
+        incoming_server_location=graph.url,
+        outgoing_server_location=graph.url,
+        credentials_source=CredentialsSource.OAUTH_CLIENT_CREDENTIALS,
+        oauth_tenant_id=graph.tenant_id,
+        oauth_client_id=app.client_id,
+        oauth_client_secret=app.secret or "",
+        oauth_authority=graph.authority,
+        min_polling_interval_minutes=1,
+    )
+    profile.full_clean()
+    profile.save()
+    address = "erin@contoso.onmicrosoft.com"
+    graph.add_user(address)
+    erin = CrmUser.objects.create(
+        full_name="Erin Exchange", email=address, track_incoming_email=TrackIncomingEmail.ALL
+    )
+    mailbox = mailbox_create(data={"email_address": address, "profile": profile, "user": erin})
+    Mailbox.objects.filter(pk=mailbox.pk).update(
+        approval_status=ApprovalStatus.APPROVED, incoming_enabled=True, outgoing_enabled=True
+    )
+    return address
 
 
 def seed(dovecot: Dovecot, relay: SmtpRelay) -> dict[str, Any]:
@@ -118,13 +157,17 @@ def seed(dovecot: Dovecot, relay: SmtpRelay) -> dict[str, Any]:
     return {"alice": alice_address, "support": support_address, "quote": quote}
 
 
-def stream(dovecot: Dovecot, seeded: dict[str, Any], stop: threading.Event, every: float) -> None:
-    """Customers write in, reply to the CRM's email, and one auto-replies."""
-    alice, support, quote = seeded["alice"], seeded["support"], seeded["quote"]
+def stream(
+    dovecot: Dovecot, graph: GraphServer, seeded: dict[str, Any], stop: threading.Event, every: float
+) -> None:
+    """Customers write in (to the IMAP mailboxes and the Exchange Online one), reply to
+    the CRM's email, and one auto-replies."""
+    alice, support, quote, erin = seeded["alice"], seeded["support"], seeded["quote"], seeded["erin"]
     carl, dana = CUSTOMERS[0][2], CUSTOMERS[1][2]
     script = [
         (alice, message(sender=carl, to=alice, subject="Question about my order", body="Where is it?")),
         (support, message(sender=dana, to=support, subject="Login trouble", body="I cannot sign in.")),
+        (erin, message(sender=carl, to=erin, subject="Contract renewal", body="Can we talk on Friday?")),
         (
             alice,
             message(
@@ -149,16 +192,20 @@ def stream(dovecot: Dovecot, seeded: dict[str, Any], stop: threading.Event, ever
         ),
     ]
     for number in itertools.count(1):
-        for address, raw in script if number == 1 else script[:2]:
+        for address, raw in script if number == 1 else script[:3]:
             if stop.is_set():
                 return
-            dovecot.deliver(address, raw)
+            if address == erin:
+                graph.deliver(address, raw)
+            else:
+                dovecot.deliver(address, raw)
             print(f"demo: delivered a message to {address}", flush=True)
             if stop.wait(every):
                 return
         script = [
             (alice, message(sender=carl, to=alice, subject=f"Follow-up {number}", body="One more thing.")),
             (support, message(sender=dana, to=support, subject=f"Ticket {number}", body="Still stuck.")),
+            (erin, message(sender=carl, to=erin, subject=f"Renewal {number}", body="A question more.")),
         ]
 
 
@@ -174,10 +221,14 @@ def main() -> int:
         ca=dovecot.ca,
         workdir=data_dir / "relay",
     ).start()
+    graph = GraphServer()
+    # The worker trusts both test servers' CAs, and nothing else but the system's.
+    bundle = data_dir / "demo-ca-bundle.pem"
+    bundle.write_text(dovecot.ca_pem_path.read_text() + Path(graph.ca_file).read_text())
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "config.settings",
-            "SYNC_CA_FILE": str(dovecot.ca_pem_path),
+            "SYNC_CA_FILE": str(bundle),
             "SYNC_DISPATCH_SECONDS": os.environ.get("SYNC_DISPATCH_SECONDS", "5"),
             "SYNC_IDLE_BACKOFF_MAX_MINUTES": "1",
             "SERVERSYNC_ADMIN_PASSWORD": os.environ.get("SERVERSYNC_ADMIN_PASSWORD", "demo"),
@@ -197,6 +248,7 @@ def main() -> int:
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("ensure_admin")
         seeded = seed(dovecot, relay)
+        seeded["erin"] = seed_exchange_online(graph)
         platform = subprocess.Popen(  # noqa: S603
             ["honcho", "start", "--port", port],  # noqa: S607
             cwd=ROOT,
@@ -208,10 +260,12 @@ def main() -> int:
             f"demo: watch    Email activities, Receipts and Sync runs in the admin; the API at /api/\n"
             f"demo: mailboxes {seeded['alice']} (user Alice) and {seeded['support']} (queue Support), "
             f"IMAP on {dovecot.host}:{dovecot.imaps_port}, SMTP on {relay.host}:{relay.port}\n"
+            f"demo: Exchange Online mailbox {seeded['erin']} (user Erin) on the Microsoft Graph test "
+            f"server at {graph.url}\n"
             "demo: a message arrives every few seconds; Ctrl-C stops everything\n",
             flush=True,
         )
-        streamer = threading.Thread(target=stream, args=(dovecot, seeded, stop, 4.0), daemon=True)
+        streamer = threading.Thread(target=stream, args=(dovecot, graph, seeded, stop, 4.0), daemon=True)
         streamer.start()
         while not stop.wait(1):
             if platform.poll() is not None:
@@ -228,6 +282,9 @@ def main() -> int:
                 os.killpg(platform.pid, signal.SIGKILL)
         relay.stop()
         dovecot.close()
+        graph.stop()
+        for violation in graph.take_violations():
+            print(f"demo: the Graph test server saw a body Graph v1.0 lacks: {violation}", flush=True)
         print("demo: stopped", flush=True)
 
 

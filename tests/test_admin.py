@@ -172,7 +172,7 @@ def test_the_profile_form_applies_the_model_rules_and_never_echoes_a_password(st
 
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
-    assert errors["credentials_source"] == ["OAuth client credentials work with Exchange Online only."]
+    assert errors["credentials_source"] == ["OAuth client credentials work with Exchange profiles only."]
     assert "Typed-Pa55" not in response.content.decode()
     assert EmailServerProfile.objects.get(pk=profile.pk).credentials_source == CredentialsSource.PROFILE
 

@@ -19,6 +19,7 @@ from crm.models import EmailActivity
 from mailboxes.models import FolderScope, Mailbox
 from mailboxes.services import mailbox_update
 from profiles.models import CredentialsSource, EmailServerProfile, ServerType
+from sync.connectors import registry
 from sync.incoming import sync_incoming
 from sync.models import MailboxAlert, QuarantinedMessage, QuarantineState, Receipt, ReceiptOutcome, SyncRun
 from tests import factories, messages
@@ -266,9 +267,10 @@ def test_the_page_says_which_folders_the_mailbox_reads_and_has_read(stack: Stack
             {"profile": "pop3", "folders": FolderScope.INBOX_AND_SUBFOLDERS},
             "Inbox only (POP3 has no other folders)",
         ),
+        # A type whose connector is out of the registry (none is today).
         (
             {"profile": "exchange", "folders": FolderScope.INBOX_AND_SUBFOLDERS},
-            "Inbox and its sub-folders (Exchange mailboxes are not read yet)",
+            "Inbox and its sub-folders (Exchange Online mailboxes are not read yet)",
         ),
         (
             {"incoming_method": IncomingMethod.FORWARD_MAILBOX},
@@ -276,13 +278,14 @@ def test_the_page_says_which_folders_the_mailbox_reads_and_has_read(stack: Stack
         ),
     ],
 )
-def test_the_page_says_when_a_mailbox_reads_less_than_its_setting(world: World, change: dict, shown: str):
+def test_the_page_says_when_a_mailbox_reads_less_than_its_setting(
+    world: World, change: dict, shown: str, monkeypatch
+):
+    monkeypatch.delitem(registry.KINDS, ServerType.EXCHANGE_ONLINE)
     profiles = {
         "pop3": lambda: factories.profile(server_type=ServerType.POP3_SMTP),
         "exchange": lambda: factories.profile(
-            server_type=ServerType.EXCHANGE_ONLINE,
-            incoming_server_location="https://outlook.office365.com/EWS/Exchange.asmx",
-            outgoing_server_location="https://outlook.office365.com/EWS/Exchange.asmx",
+            server_type=ServerType.EXCHANGE_ONLINE, incoming_server_location="", outgoing_server_location=""
         ),
     }
     if "profile" in change:
@@ -309,7 +312,7 @@ def test_a_migrated_mailbox_page_says_it_reads_the_inbox_and_its_sub_folders(db)
     admin = signed_in("admin", administrator=True)
 
     for mailbox, shown in [
-        (frank, "Inbox and its sub-folders (Exchange mailboxes are not read yet)"),
+        (frank, "Inbox and its sub-folders"),  # Exchange Online, through Microsoft Graph
         (erin, "Inbox only (POP3 has no other folders)"),
     ]:
         page = admin.get(f"/mailboxes/{mailbox.pk}/").content.decode()
