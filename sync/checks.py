@@ -267,8 +267,10 @@ def _blocker(mailbox: Mailbox, organization: OrganizationSettings) -> SyncError 
 
 def _test_direction(direction: str, mailbox: Mailbox) -> DirectionResult:
     profile = profile_of(mailbox)  # _blocker checked it: this does not raise
-    if direction == ACT or not is_supported(profile):
+    if not is_supported(profile):
         return _not_supported(direction, profile)
+    if direction == ACT:
+        return _act_access(mailbox, profile)
     try:
         kind = connectors_of(profile)
         if direction == INCOMING:
@@ -280,6 +282,26 @@ def _test_direction(direction: str, mailbox: Mailbox) -> DirectionResult:
     except SyncError as error:
         return failed(direction, error)
     return DirectionResult(direction, SUCCESS, message=f"{LABELS[direction].capitalize()} works.")
+
+
+def _act_access(mailbox: Mailbox, profile: EmailServerProfile) -> DirectionResult:
+    """Appointments, contacts and tasks do not sync yet; where the type reaches them
+    (Exchange), whether the mailbox's calendar, contacts and tasks open is checked now,
+    so that a missing permission is granted before they do."""
+    check = connectors_of(profile).check_act
+    if check is None:
+        return _not_supported(ACT, profile)
+    try:
+        check(incoming_settings(mailbox))
+    except SyncError as error:
+        return failed(ACT, error)
+    return DirectionResult(
+        ACT,
+        NOT_SUPPORTED,
+        code="not_supported",
+        message="The mailbox's calendar, contacts and tasks open with these credentials; appointments, "
+        "contacts and tasks are not supported yet, so serversync leaves them off.",
+    )
 
 
 def _not_supported(direction: str, profile: EmailServerProfile) -> DirectionResult:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sync.connectors import ews_permissions, graph_permissions
 from sync.connectors.base import ServerSettings
 from sync.connectors.ews import EwsConnection, EwsProbe, discovered_url
 from sync.connectors.graph import GraphMailbox, GraphProbe, GraphSender
@@ -43,6 +44,9 @@ class ServerKind:
     # Finds the service's URL from the mailbox's address (EWS Autodiscover), for the
     # profile to keep; None: the profile names its server.
     discover: Callable[[ServerSettings], str] | None = None
+    # Opens the mailbox's calendar, contacts and tasks (test & enable, before they
+    # sync), raising what is missing; None: the type reaches none of them.
+    check_act: Callable[[ServerSettings], None] | None = None
 
 
 KINDS: dict[str, ServerKind] = {
@@ -71,6 +75,7 @@ KINDS: dict[str, ServerKind] = {
         has_folders=True,
         # sendMail keeps its own copy in Sent Items.
         saves_sent_copies=True,
+        check_act=graph_permissions.check_act,
     ),
     "exchange_server": ServerKind(
         protocol="EWS",
@@ -83,6 +88,7 @@ KINDS: dict[str, ServerKind] = {
         # only a message Sent Items does not hold yet).
         saves_sent_copies=True,
         discover=discovered_url,
+        check_act=ews_permissions.check_act,
     ),
 }
 

@@ -58,9 +58,14 @@ class GraphStack:
     profile: EmailServerProfile
 
     @classmethod
-    def build(cls, settings: Any, server: GraphServer) -> GraphStack:
+    def build(
+        cls,
+        settings: Any,
+        server: GraphServer,
+        permissions: tuple[str, ...] = ("Mail.ReadWrite", "Mail.Send"),
+    ) -> GraphStack:
         settings.SYNC_CA_FILE = server.ca_file
-        app = server.register_app()
+        app = server.register_app(permissions=permissions)
         profile = factories.profile(
             f"Exchange Online {next(_numbers)}",
             server_type=ServerType.EXCHANGE_ONLINE,

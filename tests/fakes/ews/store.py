@@ -21,6 +21,9 @@ DEFAULT_FOLDERS = (
     ("drafts", "Drafts", "msgfolderroot"),
     ("outbox", "Outbox", "msgfolderroot"),
     ("junkemail", "Junk Email", "msgfolderroot"),
+    ("calendar", "Calendar", "msgfolderroot"),
+    ("contacts", "Contacts", "msgfolderroot"),
+    ("tasks", "Tasks", "msgfolderroot"),
 )
 
 
@@ -78,6 +81,10 @@ class Folder:
     items: dict[str, Item] = field(default_factory=dict)
     # item id -> (created_seq, deleted_seq) of items gone from this folder: SyncFolderItems' Delete changes.
     tombstones: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The position of the sync state handed out last, and the oldest position still honoured
+    # (forget_old_sync_states() moves it up to the last).
+    newest_state: int = 0
+    oldest_state: int = 0
 
 
 @dataclass
@@ -190,6 +197,13 @@ class Store:
     def invalidate_sync_states(self) -> None:
         with self.lock:
             self.epoch = secrets.token_hex(4)
+
+    def forget_old_sync_states(self) -> None:
+        """Every folder honours only the sync state it handed out last (and none before it)."""
+        with self.lock:
+            for mailbox in self.mailboxes.values():
+                for folder in mailbox.folders.values():
+                    folder.oldest_state = folder.newest_state
 
 
 def deliver(store: Store, mailbox: Mailbox, raw: bytes, folder: Folder | None = None) -> Item:

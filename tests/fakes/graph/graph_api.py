@@ -5,7 +5,8 @@ folders (``$top`` paging); messages (list with ``$filter`` on internetMessageId,
 ``$select``, ``$top``/``$skip``, ``$orderby`` on receivedDateTime; get, delete,
 ``$value``, move, create from MIME or JSON); ``messages/delta`` per folder with
 ``Prefer: odata.maxpagesize``; ``sendMail`` with MIME or JSON;
-``$expand=singleValueExtendedProperties($filter=id eq '...')``.
+``$expand=singleValueExtendedProperties($filter=id eq '...')``; the default calendar, the
+contacts and the To Do task lists, as test & enable opens them (``act.py``).
 
 A query option the test server does not implement is answered 501 and recorded
 as a violation: the test fails, rather than the server pretending.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import jwt
 
+from tests.fakes.graph.act import get_calendar, list_contacts, list_task_lists
 from tests.fakes.graph.calls import Call, Handler, not_implemented
 from tests.fakes.graph.delta import delta
 from tests.fakes.graph.entra import App
@@ -41,6 +43,9 @@ READ = ("Mail.Read", "Mail.ReadWrite")
 WRITE = ("Mail.ReadWrite",)
 SEND = ("Mail.Send",)
 DIRECTORY = ("User.Read.All", "User.ReadBasic.All", "Directory.Read.All", "User.ReadWrite.All")
+CALENDARS = ("Calendars.Read", "Calendars.ReadBasic", "Calendars.ReadWrite")
+CONTACTS = ("Contacts.Read", "Contacts.ReadWrite")
+TASKS = ("Tasks.Read.All", "Tasks.ReadWrite.All")
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,20 @@ def call(
 
 
 _KEYWORDS = {
-    k.lower(): k for k in ("mailFolders", "childFolders", "messages", "delta", "$value", "move", "sendMail")
+    k.lower(): k
+    for k in (
+        "mailFolders",
+        "childFolders",
+        "messages",
+        "delta",
+        "$value",
+        "move",
+        "sendMail",
+        "calendar",
+        "contacts",
+        "todo",
+        "lists",
+    )
 }
 _FOLDERS = frozenset({"$select", "$top", "$skip"})
 _LIST = frozenset({"$select", "$filter", "$top", "$skip", "$expand", "$orderby"})
@@ -100,6 +118,9 @@ _ROUTES: dict[tuple[str, tuple[str, ...]], Route] = {
     ("GET", ("messages", "*", "$value")): Route(get_value, READ),
     ("POST", ("messages", "*", "move")): Route(move_message, WRITE),
     ("POST", ("sendMail",)): Route(send_mail, SEND),
+    ("GET", ("calendar",)): Route(get_calendar, CALENDARS),
+    ("GET", ("contacts",)): Route(list_contacts, CONTACTS, frozenset({"$top"})),
+    ("GET", ("todo", "lists")): Route(list_task_lists, TASKS, frozenset({"$top"})),
 }
 
 
