@@ -82,8 +82,8 @@ def merge(incoming: Endpoint | None, outgoing: Endpoint | None) -> Merged:
         merged = _exchange(incoming, ews_out)
         if outgoing and outgoing.protocol is Protocol.SMTP:
             merged.warnings.append(
-                f"Exchange incoming with SMTP outgoing: the Exchange profile sends through Exchange Web "
-                f"Services, not the SMTP server {outgoing.location}."
+                f"Exchange incoming with SMTP outgoing: the Exchange profile sends through "
+                f"{_service(merged)}, not the SMTP server {outgoing.location}."
             )
             _warn_without_ssl(outgoing, merged)
         return merged
@@ -96,8 +96,8 @@ def merge(incoming: Endpoint | None, outgoing: Endpoint | None) -> Merged:
         if outgoing.protocol is Protocol.EWS:
             merged = _exchange(outgoing, outgoing)
             merged.warnings.append(
-                f"POP3 incoming with Exchange outgoing: the Exchange profile reads mail through Exchange "
-                f"Web Services, not the POP3 server {incoming.location}."
+                f"POP3 incoming with Exchange outgoing: the Exchange profile reads mail through "
+                f"{_service(merged)}, not the POP3 server {incoming.location}."
             )
             _warn_without_ssl(incoming, merged)
             return merged
@@ -107,6 +107,11 @@ def merge(incoming: Endpoint | None, outgoing: Endpoint | None) -> Merged:
     return Merged(
         refusal="outgoing SMTP alone: a server-side synchronization profile needs an incoming server"
     )
+
+
+def _service(merged: Merged) -> str:
+    """How the merged Exchange profile reaches its server, in words."""
+    return facts(merged.spec.server_type).service.label if merged.spec else "Exchange"
 
 
 def _exchange(incoming: Endpoint, outgoing: Endpoint) -> Merged:

@@ -66,6 +66,8 @@ def test_the_smtp_server_an_exchange_profile_does_not_use_is_still_warned_about(
     assert profile["server_type_label"] == "Exchange Online"
     assert "SMTP smtp.contoso.test:25 (no SSL) does not use SSL." in profile["warnings"]
     assert any("not the SMTP server smtp.contoso.test" in warning for warning in profile["warnings"])
+    # Exchange Online is reached through Microsoft Graph now, and the review says so.
+    assert any("sends through Microsoft Graph" in warning for warning in profile["warnings"])
 
 
 def test_the_pop3_server_a_profile_reading_through_exchange_drops_is_still_warned_about(
