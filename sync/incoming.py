@@ -317,10 +317,12 @@ def _sync_changes_folder(
     after: dict[str, Callable[[], str]] = {}
 
     def step(server_ids: list[str]) -> None:
-        FolderCursor.objects.filter(pk=cursor.pk).update(token=after[server_ids[-1]]())
+        cursor.token = after[server_ids[-1]]()
+        FolderCursor.objects.filter(pk=cursor.pk).update(token=cursor.token)
         after.clear()
 
     batches = _Batches[str](mailbox, run, budget, step)
+    read_whole = False
     try:
         for change in source.changes(folder, cursor.token, max_size=settings.SYNC_MAX_MESSAGE_BYTES):
             if budget.exhausted:
@@ -331,10 +333,20 @@ def _sync_changes_folder(
                 continue
             place = Source(mailbox, folder, change.server_id, change.received_on)
             batches.take(change.server_id, place, change.raw, change.size)
+        else:
+            read_whole = True
     except BaseException as error:
         batches.abort(error)
         raise
     batches.commit()
+    # A cursor travels on a message: a quiet folder (or one whose last pages held only
+    # updates and deletions) would keep an old delta link / sync state until the server
+    # forgets it and the folder is downloaded again. Saved only once everything read is
+    # committed, and only when the folder was read to its end (not cut off by the budget).
+    newest = source.caught_up(folder) if read_whole else None
+    if newest is not None and newest != cursor.token:
+        cursor.token = newest
+        FolderCursor.objects.filter(pk=cursor.pk).update(token=newest)
     if mailbox.delete_email_after_processing and batches.processed:
         source.remove(folder, batches.processed)
 

@@ -6,6 +6,8 @@
   read from plus the ids (hashed) of the page's messages already yielded, and
   the page's new state on its last message. A saved cursor thus resumes
   exactly where storing stopped; an invalid sync state reads the folder again.
+  The state that came with IncludesLastItemInRange is ``caught_up``: where a
+  folder read to its end stands, though no new message carried it.
 - Outgoing sends the engine's MIME as it is with CreateItem SendAndSaveCopy,
   which also leaves the copy in Sent Items. Bcc recipients are not in the MIME
   (sync.outgoing keeps them in the envelope only), so the envelope recipients
@@ -83,6 +85,8 @@ class EwsConnection:
         self.settings = settings
         self._account: Account | None = None
         self._folders: dict[str, BaseFolder] = {}
+        # engine path -> the cursor of the sync state that ended the folder's last read whole
+        self._caught_up: dict[str, str] = {}
 
     def __enter__(self) -> EwsConnection:
         try:
@@ -136,6 +140,7 @@ class EwsConnection:
 
     def changes(self, folder: str, cursor: str, *, max_size: int | None = None) -> Iterator[Change]:
         """Messages created in ``folder`` since ``cursor``, in the order SyncFolderItems lists them."""
+        self._caught_up.pop(folder, None)
         target = self._folder(folder)
         tag = _folder_tag(target.id)
         state, skip = _parse_cursor(cursor, tag)
@@ -150,9 +155,17 @@ class EwsConnection:
                 state, skip, restarted = "", frozenset(), True
                 continue
             yield from self._page_changes(page, tag, state, skip, max_size, folder)
+            if page.complete:  # IncludesLastItemInRange: this state reads nothing already seen
+                self._caught_up[folder] = _cursor(tag, page.state, frozenset())
             if page.complete or page.state == state:
                 return
             state, skip = page.state, frozenset()
+
+    def caught_up(self, folder: str) -> str | None:
+        """The sync state SyncFolderItems gave with IncludesLastItemInRange when ``changes``
+        was read to its end: a poll that found nothing new, or only updates and deletions,
+        moves on with it too."""
+        return self._caught_up.get(folder)
 
     def remove(self, folder: str, server_ids: Sequence[str]) -> None:
         """Move to Deleted Items, as Dynamics 365 does; a message already gone is no failure."""

@@ -55,6 +55,8 @@ class GraphMailbox:
         self.settings = settings
         self.client = GraphClient(settings, permission=READ_PERMISSION)
         self._folders: dict[str, str] = {}  # engine path -> Graph folder id
+        # engine path -> the cursor of the delta link that ended the folder's last round read whole
+        self._caught_up: dict[str, str] = {}
 
     def __enter__(self) -> GraphMailbox:
         try:
@@ -116,6 +118,7 @@ class GraphMailbox:
 
     def changes(self, folder: str, cursor: str, *, max_size: int | None = None) -> Iterator[Change]:
         """What the folder's delta says was created since the cursor's link, page by page."""
+        self._caught_up.pop(folder, None)
         folder_id = self._folder_id(folder)
         start = DeltaCursor(self.settings.mailbox, folder_id, self._first_link(folder_id))
         position = decode(
@@ -123,6 +126,16 @@ class GraphMailbox:
         )
         reader = _DeltaReader(self, start, position or start, max_size)
         yield from reader.read()
+        if reader.delta_link:
+            self._caught_up[folder] = DeltaCursor(
+                self.settings.mailbox, folder_id, reader.delta_link
+            ).encode()
+
+    def caught_up(self, folder: str) -> str | None:
+        """The delta link that ended the round ``changes`` read to its end: the next
+        round starts there, however quiet the folder was (an empty round, or one of
+        removals only, carries no message and so no cursor)."""
+        return self._caught_up.get(folder)
 
     def _first_link(self, folder_id: str) -> str:
         params = {
@@ -235,6 +248,8 @@ class _DeltaReader:
     position: DeltaCursor
     max_size: int | None
     restarted: bool = False
+    # The round's @odata.deltaLink once its last page was read (checked as every link is).
+    delta_link: str | None = None
     _last: _Position | None = field(default=None)
 
     def read(self) -> Iterator[Change]:
@@ -257,6 +272,8 @@ class _DeltaReader:
             if not items and self._last is not None:
                 self._last.cursor = after  # nothing stored in between: the cursor may move on
             yield from self._changes(link, stored, items, after)
+            if not page.get("@odata.nextLink") and page.get("@odata.deltaLink"):
+                self.delta_link = str(page["@odata.deltaLink"])
             link, stored = (
                 (str(page["@odata.nextLink"]) if page.get("@odata.nextLink") else None),
                 frozenset(),

@@ -6,6 +6,9 @@ The cursor saved after a message is the link that fetched the message's page
 plus the (hashed) ids of that page's messages already stored; after a page's
 last message, the link to the page after it. A crash mid-page reads that page
 again and passes over what was stored; a crash between pages reads nothing twice.
+Once a round was read to its end, its ``@odata.deltaLink`` alone (no stored ids)
+is the folder's cursor (``GraphMailbox.caught_up``), even when no message of the
+round carried it.
 
 A cursor comes back from the database, so it is checked before it is followed:
 the same mailbox and folder, and a link to this profile's Graph URL (a bearer

@@ -151,6 +151,12 @@ class ImapConnection:
             after = f"{state.uidvalidity}:{message.uid}"
             yield Change(str(message.uid), message.size, message.internaldate, message.raw, after.__str__)
 
+    def caught_up(self, folder: str) -> str | None:
+        # Nothing newer than the last message's cursor: a UID does not expire while the
+        # UIDVALIDITY stands. (The engine reads IMAP through its own loop anyway, its
+        # cursor in typed columns, not through this interface.)
+        return None
+
     def remove(self, folder: str, server_ids: Sequence[str]) -> None:
         self.select(folder, readonly=False)
         self.delete([int(uid) for uid in server_ids])

@@ -11,7 +11,10 @@ knows the CRM: bytes and opaque cursors in, bytes and cursors out.
   string and hands it back. ``""`` is "from the start"; a cursor the server no
   longer honours (a new UIDVALIDITY, an expired token) makes the connector start
   the folder again by itself, and the engine's message identities keep that
-  from creating anything twice.
+  from creating anything twice. A cursor travels on a message, so once a folder
+  was read to its end the connector is asked for the cursor that stands past
+  everything read (``caught_up``): a quiet folder's cursor moves on too, before
+  the server forgets the old one.
 - :class:`Outgoing` sends raw bytes to an envelope.
 - :class:`SentItems` finds a sent message by its Message-ID and saves copies in
   the mailbox's Sent folder (IMAP reaches it with the incoming settings).
@@ -70,6 +73,14 @@ class Incoming(Session, Protocol):
 
     def changes(self, folder: str, cursor: str, *, max_size: int | None = None) -> Iterator[Change]:
         """What arrived in ``folder`` since ``cursor``, oldest first."""
+        ...
+
+    def caught_up(self, folder: str) -> str | None:
+        """After ``changes(folder, ...)`` was read to its end, the cursor that reads
+        nothing already seen: the server's newest (a delta link, a sync state), which
+        a poll that found nothing new, or only updates and deletions, has no message
+        to carry. None when the connector has nothing newer than the last change's
+        cursor, or when ``changes`` was not read to its end."""
         ...
 
     def remove(self, folder: str, server_ids: Sequence[str]) -> None:

@@ -159,6 +159,11 @@ class Pop3Connection:
             # ``kept`` only grows: its first n UIDLs are the cursor after this message.
             yield Change(message.uidl, message.size, None, raw, partial(_dump_prefix, kept, len(kept)))
 
+    def caught_up(self, folder: str) -> str | None:
+        # Nothing newer than the last message's cursor: UIDLs do not expire. (The engine
+        # reads POP3 through its own loop anyway, its UIDLs in a typed column.)
+        return None
+
     def remove(self, folder: str, server_ids: Sequence[str]) -> None:
         """Delete these messages and end the session: POP3 deletes only at QUIT."""
         numbers = self._numbers or {m.uidl: m.number for m in self.list_messages()}

@@ -54,6 +54,9 @@ class InterfaceOnly:
                 raise TransientError("The connection dropped.", code="connection_lost")
             yield change
 
+    def caught_up(self, folder: str) -> str | None:
+        return self._imap.caught_up(folder)
+
     def remove(self, folder: str, server_ids: Sequence[str]) -> None:
         self._imap.remove(folder, server_ids)
 

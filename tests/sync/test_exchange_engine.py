@@ -13,7 +13,7 @@ from mailboxes.models import FolderScope, Mailbox
 from sync import clock, outgoing
 from sync.checks import mailbox_test_and_enable
 from sync.incoming import sync_incoming
-from sync.models import MailboxAlert, Receipt
+from sync.models import FolderCursor, MailboxAlert, Receipt
 from tests import factories, messages
 from tests.sync.exchange_stack import EwsStack, ExchangeStack, GraphStack
 from tests.sync.test_engine_outgoing import api_client_for, compose
@@ -69,6 +69,74 @@ def test_a_cursor_the_server_forgot_reads_the_folder_again_without_a_duplicate(e
     assert subjects(alice) == ["After", "Before"]
     assert EmailActivity.objects.filter(direction="incoming").count() == 2
     assert Receipt.objects.filter(mailbox=alice).count() == 2
+
+
+def token(mailbox: Mailbox) -> str:
+    return FolderCursor.objects.get(mailbox=mailbox, folder="INBOX").token
+
+
+def downloads(exchange: ExchangeStack, mailbox: Mailbox) -> int:
+    """Message bodies the server handed out for the mailbox so far: Graph's $value
+    requests, the items EWS's GetItem requests asked for."""
+    address = mailbox.email_address.lower()
+    if isinstance(exchange, GraphStack):
+        logged = list(exchange.server.requests)
+        return sum(1 for r in logged if r.mailbox.lower() == address and r.path.endswith("/$value"))
+    assert isinstance(exchange, EwsStack)
+    records = list(exchange.server.requests)
+    return sum(
+        int(r.notes.get("items", 0)) for r in records if r.mailbox == address and r.operation == "GetItem"
+    )
+
+
+def forget_old_cursors(exchange: ExchangeStack) -> None:
+    """A long quiet period: the server honours only each folder's newest delta token / sync state."""
+    if isinstance(exchange, GraphStack):
+        exchange.server.expire_old_delta_tokens()
+    else:
+        assert isinstance(exchange, EwsStack)
+        exchange.server.forget_old_sync_states()
+
+
+def test_a_quiet_folder_moves_on_to_the_newest_cursor_and_is_not_downloaded_again(exchange: ExchangeStack):
+    alice = exchange.user_mailbox("alice")
+    for n in range(3):
+        exchange.deliver(alice, messages.simple(to=alice.email_address, subject=f"Order {n}"))
+    first = sync_incoming(mailbox=alice)
+    after_mail = token(alice)
+
+    quiet = sync_incoming(mailbox=alice)  # nothing new: no message carries the newer cursor
+
+    assert (first.received, quiet.outcome, quiet.received) == (3, "success", 0), quiet.error_text
+    assert token(alice) != after_mail  # the server's newer delta link / sync state, saved all the same
+    forget_old_cursors(exchange)
+    exchange.deliver(alice, messages.simple(to=alice.email_address, subject="Order 3"))
+    before = downloads(exchange, alice)
+
+    run = sync_incoming(mailbox=alice)
+
+    assert (run.outcome, run.received, run.linked) == ("success", 1, 0), run.error_text
+    assert downloads(exchange, alice) - before == 1  # the new message only, not the folder again
+    assert subjects(alice) == [f"Order {n}" for n in range(4)]
+    assert Receipt.objects.filter(mailbox=alice).count() == 4
+
+
+def test_a_run_cut_off_by_its_budget_keeps_its_place_and_the_next_takes_the_rest(
+    exchange: ExchangeStack, settings
+):
+    settings.SYNC_RUN_MAX_MESSAGES = 2
+    alice = exchange.user_mailbox("alice")
+    for n in range(3):
+        exchange.deliver(alice, messages.simple(to=alice.email_address, subject=f"Order {n}"))
+
+    cut = sync_incoming(mailbox=alice)
+    rest = sync_incoming(mailbox=alice)
+
+    assert (cut.outcome, cut.received) == ("partial", 2), cut.error_text
+    # Not moved past the third message: the round was not read to its end.
+    assert (rest.outcome, rest.received, rest.linked) == ("success", 1, 0), rest.error_text
+    assert subjects(alice) == [f"Order {n}" for n in range(3)]
+    assert Receipt.objects.filter(mailbox=alice).count() == 3
 
 
 def test_crm_email_reaches_the_recipient_and_sent_items_once_and_the_reply_correlates(

@@ -173,7 +173,9 @@ def get_item(call: Call) -> list[etree._Element]:
         _, item = resolve_item(call, element)
         sub(sub(message, m("Items")), properties.message(item, call.mailbox, fields))
 
-    return _per_id("GetItem", call.findall("m:ItemIds/*"), answer)
+    ids = call.findall("m:ItemIds/*")
+    call.notes["items"] = str(len(ids))  # how many items one request asked for (tests count downloads)
+    return _per_id("GetItem", ids, answer)
 
 
 def delete_item(call: Call) -> list[etree._Element]:

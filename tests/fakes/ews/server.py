@@ -169,6 +169,10 @@ class EwsServer:
     def invalidate_sync_states(self) -> None:
         self.store.invalidate_sync_states()
 
+    def forget_old_sync_states(self) -> None:
+        """Honour only each folder's newest sync state, as after a long quiet period."""
+        self.store.forget_old_sync_states()
+
     def take_request_violations(self) -> list[str]:
         """The request violations recorded so far, then forgotten (a test sent bad requests on purpose)."""
         return self._take(self.request_violations)

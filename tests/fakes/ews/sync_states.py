@@ -1,7 +1,8 @@
 """SyncFolderItems' changes and sync states.
 
 A sync state is opaque to clients; here it is base64 of the folder's id, a position in the
-store's sequence of changes, and the store's epoch, which invalidate_sync_states() moves on.
+store's sequence of changes, and the store's epoch, which invalidate_sync_states() moves on;
+forget_old_sync_states() leaves each folder honouring only the state it handed out last.
 """
 
 from __future__ import annotations
@@ -35,15 +36,16 @@ def changes(folder: Folder, since: int) -> list[Change]:
 
 
 def write(store: Store, folder: Folder, seq: int) -> str:
+    folder.newest_state = seq
     return base64.b64encode(json.dumps({"f": folder.id, "s": seq, "e": store.epoch}).encode()).decode()
 
 
 def read(store: Store, folder: Folder, text: str) -> int | None:
-    """The position a sync state stands at; None if it is not one of this folder's, or of before
-    the last invalidation."""
+    """The position a sync state stands at; None if it is not one of this folder's, of before
+    the last invalidation, or older than the folder still honours."""
     try:
         state = json.loads(base64.b64decode(text, validate=True))
         valid = state["f"] == folder.id and state["e"] == store.epoch
-        return int(state["s"]) if valid else None
+        return int(state["s"]) if valid and int(state["s"]) >= folder.oldest_state else None
     except (binascii.Error, ValueError, KeyError, TypeError):
         return None

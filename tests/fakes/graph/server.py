@@ -171,6 +171,19 @@ class GraphServer:
         with self.lock:
             self.delta_tokens.clear()
 
+    def expire_old_delta_tokens(self) -> None:
+        """Forget every token but each folder's newest delta token (the one handed out last at
+        a round's end), as a sync state cache that evicts what was not used for long."""
+        with self.lock:
+            newest = {
+                (state.mailbox, state.folder_id): token
+                for token, state in self.delta_tokens.items()  # in the order handed out
+                if not state.pending
+            }
+            kept = set(newest.values())
+            for token in [t for t in self.delta_tokens if t not in kept]:
+                del self.delta_tokens[token]
+
     def take_violations(self) -> list[str]:
         """The violations recorded so far, forgotten (for tests that provoke them on purpose)."""
         with self.lock:

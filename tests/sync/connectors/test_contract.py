@@ -33,6 +33,9 @@ PROTOCOLS = {"imap_smtp": "imap", "pop3_smtp": "pop3"}
 STACK_FIXTURES = {"exchange_online": "graph_contract_stack", "exchange_server": "ews_contract_stack"}
 # SMTP refuses recipients one by one; Graph and EWS refuse a message with a bad recipient whole.
 REFUSES_SINGLE_RECIPIENTS = {"imap_smtp", "pop3_smtp"}
+# Servers that hand out a newer cursor on every poll (Graph's delta link, EWS's sync state), which
+# a quiet folder's cursor must move on to; a UID or a UIDL never needs to.
+MOVES_ON_WHEN_QUIET = {"exchange_online", "exchange_server"}
 
 
 class ContractStack(Protocol):
@@ -154,6 +157,34 @@ def test_first_sync_nothing_new_then_new_mail(stack):
     assert subjects(newer) == ["Subject: Message 3"]
     # A cursor saved part-way (after the second message) resumes there.
     assert subjects(read(stack, changes[1].cursor)) == ["Subject: Message 2", "Subject: Message 3"]
+
+
+def test_a_folder_read_to_its_end_is_caught_up_past_everything_seen(stack, server_type):
+    deliver(stack, "Seen")
+    (seen,) = read(stack, "")
+
+    with stack.kind.incoming(stack.incoming) as source:
+        assert list(source.changes(INBOX, seen.cursor)) == []  # a quiet poll: no message to carry a cursor
+        newest = source.caught_up(INBOX)
+
+    assert (newest is not None) == (server_type in MOVES_ON_WHEN_QUIET)
+    if newest is None:
+        return  # nothing newer than the last message's cursor
+    assert newest != seen.cursor
+    assert read(stack, newest) == []
+    deliver(stack, "After the quiet poll")
+    assert subjects(read(stack, newest)) == ["Subject: After the quiet poll"]
+
+
+def test_a_read_not_run_to_its_end_is_not_caught_up(stack):
+    for n in range(2):
+        deliver(stack, f"Message {n}")
+    with stack.kind.incoming(stack.incoming) as source:
+        assert len(list(source.changes(INBOX, ""))) == 2
+        partial = source.changes(INBOX, "")
+        next(partial)
+        partial.close()  # as the engine stops when the run's budget is spent
+        assert source.caught_up(INBOX) is None
 
 
 def test_messages_over_the_size_cap_come_without_their_bytes(stack):
