@@ -37,10 +37,11 @@ from sync import (
 )
 from sync.connectors.base import INBOX, FetchedMessage, FolderState, Pop3Message
 from sync.connectors.imap import ImapConnection, UnfetchableMessage
-from sync.connectors.interfaces import Incoming
+from sync.connectors.interfaces import UNDELIVERABLE, Incoming, Undeliverable
 from sync.connectors.pop3 import Pop3Connection
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import (
+    AlertLevel,
     FolderCursor,
     QuarantinedMessage,
     QuarantineState,
@@ -62,6 +63,9 @@ FETCH_MESSAGES = 50
 # A batch of messages is committed after this long even when not full, so a
 # message stored in it is not held invisible (and its identity locked) for long.
 BATCH_SECONDS = 1.0
+# The alerts of failed moves to Undeliverable: apart from the run's own ("incoming"), which a
+# run that succeeds resolves, while the messages it could not move stay in the Inbox.
+UNDELIVERABLE_ALERTS = "undeliverable"
 
 
 @dataclass
@@ -321,7 +325,8 @@ def _sync_changes_folder(
         FolderCursor.objects.filter(pk=cursor.pk).update(token=cursor.token)
         after.clear()
 
-    batches = _Batches[str](mailbox, run, budget, step)
+    mover = _Mover.of(source, mailbox, folder)
+    batches = _Batches[str](mailbox, run, budget, step, mover.move if mover else None)
     read_whole = False
     try:
         for change in source.changes(folder, cursor.token, max_size=settings.SYNC_MAX_MESSAGE_BYTES):
@@ -348,7 +353,47 @@ def _sync_changes_folder(
         cursor.token = newest
         FolderCursor.objects.filter(pk=cursor.pk).update(token=newest)
     if mailbox.delete_email_after_processing and batches.processed:
-        source.remove(folder, batches.processed)
+        moved = mover.moved if mover else set()
+        source.remove(folder, [key for key in batches.processed if key not in moved])
+
+
+class _Mover:
+    """Dynamics 365's "Move failed emails to Undeliverable folder", an Exchange profile's
+    option: once a batch committed, its quarantined messages leave the folder for the
+    mailbox's Undeliverable folder. serversync keeps them (the quarantine holds their bytes,
+    reprocessable): the move only clears them out of the user's Inbox. A move that fails
+    is a Warning alert on the mailbox; the run goes on and its record stays."""
+
+    def __init__(self, source: Undeliverable, mailbox: Mailbox, folder: str) -> None:
+        self.source, self.mailbox, self.folder = source, mailbox, folder
+        self.moved: set[str] = set()
+
+    @classmethod
+    def of(cls, source: Incoming, mailbox: Mailbox, folder: str) -> _Mover | None:
+        profile = mailbox.profile
+        wanted = profile is not None and profile.move_failed_email_to_undeliverable
+        return cls(source, mailbox, folder) if wanted and isinstance(source, Undeliverable) else None
+
+    def move(self, quarantined: list[tuple[str, Receipt]]) -> None:
+        server_ids = [key for key, _ in quarantined]
+        try:
+            self.source.move_to_undeliverable(self.folder, server_ids)
+        except SyncError as error:
+            alerts.record_alert(
+                level=AlertLevel.WARNING,
+                category=UNDELIVERABLE_ALERTS,
+                code=error.code,
+                message=f"{len(server_ids)} message(s) that serversync could not process stay in "
+                f"{self.folder} (their copies are in serversync's quarantine): moving them to the "
+                f"{UNDELIVERABLE} folder failed. {error.message}",
+                mailbox=self.mailbox,
+            )
+            return
+        self.moved.update(server_ids)
+        Receipt.objects.filter(pk__in=[receipt.pk for _, receipt in quarantined]).update(
+            moved_to=UNDELIVERABLE
+        )
+        alerts.resolve_alerts(mailbox=self.mailbox, category=UNDELIVERABLE_ALERTS)
 
 
 def _sync_imap_folder(
@@ -432,10 +477,17 @@ class _Batches(Generic[Key]):
     (sync/batch_store.py); one that cannot be is quarantined without the others."""
 
     def __init__(
-        self, mailbox: Mailbox, run: SyncRun, budget: Budget, step: Callable[[list[Key]], None]
+        self,
+        mailbox: Mailbox,
+        run: SyncRun,
+        budget: Budget,
+        step: Callable[[list[Key]], None],
+        on_quarantined: Callable[[list[tuple[Key, Receipt]]], None] | None = None,
     ) -> None:
         self.mailbox, self.run, self.budget = mailbox, run, budget
         self.step: Callable[[list[Key]], None] = step
+        # Told, after each commit, the messages the batch quarantined (and their receipts).
+        self.on_quarantined: Callable[[list[tuple[Key, Receipt]]], None] | None = on_quarantined
         # The keys (UIDs, UIDLs) of the messages stored, in order.
         self.processed: list[Key] = []
         self._transaction: transaction.Atomic | None = None
@@ -493,10 +545,15 @@ class _Batches(Generic[Key]):
         current, self._transaction = self._transaction, None
         current.__exit__(None, None, None)
         pending, self._pending = self._pending, []
+        quarantined: list[tuple[Key, Receipt]] = []
         for (key, _), receipt in zip(pending, receipts, strict=True):
             if receipt is not None:
                 _count(self.run, receipt)
                 self.processed.append(key)
+                if self.on_quarantined is not None and receipt.outcome == ReceiptOutcome.QUARANTINED:
+                    quarantined.append((key, receipt))
+        if quarantined and self.on_quarantined is not None:
+            self.on_quarantined(quarantined)
 
     def _store_parsed(self) -> list[Receipt | None]:
         """Each pending message's receipt: the parsed ones stored together."""

@@ -108,6 +108,9 @@ class Receipt(models.Model):
         "QuarantinedMessage", on_delete=models.SET_NULL, null=True, blank=True, related_name="receipts"
     )
     server_received_on = models.DateTimeField(null=True, blank=True)
+    # ``folder`` and ``server_id`` say where the message was found; this, where serversync
+    # moved it on the server afterwards (a failed message to Undeliverable), if it did.
+    moved_to = models.CharField(max_length=500, blank=True)
     created_on = models.DateTimeField(auto_now_add=True)
     updated_on = models.DateTimeField(auto_now=True)
 

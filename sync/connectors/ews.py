@@ -34,18 +34,18 @@ from email.utils import getaddresses
 from types import TracebackType
 from typing import Any, TypeVar
 
-from exchangelib import DEEP, Account, FolderCollection, Message, Q
-from exchangelib.errors import ErrorItemNotFound
+from exchangelib import DEEP, SHALLOW, Account, Folder, FolderCollection, Message, Q
+from exchangelib.errors import ErrorFolderExists, ErrorItemNotFound
 from exchangelib.folders import BaseFolder
 from exchangelib.items import ID_ONLY, MOVE_TO_DELETED_ITEMS, SAVE_ONLY
 from exchangelib.properties import Mailbox
-from exchangelib.services import SyncFolderItems
+from exchangelib.services import CreateFolder, SyncFolderItems
 from exchangelib.services.common import EWSAccountService
 from exchangelib.util import MNS
 
 from sync.connectors import ews_account, ews_errors
 from sync.connectors.base import INBOX, SendResult, ServerSettings, carries
-from sync.connectors.interfaces import Change
+from sync.connectors.interfaces import UNDELIVERABLE, Change
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 
 T = TypeVar("T")
@@ -178,6 +178,54 @@ class EwsConnection:
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, ErrorItemNotFound):
                 raise ews_errors.translate(result, self.settings, folder=folder)
+
+    def move_to_undeliverable(self, folder: str, server_ids: Sequence[str]) -> None:
+        """MoveItem to the top-level Undeliverable folder (found by name, else CreateFolder
+        under msgfolderroot); a message already gone is no failure."""
+        if not server_ids:
+            return
+        target = self._undeliverable()
+        ids = [(server_id, None) for server_id in server_ids]
+        results = self._call(lambda: self.account.bulk_move(ids=ids, to_folder=target), folder)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, ErrorItemNotFound):
+                raise ews_errors.translate(result, self.settings, folder=folder)
+
+    def _undeliverable(self) -> BaseFolder:
+        root = self._call(lambda: self.account.msg_folder_root)
+        found = self._top_folder(root, UNDELIVERABLE)
+        if found is not None:
+            return found
+
+        def create() -> BaseFolder | None:
+            try:
+                new = Folder(parent=root, name=UNDELIVERABLE, folder_class="IPF.Note")
+                created: BaseFolder = CreateFolder(account=self.account).get(
+                    parent_folder=root, folders=[new]
+                )
+                return created
+            except ErrorFolderExists:
+                return None  # created meanwhile by another session of the mailbox
+
+        created = self._call(create, UNDELIVERABLE)
+        found = created or self._top_folder(root, UNDELIVERABLE)
+        if found is None:
+            raise PermanentError(
+                f"{ews_errors.server(self.settings)} did not create the folder {UNDELIVERABLE} in "
+                f"{ews_account.mailbox_of(self.settings)}: one of that name exists at the top of the "
+                "mailbox but is not listed (hidden). Unhide or rename it, so that failed email can be "
+                "moved there.",
+                code="folder_hidden",
+            )
+        return found
+
+    def _top_folder(self, root: BaseFolder, name: str) -> BaseFolder | None:
+        """The folder named ``name`` beside the Inbox (Exchange compares folder names without case)."""
+        children = self._call(
+            lambda: list(FolderCollection(account=self.account, folders=[root]).find_folders(depth=SHALLOW)),
+            name,
+        )
+        return next((f for f in children if str(f.name or "").lower() == name.lower()), None)
 
     # -- Outgoing -------------------------------------------------------------------
 

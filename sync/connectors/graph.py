@@ -23,6 +23,7 @@ copy in Sent Items.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,7 +38,7 @@ from sync.connectors.graph_delta import DeltaCursor, decode, digest, is_delta_li
 from sync.connectors.graph_errors import GRAPH, READ_PERMISSION, SEND_PERMISSION, invalid_recipients
 from sync.connectors.graph_http import GraphClient, GraphRefused
 from sync.connectors.graph_mime import for_send_mail
-from sync.connectors.interfaces import Change
+from sync.connectors.interfaces import UNDELIVERABLE, Change
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 
 # PidTagMessageSize, the size Exchange reports for an item (MS-OXPROPS), asked for with each message.
@@ -57,6 +58,7 @@ class GraphMailbox:
         self._folders: dict[str, str] = {}  # engine path -> Graph folder id
         # engine path -> the cursor of the delta link that ended the folder's last round read whole
         self._caught_up: dict[str, str] = {}
+        self._undeliverable: str | None = None  # the Undeliverable folder's id, once found
 
     def __enter__(self) -> GraphMailbox:
         try:
@@ -182,6 +184,75 @@ class GraphMailbox:
                 )
             except GraphRefused:
                 continue
+
+    # -- Undeliverable -----------------------------------------------------------------
+
+    def move_to_undeliverable(self, folder: str, server_ids: Sequence[str]) -> None:
+        """``messages/{id}/move`` to the top-level Undeliverable folder; a message already
+        gone (moved or deleted by its user meanwhile) is no failure."""
+        if not server_ids:
+            return
+        target = json.dumps({"destinationId": self._undeliverable_id()}).encode()
+        for message_id in server_ids:
+            try:
+                self.client.call(
+                    "POST",
+                    self.client.url(f"messages/{quote(message_id, safe='')}/move"),
+                    what=f"moving a message of {folder} to the {UNDELIVERABLE} folder",
+                    headers={"Content-Type": "application/json"},
+                    content=target,
+                    expect=frozenset({404}),
+                )
+            except GraphRefused:
+                continue
+
+    def _undeliverable_id(self) -> str:
+        """The folder named Undeliverable beside the Inbox (Exchange compares folder names
+        without case), created under the top of the mailbox when missing."""
+        if self._undeliverable is None:
+            self._undeliverable = self._top_folder(UNDELIVERABLE) or self._create_top_folder(UNDELIVERABLE)
+        return self._undeliverable
+
+    def _top_folder(self, name: str) -> str | None:
+        url: str | None = self.client.url("mailFolders")
+        params: dict[str, str] | None = {"$select": "id,displayName", "$top": str(FOLDER_PAGE)}
+        while url:
+            page = self.client.json("GET", url, what="listing the mailbox's folders", params=params)
+            for found in page.get("value", []):
+                if str(found.get("displayName", "")).lower() == name.lower():
+                    return str(found["id"])
+            url, params = self.next_page(page.get("@odata.nextLink")), None
+        return None
+
+    def _create_top_folder(self, name: str) -> str:
+        try:
+            response = self.client.call(
+                "POST",
+                self.client.url("mailFolders"),
+                what=f"creating the {name} folder",
+                headers={"Content-Type": "application/json"},
+                content=json.dumps({"displayName": name}).encode(),
+                expect=frozenset({409}),
+            )
+        except GraphRefused:
+            # Created meanwhile (another session of the mailbox): use that one.
+            found = self._top_folder(name)
+            if found is None:
+                raise PermanentError(
+                    f"{GRAPH} did not create the folder {name} in {self.settings.mailbox}: one of that name "
+                    "exists at the top of the mailbox but is hidden. Unhide it (or rename it) in Exchange "
+                    "Online, so that failed email can be moved there.",
+                    code="folder_hidden",
+                ) from None
+            return found
+        try:
+            return str(response.json()["id"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise TransientError(
+                f"{GRAPH} answered creating the folder {name} in {self.settings.mailbox} without the "
+                "folder's id. serversync tries again later.",
+                code="server_error",
+            ) from error
 
     # -- Sent Items --------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ knows the CRM: bytes and opaque cursors in, bytes and cursors out.
 - :class:`Probe` is what test & enable needs of the incoming side: sign in and
   open the folders, and find (and remove) the marked message a round trip sent.
   (The outgoing side is checked by opening an :class:`Outgoing` session.)
+- :class:`Undeliverable`, optional: an incoming connector that can move the
+  messages serversync could not process out of the Inbox, to a folder named
+  Undeliverable (Dynamics 365's "Move failed emails to Undeliverable folder").
 
 Every method raises only ``TransientError``, ``PermanentError`` or
 ``MessageError`` (sync.errors), with a message an administrator can act on.
@@ -32,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 from sync.connectors.base import SendResult, ServerSettings
 
@@ -85,6 +88,21 @@ class Incoming(Session, Protocol):
 
     def remove(self, folder: str, server_ids: Sequence[str]) -> None:
         """Delete these messages, processed, where the profile says to."""
+        ...
+
+
+# The folder, at the top of the mailbox beside the Inbox, that failed messages are moved to.
+UNDELIVERABLE = "Undeliverable"
+
+
+@runtime_checkable
+class Undeliverable(Protocol):
+    """An incoming connector's optional capability (the engine asks ``isinstance``)."""
+
+    def move_to_undeliverable(self, folder: str, server_ids: Sequence[str]) -> None:
+        """Move these messages of ``folder`` to the folder named :data:`UNDELIVERABLE` at
+        the top of the mailbox, beside the Inbox, created when missing. A message already
+        gone is no failure."""
         ...
 
 

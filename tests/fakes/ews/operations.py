@@ -182,6 +182,7 @@ def delete_item(call: Call) -> list[etree._Element]:
     to_trash = call.body.get("DeleteType") == "MoveToDeletedItems"
 
     def answer(element: etree._Element, message: etree._Element) -> None:
+        _check_writable(call)
         folder, item = resolve_item(call, element)
         trash = call.mailbox.by_distinguished("deleteditems")
         if to_trash and trash is not None and folder is not trash:
@@ -192,17 +193,46 @@ def delete_item(call: Call) -> list[etree._Element]:
     return _per_id("DeleteItem", call.findall("m:ItemIds/*"), answer)
 
 
+def _check_writable(call: Call) -> None:
+    if call.mailbox.read_only:
+        raise EwsError("ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+
+
 def move_item(call: Call) -> list[etree._Element]:
     target_element = call.find("m:ToFolderId/*")
     assert target_element is not None  # required by the schema, which checked the request
 
     def answer(element: etree._Element, message: etree._Element) -> None:
+        _check_writable(call)
         target = resolve_folder(call, target_element)
         _, item = resolve_item(call, element)
         moved = call.store.move_item(call.mailbox, item, target)
         sub(sub(message, m("Items")), t("Message")).append(properties.item_id(moved))
 
     return _per_id("MoveItem", call.findall("m:ItemIds/*"), answer)
+
+
+def create_folder(call: Call) -> list[etree._Element]:
+    """Folders by DisplayName under one parent (IPF.Note, a mail folder, unless told); a name the
+    parent holds already (without regard to case) is ErrorFolderExists, as in Exchange."""
+    parent_element = call.find("m:ParentFolderId/*")
+    assert parent_element is not None  # required by the schema, which checked the request
+
+    def answer(element: etree._Element, message: etree._Element) -> None:
+        _check_writable(call)
+        if etree.QName(element).localname != "Folder":
+            raise EwsError("ErrorInvalidRequest", "The EWS test server creates mail folders (t:Folder) only.")
+        parent = resolve_folder(call, parent_element)
+        name = (element.findtext(f"{{{T}}}DisplayName") or "").strip()
+        if not name:
+            raise EwsError("ErrorInvalidPropertySet", "The folder must have a display name.")
+        if any(f.name.lower() == name.lower() for f in call.mailbox.children(parent.id)):
+            raise EwsError("ErrorFolderExists", "A folder with the specified name already exists.")
+        created = call.store.create_folder(call.mailbox, parent, name)
+        call.notes["folder"] = name
+        sub(sub(message, m("Folders")), t("Folder")).append(properties.folder_id(created))
+
+    return _per_id("CreateFolder", call.findall("m:Folders/*"), answer)
 
 
 def update_item(call: Call) -> list[etree._Element]:
@@ -390,5 +420,6 @@ OPERATIONS: dict[str, Callable[[Call], list[etree._Element]]] = {
     "CreateItem": create_item,
     "DeleteItem": delete_item,
     "MoveItem": move_item,
+    "CreateFolder": create_folder,
     "UpdateItem": update_item,
 }

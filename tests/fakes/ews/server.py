@@ -149,6 +149,21 @@ class EwsServer:
         mailbox = self._mailbox(address)
         self.store.delete_folder(mailbox, mailbox.folder_at(path))
 
+    def make_read_only(self, address: str) -> None:
+        """The account may read this mailbox but no longer change it (moves, deletions and new
+        folders are refused with ErrorAccessDenied), as with a Reviewer folder permission."""
+        mailbox = self._mailbox(address)
+        with self.store.lock:
+            mailbox.read_only = True
+
+    def top_folder_messages(self, address: str, name: str) -> list[bytes] | None:
+        """The messages of the folder named ``name`` beside the Inbox, oldest first; None if none is."""
+        with self.store.lock:
+            folder = self._mailbox(address).top_folder(name)
+            if folder is None:
+                return None
+            return [item.mime for item in sorted(folder.items.values(), key=lambda i: i.created_seq)]
+
     def messages(self, address: str, folder: str = "Inbox") -> list[bytes]:
         with self.store.lock:
             items = self._mailbox(address).folder_at(folder).items.values()

@@ -93,6 +93,9 @@ class Mailbox:
     folders: dict[str, Folder] = field(default_factory=dict)
     # Mailboxes this account may impersonate (ApplicationImpersonation); None: every mailbox.
     impersonates: set[str] | None = field(default_factory=set)
+    # The signed-in account may read the mailbox but not change it (a folder permission of
+    # Reviewer): moving, deleting and creating folders are refused with ErrorAccessDenied.
+    read_only: bool = False
 
     def by_distinguished(self, name: str) -> Folder | None:
         return next((f for f in self.folders.values() if f.distinguished == name), None)
@@ -112,6 +115,13 @@ class Mailbox:
             if folder is None:
                 raise KeyError(f"no folder {path!r} in {self.address}")
         return folder
+
+    def top_folder(self, name: str) -> Folder | None:
+        """The folder named ``name`` at the top of the mailbox (beside the Inbox), compared
+        without case as Exchange compares folder names."""
+        top = self.by_distinguished("msgfolderroot")
+        assert top is not None
+        return next((f for f in self.children(top.id) if f.name.lower() == name.lower()), None)
 
     def find_item(self, item_id: str) -> tuple[Folder, Item] | None:
         for folder in self.folders.values():

@@ -74,7 +74,9 @@ def _folder_page(call: Call, parent: Folder, path: str) -> Reply:
 
 
 def create_child_folder(call: Call) -> Reply:
-    parent = folder_of(call, call.rest[1])
+    """POST .../childFolders, or POST mailFolders: a folder at the top of the mailbox (under
+    msgfolderroot, beside the Inbox)."""
+    parent = folder_of(call, call.rest[1]) if len(call.rest) > 1 else call.mailbox.root
     body = call.server.checked_body(call.request, lambda d: metadata.validate("mailFolder", d, request=True))
     name = str(body.get("displayName") or "")
     if not name:

@@ -1,9 +1,10 @@
 """Microsoft Graph v1.0 mail resources under ``/v1.0/users/{id | userPrincipalName}``.
 
 What is served: the user; mail folders by id or well-known name and their child
-folders (``$top`` paging); messages (list with ``$filter`` on internetMessageId,
-``$select``, ``$top``/``$skip``, ``$orderby`` on receivedDateTime; get, delete,
-``$value``, move, create from MIME or JSON); ``messages/delta`` per folder with
+folders (``$top`` paging; created at the top of the mailbox or under a folder);
+messages (list with ``$filter`` on internetMessageId, ``$select``,
+``$top``/``$skip``, ``$orderby`` on receivedDateTime; get, delete, ``$value``,
+move, create from MIME or JSON); ``messages/delta`` per folder with
 ``Prefer: odata.maxpagesize``; ``sendMail`` with MIME or JSON;
 ``$expand=singleValueExtendedProperties($filter=id eq '...')``; the default calendar, the
 contacts and the To Do task lists, as test & enable opens them (``act.py``).
@@ -105,6 +106,7 @@ _ONE = frozenset({"$select", "$expand"})
 _ROUTES: dict[tuple[str, tuple[str, ...]], Route] = {
     ("GET", ()): Route(get_user, DIRECTORY),
     ("GET", ("mailFolders",)): Route(list_folders, READ, _FOLDERS),
+    ("POST", ("mailFolders",)): Route(create_child_folder, WRITE),
     ("GET", ("mailFolders", "*")): Route(get_folder, READ, frozenset({"$select"})),
     ("GET", ("mailFolders", "*", "childFolders")): Route(list_folders, READ, _FOLDERS),
     ("POST", ("mailFolders", "*", "childFolders")): Route(create_child_folder, WRITE),
