@@ -144,3 +144,36 @@ def test_ews_a_mailbox_the_account_may_only_read_says_why(ews_server, ews_mailbo
         source.move_to_undeliverable(INBOX, ews_ids(settings))
     assert "ErrorAccessDenied" in raised.value.message or "denied" in raised.value.message.lower()
     assert subjects(ews_server.messages(address)) == ["Broken"]
+
+
+def test_graph_two_sessions_creating_the_folder_at_once_share_one(graph_server, graph_mailbox):
+    with GraphMailbox(graph_mailbox.settings) as first, GraphMailbox(graph_mailbox.settings) as second:
+        made = second._create_top_folder(UNDELIVERABLE)
+        # The first looked before the second made it: its POST answers 409, and it takes that one.
+        assert first._create_top_folder(UNDELIVERABLE) == made
+    assert graph_top_folders(graph_server, graph_mailbox.address).count(UNDELIVERABLE) == 1
+
+
+def test_ews_two_sessions_creating_the_folder_at_once_share_one(ews_server, ews_mailbox):
+    address, settings = ews_mailbox.address, ews_mailbox.settings
+    ews_server.deliver(address, mail("Broken"))
+    with EwsConnection(settings) as first, EwsConnection(settings) as second:
+        second.move_to_undeliverable(INBOX, [])  # nothing to move: no folder made
+        assert ews_server.top_folder_messages(address, UNDELIVERABLE) is None
+        original, looks = first._top_folder, []
+
+        def looking(root, name):
+            # The first looks before the second makes it, then again after ErrorFolderExists.
+            looks.append(name)
+            return None if len(looks) == 1 else original(root, name)
+
+        first._top_folder = looking  # type: ignore[method-assign]
+        second._undeliverable()
+        first.move_to_undeliverable(INBOX, ews_ids(settings))
+        assert looks == [UNDELIVERABLE, UNDELIVERABLE]
+    assert subjects(ews_server.top_folder_messages(address, UNDELIVERABLE)) == ["Broken"]
+    mailbox = ews_server.store.mailbox(address)
+    assert mailbox is not None
+    top = mailbox.by_distinguished("msgfolderroot")
+    assert top is not None
+    assert [f.name for f in mailbox.children(top.id)].count(UNDELIVERABLE) == 1
