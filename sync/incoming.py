@@ -64,7 +64,8 @@ FETCH_MESSAGES = 50
 # message stored in it is not held invisible (and its identity locked) for long.
 BATCH_SECONDS = 1.0
 # The alerts of failed moves to Undeliverable: apart from the run's own ("incoming"), which a
-# run that succeeds resolves, while the messages it could not move stay in the Inbox.
+# run that succeeds resolves. These stay open until someone looks: a later move that works
+# does not bring back the messages left in the Inbox.
 UNDELIVERABLE_ALERTS = "undeliverable"
 
 
@@ -393,7 +394,6 @@ class _Mover:
         Receipt.objects.filter(pk__in=[receipt.pk for _, receipt in quarantined]).update(
             moved_to=UNDELIVERABLE
         )
-        alerts.resolve_alerts(mailbox=self.mailbox, category=UNDELIVERABLE_ALERTS)
 
 
 def _sync_imap_folder(
