@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from django.db.models import Case, Count, Field, Model, Q, Value, When
+from django.db.models import Case, Count, Field, Model, OuterRef, Q, Subquery, Value, When
 
 from crm.choices import IncomingMethod
 from crm.models import OrganizationSettings
@@ -28,6 +28,7 @@ from sync.models import (
     MailboxTest,
     QuarantinedMessage,
     QuarantineState,
+    Receipt,
     SyncRun,
 )
 
@@ -244,7 +245,9 @@ def _quarantined(mailbox: Mailbox) -> list[QuarantinedMessage]:
     # Waiting ones first: they are what the page offers to reprocess.
     waiting_first = Case(When(state=QuarantineState.QUARANTINED, then=Value(0)), default=Value(1))
     held = QuarantinedMessage.objects.filter(mailbox=mailbox).order_by(waiting_first, "-created_on", "-id")
-    return list(held[:QUARANTINED_SHOWN])
+    # Where serversync moved it on the server (Exchange's "move failed emails to Undeliverable").
+    moved_to = Receipt.objects.filter(quarantined=OuterRef("pk")).exclude(moved_to="").values("moved_to")[:1]
+    return list(held.annotate(moved_to=Subquery(moved_to))[:QUARANTINED_SHOWN])
 
 
 def _redacted(rows: list[_Row], redact: Redactor, *names: str) -> list[_Row]:

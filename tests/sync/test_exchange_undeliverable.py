@@ -14,6 +14,7 @@ from sync.incoming import UNDELIVERABLE_ALERTS, sync_incoming
 from sync.models import MailboxAlert, QuarantinedMessage, Receipt, ReceiptOutcome
 from tests import messages
 from tests.sync.exchange_stack import EwsStack, ExchangeStack, GraphStack
+from tests.sync.received_mail import signed_in
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -77,6 +78,10 @@ def test_a_message_that_failed_leaves_the_inbox_and_stays_in_serversync(exchange
     tracked = Receipt.objects.get(mailbox=alice, outcome=ReceiptOutcome.TRACKED)
     assert tracked.moved_to == ""
     assert not MailboxAlert.objects.filter(mailbox=alice).exists()
+    # The mailbox page says where the failed message went.
+    page = signed_in("admin", administrator=True).get(f"/mailboxes/{alice.pk}/").content.decode()
+    row = page.split(f'data-quarantined="{held.pk}"', 1)[1].split("</tr>", 1)[0]
+    assert '<span class="moved-to">moved to Undeliverable</span>' in row
 
     again = sync_incoming(mailbox=alice)
 
