@@ -37,11 +37,10 @@ from sync import (
 )
 from sync.connectors.base import INBOX, FetchedMessage, FolderState, Pop3Message
 from sync.connectors.imap import ImapConnection, UnfetchableMessage
-from sync.connectors.interfaces import UNDELIVERABLE, Incoming, Undeliverable
+from sync.connectors.interfaces import Incoming
 from sync.connectors.pop3 import Pop3Connection
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import (
-    AlertLevel,
     FolderCursor,
     QuarantinedMessage,
     QuarantineState,
@@ -55,6 +54,7 @@ from sync.one_message import RunScope, current_scope, quarantine, receipt_for
 from sync.receipts import Source
 from sync.server_settings import connectors_of, incoming_settings, profile_of
 from sync.sql import quoted
+from sync.undeliverable import FailedMessageMover
 
 # A message's key in its folder: its UID (IMAP) or UIDL (POP3).
 Key = TypeVar("Key", int, str)
@@ -63,10 +63,6 @@ FETCH_MESSAGES = 50
 # A batch of messages is committed after this long even when not full, so a
 # message stored in it is not held invisible (and its identity locked) for long.
 BATCH_SECONDS = 1.0
-# The alerts of failed moves to Undeliverable: apart from the run's own ("incoming"), which a
-# run that succeeds resolves. These stay open until someone looks: a later move that works
-# does not bring back the messages left in the Inbox.
-UNDELIVERABLE_ALERTS = "undeliverable"
 
 
 @dataclass
@@ -326,7 +322,7 @@ def _sync_changes_folder(
         FolderCursor.objects.filter(pk=cursor.pk).update(token=cursor.token)
         after.clear()
 
-    mover = _Mover.of(source, mailbox, folder)
+    mover = FailedMessageMover.of(source, mailbox, folder)
     batches = _Batches[str](mailbox, run, budget, step, mover.move if mover else None)
     read_whole = False
     try:
@@ -356,44 +352,6 @@ def _sync_changes_folder(
     if mailbox.delete_email_after_processing and batches.processed:
         moved = mover.moved if mover else set()
         source.remove(folder, [key for key in batches.processed if key not in moved])
-
-
-class _Mover:
-    """Dynamics 365's "Move failed emails to Undeliverable folder", an Exchange profile's
-    option: once a batch committed, its quarantined messages leave the folder for the
-    mailbox's Undeliverable folder. serversync keeps them (the quarantine holds their bytes,
-    reprocessable): the move only clears them out of the user's Inbox. A move that fails
-    is a Warning alert on the mailbox; the run goes on and its record stays."""
-
-    def __init__(self, source: Undeliverable, mailbox: Mailbox, folder: str) -> None:
-        self.source, self.mailbox, self.folder = source, mailbox, folder
-        self.moved: set[str] = set()
-
-    @classmethod
-    def of(cls, source: Incoming, mailbox: Mailbox, folder: str) -> _Mover | None:
-        profile = mailbox.profile
-        wanted = profile is not None and profile.move_failed_email_to_undeliverable
-        return cls(source, mailbox, folder) if wanted and isinstance(source, Undeliverable) else None
-
-    def move(self, quarantined: list[tuple[str, Receipt]]) -> None:
-        server_ids = [key for key, _ in quarantined]
-        try:
-            self.source.move_to_undeliverable(self.folder, server_ids)
-        except SyncError as error:
-            alerts.record_alert(
-                level=AlertLevel.WARNING,
-                category=UNDELIVERABLE_ALERTS,
-                code=error.code,
-                message=f"{len(server_ids)} message(s) that serversync could not process stay in "
-                f"{self.folder} (their copies are in serversync's quarantine): moving them to the "
-                f"{UNDELIVERABLE} folder failed. {error.message}",
-                mailbox=self.mailbox,
-            )
-            return
-        self.moved.update(server_ids)
-        Receipt.objects.filter(pk__in=[receipt.pk for _, receipt in quarantined]).update(
-            moved_to=UNDELIVERABLE
-        )
 
 
 def _sync_imap_folder(

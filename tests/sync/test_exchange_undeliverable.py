@@ -10,8 +10,9 @@ import pytest
 
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
-from sync.incoming import UNDELIVERABLE_ALERTS, sync_incoming
+from sync.incoming import sync_incoming
 from sync.models import MailboxAlert, QuarantinedMessage, Receipt, ReceiptOutcome
+from sync.undeliverable import UNDELIVERABLE_ALERTS
 from tests import messages
 from tests.sync.exchange_stack import EwsStack, ExchangeStack, GraphStack
 from tests.sync.received_mail import signed_in
