@@ -12,6 +12,7 @@ from typing import NamedTuple
 import pytest
 
 from tests.harness.dovecot import Dovecot, DovecotError
+from tests.harness.radicale import Radicale, RadicaleError
 from tests.harness.smtp_relay import SmtpRelay, doveadm_authenticator
 
 # -- Dovecot ------------------------------------------------------------------
@@ -83,3 +84,42 @@ def _smtp_relay_faults_cleared(request: pytest.FixtureRequest) -> None:
     """A fault a failed test left queued must not hit the next test of this worker."""
     if "smtp_relay" in request.fixturenames:
         request.getfixturevalue("smtp_relay").clear_faults()
+
+
+# -- Radicale (CalDAV / CardDAV) ------------------------------------------------
+
+
+class DavUser(NamedTuple):
+    name: str
+    password: str
+    home_url: str
+    calendar_url: str
+    address_book_url: str
+
+
+@pytest.fixture(scope="session")
+def radicale() -> Iterator[Radicale]:
+    """One Radicale per test worker process (HTTPS, ``radicale.ca_pem_path`` verifies it);
+    tests keep apart through ``dav_user``."""
+    server = Radicale()
+    try:
+        server.start()
+    except RadicaleError as error:
+        server.close()
+        pytest.fail(f"the test Radicale did not start: {error}", pytrace=False)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def dav_user(radicale: Radicale) -> DavUser:
+    """A fresh user nobody else uses, with a calendar (VEVENT and VTODO) and an address book."""
+    password = secrets.token_hex(8)
+    name = radicale.add_user(f"user-{secrets.token_hex(5)}", password)
+    return DavUser(
+        name,
+        password,
+        radicale.home_url(name),
+        radicale.make_calendar(name, "calendar"),
+        radicale.make_address_book(name, "contacts"),
+    )
