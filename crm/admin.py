@@ -20,6 +20,8 @@ from crm.models import (
     EMAIL_SETTINGS_SECTIONS,
     Account,
     ActivityParty,
+    Appointment,
+    AppointmentParty,
     Contact,
     CrmUser,
     EmailActivity,
@@ -28,8 +30,9 @@ from crm.models import (
     OrganizationSettings,
     Queue,
     QueueItem,
+    Task,
 )
-from crm.models.records import OwnedRecord
+from crm.models.records import ADDRESS_KINDS, ADDRESS_PARTS, OwnedRecord
 from web.admin_site import AdministratorModelAdmin, AdministratorPermissions
 
 _Owned = TypeVar("_Owned", bound=OwnedRecord)
@@ -47,6 +50,21 @@ def mailbox_address(self: Any, owner: CrmUser | Queue) -> str:
         return owner.mailbox.email_address
     except ObjectDoesNotExist:
         return ""
+
+
+def html_preview(body_html: str) -> SafeString | str:
+    if not body_html:
+        return "—"
+    # Sanitized, and then framed as well: a sandboxed srcdoc frame (no scripts, an origin of
+    # its own) keeps even the allowed styles from restyling the admin around it. Remote
+    # images stay blocked; links may open in a new tab.
+    return format_html(
+        '<iframe class="email-preview" title="HTML body, sanitized" srcdoc="{}" '
+        'sandbox="allow-popups allow-popups-to-escape-sandbox" referrerpolicy="no-referrer" '
+        'style="width: 100%; min-width: 40em; height: 30em; border: 1px solid #ccc; '
+        'background: #fff"></iframe>',
+        sanitize_email_html(body_html),
+    )
 
 
 @admin.register(OrganizationSettings)
@@ -117,12 +135,30 @@ class AccountAdmin(OwnedRecordAdmin[Account]):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # Django 6's default already
 
 
+ADDRESS_FIELDSETS: list[tuple[str, Any]] = [
+    (f"{kind.capitalize()} address", {"fields": [f"{kind}_{part}" for part in ADDRESS_PARTS]})
+    for kind in ADDRESS_KINDS
+]
+
+
 @admin.register(Contact)
 class ContactAdmin(OwnedRecordAdmin[Contact]):
-    list_display = ["__str__", "email", "account", "job_title", "owner", "is_active"]
+    list_display = ["__str__", "email", "account", "company_name", "job_title", "owner", "is_active"]
     list_select_related = ["owner", "account"]
-    search_fields = ["first_name", "last_name", "email", "account__name"]
+    search_fields = ["first_name", "last_name", "nickname", "email", "email2", "email3", "account__name"]
     autocomplete_fields = ["owner", "account"]
+    fieldsets = [
+        (
+            "General",
+            {"fields": ["first_name", "middle_name", "last_name", "nickname", "owner", "is_active"]},
+        ),
+        ("Company", {"fields": ["account", "company_name", "job_title", "department"]}),
+        ("Email", {"fields": ["email", "email2", "email3"]}),
+        ("Phones", {"fields": ["phone", "mobile_phone", "home_phone", "business_fax"]}),
+        *ADDRESS_FIELDSETS,
+        ("Personal", {"fields": ["birthday", "notes"]}),
+        RECORD_INFO,
+    ]
 
 
 @admin.register(Lead)
@@ -133,6 +169,7 @@ class LeadAdmin(OwnedRecordAdmin[Lead]):
 
 
 PARTY_RECORDS = ["user", "queue", "contact", "account", "lead"]
+REGARDING_FIELDS = ["regarding_account", "regarding_contact", "regarding_lead"]
 
 
 class ActivityPartyInline(AdministratorPermissions, admin.TabularInline[ActivityParty, EmailActivity]):
@@ -219,18 +256,7 @@ class EmailActivityAdmin(AdministratorModelAdmin[EmailActivity]):
 
     @admin.display(description="HTML body (sanitized preview)")
     def body_html_preview(self, email: EmailActivity) -> SafeString | str:
-        if not email.body_html:
-            return "—"
-        # Sanitized, and then framed as well: a sandboxed srcdoc frame (no scripts, an origin of
-        # its own) keeps even the allowed styles from restyling the admin around it. Remote
-        # images stay blocked; links may open in a new tab.
-        return format_html(
-            '<iframe class="email-preview" title="HTML body, sanitized" srcdoc="{}" '
-            'sandbox="allow-popups allow-popups-to-escape-sandbox" referrerpolicy="no-referrer" '
-            'style="width: 100%; min-width: 40em; height: 30em; border: 1px solid #ccc; '
-            'background: #fff"></iframe>',
-            sanitize_email_html(email.body_html),
-        )
+        return html_preview(email.body_html)
 
 
 @admin.register(ActivityParty)
@@ -264,6 +290,90 @@ class QueueItemAdmin(AdministratorModelAdmin[QueueItem]):
     search_fields = ["email__subject", "queue__name"]
     autocomplete_fields = ["queue", "email", "worked_by"]
     readonly_fields = ["created_on", "modified_on"]
+
+
+APPOINTMENT_PARTY_RECORDS = ["user", "contact", "account", "lead"]
+
+
+class AppointmentPartyInline(AdministratorPermissions, admin.TabularInline[AppointmentParty, Appointment]):
+    model = AppointmentParty
+    extra = 0
+    fields = ["role", "address", "display_name", *APPOINTMENT_PARTY_RECORDS]
+    autocomplete_fields = APPOINTMENT_PARTY_RECORDS
+
+
+class AppointmentExceptionInline(AdministratorPermissions, admin.TabularInline[Appointment, Appointment]):
+    """A series' changed occurrences (each opens as an appointment of its own)."""
+
+    model = Appointment
+    fk_name = "series_master"
+    extra = 0
+    fields = ["original_start", "subject", "start", "end", "status"]
+    readonly_fields = ["original_start", "subject", "start", "end", "status"]
+    show_change_link = True
+    verbose_name = "changed occurrence"
+    verbose_name_plural = "changed occurrences"
+
+
+@admin.register(Appointment)
+class AppointmentAdmin(AdministratorModelAdmin[Appointment]):
+    list_display = ["__str__", "start", "end", "start_time_zone", "status", "show_as", "owner", "series"]
+    list_filter = ["status", "show_as", "all_day", "start"]
+    list_select_related = ["owner", "series_master"]
+    search_fields = ["subject", "location", "=parties__address"]
+    date_hierarchy = "start"
+    autocomplete_fields = ["owner", "series_master", *REGARDING_FIELDS]
+    inlines = [AppointmentPartyInline, AppointmentExceptionInline]
+    readonly_fields = ["body_html_preview", "created_on", "modified_on"]
+    fieldsets = [
+        ("General", {"fields": ["subject", "location", "status", "show_as", "owner", "categories"]}),
+        (
+            "Time",
+            {
+                "fields": [
+                    ("start", "start_time_zone"),
+                    ("end", "end_time_zone"),
+                    "all_day",
+                    ("start_date", "end_date"),
+                    "reminder_minutes_before",
+                ]
+            },
+        ),
+        ("Series", {"fields": ["recurrence_rule", "deleted_occurrences", "series_master", "original_start"]}),
+        ("Regarding", {"fields": [*REGARDING_FIELDS]}),
+        ("Body", {"fields": ["body_text", "body_html", "body_html_preview"]}),
+        RECORD_INFO,
+    ]
+
+    @admin.display(description="Series")
+    def series(self, appointment: Appointment) -> str:
+        if appointment.series_master_id is not None:
+            return f"exception of #{appointment.series_master_id}"
+        return appointment.recurrence_rule
+
+    @admin.display(description="HTML body (sanitized preview)")
+    def body_html_preview(self, appointment: Appointment) -> SafeString | str:
+        return html_preview(appointment.body_html)
+
+
+@admin.register(Task)
+class TaskAdmin(AdministratorModelAdmin[Task]):
+    list_display = ["subject", "status", "percent_complete", "priority", "due", "owner", "completed_on"]
+    list_filter = ["status", "priority", "due"]
+    list_select_related = ["owner"]
+    search_fields = ["subject"]
+    autocomplete_fields = ["owner", *REGARDING_FIELDS]
+    readonly_fields = ["completed_on", "created_on", "modified_on"]
+    fieldsets = [
+        (
+            "General",
+            {"fields": ["subject", "owner", "status", "percent_complete", "priority", "completed_on"]},
+        ),
+        ("Dates", {"fields": ["start", "due"]}),
+        ("Regarding", {"fields": [*REGARDING_FIELDS]}),
+        ("Body", {"fields": ["body_text"]}),
+        RECORD_INFO,
+    ]
 
 
 # DRF lists API token keys; a key is a credential, and credentials are never shown in the admin.

@@ -10,7 +10,17 @@ from rest_framework import generics, mixins, permissions, viewsets
 from rest_framework.serializers import BaseSerializer
 
 from crm import serializers
-from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, OrganizationSettings, Queue
+from crm.models import (
+    Account,
+    Appointment,
+    Contact,
+    CrmUser,
+    EmailActivity,
+    Lead,
+    OrganizationSettings,
+    Queue,
+    Task,
+)
 from crm.models.records import OwnedRecord
 from web.api_base import IsAdministrator, RoleScopedMixin, ScopedModelViewSet
 
@@ -55,7 +65,7 @@ class OwnedRecordViewSet(ScopedModelViewSet[_Owned]):
 
     admin_actions = frozenset()
     filterset_fields: tuple[str, ...] = ("owner", "is_active")
-    ordering_fields = ("created_on", "modified_on")
+    ordering_fields: tuple[str, ...] = ("created_on", "modified_on")
 
 
 class AccountViewSet(OwnedRecordViewSet[Account]):
@@ -68,7 +78,8 @@ class ContactViewSet(OwnedRecordViewSet[Contact]):
     queryset = Contact.objects.select_related("owner", "account")
     serializer_class = serializers.ContactSerializer
     filterset_fields = ("owner", "is_active", "account")
-    search_fields = ("first_name", "last_name", "email")
+    search_fields = ("first_name", "last_name", "nickname", "company_name", "email", "email2", "email3")
+    ordering_fields = ("last_name", "first_name", "company_name", "created_on", "modified_on")
 
 
 class LeadViewSet(OwnedRecordViewSet[Lead]):
@@ -124,3 +135,48 @@ class EmailViewSet(
     search_fields = ("subject", "message_id")
     ordering_fields = ("created_on", "received_on", "sent_on")
     admin_actions = frozenset()
+
+
+REGARDING_FILTERS = ("regarding_account", "regarding_contact", "regarding_lead")
+# Time windows: ?start__lt=...&end__gt=... asks for what overlaps a window.
+WINDOW = ["exact", "gte", "gt", "lte", "lt"]
+
+
+class AppointmentViewSet(ScopedModelViewSet[Appointment]):
+    """Appointments: a user creates and changes their own; administrators all. A series is
+    its master (with recurrence_rule); its exceptions are rows with series_master set."""
+
+    queryset = Appointment.objects.select_related("owner").prefetch_related(
+        "parties__user", "parties__contact", "parties__account", "parties__lead"
+    )
+    serializer_class = serializers.AppointmentSerializer
+    admin_actions = frozenset()
+    filterset_fields = {
+        "owner": ["exact"],
+        "status": ["exact"],
+        "show_as": ["exact"],
+        "all_day": ["exact"],
+        "series_master": ["exact", "isnull"],
+        **{name: ["exact"] for name in REGARDING_FILTERS},
+        "start": WINDOW,
+        "end": WINDOW,
+    }
+    search_fields = ("subject", "location")
+    ordering_fields = ("start", "end", "subject", "created_on", "modified_on")
+
+
+class TaskViewSet(ScopedModelViewSet[Task]):
+    """Tasks: a user creates and changes their own; administrators all."""
+
+    queryset = Task.objects.select_related("owner")
+    serializer_class = serializers.TaskSerializer
+    admin_actions = frozenset()
+    filterset_fields = {
+        "owner": ["exact"],
+        "status": ["exact", "in"],
+        "priority": ["exact"],
+        **{name: ["exact"] for name in REGARDING_FILTERS},
+        "due": WINDOW,
+    }
+    search_fields = ("subject",)
+    ordering_fields = ("due", "start", "subject", "completed_on", "created_on", "modified_on")

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from django.db import transaction
+from django.db import models, transaction
 from rest_framework import serializers
 
 from crm.html import sanitize_email_html
 from crm.models import (
     Account,
     ActivityParty,
+    Appointment,
+    AppointmentParty,
     Contact,
     CrmUser,
     EmailActivity,
@@ -16,12 +18,14 @@ from crm.models import (
     Lead,
     OrganizationSettings,
     Queue,
+    Task,
 )
-from crm.models.records import OwnedRecord
-from crm.services import email_create
+from crm.models.records import ADDRESS_KINDS, ADDRESS_PARTS, OwnedRecord
+from crm.services import Party, appointment_save, email_create
 from web.api_base import CleanModelSerializer, ScopedRelatedField
 
 _Owned = TypeVar("_Owned", bound=OwnedRecord)
+_Activity = TypeVar("_Activity", bound=models.Model)
 
 TIMESTAMPS = ("created_on", "modified_on")
 # The query parameter with which a viewer asks for an email's remote images.
@@ -114,13 +118,26 @@ class ContactSerializer(OwnedRecordSerializer[Contact]):
             "last_name",
             "email",
             "account",
+            "email2",
+            "email3",
+            "middle_name",
+            "nickname",
+            "company_name",
             "job_title",
+            "department",
             "phone",
+            "mobile_phone",
+            "home_phone",
+            "business_fax",
+            *(f"{kind}_{part}" for kind in ADDRESS_KINDS for part in ADDRESS_PARTS),
+            "birthday",
+            "notes",
             "owner",
             "is_active",
             *TIMESTAMPS,
         )
         read_only_fields = TIMESTAMPS
+        extra_kwargs = {"phone": {"help_text": "The business phone."}}
 
 
 class LeadSerializer(OwnedRecordSerializer[Lead]):
@@ -296,3 +313,171 @@ class EmailSerializer(serializers.ModelSerializer[EmailActivity]):
     @transaction.atomic
     def create(self, validated_data: dict[str, Any]) -> EmailActivity:
         return email_create(**validated_data)
+
+
+REGARDING = ("regarding_account", "regarding_contact", "regarding_lead")
+
+
+class ActivitySerializer(CleanModelSerializer[_Activity]):
+    """Appointments and tasks: a user's are their own; only administrators choose another owner."""
+
+    owner = ScopedRelatedField(queryset=CrmUser.objects.all(), required=False, allow_null=True)
+    regarding_account = ScopedRelatedField(queryset=Account.objects.all(), required=False, allow_null=True)
+    regarding_contact = ScopedRelatedField(queryset=Contact.objects.all(), required=False, allow_null=True)
+    regarding_lead = ScopedRelatedField(queryset=Lead.objects.all(), required=False, allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        view = self.context["view"]
+        if not view.is_admin:
+            attrs["owner"] = view.crm_user
+        return attrs
+
+
+class PartyInputSerializer(serializers.Serializer[Party]):
+    """An organizer or attendee to set: an address, a record (which gives the address
+    when none is given), or both."""
+
+    address = serializers.EmailField(required=False, allow_blank=True, max_length=320)
+    display_name = serializers.CharField(required=False, allow_blank=True, max_length=300)
+    user = ScopedRelatedField(queryset=CrmUser.objects.all(), required=False, allow_null=True)
+    contact = ScopedRelatedField(queryset=Contact.objects.all(), required=False, allow_null=True)
+    account = ScopedRelatedField(queryset=Account.objects.all(), required=False, allow_null=True)
+    lead = ScopedRelatedField(queryset=Lead.objects.all(), required=False, allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        records = [attrs[name] for name in ("user", "contact", "account", "lead") if attrs.get(name)]
+        if len(records) > 1:
+            raise serializers.ValidationError("A party is one record at most.")
+        return {
+            "party": Party(
+                address=attrs.get("address", ""),
+                display_name=attrs.get("display_name", ""),
+                record=records[0] if records else None,
+            )
+        }
+
+
+class AppointmentPartySerializer(serializers.ModelSerializer[AppointmentParty]):
+    record_type = serializers.SerializerMethodField()
+    record_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AppointmentParty
+        fields = ("role", "address", "display_name", "record_type", "record_id")
+
+    def get_record_type(self, party: AppointmentParty) -> str | None:
+        record = party.record
+        return record._meta.model_name if record else None
+
+    def get_record_id(self, party: AppointmentParty) -> int | None:
+        record = party.record
+        return record.pk if record else None
+
+
+PARTY_INPUTS = ("organizer", "required_attendees", "optional_attendees")
+
+
+class AppointmentSerializer(ActivitySerializer[Appointment]):
+    """Read: the appointment with its parties. Write: the appointment, and the organizer or
+    attendee lists given (each replaces the parties of its role)."""
+
+    body_html_sanitized = serializers.SerializerMethodField(
+        help_text="body_html sanitized, safe to display (as an email's; remote images removed)."
+    )
+    parties = AppointmentPartySerializer(many=True, read_only=True)
+    organizer = PartyInputSerializer(
+        write_only=True,
+        required=False,
+        help_text="Required when creating, except for an exception of a series (it takes the master's).",
+    )
+    required_attendees = PartyInputSerializer(many=True, write_only=True, required=False)
+    optional_attendees = PartyInputSerializer(many=True, write_only=True, required=False)
+    series_master = ScopedRelatedField(
+        queryset=Appointment.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="An exception's series: the master whose occurrence (original_start) this one replaces.",
+    )
+
+    class Meta:
+        model = Appointment
+        fields = (
+            "id",
+            "status",
+            "owner",
+            "subject",
+            "body_text",
+            "body_html",
+            "body_html_sanitized",
+            "location",
+            "start",
+            "start_time_zone",
+            "end",
+            "end_time_zone",
+            "all_day",
+            "start_date",
+            "end_date",
+            "show_as",
+            "reminder_minutes_before",
+            "categories",
+            *REGARDING,
+            "organizer",
+            "required_attendees",
+            "optional_attendees",
+            "parties",
+            "recurrence_rule",
+            "deleted_occurrences",
+            "series_master",
+            "original_start",
+            *TIMESTAMPS,
+        )
+        read_only_fields = TIMESTAMPS
+        # The one-exception-per-occurrence constraint is checked by full_clean(); DRF's own
+        # validator for it would make series_master and original_start required on every appointment.
+        validators: list[Any] = []
+        extra_kwargs = {
+            "body_html": {"help_text": "The HTML body, raw. Never render it; display body_html_sanitized."}
+        }
+
+    def get_body_html_sanitized(self, appointment: Appointment) -> str:
+        return sanitize_email_html(appointment.body_html)
+
+    def create(self, validated_data: dict[str, Any]) -> Appointment:
+        parties = self._pop_parties(validated_data)
+        return appointment_save(Appointment(**validated_data), **parties)
+
+    def update(self, instance: Appointment, validated_data: dict[str, Any]) -> Appointment:
+        parties = self._pop_parties(validated_data)
+        for field, value in validated_data.items():
+            setattr(instance, field, value)
+        return appointment_save(instance, **parties)
+
+    @staticmethod
+    def _pop_parties(validated_data: dict[str, Any]) -> dict[str, Any]:
+        given = {name: validated_data.pop(name) for name in PARTY_INPUTS if name in validated_data}
+        if "organizer" in given:
+            given["organizer"] = given["organizer"]["party"]
+        for name in ("required_attendees", "optional_attendees"):
+            if name in given:
+                given[name] = [item["party"] for item in given[name]]
+        return given
+
+
+class TaskSerializer(ActivitySerializer[Task]):
+    class Meta:
+        model = Task
+        fields = (
+            "id",
+            "subject",
+            "body_text",
+            "start",
+            "due",
+            "status",
+            "percent_complete",
+            "priority",
+            "completed_on",
+            "owner",
+            *REGARDING,
+            *TIMESTAMPS,
+        )
+        read_only_fields = ("completed_on", *TIMESTAMPS)

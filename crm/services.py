@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from crm.models import Account, ActivityParty, Contact, CrmUser, EmailActivity, Lead, Queue
+from crm.models import (
+    Account,
+    ActivityParty,
+    Appointment,
+    AppointmentParty,
+    Contact,
+    CrmUser,
+    EmailActivity,
+    Lead,
+    Queue,
+)
 
 
 @transaction.atomic
@@ -67,3 +78,78 @@ def email_create(
         parties += [ActivityParty(email=email, role=role, address=address) for address in addresses]
     ActivityParty.objects.bulk_create(parties)
     return email
+
+
+@dataclass(frozen=True)
+class Party:
+    """An appointment's organizer or attendee as given: an address, a record, or both."""
+
+    address: str = ""
+    display_name: str = ""
+    record: CrmUser | Contact | Account | Lead | None = None
+
+
+# Where a party's problems are reported: the API field that gave it.
+ROLE_FIELDS = {
+    AppointmentParty.Role.ORGANIZER: "organizer",
+    AppointmentParty.Role.REQUIRED: "required_attendees",
+    AppointmentParty.Role.OPTIONAL: "optional_attendees",
+}
+
+
+PARTY_RECORD_FIELD: dict[type[CrmUser | Contact | Account | Lead], str] = {
+    CrmUser: "user",
+    Contact: "contact",
+    Account: "account",
+    Lead: "lead",
+}
+
+
+@transaction.atomic
+def appointment_save(
+    appointment: Appointment,
+    *,
+    organizer: Party | None = None,
+    required_attendees: Sequence[Party] | None = None,
+    optional_attendees: Sequence[Party] | None = None,
+) -> Appointment:
+    """Save an appointment through its rules, with its parties: each list given replaces
+    the parties of its role, one not given keeps them. Every appointment has an
+    organizer; an exception of a series without one of its own takes its master's."""
+    appointment.full_clean()
+    appointment.save()
+    if organizer is None and not appointment.parties.filter(role=AppointmentParty.Role.ORGANIZER).exists():
+        organizer = _master_organizer(appointment)
+        if organizer is None:
+            raise ValidationError({"organizer": ["An appointment needs an organizer."]})
+    for role, parties in (
+        (AppointmentParty.Role.ORGANIZER, None if organizer is None else [organizer]),
+        (AppointmentParty.Role.REQUIRED, required_attendees),
+        (AppointmentParty.Role.OPTIONAL, optional_attendees),
+    ):
+        if parties is not None:
+            _replace_parties(appointment, role, parties)
+    return appointment
+
+
+def _master_organizer(appointment: Appointment) -> Party | None:
+    master = appointment.series_master
+    found = master.parties.filter(role=AppointmentParty.Role.ORGANIZER).first() if master else None
+    if found is None:
+        return None
+    return Party(address=found.address, display_name=found.display_name, record=found.record)
+
+
+def _replace_parties(appointment: Appointment, role: str, parties: Sequence[Party]) -> None:
+    appointment.parties.filter(role=role).delete()
+    for party in parties:
+        row = AppointmentParty(
+            appointment=appointment, role=role, address=party.address, display_name=party.display_name
+        )
+        if party.record is not None:
+            setattr(row, PARTY_RECORD_FIELD[type(party.record)], party.record)
+        try:
+            row.full_clean(exclude=["appointment"])
+        except ValidationError as error:
+            raise ValidationError({ROLE_FIELDS[AppointmentParty.Role(role)]: error.messages}) from None
+        row.save()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
@@ -13,6 +15,8 @@ from django.utils import timezone
 from crm.models import (
     Account,
     ActivityParty,
+    Appointment,
+    AppointmentParty,
     Contact,
     CrmUser,
     EmailActivity,
@@ -20,7 +24,9 @@ from crm.models import (
     Lead,
     Queue,
     QueueItem,
+    Task,
 )
+from crm.services import Party, appointment_save
 from mailboxes.models import Mailbox
 from mailboxes.services import mailbox_create
 from profiles.models import CredentialsSource, EmailServerProfile, ServerType
@@ -120,6 +126,38 @@ def attachment(*, email: EmailActivity, **extra: Any) -> EmailAttachment:
 
 def queue_item(*, queue: Queue, email: EmailActivity, **extra: Any) -> QueueItem:
     return QueueItem.objects.create(queue=queue, email=email, **extra)
+
+
+def appointment(*, organizer: Party | None = None, **extra: Any) -> Appointment:
+    """An appointment saved through its rules; an hour tomorrow at 09:00 Berlin time unless
+    told, organized by its owner (or organizer@example.test)."""
+    extra.setdefault("subject", f"Meeting {next(_seq)}")
+    extra.setdefault("start_time_zone", "Europe/Berlin")
+    extra.setdefault("end_time_zone", extra["start_time_zone"])
+    if not extra.get("all_day"):
+        tomorrow = timezone.localdate() + dt.timedelta(days=1)
+        extra.setdefault(
+            "start", dt.datetime.combine(tomorrow, dt.time(9), ZoneInfo(extra["start_time_zone"]))
+        )
+        extra.setdefault("end", extra["start"] + dt.timedelta(hours=1))
+    if organizer is None and extra.get("series_master") is None:
+        owner = extra.get("owner")
+        organizer = Party(record=owner) if owner is not None else Party(address="organizer@example.test")
+    return appointment_save(Appointment(**extra), organizer=organizer)
+
+
+def appointment_party(*, appointment: Appointment, **extra: Any) -> AppointmentParty:
+    extra.setdefault("role", AppointmentParty.Role.REQUIRED)
+    extra.setdefault("address", f"attendee{next(_seq)}@example.test")
+    return AppointmentParty.objects.create(appointment=appointment, **extra)
+
+
+def task(**extra: Any) -> Task:
+    extra.setdefault("subject", f"Task {next(_seq)}")
+    created = Task(**extra)
+    created.full_clean()
+    created.save()
+    return created
 
 
 def alert(**extra: Any) -> MailboxAlert:

@@ -130,6 +130,24 @@ def outcome_unknown_emails(world: World) -> list[tuple[models.Model, str | None]
     return found
 
 
+def activities(kind: str) -> Objects:
+    """Each member's own appointment or task, made on first use and kept on the persona
+    (the world has none of its own)."""
+
+    def objects(world: World) -> list[tuple[models.Model, str | None]]:
+        found: list[tuple[models.Model, str | None]] = []
+        for name, persona in world.personas.items():
+            if persona.crm_user is None:
+                continue
+            if kind not in persona.extra:
+                make = factories.appointment if kind == "appointment" else factories.task
+                persona.extra[kind] = make(owner=persona.crm_user, subject=f"{name}'s {kind}")
+            found.append((persona.extra[kind], name))
+        return found
+
+    return objects
+
+
 def rollouts(world: World) -> list[tuple[models.Model, str | None]]:
     assert world.rollout is not None
     return [(world.rollout, None)]
@@ -194,6 +212,10 @@ def owned_records(attribute: str) -> dict[str, Any]:
     }
 
 
+def owned_activities(kind: str) -> dict[str, Any]:
+    return {**owned_records(kind), "collection": activities(kind)}
+
+
 RULES: dict[str, Rule] = {
     "api-root": Rule({"GET": authenticated}),
     "schema": Rule({"GET": public}, kind="page"),
@@ -210,6 +232,9 @@ RULES: dict[str, Rule] = {
     **viewset_rules("account", **owned_records("account")),
     **viewset_rules("contact", **owned_records("contact")),
     **viewset_rules("lead", **owned_records("lead")),
+    # Appointments and tasks: a user's own, as accounts, contacts and leads (crm/api.py).
+    **viewset_rules("appointment", **owned_activities("appointment")),
+    **viewset_rules("task", **owned_activities("task")),
     **viewset_rules(
         "email",
         collection=persona_objects("email"),
@@ -411,6 +436,8 @@ def _visible_ids(response: Any) -> set[int]:
 def _check_list(world: World, route_name: str, rule: Rule, persona: str, method: str, access: Access) -> None:
     client = _client(world, persona)
     url = reverse(route_name)
+    # Made (where a collection makes its rows on first use) before the list is asked for.
+    listed = rule.list_of(world) if rule.list_of is not None else []
     response = client.generic(method, url, data="{}", content_type="application/json")
     if not access(persona, None):
         expected = {401} if persona == "anonymous" else {403, 405}
@@ -425,7 +452,7 @@ def _check_list(world: World, route_name: str, rule: Rule, persona: str, method:
     )
     if method == "GET" and rule.list_of is not None:
         detail_access = RULES[route_name.replace("-list", "-detail")].methods["GET"]
-        expected_ids = {obj.pk for obj, owner in rule.list_of(world) if detail_access(persona, owner)}
+        expected_ids = {obj.pk for obj, owner in listed if detail_access(persona, owner)}
         assert _visible_ids(response) == expected_ids, (url, persona)
 
 
@@ -527,6 +554,10 @@ def test_matrix(world: World, route_name: str, pattern: str, persona: str, metho
     rule = rule_for(route_name)
     assert rule is not None
     if rule.kind == "admin":
+        if route_name.startswith(("admin:crm_appointment_", "admin:crm_task_")):
+            # Pages with a row to show.
+            activities("appointment")(world)
+            activities("task")(world)
         _check_admin_page(world, route_name, pattern, persona)
         return
     access = rule.methods[method]
