@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from django.contrib import admin
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import Model, Prefetch, QuerySet
+from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
@@ -33,6 +34,7 @@ from crm.models import (
     Task,
 )
 from crm.models.records import ADDRESS_KINDS, ADDRESS_PARTS, OwnedRecord
+from crm.services import ORGANIZER_REQUIRED
 from web.admin_site import AdministratorModelAdmin, AdministratorPermissions
 
 _Owned = TypeVar("_Owned", bound=OwnedRecord)
@@ -295,8 +297,25 @@ class QueueItemAdmin(AdministratorModelAdmin[QueueItem]):
 APPOINTMENT_PARTY_RECORDS = ["user", "contact", "account", "lead"]
 
 
+class AppointmentPartyFormSet(BaseInlineFormSet[AppointmentParty, Appointment, ModelForm[AppointmentParty]]):
+    """The admin's side of crm.services.appointment_save's rule: an appointment has an
+    organizer (an exception of a series may go without: the series has one)."""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            form.cleaned_data
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        organizers = [data for data in kept if data.get("role") == AppointmentParty.Role.ORGANIZER]
+        if not organizers and self.instance.series_master_id is None:
+            raise ValidationError(f"{ORGANIZER_REQUIRED} Add a party with the role Organizer.")
+
+
 class AppointmentPartyInline(AdministratorPermissions, admin.TabularInline[AppointmentParty, Appointment]):
     model = AppointmentParty
+    formset = AppointmentPartyFormSet
     extra = 0
     fields = ["role", "address", "display_name", *APPOINTMENT_PARTY_RECORDS]
     autocomplete_fields = APPOINTMENT_PARTY_RECORDS

@@ -89,6 +89,8 @@ class Party:
     record: CrmUser | Contact | Account | Lead | None = None
 
 
+ORGANIZER_REQUIRED = "An appointment needs an organizer."
+
 # Where a party's problems are reported: the API field that gave it.
 ROLE_FIELDS = {
     AppointmentParty.Role.ORGANIZER: "organizer",
@@ -121,7 +123,7 @@ def appointment_save(
     if organizer is None and not appointment.parties.filter(role=AppointmentParty.Role.ORGANIZER).exists():
         organizer = _master_organizer(appointment)
         if organizer is None:
-            raise ValidationError({"organizer": ["An appointment needs an organizer."]})
+            raise ValidationError({"organizer": [ORGANIZER_REQUIRED]})
     for role, parties in (
         (AppointmentParty.Role.ORGANIZER, None if organizer is None else [organizer]),
         (AppointmentParty.Role.REQUIRED, required_attendees),

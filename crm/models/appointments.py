@@ -242,6 +242,26 @@ class Appointment(TimestampedModel):
             raise ValidationError(
                 {"deleted_occurrences": [f"{strays[0].isoformat()} is not an occurrence of this series."]}
             )
+        # A changed rule must keep the occurrences its exceptions replace (as Outlook does,
+        # the caller deletes them first): an exception of no occurrence would replace nothing.
+        orphans = (
+            []
+            if self.pk is None
+            else [
+                e
+                for e in self.exceptions.all()
+                if e.original_start and not self._is_occurrence(rule, e.original_start)
+            ]
+        )
+        if orphans:
+            raise ValidationError(
+                {
+                    "recurrence_rule": [
+                        f"The series would lose the occurrence that {len(orphans)} changed occurrence(s) "
+                        "replace; delete those first."
+                    ]
+                }
+            )
 
     def _clean_exception(self) -> None:
         master = self.series_master

@@ -398,3 +398,19 @@ def test_deleting_a_master_deletes_its_exceptions():
     series.delete()
 
     assert not Appointment.objects.filter(pk=exception.pk).exists()
+
+
+def test_a_series_cannot_change_its_rule_away_from_its_exceptions():
+    series = weekly_series()
+    factories.appointment(
+        series_master=series,
+        original_start=berlin(2026, 3, 17, 9),
+        start=berlin(2026, 3, 17, 11),
+        end=berlin(2026, 3, 17, 12),
+    )
+
+    series.recurrence_rule = "FREQ=WEEKLY;BYDAY=WE;COUNT=6"
+    assert "delete those first" in errors_of(series)["recurrence_rule"][0]
+
+    series.recurrence_rule = "FREQ=WEEKLY;BYDAY=TU;COUNT=10"  # longer: the occurrence stays
+    series.full_clean()
