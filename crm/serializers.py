@@ -20,6 +20,7 @@ from crm.models import (
     Queue,
     Task,
 )
+from crm.models.appointments import CATEGORY_MAX_LENGTH
 from crm.models.records import ADDRESS_KINDS, ADDRESS_PARTS, OwnedRecord
 from crm.services import Party, appointment_save, email_create
 from web.api_base import CleanModelSerializer, ScopedRelatedField
@@ -385,6 +386,16 @@ class AppointmentSerializer(ActivitySerializer[Appointment]):
         help_text="body_html sanitized, safe to display (as an email's; remote images removed)."
     )
     parties = AppointmentPartySerializer(many=True, read_only=True)
+    # Declared: the model keeps both as JSON (the same on PostgreSQL and SQLite).
+    categories = serializers.ListField(
+        child=serializers.CharField(max_length=CATEGORY_MAX_LENGTH, allow_blank=True, trim_whitespace=False),
+        required=False,
+    )
+    deleted_occurrences = serializers.ListField(
+        child=serializers.DateTimeField(),
+        required=False,
+        help_text="A series master's deleted occurrences (EXDATE): their original starts.",
+    )
     organizer = PartyInputSerializer(
         write_only=True,
         required=False,

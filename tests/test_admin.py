@@ -34,6 +34,9 @@ def stocked(world):
     factories.folder_cursor(mailbox=world["alice"].mailbox)
     factories.schedule(mailbox=world["alice"].mailbox)
     factories.outgoing_claim(email=world["bob"].email, mailbox=world["bob"].mailbox)
+    meeting = factories.appointment(owner=world["alice"].crm_user, categories=["Customers"])
+    factories.appointment_party(appointment=meeting)
+    factories.task(owner=world["alice"].crm_user)
     Token.objects.create(user=world["admin"].login)
     pending_migration()  # its uploaded files held, encrypted
     profile = world.profile

@@ -8,24 +8,29 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrule
-from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
 from crm import recurrence
+from crm.fields import DateTimeListField
 from crm.models.base import TimestampedModel, at_most_one
 from crm.models.people import CrmUser
 from crm.models.records import Account, Contact, Lead
 from crm.time_zones import validate_time_zone, zone
 
 REGARDING_FIELDS = ["regarding_account", "regarding_contact", "regarding_lead"]
+CATEGORY_MAX_LENGTH = 255
 
 
-def clean_categories(categories: list[str]) -> list[str]:
-    """Stripped, none blank, each once: Outlook compares category names without case."""
+def clean_categories(categories: list[Any]) -> list[str]:
+    """Names, stripped, none blank or too long, each once: Outlook compares them without case."""
+    if not all(isinstance(c, str) for c in categories):
+        raise ValidationError("Categories are names (text).")
     cleaned: list[str] = []
     for name in (c.strip() for c in categories):
+        if len(name) > CATEGORY_MAX_LENGTH:
+            raise ValidationError(f"A category name has at most {CATEGORY_MAX_LENGTH} characters.")
         if not name:
             raise ValidationError("A category needs a name.")
         if name.casefold() in {c.casefold() for c in cleaned}:
@@ -110,7 +115,9 @@ class Appointment(TimestampedModel):
     reminder_minutes_before = models.PositiveIntegerField(
         null=True, blank=True, help_text="Empty: no reminder."
     )
-    categories = ArrayField(models.CharField(max_length=255), default=list, blank=True)
+    # Strings of at most CATEGORY_MAX_LENGTH (clean_categories); JSON, not an ArrayField, so
+    # that SQLite (``make run``) holds it too.
+    categories = models.JSONField(default=list, blank=True)
 
     regarding_account = models.ForeignKey(
         Account, on_delete=models.SET_NULL, null=True, blank=True, related_name="appointments"
@@ -128,8 +135,7 @@ class Appointment(TimestampedModel):
         help_text="A series master's RFC 5545 RRULE value, e.g. FREQ=WEEKLY;BYDAY=TU;COUNT=10 "
         "(UNTIL in UTC, or a date for all-day series). Empty: not a series.",
     )
-    deleted_occurrences = ArrayField(
-        models.DateTimeField(),
+    deleted_occurrences = DateTimeListField(
         default=list,
         blank=True,
         help_text="A series master's deleted occurrences (EXDATE): their original starts.",
@@ -186,7 +192,9 @@ class Appointment(TimestampedModel):
                 for field, messages in error.message_dict.items():
                     errors.setdefault(field, []).extend(messages)
         try:
-            self.categories = clean_categories(list(self.categories or []))
+            if not isinstance(self.categories, list):
+                raise ValidationError("Categories are a list of names.")
+            self.categories = clean_categories(self.categories)
         except ValidationError as error:
             errors.setdefault("categories", []).extend(error.messages)
         try:
