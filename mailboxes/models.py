@@ -16,6 +16,7 @@ from django.db.models.functions import Lower
 from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, SyncStatus
 from crm.models import CrmUser, OrganizationSettings, Queue
 from crm.models.base import TimestampedModel
+from mailboxes.filter_criteria import SyncEntity, validate_criteria
 from profiles.fields import EncryptedTextField
 from profiles.models import EmailServerProfile
 from profiles.server_types import facts
@@ -423,3 +424,64 @@ class RouterMigrationFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.router_name}: {self.name}"
+
+
+class SyncFilterQuerySet(models.QuerySet["SyncFilter"]):
+    def visible_to(self, crm_user: CrmUser) -> SyncFilterQuerySet:
+        """A user sees and edits their own mailbox's filters (queue mailboxes have none)."""
+        return self.filter(mailbox__user=crm_user)
+
+
+class SyncFilterTemplateQuerySet(models.QuerySet["SyncFilterTemplate"]):
+    def visible_to(self, crm_user: CrmUser) -> SyncFilterTemplateQuerySet:
+        return self.none()  # the organization's defaults are administrators' to see and edit
+
+
+class FilterCriteriaModel(TimestampedModel):
+    """A named set of criteria over one entity's CRM records (mailboxes.filter_criteria)."""
+
+    entity = models.CharField(max_length=20, choices=SyncEntity.choices)
+    name = models.CharField(max_length=200)
+    criteria = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_entity_display()})"
+
+    def clean(self) -> None:
+        validate_criteria(self.entity, self.criteria)
+
+
+class SyncFilterTemplate(FilterCriteriaModel):
+    """One of the organization's default sync filters, copied onto every new user's mailbox
+    (Dynamics' "organization filter templates"); editing it changes later copies only."""
+
+    objects = SyncFilterTemplateQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "default sync filter"
+        ordering = ["entity", "name", "id"]
+
+
+class SyncFilter(FilterCriteriaModel):
+    """A mailbox's synchronization filter: which of an entity's CRM records go to its server.
+    A mailbox's filters of one entity are OR-ed; none: nothing of that entity syncs."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="sync_filters")
+
+    objects = SyncFilterQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "sync filter"
+        ordering = ["mailbox", "entity", "name", "id"]
+        indexes = [models.Index(fields=["mailbox", "entity"], name="sync_filter_mailbox_entity")]
+
+    def clean(self) -> None:
+        super().clean()
+        if self.mailbox_id and not self.mailbox.user_id:
+            # As Dynamics: only a user's mailbox synchronizes appointments, contacts and tasks.
+            raise ValidationError(
+                {"mailbox": ["Only a user's mailbox synchronizes appointments, contacts and tasks."]}
+            )

@@ -11,6 +11,7 @@ from django.utils import timezone
 from crm.choices import ActMethod, SyncStatus
 from crm.models import OrganizationSettings
 from mailboxes.models import DIRECTION_FIELDS, ApprovalStatus, Mailbox
+from mailboxes.sync_filters import create_default_filters
 from profiles.models import EmailServerProfile
 from profiles.server_types import facts
 
@@ -30,7 +31,8 @@ def mailbox_defaults() -> dict[str, Any]:
 
 
 def mailbox_create(*, data: dict[str, Any]) -> Mailbox:
-    """Create a mailbox; sync methods and profile not given come from the organization's defaults."""
+    """Create a mailbox; sync methods and profile not given come from the organization's defaults,
+    and a user's mailbox gets the organization's default sync filters."""
     values = {**mailbox_defaults(), **data}
     owner = values.get("user") or values.get("queue")
     if owner and not values.get("email_address"):
@@ -39,7 +41,9 @@ def mailbox_create(*, data: dict[str, Any]) -> Mailbox:
         values["name"] = str(owner) if owner else values.get("email_address", "")
     mailbox = Mailbox(**values)
     mailbox.full_clean()
-    mailbox.save()
+    with transaction.atomic():
+        mailbox.save()
+        create_default_filters(mailbox)
     return mailbox
 
 

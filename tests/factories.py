@@ -27,7 +27,7 @@ from crm.models import (
     Task,
 )
 from crm.services import Party, appointment_save
-from mailboxes.models import Mailbox
+from mailboxes.models import Mailbox, SyncFilter
 from mailboxes.services import mailbox_create
 from profiles.models import CredentialsSource, EmailServerProfile, ServerType
 from profiles.server_types import facts
@@ -226,3 +226,13 @@ def outgoing_claim(*, email: EmailActivity, mailbox: Mailbox, **extra: Any) -> O
 
 def rollout(*, mailboxes: list[Mailbox], created_by: User | None = None, **extra: Any) -> Rollout:
     return rollout_plan(mailbox_ids=[m.pk for m in mailboxes], created_by=created_by, **extra)
+
+
+def sync_filter(*, mailbox: Mailbox, **extra: Any) -> SyncFilter:
+    extra.setdefault("entity", "contact")
+    extra.setdefault("name", f"Filter {next(_seq)}")
+    extra.setdefault("criteria", {"owner": "mine"})
+    created = SyncFilter(mailbox=mailbox, **extra)
+    created.full_clean()
+    created.save()
+    return created
