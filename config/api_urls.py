@@ -5,7 +5,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from crm import api as crm_api
-from mailboxes import router_api
+from mailboxes import router_api, sync_filter_api
 from sync import api as sync_api
 from sync import checks_api
 
@@ -28,6 +28,10 @@ router.register("quarantined-messages", sync_api.QuarantinedMessageViewSet, base
 router.register("sync-runs", sync_api.SyncRunViewSet, basename="sync-run")
 router.register("rollouts", sync_api.RolloutViewSet, basename="rollout")
 router.register("router-migrations", router_api.RouterMigrationViewSet, basename="router-migration")
+router.register("sync-filters", sync_filter_api.SyncFilterViewSet, basename="sync-filter")
+router.register(
+    "sync-filter-defaults", sync_filter_api.SyncFilterTemplateViewSet, basename="sync-filter-default"
+)
 
 urlpatterns = [
     path(

@@ -72,6 +72,7 @@ OPERATORS = {
 }
 TEXT_FIELDS = (models.CharField, models.TextField)
 ORDERED_FIELDS = (models.DateField, models.IntegerField, models.DecimalField, models.FloatField)
+MAX_WINDOW_DAYS = 36_500  # a century: more is a typing mistake (and overflows a date)
 CRITERIA_KEYS = {"owner", "states", "window", "conditions"}
 
 
@@ -144,8 +145,10 @@ def _window_errors(entity: str, window: Any) -> list[str]:
     errors = []
     for key in ("days_ago", "days_ahead"):
         days = window.get(key)
-        if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 0):
-            errors.append(f"Window: {key} is a whole number of days, 0 or more.")
+        if days is not None and (
+            not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= MAX_WINDOW_DAYS
+        ):
+            errors.append(f"Window: {key} is a whole number of days, 0 to {MAX_WINDOW_DAYS}.")
     if window.get("days_ago") is None and window.get("days_ahead") is None:
         errors.append("Window: give days_ago, days_ahead or both.")
     return errors
@@ -174,8 +177,10 @@ def _values(field: models.Field[Any, Any], op: str, value: Any) -> Any:
         if not isinstance(value, list) or not value:
             raise ValidationError("give a list of one or more values.")
         return [_value(field, item) for item in value]
-    if op == "contains" and (not isinstance(value, str) or not value):
-        raise ValidationError("give the text to look for.")
+    if op == "contains":
+        if not isinstance(value, str) or not value or "\x00" in value:
+            raise ValidationError("give the text to look for.")
+        return value
     return _value(field, value)
 
 
@@ -183,7 +188,11 @@ def _value(field: models.Field[Any, Any], value: Any) -> Any:
     if value is None or value == "":
         raise ValidationError("give a value.")
     target = field.target_field if isinstance(field, models.ForeignKey) else field
+    if isinstance(value, (dict, list)) or (isinstance(value, str) and "\x00" in value):
+        raise ValidationError(f"{value!r} is not a value of this field.")
     converted = target.to_python(value)
+    # The field's own limits (a number the database can hold, an address's shape).
+    target.run_validators(converted)
     if isinstance(converted, dt.datetime) and timezone.is_naive(converted):
         # A date or a time without an offset: the organization's time zone (settings.TIME_ZONE).
         converted = timezone.make_aware(converted)

@@ -36,6 +36,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from crm.models import EmailActivity
+from mailboxes.models import SyncFilter, SyncFilterTemplate
 from sync.models import MailboxTest
 from tests import factories
 from tests.mailboxes.router_import.routers import pending_migration
@@ -146,6 +147,17 @@ def activities(kind: str) -> Objects:
         return found
 
     return objects
+
+
+def sync_filters(world: World) -> list[tuple[models.Model, str | None]]:
+    """Every mailbox's sync filters (the organization's defaults, copied onto each member's
+    mailbox), each its mailbox user's."""
+    owners = {p.crm_user.pk: name for name, p in world.personas.items() if p.crm_user is not None}
+    return [(f, owners.get(f.mailbox.user_id or 0)) for f in SyncFilter.objects.select_related("mailbox")]
+
+
+def sync_filter_defaults(world: World) -> list[tuple[models.Model, str | None]]:
+    return [(template, None) for template in SyncFilterTemplate.objects.all()]
 
 
 def rollouts(world: World) -> list[tuple[models.Model, str | None]]:
@@ -274,6 +286,25 @@ RULES: dict[str, Rule] = {
     ),
     "router-migration-apply": action_rule(router_migrations, allowed=admin),
     "router-migration-abandon": action_rule(router_migrations, allowed=admin),
+    # Sync filters (mailboxes/sync_filter_api.py): a user's own mailbox's, any for administrators;
+    # the organization's defaults are administrators' only.
+    **viewset_rules(
+        "sync-filter",
+        collection=sync_filters,
+        read=owner_or_admin,
+        write=owner_or_admin,
+        create=members,
+        delete=owner_or_admin,
+    ),
+    "sync-filter-count": Rule({"GET": members, "POST": nobody}),
+    **viewset_rules(
+        "sync-filter-default",
+        collection=sync_filter_defaults,
+        read=admin,
+        write=admin,
+        create=admin,
+        delete=admin,
+    ),
     # The admin site: administrators only; everyone else is sent to its login.
     "admin:*": Rule({"GET": admin}, kind="admin"),
     # Signed-in administrators are sent on from the login page to the index.

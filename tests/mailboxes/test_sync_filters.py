@@ -203,7 +203,15 @@ def test_a_queue_mailbox_syncs_nothing_and_takes_no_filter():
         ({"window": {"field": "subject", "days_ago": 3}}, "Window: name its field, one of "),
         (
             {"window": {"field": "due", "days_ago": -3}},
-            "Window: days_ago is a whole number of days, 0 or more.",
+            "Window: days_ago is a whole number of days, 0 to 36500.",
+        ),
+        (
+            {"conditions": [{"field": "percent_complete", "op": "after", "value": 10**20}]},
+            "Condition 1: percent_complete: Ensure this value is less than or equal to ",
+        ),
+        (
+            {"conditions": [{"field": "subject", "op": "contains", "value": "a\x00b"}]},
+            "Condition 1: subject: give the text to look for.",
         ),
         ({"colour": "red"}, "Unknown part 'colour': use conditions, owner, states, window."),
     ],
