@@ -14,6 +14,7 @@ from console.views import (
     migration,
     profiles,
     settings,
+    sync_filters,
 )
 
 urlpatterns = [
@@ -48,6 +49,12 @@ urlpatterns = [
         mailbox_detail.quarantined_reprocess,
         name="mailbox-page-quarantined-reprocess",
     ),
+    path("mailboxes/<int:pk>/sync-filters/", sync_filters.sync_filters_page, name="mailbox-sync-filters"),
+    path(
+        "mailboxes/<int:pk>/sync-filters/add/", sync_filters.sync_filter_add, name="mailbox-sync-filters-add"
+    ),
+    path("sync-filters/<int:pk>/", sync_filters.sync_filter_edit, name="sync-filter-edit"),
+    path("sync-filters/<int:pk>/delete/", sync_filters.sync_filter_delete, name="sync-filter-delete"),
     path("emails/", emails.email_list, name="emails"),
     path("profiles/", profiles.profile_list, name="profiles"),
     path("profiles/new/", profiles.profile_create, name="profiles-new"),

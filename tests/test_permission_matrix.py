@@ -372,6 +372,18 @@ RULES: dict[str, Rule] = {
     "mailbox-page-quarantined-reprocess": Rule(
         {"POST": owner_or_admin, "GET": nobody}, objects=sync_records("quarantined"), kind="object-page"
     ),
+    # A mailbox's sync filters page and its forms (console/views/sync_filters.py): the mailbox's
+    # user and administrators (a queue owner sees that the queue's mailbox has none).
+    "mailbox-sync-filters": Rule({"GET": owner_or_admin}, objects=mailboxes, kind="object-page"),
+    "mailbox-sync-filters-add": Rule(
+        {"POST": owner_or_admin, "GET": nobody}, objects=mailboxes, kind="object-page"
+    ),
+    "sync-filter-edit": Rule(
+        {"POST": owner_or_admin, "GET": nobody}, objects=sync_filters, kind="object-page"
+    ),
+    "sync-filter-delete": Rule(
+        {"POST": owner_or_admin, "GET": nobody}, objects=sync_filters, kind="object-page"
+    ),
     # Received email: every member, each seeing their own mailboxes' (tests/sync/test_emails_page.py).
     "emails": Rule({"GET": members}, kind="page"),
     # Approving needs mailboxes.approve_email: the Administrators group has it.
