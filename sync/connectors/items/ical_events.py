@@ -233,6 +233,11 @@ def _reminder(vevent: Any, start: dt.datetime) -> int | None:
 
 
 def _rule(vevent: Any) -> str:
+    # The CRM keeps one RRULE and EXDATEs; extra dates or exclusion rules would be lost
+    # silently, so such a series is a per-item problem.
+    for name in ("RDATE", "EXRULE"):
+        if vevent.get(name) is not None:
+            raise bad_ical(f"The series has {name}, which the CRM cannot keep (one RRULE with EXDATEs).")
     found = vevent.get("RRULE")
     if found is None:
         return ""

@@ -6,17 +6,22 @@ the TZID a server wrote is resolved here, not by icalendar's process-wide cache
 of VTIMEZONEs (two servers' "Customized Time Zone" would share one entry there):
 an IANA id, a Windows id (Outlook, Exchange: through ``sync.connectors.timezones``),
 a vendor-prefixed IANA id ("/mozilla.org/20050126_1/Europe/Berlin"), or else the
-calendar's own VTIMEZONE for that TZID, whose instant is kept in UTC (no IANA zone
-is known to repeat a series in, so the instant is what can be trusted).
+calendar's own VTIMEZONE for that TZID (Outlook's "Customized Time Zone"): the IANA
+zone among CLDR's choices for Windows zones whose UTC offsets agree with it every
+day of this year and the next, so that a series keeps its wall clock; when none
+agrees, the instant is kept in UTC (the instant is what can still be trusted).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import zoneinfo
 from typing import Any
 
 import icalendar
+from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
 
 from sync.connectors.timezones import iana_of
 from sync.errors import MessageError
@@ -82,7 +87,9 @@ def resolve(
         zone = iana_zone(tzid)
         if zone is not None:
             return _at(wall, zone), zone, False
-        custom = _custom_zone(calendar, tzid)
+        like, custom = _custom_zone(calendar, tzid)
+        if like is not None:
+            return _at(wall, like), like, False
         return wall.replace(tzinfo=custom).astimezone(dt.UTC), UTC, False
     if value.tzinfo is not None:  # "Z"
         return value.astimezone(dt.UTC), UTC, False
@@ -93,18 +100,60 @@ def _at(wall: dt.datetime, zone: str) -> dt.datetime:
     return wall.replace(tzinfo=dt.UTC if zone == UTC else zoneinfo.ZoneInfo(zone))
 
 
-def _custom_zone(calendar: icalendar.Calendar, tzid: str) -> dt.tzinfo:
+def _custom_zone(calendar: icalendar.Calendar, tzid: str) -> tuple[str | None, dt.tzinfo]:
     for vtimezone in calendar.walk("VTIMEZONE"):
         if isinstance(vtimezone, icalendar.Timezone) and str(vtimezone.get("TZID", "")) == tzid:
-            try:
-                zone: dt.tzinfo = vtimezone.to_tz(lookup_tzid=False)
-                return zone
-            except Exception as error:  # a VTIMEZONE icalendar cannot turn into a zone
-                raise bad_ical(f"The VTIMEZONE {tzid!r} cannot be read: {error}") from None
+            return _zone_like(bytes(vtimezone.to_ical()).decode(), dt.datetime.now(dt.UTC).year)
     raise bad_ical(
         f"The time zone {tzid!r} is neither an IANA nor a Windows zone, and the calendar "
         "carries no VTIMEZONE for it."
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _zone_like(vtimezone_text: str, year: int) -> tuple[str | None, dt.tzinfo]:
+    """A VTIMEZONE as a zone, with the IANA zone that keeps its offsets every day of
+    ``year`` and the next (at noon UTC), or None. Cached: a TZID is read per property."""
+    try:
+        vtimezone = icalendar.Timezone.from_ical(vtimezone_text)
+        if not isinstance(vtimezone, icalendar.Timezone):
+            raise TypeError("not a VTIMEZONE")
+        custom: dt.tzinfo = vtimezone.to_tz(lookup_tzid=False)
+    except Exception as error:  # a VTIMEZONE icalendar cannot turn into a zone
+        raise bad_ical(f"A VTIMEZONE cannot be read: {error}") from None
+    # Exactly (transition hours too) first, then day by day: a VTIMEZONE a little off
+    # (a transition an hour late) still repeats a series better than UTC would.
+    for exact in (True, False):
+        instants = _samples(custom, dt.datetime(year, 1, 1, 12, tzinfo=dt.UTC), exact=exact)
+        wanted = [instant.astimezone(custom).utcoffset() for instant in instants]
+        for name in _cldr_zones():
+            zone = zoneinfo.ZoneInfo(name)
+            if all(i.astimezone(zone).utcoffset() == o for i, o in zip(instants, wanted, strict=True)):
+                return name, custom
+    return None, custom
+
+
+def _samples(zone: dt.tzinfo, start: dt.datetime, *, exact: bool) -> list[dt.datetime]:
+    """Noon UTC of every day for two years and, ``exact``, every hour of the day before a
+    noon whose offset changed: zones that change on the same day at other hours (Havana
+    at midnight, New York at 02:00) differ there."""
+    days = [start + dt.timedelta(days=n) for n in range(2 * 365)]
+    if not exact:
+        return days
+    hours = [
+        day - dt.timedelta(hours=h)
+        for before, day in itertools.pairwise(days)
+        if before.astimezone(zone).utcoffset() != day.astimezone(zone).utcoffset()
+        for h in range(1, 24)
+    ]
+    return days + hours
+
+
+@functools.cache
+def _cldr_zones() -> list[str]:
+    # In the order of the Windows ids: among zones that agree (Berlin, Paris, ...) the
+    # same one every time; any of them keeps the wall clock, none is "the" right city.
+    return list(dict.fromkeys(str(MS_TIMEZONE_TO_IANA_MAP[w]) for w in sorted(MS_TIMEZONE_TO_IANA_MAP)))
 
 
 def read_time(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -277,9 +277,9 @@ def test_google_event_in_utc():
 def calendar_with(tzid: str, vtimezone: bool = True) -> bytes:
     zone = (
         f"BEGIN:VTIMEZONE\r\nTZID:{tzid}\r\n"
-        "BEGIN:STANDARD\r\nDTSTART:16010101T030000\r\nTZOFFSETFROM:-0400\r\nTZOFFSETTO:-0500\r\n"
+        "BEGIN:STANDARD\r\nDTSTART:16011104T020000\r\nTZOFFSETFROM:-0400\r\nTZOFFSETTO:-0500\r\n"
         "RRULE:FREQ=YEARLY;BYDAY=1SU;BYMONTH=11\r\nEND:STANDARD\r\n"
-        "BEGIN:DAYLIGHT\r\nDTSTART:16010101T020000\r\nTZOFFSETFROM:-0500\r\nTZOFFSETTO:-0400\r\n"
+        "BEGIN:DAYLIGHT\r\nDTSTART:16010311T020000\r\nTZOFFSETFROM:-0500\r\nTZOFFSETTO:-0400\r\n"
         "RRULE:FREQ=YEARLY;BYDAY=2SU;BYMONTH=3\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n"
     )
     return (
@@ -307,9 +307,21 @@ def test_time_zone_names_servers_use_become_iana_zones(tzid, vtimezone):
     assert event.start == at(NEW_YORK, 2030, 7, 4, 9)
 
 
-def test_a_custom_vtimezone_gives_the_right_instant_in_utc():
-    """Outlook's "Customized Time Zone": no IANA zone is named, the VTIMEZONE's rules are."""
+def test_a_custom_vtimezone_becomes_the_iana_zone_that_keeps_its_offsets():
+    """Outlook's "Customized Time Zone": no zone is named, the VTIMEZONE's rules are (here
+    US Eastern's), and a series must still repeat on the wall clock."""
     event = ical_to_event(calendar_with("Customized Time Zone"))
+
+    assert event.start_zone == "America/New_York"  # CLDR's for "Eastern Standard Time"
+    assert event.start == at(NEW_YORK, 2030, 7, 4, 9)
+    assert at(ZoneInfo(event.start_zone), 2030, 1, 4, 9).utcoffset() == timedelta(hours=-5)
+    assert at(ZoneInfo(event.start_zone), 2030, 7, 4, 9).utcoffset() == timedelta(hours=-4)
+
+
+def test_a_custom_vtimezone_no_iana_zone_matches_keeps_the_instant_in_utc():
+    data = calendar_with("Odd Zone").replace(b"BYDAY=1SU;BYMONTH=11", b"BYDAY=1SU;BYMONTH=9")
+
+    event = ical_to_event(data)
 
     assert (event.start_zone, event.start) == ("UTC", at(UTC, 2030, 7, 4, 13))
 
@@ -322,6 +334,8 @@ def test_a_custom_vtimezone_gives_the_right_instant_in_utc():
         (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n", "0 events without RECURRENCE-ID"),
         (calendar_with("America/New_York").replace(b"DTSTART", b"X-DTSTART"), "no UID or no DTSTART"),
         (calendar_with("America/New_York").replace(b"T100000", b"T080000"), "ends before it starts"),
+        (event_to_ical(weekly_series()).replace(b"RRULE:", b"RDATE:20300402T090000Z\r\nRRULE:"), "RDATE"),
+        (event_to_ical(weekly_series()).replace(b"RRULE:FREQ=WEEKLY", b"RRULE:FREQ=SOMETIMES"), "RRULE|FREQ"),
     ],
 )
 def test_bad_calendar_data_is_one_bad_item(data, complaint):
