@@ -144,8 +144,8 @@ def test_series_across_a_dst_change_keeps_nine_oclock_local():
     assert back.changed_occurrences[0].original_start in starts
 
 
-def test_all_day_event_round_trips_as_dates():
-    event = Event(
+def all_day_event() -> Event:
+    return Event(
         uid="holiday@serversync.test",
         start=at(NEW_YORK, 2030, 7, 4, 0),
         end=at(NEW_YORK, 2030, 7, 6, 0),
@@ -158,6 +158,10 @@ def test_all_day_event_round_trips_as_dates():
         deleted_occurrences=(at(NEW_YORK, 2031, 7, 4, 0),),
     )
 
+
+def test_all_day_event_round_trips_as_dates():
+    event = all_day_event()
+
     data = event_to_ical(event)
     back = ical_to_event(data, floating_zone="America/New_York")
 
@@ -169,8 +173,8 @@ def test_all_day_event_round_trips_as_dates():
     assert b"VTIMEZONE" not in data  # dates carry no zone
 
 
-def test_a_meeting_in_two_zones_with_attendees_round_trips():
-    event = Event(
+def two_zone_meeting() -> Event:
+    return Event(
         uid="flight@serversync.test",
         start=at(BERLIN, 2030, 10, 27, 1, 30),  # the night Berlin's clocks go back
         end=at(NEW_YORK, 2030, 10, 27, 0, 15),
@@ -183,6 +187,10 @@ def test_a_meeting_in_two_zones_with_attendees_round_trips():
         reminder_minutes=0,
         status=EventStatus.CANCELLED,
     )
+
+
+def test_a_meeting_in_two_zones_with_attendees_round_trips():
+    event = two_zone_meeting()
 
     data = event_to_ical(event)
 
@@ -539,6 +547,19 @@ def test_series_event_and_task_come_back_from_radicale_as_they_went_in(radicale,
         [s for s in occurrences(series) if s != at(BERLIN, 2030, 3, 25, 9)] + [at(BERLIN, 2030, 3, 26, 14)]
     )
     assert {s.astimezone(BERLIN).hour for s in server_starts} == {9, 14}
+
+
+@pytest.mark.slow
+def test_all_day_and_two_zone_events_come_back_from_radicale_as_they_went_in(radicale, dav_user):
+    events = [all_day_event(), two_zone_meeting()]
+
+    with dav_calendar(radicale, dav_user) as client:
+        calendar = client.calendar(url=dav_user.calendar_url)
+        for event in events:
+            calendar.add_event(event_to_ical(event))
+        stored = [calendar.event_by_uid(event.uid).data for event in events]
+
+    assert [ical_to_event(data, floating_zone="America/New_York") for data in stored] == events
 
 
 @pytest.mark.slow
