@@ -77,7 +77,7 @@ def weekly_series(uid: str = "series-1@serversync.test") -> Event:
         ),
         show_as=ShowAs.OUT_OF_OFFICE,
         reminder_minutes=15,
-        categories=("Tracked to CRM", "Blue category"),
+        categories=("Tracked to CRM", "Blue, dark; bold"),
         status=EventStatus.TENTATIVE,
         recurrence="FREQ=WEEKLY;BYDAY=MO;COUNT=6",
         deleted_occurrences=(at(BERLIN, 2030, 4, 1, 9),),
