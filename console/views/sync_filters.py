@@ -60,9 +60,12 @@ class FilterCard:
         return window_fields(self.entity)
 
     @property
-    def states(self) -> list[tuple[str, bool]]:
+    def states(self) -> list[tuple[str, str, bool]]:
         chosen = self.criteria.get("states") or []
-        return [(state, state in chosen) for state in STATES[self.entity].values]
+        return [
+            (state, state.replace("_", " ").capitalize(), state in chosen)
+            for state in STATES[self.entity].values
+        ]
 
     @property
     def window(self) -> dict[str, Any]:
