@@ -17,7 +17,14 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from mailboxes.models import ApprovalStatus, Mailbox, RouterMigration, RouterMigrationFile
+from mailboxes.models import (
+    ApprovalStatus,
+    Mailbox,
+    RouterMigration,
+    RouterMigrationFile,
+    SyncFilter,
+    SyncFilterTemplate,
+)
 from mailboxes.router_import.errors import RouterImportError
 from mailboxes.router_import.service import router_migration_abandon
 from mailboxes.services import mailbox_create, mailbox_defaults, mailbox_set_approval, mailbox_update
@@ -287,3 +294,23 @@ class RouterMigrationAdmin(AdministratorModelAdmin[RouterMigration]):
             self.message_user(request, f"Abandoned {done} migration(s).", messages.SUCCESS)
         if refused:
             self.message_user(request, "Not abandoned: " + "; ".join(refused), messages.WARNING)
+
+
+@admin.register(SyncFilterTemplate)
+class SyncFilterTemplateAdmin(AdministratorModelAdmin[SyncFilterTemplate]):
+    """The organization's default sync filters (mailboxes.filter_criteria says what criteria
+    may hold): copied onto each new user's mailbox, so an edit changes later mailboxes only."""
+
+    list_display = ("name", "entity", "modified_on")
+    list_filter = ("entity",)
+
+
+@admin.register(SyncFilter)
+class SyncFilterAdmin(AdministratorModelAdmin[SyncFilter]):
+    """Mailboxes' sync filters; users edit their own on the mailbox's sync filters page."""
+
+    list_display = ("name", "entity", "mailbox", "modified_on")
+    list_filter = ("entity",)
+    search_fields = ("name", "mailbox__email_address")
+    raw_id_fields = ("mailbox",)
+    list_select_related = ("mailbox",)

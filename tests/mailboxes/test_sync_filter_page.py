@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from mailboxes.models import SyncFilter
+from mailboxes.models import SyncFilter, SyncFilterTemplate
 from tests import factories
 from tests.personas import World
 
@@ -113,3 +113,15 @@ def test_another_users_filter_is_not_found(world):
 
     assert response.status_code == 404
     assert SyncFilter.objects.get(pk=bobs.pk).name == "My contacts"
+
+
+def test_the_admin_refuses_a_default_naming_no_field(world):
+    template = SyncFilterTemplate.objects.get(name="My appointments")
+    url = f"/admin/mailboxes/syncfiltertemplate/{template.pk}/change/"
+    data = {"entity": "appointment", "name": "Mine", "criteria": '{"conditions": [{"field": "mood"}]}'}
+
+    response = signed_in(world, "admin").post(url, data)
+
+    assert response.status_code == 200
+    assert "Condition 1: appointments have no field &#x27;mood&#x27;" in response.content.decode()
+    assert SyncFilterTemplate.objects.get(pk=template.pk).name == "My appointments"
