@@ -106,6 +106,7 @@ PROFILE_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 EXCHANGE_ONLY = frozenset({"move_failed_email_to_undeliverable"})
+DAV_ONLY = frozenset({"dav_server_url"})
 EWS_ONLY = frozenset({"auto_discover_server_location", "exchange_server_version"})
 # An Exchange location is a URL, which carries the port.
 PORTS = frozenset({"incoming_port", "outgoing_port"})
@@ -141,6 +142,8 @@ def fields_not_applying(server_type: str, credentials_source: str, same_for_outg
     hidden = set(PORTS if kind.exchange else EXCHANGE_ONLY)
     if not kind.ews:
         hidden |= EWS_ONLY
+    if not kind.act_over_dav:
+        hidden |= DAV_ONLY
     if kind.app_only:
         hidden |= APP_ONLY_HIDDEN | IMPERSONATION
     if credentials_source != CredentialsSource.OAUTH_CLIENT_CREDENTIALS:

@@ -62,6 +62,7 @@ ADDITIONAL_SETTINGS = (
     "connection_timeout_seconds",
     "move_failed_email_to_undeliverable",
     "send_alert_email_to_owner",
+    "dav_server_url",
 )
 
 
@@ -138,6 +139,16 @@ class EmailServerProfile(TimestampedModel):
         validators=[URLValidator(schemes=["https"])],
         default=ENTRA_ID_AUTHORITY,
         help_text="Where the app signs in; a national cloud has its own. Blank: Microsoft's global cloud.",
+    )
+
+    dav_server_url = models.CharField(
+        "CalDAV / CardDAV server",
+        max_length=500,
+        blank=True,
+        validators=[URLValidator(schemes=["https", "http"])],
+        help_text="IMAP/SMTP: where appointments, contacts and tasks live, e.g. https://dav.example.com/ "
+        "(its calendars and address books are found through /.well-known/caldav and /carddav). "
+        "Blank: they do not sync.",
     )
 
     process_email_from = models.DateTimeField(null=True, blank=True)
@@ -251,6 +262,14 @@ class EmailServerProfile(TimestampedModel):
             EmailServerProfile.objects.filter(is_default=True).exclude(pk=self.pk).exists()
         ):
             found.append(("is_default", "Another profile is already the default for new mailboxes."))
+        if self.dav_server_url and not facts(self.server_type).act_over_dav:
+            found.append(
+                (
+                    "dav_server_url",
+                    "Only IMAP/SMTP profiles name a CalDAV / CardDAV server: Exchange holds appointments, "
+                    "contacts and tasks itself, and POP3/SMTP profiles do not sync them.",
+                )
+            )
         if self.move_failed_email_to_undeliverable and not self.is_exchange:
             found.append(
                 ("move_failed_email_to_undeliverable", "Only Exchange profiles can move failed email.")

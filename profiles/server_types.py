@@ -78,6 +78,9 @@ class ServerTypeFacts:
     app_only: bool = False
     # EWS: NTLM, Autodiscover and an explicit Exchange version apply.
     ews: bool = False
+    # Appointments, contacts and tasks live on a CalDAV / CardDAV server the profile names
+    # (the mail server does not hold them, as Exchange does).
+    act_over_dav: bool = False
 
 
 _EXCHANGE_PORTS: dict[str, tuple[int, int]] = {Direction.INCOMING: (443, 80), Direction.OUTGOING: (443, 80)}
@@ -117,6 +120,7 @@ FACTS: dict[str, ServerTypeFacts] = {
         },
         host_examples={Direction.INCOMING: "imap.example.com", Direction.OUTGOING: "smtp.example.com"},
         separate_outgoing_server=True,
+        act_over_dav=True,
     ),
     ServerType.POP3_SMTP: ServerTypeFacts(
         description="A POP3 server for incoming and SMTP for outgoing email.",

@@ -62,6 +62,34 @@ def outgoing_settings(mailbox: Mailbox) -> ServerSettings:
     )
 
 
+def act_settings(mailbox: Mailbox) -> ServerSettings:
+    """Where the mailbox's appointments, contacts and tasks live: Exchange's own service,
+    or the CalDAV / CardDAV server an IMAP/SMTP profile names (same credentials as its mail)."""
+    profile = profile_of(mailbox)
+    if profile.is_exchange:
+        return _exchange_settings(mailbox, profile, Direction.INCOMING)
+    if not (facts(profile.server_type).act_over_dav and profile.dav_server_url):
+        raise PermanentError(
+            f"The profile {profile} names no CalDAV / CardDAV server for appointments, contacts and tasks: "
+            "enter it on the profile, or turn their sync off on the mailbox.",
+            code="act_not_configured",
+        )
+    location = urlsplit(profile.dav_server_url)
+    username, password = _credentials(mailbox, profile, outgoing=False)
+    secure = location.scheme == "https"
+    return ServerSettings(
+        host=location.hostname or "",
+        port=location.port or (443 if secure else 80),
+        tls=Tls.IMPLICIT if secure else Tls.NONE,
+        timeout=float(profile.connection_timeout_seconds),
+        ca_file=settings.SYNC_CA_FILE,
+        username=username,
+        password=password,
+        url=profile.dav_server_url,
+        mailbox=mailbox.email_address,
+    )
+
+
 def _exchange_settings(mailbox: Mailbox, profile: EmailServerProfile, direction: str) -> ServerSettings:
     """Exchange is a URL (Microsoft Graph's, or the EWS URL), reached over HTTPS."""
     url = getattr(profile, f"{direction}_server_location").strip()

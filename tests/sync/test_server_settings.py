@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from profiles.models import AuthProtocol, CredentialsSource, EmailServerProfile, ServerType
 from sync.connectors import registry
 from sync.connectors.base import ServerSettings
 from sync.errors import PermanentError
-from sync.server_settings import incoming_settings, outgoing_settings
+from sync.server_settings import act_settings, incoming_settings, outgoing_settings
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -126,3 +127,61 @@ def test_an_app_registration_missing_its_secret_is_a_permanent_error_with_what_t
         incoming_settings(mailbox_on(profile))
     assert raised.value.code == "credentials_missing"
     assert "tenant id, client id and client secret or certificate" in raised.value.message
+
+
+def test_an_imap_profiles_appointments_contacts_and_tasks_live_on_its_dav_server(settings):
+    settings.SYNC_CA_FILE = "/etc/ssl/private-ca.pem"
+    profile = factories.profile(
+        credentials_source=CredentialsSource.PROFILE,
+        username="crm-sync",
+        password="pa55",
+        dav_server_url="https://dav.contoso.test:8443/",
+    )
+    found = act_settings(mailbox_on(profile))
+    assert (found.url, found.host, found.port, found.mailbox) == (
+        "https://dav.contoso.test:8443/",
+        "dav.contoso.test",
+        8443,
+        "alice@contoso.test",
+    )
+    assert (found.username, found.password, found.ca_file) == ("crm-sync", "pa55", "/etc/ssl/private-ca.pem")
+
+
+def test_without_a_dav_server_act_settings_say_what_to_enter():
+    profile = factories.profile(credentials_source=CredentialsSource.PROFILE, username="u", password="p")
+    with pytest.raises(PermanentError) as raised:
+        act_settings(mailbox_on(profile))
+    assert raised.value.code == "act_not_configured"
+    assert "names no CalDAV / CardDAV server" in raised.value.message
+
+
+def test_an_exchange_mailboxs_act_is_its_exchange_service():
+    profile = factories.profile(
+        server_type=ServerType.EXCHANGE_ONLINE,
+        incoming_server_location="",
+        outgoing_server_location="",
+        oauth_tenant_id="contoso.onmicrosoft.com",
+        oauth_client_id="11111111-2222-3333-4444-555555555555",
+        oauth_client_secret="s3cret",
+    )
+    mailbox = mailbox_on(profile)
+    assert act_settings(mailbox) == incoming_settings(mailbox)
+
+
+@pytest.mark.parametrize("server_type", [ServerType.POP3_SMTP, ServerType.EXCHANGE_SERVER])
+def test_only_imap_profiles_name_a_dav_server(server_type):
+    profile = EmailServerProfile(
+        name="No DAV",
+        server_type=server_type,
+        incoming_server_location=EWS_URL if server_type == ServerType.EXCHANGE_SERVER else "pop.contoso.test",
+        outgoing_server_location=EWS_URL
+        if server_type == ServerType.EXCHANGE_SERVER
+        else "smtp.contoso.test",
+        dav_server_url="https://dav.contoso.test/",
+    )
+    with pytest.raises(ValidationError) as raised:
+        profile.full_clean()
+    assert (
+        "Only IMAP/SMTP profiles name a CalDAV / CardDAV server"
+        in raised.value.message_dict["dav_server_url"][0]
+    )
