@@ -31,6 +31,7 @@ from sync import alerts, clock, enqueue, outgoing
 from sync.errors import SyncError
 from sync.models import AlertLevel, MailboxTest, TestState
 from sync.server_settings import (
+    act_settings,
     connectors_of,
     incoming_settings,
     is_supported,
@@ -292,7 +293,7 @@ def _act_access(mailbox: Mailbox, profile: EmailServerProfile) -> DirectionResul
     if check is None:
         return _not_supported(ACT, profile)
     try:
-        check(incoming_settings(mailbox))
+        check(act_settings(mailbox))
     except SyncError as error:
         return failed(ACT, error)
     return DirectionResult(
