@@ -24,6 +24,14 @@ knows the CRM: bytes and opaque cursors in, bytes and cursors out.
 - :class:`Undeliverable`, optional: an incoming connector that can move the
   messages serversync could not process out of the Inbox, to a folder named
   Undeliverable (Dynamics 365's "Move failed emails to Undeliverable folder").
+- :class:`ActItems` reads and writes a mailbox's appointments, tasks and
+  contacts (``ENTITIES``) as plain :mod:`sync.connectors.items` data: what
+  changed since an opaque cursor, one :class:`ItemChange` at a time (the same
+  cursor rules as ``Incoming``: ``""`` is from the start, a cursor the server no
+  longer honours starts the entity again, and the engine links by UID so nothing
+  is doubled), and create / update / delete guarded by the item's version (an
+  ETag, a change key): a version the server has moved past is refused with
+  ``MessageError`` code ``item_changed``, and the engine re-reads and resolves.
 
 Every method raises only ``TransientError``, ``PermanentError`` or
 ``MessageError`` (sync.errors), with a message an administrator can act on.
@@ -38,6 +46,8 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from sync.connectors.base import SendResult, ServerSettings
+from sync.connectors.items import Card, Event, Todo
+from sync.errors import MessageError
 
 
 @dataclass(frozen=True)
@@ -148,4 +158,85 @@ class Probe(Protocol):
 
     def take_marked(self, settings: ServerSettings, header: str, token: str, since: object) -> bool:
         """Whether a message carrying ``header: token`` arrived since ``position``; deleted if so."""
+        ...
+
+
+# -- appointments, tasks and contacts ---------------------------------------------
+
+# What ActItems is asked about, by the CRM's names: "appointment" (Event), "task"
+# (Todo), "contact" (Card).
+ENTITIES = ("appointment", "task", "contact")
+Item = Event | Todo | Card
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """Where an item lives on the server and the version a write must match.
+
+    ``item_id`` is the server's id (a DAV href, a Graph id, an EWS ItemId);
+    ``version`` its ETag or change key as the server last gave it."""
+
+    item_id: str
+    version: str
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    """One item created, changed or deleted on the server since a cursor.
+
+    ``item`` is None when the item is gone (``deleted``), or when the server holds
+    something that cannot be read as the entity (``unreadable`` then says why: the
+    engine records it on the item and goes on). ``after`` builds the cursor to save
+    once this change is stored: saving it after a crash mid-way re-reads no more
+    than what was not stored yet (a change may be read twice, never skipped)."""
+
+    item_id: str
+    version: str
+    item: Item | None
+    after: Callable[[], str]
+    unreadable: MessageError | None = None
+
+    @property
+    def deleted(self) -> bool:
+        return self.item is None and self.unreadable is None
+
+    @property
+    def ref(self) -> ItemRef:
+        return ItemRef(self.item_id, self.version)
+
+    @property
+    def cursor(self) -> str:
+        return self.after()
+
+
+class ActItems(Session, Protocol):
+    """A mailbox's appointments, tasks and contacts on its server. ``entity`` is one of
+    :data:`ENTITIES`; anything else is a programming error (ValueError)."""
+
+    def changes(self, entity: str, cursor: str) -> Iterator[ItemChange]:
+        """What was created, changed or deleted since ``cursor`` (``""``: every item the
+        entity's calendar or address book holds). A cursor the server no longer honours
+        (an expired sync token, another calendar since) reads the entity from the start.
+        A deletion may name an item the engine never linked (a calendar that holds both
+        events and tasks reports deletions without their kind): unknown ids are ignored."""
+        ...
+
+    def caught_up(self, entity: str) -> str | None:
+        """After ``changes(entity, ...)`` was read to its end, the cursor that reads nothing
+        already seen (as :meth:`Incoming.caught_up`); None when it was not read to its end."""
+        ...
+
+    def create(self, entity: str, item: Item) -> ItemRef:
+        """Store a new item; ``MessageError`` code ``item_exists`` when the server already
+        holds one with the item's UID (the engine links to it instead)."""
+        ...
+
+    def update(self, entity: str, ref: ItemRef, item: Item) -> ItemRef:
+        """Replace the item at ``ref``; ``MessageError`` code ``item_changed`` when the server
+        holds another version than ``ref.version`` (or none any more)."""
+        ...
+
+    def delete(self, entity: str, ref: ItemRef) -> None:
+        """Remove the item at ``ref``; ``MessageError`` code ``item_changed`` when the server
+        holds another version than ``ref.version``. An item already gone is no failure."""
         ...

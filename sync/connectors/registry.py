@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from sync.connectors import ews_permissions, graph_permissions
 from sync.connectors.base import ServerSettings
+from sync.connectors.dav import DavItems
 from sync.connectors.ews import EwsConnection, EwsProbe, discovered_url
 from sync.connectors.graph import GraphMailbox, GraphProbe, GraphSender
 from sync.connectors.imap import ImapConnection, ImapProbe
-from sync.connectors.interfaces import Incoming, Outgoing, Probe, SentItems
+from sync.connectors.interfaces import ActItems, Incoming, Outgoing, Probe, SentItems
 from sync.connectors.pop3 import Pop3Connection, Pop3Probe
 from sync.connectors.smtp import SmtpConnection
 
@@ -47,6 +48,9 @@ class ServerKind:
     # Opens the mailbox's calendar, contacts and tasks (test & enable, before they
     # sync), raising what is missing; None: the type reaches none of them.
     check_act: Callable[[ServerSettings], None] | None = None
+    # Reads and writes the mailbox's appointments, tasks and contacts; None: the type
+    # syncs none of them (POP3: Dynamics has no ACT over it).
+    act_items: Callable[[ServerSettings], ActItems] | None = None
 
 
 KINDS: dict[str, ServerKind] = {
@@ -57,6 +61,8 @@ KINDS: dict[str, ServerKind] = {
         probe=ImapProbe(),
         sent_items=ImapConnection,
         has_folders=True,
+        # CalDAV / CardDAV at the profile's DAV URL.
+        act_items=DavItems,
     ),
     "pop3_smtp": ServerKind(
         protocol="POP3",
