@@ -134,8 +134,9 @@ class DavItems:
         )
         bodies = {}
         for entry in self._http.multistatus("REPORT", collection.href, body, depth="1"):
-            text = entry.text(root)
-            if entry.status == httpx.codes.OK and text:
+            if entry.status != httpx.codes.NOT_FOUND:
+                # Anything but "gone" is kept; an empty body reads as unreadable, not deleted.
+                text = entry.text(root) or ""
                 bodies[entry.href] = (entry.text(f"{DAV}getetag") or "", text.encode())
         return bodies
 
@@ -231,7 +232,7 @@ def _extension(entity: str) -> str:
 def _kept(entity: str, found: Found, bodies: dict[str, tuple[str, bytes]]) -> bool:
     """False for the other kind of a calendar that holds events and tasks."""
     body = bodies.get(found.href)
-    return body is None or _holds(entity, body[1])
+    return body is None or not body[1].strip() or _holds(entity, body[1])
 
 
 def _holds(entity: str, data: bytes) -> bool:

@@ -311,3 +311,42 @@ def test_imap_profiles_sync_act_through_dav_and_pop3_profiles_do_not():
     assert pop3 is not None
     assert imap.act_items is DavItems
     assert pop3.act_items is None
+
+
+def test_an_item_the_connector_cannot_read_is_reported_not_dropped(radicale, dav_user):
+    """Another client's task 150 % complete: Radicale keeps it, a task cannot be."""
+    vtodo = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//other client//EN\r\nBEGIN:VTODO\r\n"
+        "UID:odd@serversync.test\r\nDTSTAMP:20300101T000000Z\r\nSUMMARY:Odd\r\n"
+        "PERCENT-COMPLETE:150\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
+    )
+    with http(radicale, dav_user) as other:
+        put = other.put(
+            f"{dav_user.calendar_url}odd.ics", content=vtodo, headers={"Content-Type": "text/calendar"}
+        )
+    assert put.status_code == httpx.codes.CREATED
+
+    with items(radicale, dav_user) as connector:
+        [change], _ = read(connector, "task", "")
+
+    assert (change.item, change.deleted, change.version) == (None, False, put.headers["ETag"])
+    assert change.unreadable is not None
+    assert change.unreadable.code == "ical_invalid"
+    assert "150" in change.unreadable.message
+
+
+def test_another_users_item_is_a_permission_error(radicale, dav_user):
+    password = secrets.token_hex(8)
+    name = radicale.add_user(f"user-{secrets.token_hex(5)}", password)
+    other = DavUser(name, password, radicale.home_url(name), radicale.make_calendar(name, "calendar"), "")
+    with items(radicale, other) as theirs:
+        ref = theirs.create("task", todo("private@serversync.test"))
+
+    with items(radicale, dav_user) as connector:
+        with pytest.raises(PermanentError) as update:
+            connector.update("task", ref, todo("private@serversync.test", "Mine now"))
+        with pytest.raises(PermanentError) as delete:
+            connector.delete("task", ref)
+
+    assert update.value.code == delete.value.code == "permission_denied"
+    assert dav_user.name in update.value.message
