@@ -84,16 +84,24 @@ class DavItems:
         self._caught_up.pop(entity, None)
         collection = self._collection(entity)
         report = changes_since(self._http, collection, cursor)
-        last = len(report.found) - 1
+        # Once the report was read to its end, the last change yielded stands past everything
+        # after it too (the other kind's items of a calendar that holds both): its cursor is
+        # the report's end, asked for then.
+        tail: dict[str, int] = {}
+
+        def cursor_of(index: int) -> str:
+            return report.final if tail.get("end") == index else report.cursor_after(index)
+
+        yielded = None
         for start in range(0, len(report.found), BATCH):
             batch = report.found[start : start + BATCH]
             bodies = self._bodies(collection, [f for f in batch if f.etag is not None])
-            kept = [(start + n, f) for n, f in enumerate(batch) if _kept(entity, f, bodies)]
-            if kept and start + len(batch) > last:
-                # What follows the last change kept is the other kind's: it may carry the end.
-                kept[-1] = (last, kept[-1][1])
-            for index, found in kept:
-                yield self._change(entity, found, bodies, index, report.cursor_after)
+            for index, found in enumerate(batch, start):
+                if _kept(entity, found, bodies):
+                    yielded = index
+                    yield self._change(entity, found, bodies, index, cursor_of)
+        if yielded is not None:
+            tail["end"] = yielded
         self._caught_up[entity] = report.final
 
     def caught_up(self, entity: str) -> str | None:
@@ -105,10 +113,10 @@ class DavItems:
         found: Found,
         bodies: dict[str, tuple[str, bytes]],
         index: int,
-        cursor_after: Callable[[int], str],
+        cursor_of: Callable[[int], str],
     ) -> ItemChange:
         def after() -> str:
-            return cursor_after(index)
+            return cursor_of(index)
 
         if found.etag is None or found.href not in bodies:
             return ItemChange(found.href, "", None, after)

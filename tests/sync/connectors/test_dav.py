@@ -187,7 +187,8 @@ def test_a_full_contact_round_trips(radicale, dav_user):
     assert change.item == full_card()
 
 
-def test_events_and_tasks_of_one_calendar_are_read_apart(radicale, dav_user, mode):
+def test_events_and_tasks_of_one_calendar_are_read_apart(radicale, dav_user, mode, monkeypatch):
+    monkeypatch.setattr(dav, "BATCH", 1)  # each body its own multiget: the batches' seams too
     with items(radicale, dav_user) as connector:
         meeting = connector.create("appointment", event("meeting@serversync.test"))
         chore = connector.create("task", todo("chore@serversync.test"))
@@ -289,6 +290,19 @@ def test_an_untrusted_certificate_is_refused(radicale, dav_user):
     with DavItems(untrusted) as connector, pytest.raises(PermanentError) as error:
         list(connector.changes("contact", ""))
     assert error.value.code == "tls_certificate_invalid"
+
+
+def test_check_act_finds_all_three_or_says_what_is_missing(radicale, dav_user):
+    dav.check_act(settings(radicale, dav_user))
+
+    password = secrets.token_hex(8)
+    name = radicale.add_user(f"user-{secrets.token_hex(5)}", password)
+    radicale.make_address_book(name, "contacts")
+    bare = DavUser(name, password, radicale.home_url(name), "", "")
+    with pytest.raises(PermanentError) as error:
+        dav.check_act(settings(radicale, bare))
+    assert error.value.code == "collection_missing"
+    assert "a calendar for events" in error.value.message
 
 
 def test_a_user_without_an_address_book_is_told_to_make_one(radicale):
