@@ -184,11 +184,12 @@ class ItemRef:
 class ItemChange:
     """One item created, changed or deleted on the server since a cursor.
 
-    ``item`` is None when the item is gone (``deleted``), or when the server holds
-    something that cannot be read as the entity (``unreadable`` then says why: the
-    engine records it on the item and goes on). ``after`` builds the cursor to save
-    once this change is stored: saving it after a crash mid-way re-reads no more
-    than what was not stored yet (a change may be read twice, never skipped)."""
+    ``item`` is None (and ``version`` empty) when the item is gone (``deleted``), or
+    when the server holds something that cannot be read as the entity (``unreadable``
+    then says why: the engine records it on the item and goes on). ``after`` builds
+    the cursor to save once this change is stored: a run that stops there never skips
+    a change, though it may read some stored ones again (a DAV sync-token covers a
+    whole report), which the engine recognizes by their unchanged version."""
 
     item_id: str
     version: str

@@ -61,10 +61,10 @@ def card(uid: str, subject: str = "Lovelace") -> Card:
 
 
 # entity -> (make an item with a uid and a "subject", its body as another client writes it, extension)
-ENTITIES: dict[str, tuple[Callable[[str, str], Item], Callable[[Item], bytes], str]] = {
-    "appointment": (event, lambda i: event_to_ical(i), "ics"),  # type: ignore[arg-type]
-    "task": (todo, lambda i: todo_to_ical(i), "ics"),  # type: ignore[arg-type]
-    "contact": (card, lambda i: card_to_vcard(i), "vcf"),  # type: ignore[arg-type]
+ENTITIES: dict[str, tuple[Callable[[str, str], Item], Callable[..., bytes], str]] = {
+    "appointment": (event, event_to_ical, "ics"),
+    "task": (todo, todo_to_ical, "ics"),
+    "contact": (card, card_to_vcard, "vcf"),
 }
 
 
