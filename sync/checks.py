@@ -28,7 +28,7 @@ from crm.models import OrganizationSettings
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import CredentialsSource, EmailServerProfile
 from sync import alerts, clock, enqueue, outgoing
-from sync.errors import SyncError
+from sync.errors import PermanentError, SyncError
 from sync.models import AlertLevel, MailboxTest, TestState
 from sync.server_settings import (
     act_settings,
@@ -293,16 +293,26 @@ def _act_access(mailbox: Mailbox, profile: EmailServerProfile) -> DirectionResul
     if check is None:
         return _not_supported(ACT, profile)
     try:
-        check(act_settings(mailbox))
+        where = act_settings(mailbox)
+    except PermanentError as error:
+        if error.code != "act_not_configured":
+            return failed(ACT, error)
+        # Nothing syncs them yet: a profile without a DAV server is not a failure today.
+        message = f"{_NOT_YET[0].upper()}{_NOT_YET[1:]} {error.message}"
+        return DirectionResult(ACT, NOT_SUPPORTED, code="not_supported", message=message)
+    try:
+        check(where)
     except SyncError as error:
         return failed(ACT, error)
     return DirectionResult(
         ACT,
         NOT_SUPPORTED,
         code="not_supported",
-        message="The mailbox's calendar, contacts and tasks open with these credentials; appointments, "
-        "contacts and tasks are not supported yet, so serversync leaves them off.",
+        message="The mailbox's calendar, contacts and tasks open with these credentials; " + _NOT_YET,
     )
+
+
+_NOT_YET = "appointments, contacts and tasks are not supported yet, so serversync leaves them off."
 
 
 def _not_supported(direction: str, profile: EmailServerProfile) -> DirectionResult:

@@ -270,7 +270,7 @@ def _write(entity: str, item: Item) -> tuple[bytes, str]:
 
 def check_act(settings: ServerSettings) -> None:
     """Sign in and find the calendar, task list and address book the mailbox would sync,
-    raising what is missing (for test & enable; not wired into the registry yet)."""
+    raising what is missing (test & enable: the registry's check_act for IMAP/SMTP profiles)."""
     with DavItems(settings) as items:
         for entity in ENTITIES:
             items._collection(entity)

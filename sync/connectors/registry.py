@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sync.connectors import ews_permissions, graph_permissions
+from sync.connectors import dav, ews_permissions, graph_permissions
 from sync.connectors.base import ServerSettings
 from sync.connectors.dav import DavItems
 from sync.connectors.ews import EwsConnection, EwsProbe, discovered_url
@@ -63,6 +63,7 @@ KINDS: dict[str, ServerKind] = {
         has_folders=True,
         # CalDAV / CardDAV at the profile's DAV URL.
         act_items=DavItems,
+        check_act=dav.check_act,
     ),
     "pop3_smtp": ServerKind(
         protocol="POP3",
