@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 
 from crm.models import EmailActivity
+from mailboxes.models import Mailbox
 from sync import outgoing, scheduler
 from sync.models import MailboxAlert, Receipt, SyncKind
 from sync.tasks import incoming_mailbox, outgoing_mailbox
@@ -46,25 +48,33 @@ def send_until_killed_after_data(mailbox) -> None:
 
 def test_a_worker_killed_mid_run_loses_nothing_and_doubles_nothing(stack):
     alice = stack.user_mailbox("alice")
-    for number in range(MESSAGES):
-        stack.deliver(alice, messages.simple(to=alice.email_address, subject=f"Message {number:03d}"))
-    stored = Receipt.objects.filter(mailbox=alice)
+    kill_mid_run_then_finish(alice, stack.deliver, count=MESSAGES, kill_after=KILL_AFTER)
+
+
+def kill_mid_run_then_finish(
+    mailbox: Mailbox, deliver: Callable[[Mailbox, bytes], object], *, count: int, kill_after: int
+) -> None:
+    """Deliver ``count`` messages, SIGKILL the worker syncing them once ``kill_after`` are
+    stored, let a fresh worker finish: each message is one activity, none missing."""
+    for number in range(count):
+        deliver(mailbox, messages.simple(to=mailbox.email_address, subject=f"Message {number:03d}"))
+    stored = Receipt.objects.filter(mailbox=mailbox)
 
     with celery_worker(queues="incoming", name="doomed") as doomed:
         (claim,) = scheduler.dispatch(kinds=(SyncKind.INCOMING,))
         incoming_mailbox.delay(claim.mailbox_id, claim.token)
-        wait_until(lambda: stored.count() >= KILL_AFTER, what=f"{KILL_AFTER} stored messages")
+        wait_until(lambda: stored.count() >= kill_after, what=f"{kill_after} stored messages")
         doomed.kill(signal.SIGKILL)
     at_kill = stored.count()
-    assert KILL_AFTER <= at_kill < MESSAGES, "the worker must die mid-run for this test to mean anything"
+    assert kill_after <= at_kill < count, "the worker must die mid-run for this test to mean anything"
 
     with celery_worker(queues="incoming", name="fresh"), after_leases_expire():
         (claim,) = scheduler.dispatch(kinds=(SyncKind.INCOMING,))
         assert incoming_mailbox.delay(claim.mailbox_id, claim.token).get(timeout=120) == "success"
 
     subjects = list(EmailActivity.objects.filter(direction="incoming").values_list("subject", flat=True))
-    assert sorted(subjects) == [f"Message {number:03d}" for number in range(MESSAGES)]
-    assert stored.count() == MESSAGES
+    assert sorted(subjects) == [f"Message {number:03d}" for number in range(count)]
+    assert stored.count() == count
 
 
 def test_a_worker_killed_right_after_the_servers_250_leaves_outcome_unknown_and_one_copy(stack):

@@ -21,13 +21,6 @@ from tests.sync.test_engine_outgoing import api_client_for, compose
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
-@pytest.fixture(params=["graph", "ews"])
-def exchange(request, settings) -> ExchangeStack:
-    if request.param == "graph":
-        return GraphStack.build(settings, request.getfixturevalue("graph_server"))
-    return EwsStack.build(settings, request.getfixturevalue("ews_server"))
-
-
 def subjects(mailbox: Mailbox) -> list[str]:
     return sorted(
         EmailActivity.objects.filter(receipts__mailbox=mailbox).distinct().values_list("subject", flat=True)

@@ -23,12 +23,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 MAX_HEADERS = 40
 
 
-@pytest.fixture(params=["graph", "ews"])
-def exchange(request, settings) -> ExchangeStack:
+@pytest.fixture(autouse=True)
+def _few_headers(settings) -> None:
     settings.SYNC_MAX_HEADER_COUNT = MAX_HEADERS
-    if request.param == "graph":
-        return GraphStack.build(settings, request.getfixturevalue("graph_server"))
-    return EwsStack.build(settings, request.getfixturevalue("ews_server"))
 
 
 def moving(exchange: ExchangeStack, *, on: bool = True) -> None:
