@@ -21,7 +21,6 @@ from mailboxes.models import DIRECTION_FIELDS, SYNC_DIRECTIONS, FolderScope, Mai
 from profiles.fields import MASK, EncryptedTextField
 from profiles.models import EmailServerProfile
 from sync import clock
-from sync.connectors import registry
 from sync.models import (
     FolderCursor,
     MailboxAlert,
@@ -31,6 +30,7 @@ from sync.models import (
     Receipt,
     SyncRun,
 )
+from sync.server_settings import kind_for
 
 RUNS_SHOWN = 20
 ALERTS_SHOWN = 20
@@ -180,7 +180,7 @@ def _choice_label(mailbox: Mailbox, name: str) -> str:
 def _folders_read(mailbox: Mailbox, cursors: list[FolderCursor]) -> FoldersRead:
     scope, note = FOLDER_SCOPES[FolderScope(mailbox.folders)], ""
     profile = mailbox.profile
-    kind = registry.kind_of(profile.server_type) if profile else None
+    kind = kind_for(profile)
     if mailbox.incoming_method != IncomingMethod.SERVER_SIDE_SYNC:
         note = f"incoming email: {mailbox.get_incoming_method_display()}; server-side sync does not read it"
     elif profile is not None and kind is None:

@@ -26,14 +26,13 @@ from crm.models import ActivityParty, EmailActivity, EmailAttachment, Organizati
 from mailboxes.models import ApprovalStatus, Mailbox
 from sync import activity_store, alerts, clock, mailbox_state, parsing, sent_settling
 from sync.checkpoints import checkpoint
-from sync.connectors import registry
 from sync.connectors.base import SendResult
 from sync.connectors.interfaces import Outgoing, Verdict
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, OutgoingClaim, SyncKind, SyncOutcome, SyncRun, TrackingTokenSequence
 from sync.scheduler import eligible
 from sync.send_rate import send_slot_free_on
-from sync.server_settings import connectors_of, incoming_settings, outgoing_settings, profile_of
+from sync.server_settings import connectors_of, incoming_settings, kind_for, outgoing_settings, profile_of
 from sync.sql import quoted
 
 MAX_SEND_ATTEMPTS = 10
@@ -591,7 +590,7 @@ def _stored_raw(email: EmailActivity) -> bytes:
 def _copy_to_sent_folder(mailbox: Mailbox, sent: list[EmailActivity]) -> None:
     """Put a copy in the Sent folder, where the server has one (IMAP, not POP3)
     and sending did not keep one itself (Graph, EWS); a failure here never resends anything."""
-    kind = registry.kind_of(mailbox.profile.server_type) if mailbox.profile else None
+    kind = kind_for(mailbox.profile)
     if not sent or kind is None or kind.sent_items is None or kind.saves_sent_copies:
         return
     try:

@@ -14,13 +14,12 @@ from __future__ import annotations
 from crm.models import EmailActivity
 from mailboxes.models import Mailbox
 from sync import unknown_outcomes
-from sync.connectors import registry
-from sync.server_settings import incoming_settings
+from sync.server_settings import incoming_settings, kind_for
 
 
 def settle_from_sent_items(*, mailbox: Mailbox) -> list[EmailActivity]:
     """Mark sent this mailbox's "outcome unknown" emails that Sent Items holds; return them."""
-    kind = registry.kind_of(mailbox.profile.server_type) if mailbox.profile else None
+    kind = kind_for(mailbox.profile)
     if kind is None or not kind.saves_sent_copies or kind.sent_items is None:
         return []
     unsettled = list(

@@ -201,6 +201,11 @@ def connectors_of(profile: EmailServerProfile) -> registry.ServerKind:
     return kind
 
 
+def kind_for(profile: EmailServerProfile | None) -> registry.ServerKind | None:
+    """The connectors for the profile's type; None without a profile or while there are none."""
+    return registry.kind_of(profile.server_type) if profile is not None else None
+
+
 def is_supported(profile: EmailServerProfile | None) -> bool:
     """Whether serversync has connectors for this profile's type yet (sync.connectors.registry)."""
-    return profile is not None and registry.kind_of(profile.server_type) is not None
+    return kind_for(profile) is not None
