@@ -44,6 +44,8 @@ from pathlib import Path
 
 import trustme
 
+from tests.harness import processes
+
 DOMAIN = "example.test"
 MASTER_USER = f"master@{DOMAIN}"
 HOST = "127.0.0.1"
@@ -168,13 +170,7 @@ class Dovecot:
         """Stop the server and every session it holds; the mail stays for ``start``."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process)
         # Sessions (imap, pop3) and the log process outlive the master; an outage
         # must end them too, or connected clients would go on being served.
         with suppress(ProcessLookupError):

@@ -25,7 +25,6 @@ as the user over WebDAV, as a client would: Radicale has no administrator.
 from __future__ import annotations
 
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import httpx
 import trustme
 from defusedxml import ElementTree
 
+from tests.harness import processes
 from tests.harness.dovecot import HOST, free_port
 
 DAV = "DAV:"
@@ -158,13 +158,7 @@ class Radicale:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process)
         self.process = None
 
     def close(self) -> None:
