@@ -6,8 +6,10 @@ messages (list with ``$filter`` on internetMessageId, ``$select``,
 ``$top``/``$skip``, ``$orderby`` on receivedDateTime; get, delete, ``$value``,
 move, create from MIME or JSON); ``messages/delta`` per folder with
 ``Prefer: odata.maxpagesize``; ``sendMail`` with MIME or JSON;
-``$expand=singleValueExtendedProperties($filter=id eq '...')``; the default calendar, the
-contacts and the To Do task lists, as test & enable opens them (``act.py``).
+``$expand=singleValueExtendedProperties($filter=id eq '...')``; the default calendar
+(``act.py``) and its events with their instances and ``calendarView/delta``
+(``events.py``); contacts and ``contacts/delta`` (``contacts.py``); To Do task lists,
+tasks and ``tasks/delta`` (``todo.py``). Writing an item needs the ReadWrite permission.
 
 A query option the test server does not implement is answered 501 and recorded
 as a violation: the test fails, rather than the server pretending.
@@ -20,10 +22,27 @@ from typing import TYPE_CHECKING
 
 import jwt
 
-from tests.fakes.graph.act import get_calendar, list_contacts, list_task_lists
+from tests.fakes.graph.act import get_calendar
 from tests.fakes.graph.calls import Call, Handler, not_implemented
+from tests.fakes.graph.contacts import (
+    contacts_delta,
+    create_contact,
+    delete_contact,
+    get_contact,
+    list_contacts,
+    update_contact,
+)
 from tests.fakes.graph.delta import delta
 from tests.fakes.graph.entra import App
+from tests.fakes.graph.events import (
+    calendar_view_delta,
+    create_event,
+    delete_event,
+    get_event,
+    list_events,
+    list_instances,
+    update_event,
+)
 from tests.fakes.graph.folders import create_child_folder, get_folder, get_user, list_folders
 from tests.fakes.graph.http import Reply, Request
 from tests.fakes.graph.mailboxes import Mailbox
@@ -36,6 +55,15 @@ from tests.fakes.graph.messages import (
     move_message,
 )
 from tests.fakes.graph.sending import send_mail
+from tests.fakes.graph.todo import (
+    create_task,
+    delete_task,
+    get_task,
+    list_task_lists,
+    list_tasks,
+    tasks_delta,
+    update_task,
+)
 
 if TYPE_CHECKING:
     from tests.fakes.graph.server import GraphServer
@@ -45,8 +73,11 @@ WRITE = ("Mail.ReadWrite",)
 SEND = ("Mail.Send",)
 DIRECTORY = ("User.Read.All", "User.ReadBasic.All", "Directory.Read.All", "User.ReadWrite.All")
 CALENDARS = ("Calendars.Read", "Calendars.ReadBasic", "Calendars.ReadWrite")
+CALENDARS_WRITE = ("Calendars.ReadWrite",)
 CONTACTS = ("Contacts.Read", "Contacts.ReadWrite")
+CONTACTS_WRITE = ("Contacts.ReadWrite",)
 TASKS = ("Tasks.Read.All", "Tasks.ReadWrite.All")
+TASKS_WRITE = ("Tasks.ReadWrite.All",)
 
 
 @dataclass(frozen=True)
@@ -97,12 +128,17 @@ _KEYWORDS = {
         "contacts",
         "todo",
         "lists",
+        "events",
+        "calendarView",
+        "instances",
+        "tasks",
     )
 }
 _FOLDERS = frozenset({"$select", "$top", "$skip"})
 _LIST = frozenset({"$select", "$filter", "$top", "$skip", "$expand", "$orderby"})
 _DELTA = frozenset({"$select", "$expand", "$skiptoken", "$deltatoken"})
 _ONE = frozenset({"$select", "$expand"})
+_ITEM_DELTA = frozenset({"$skiptoken", "$deltatoken"})
 _ROUTES: dict[tuple[str, tuple[str, ...]], Route] = {
     ("GET", ()): Route(get_user, DIRECTORY),
     ("GET", ("mailFolders",)): Route(list_folders, READ, _FOLDERS),
@@ -121,8 +157,26 @@ _ROUTES: dict[tuple[str, tuple[str, ...]], Route] = {
     ("POST", ("messages", "*", "move")): Route(move_message, WRITE),
     ("POST", ("sendMail",)): Route(send_mail, SEND),
     ("GET", ("calendar",)): Route(get_calendar, CALENDARS),
-    ("GET", ("contacts",)): Route(list_contacts, CONTACTS, frozenset({"$top"})),
+    ("GET", ("events",)): Route(list_events, CALENDARS, frozenset({"$filter", "$top", "$expand"})),
+    ("POST", ("events",)): Route(create_event, CALENDARS_WRITE),
+    ("GET", ("events", "*")): Route(get_event, CALENDARS, frozenset({"$expand"})),
+    ("PATCH", ("events", "*")): Route(update_event, CALENDARS_WRITE),
+    ("DELETE", ("events", "*")): Route(delete_event, CALENDARS_WRITE),
+    ("GET", ("events", "*", "instances")): Route(list_instances, CALENDARS),
+    ("GET", ("calendarView", "delta")): Route(calendar_view_delta, CALENDARS, _ITEM_DELTA),
+    ("GET", ("contacts",)): Route(list_contacts, CONTACTS, frozenset({"$top", "$filter", "$expand"})),
+    ("POST", ("contacts",)): Route(create_contact, CONTACTS_WRITE),
+    ("GET", ("contacts", "*")): Route(get_contact, CONTACTS, frozenset({"$expand"})),
+    ("PATCH", ("contacts", "*")): Route(update_contact, CONTACTS_WRITE),
+    ("DELETE", ("contacts", "*")): Route(delete_contact, CONTACTS_WRITE),
+    ("GET", ("contacts", "delta")): Route(contacts_delta, CONTACTS, _ITEM_DELTA),
     ("GET", ("todo", "lists")): Route(list_task_lists, TASKS, frozenset({"$top"})),
+    ("GET", ("todo", "lists", "*", "tasks")): Route(list_tasks, TASKS, frozenset({"$top", "$expand"})),
+    ("POST", ("todo", "lists", "*", "tasks")): Route(create_task, TASKS_WRITE),
+    ("GET", ("todo", "lists", "*", "tasks", "*")): Route(get_task, TASKS, frozenset({"$expand"})),
+    ("PATCH", ("todo", "lists", "*", "tasks", "*")): Route(update_task, TASKS_WRITE),
+    ("DELETE", ("todo", "lists", "*", "tasks", "*")): Route(delete_task, TASKS_WRITE),
+    ("GET", ("todo", "lists", "*", "tasks", "delta")): Route(tasks_delta, TASKS, _ITEM_DELTA),
 }
 
 

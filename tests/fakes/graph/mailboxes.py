@@ -73,6 +73,10 @@ class Mailbox:
         self.messages: dict[str, Message] = {}
         self.tombstones: list[Tombstone] = []
         self.seq = 0
+        # The calendar, contacts and To Do tasks (imported here: that module builds on new_id).
+        from tests.fakes.graph.outlook_items import OutlookItems
+
+        self.outlook = OutlookItems()
         root = Folder(new_id(b"\x01"), "Top of Information Store", "", ROOT)
         self.folders[root.id] = root
         for well_known, name in WELL_KNOWN.items():

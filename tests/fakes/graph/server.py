@@ -30,6 +30,7 @@ from tests.fakes.graph import calls, graph_api, mime, sending
 from tests.fakes.graph.delta import DeltaState
 from tests.fakes.graph.entra import App, EntraError, Tenant, new_app
 from tests.fakes.graph.http import JSON, GraphError, HttpsServer, Reply, Request, new_request_id
+from tests.fakes.graph.item_delta import ItemDeltaState
 from tests.fakes.graph.mailboxes import Mailbox, received_header
 
 # Outlook's limit of concurrent requests per app and mailbox ("Outlook service limits").
@@ -80,6 +81,7 @@ class GraphServer:
         self.requests: list[LoggedRequest] = []
         self.violations: list[str] = []
         self.delta_tokens: dict[str, DeltaState] = {}
+        self.item_delta_tokens: dict[str, ItemDeltaState] = {}
         self.peak_concurrency: Counter[str] = Counter()
         self._active: Counter[str] = Counter()
         self._throttled: list[tuple[int, int]] = []  # (status, retry_after) for the next requests
@@ -170,6 +172,7 @@ class GraphServer:
         """Forget every delta and skip token, as Exchange does when its sync state cache evicts them."""
         with self.lock:
             self.delta_tokens.clear()
+            self.item_delta_tokens.clear()
 
     def expire_old_delta_tokens(self) -> None:
         """Forget every token but each folder's newest delta token (the one handed out last at
