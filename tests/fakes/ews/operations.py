@@ -11,7 +11,7 @@ from typing import Protocol, TypeVar
 
 from lxml import etree
 
-from tests.fakes.ews import properties, sync_states
+from tests.fakes.ews import act_items, properties, sync_states
 from tests.fakes.ews.soap import m, response_message, sub, t
 from tests.fakes.ews.store import Folder, Item, Mailbox, Store, header_of, well_formed_id
 from tests.fakes.ews.xsd import M, T
@@ -44,6 +44,14 @@ class Call:
     mail: Mail
     # What the handler wants logged beside the operation (folder, sync state given, ...).
     notes: dict[str, str] = field(default_factory=dict)
+    # Requests the test server answered with an error because it does not implement them:
+    # recorded as violations, so a test that relies on one fails.
+    unimplemented: list[str] = field(default_factory=list)
+
+    def refused(self, refusal: act_items.Refused) -> EwsError:
+        if refusal.unimplemented:
+            self.unimplemented.append(refusal.text)
+        return EwsError(refusal.code, refusal.text)
 
     def find(self, path: str) -> etree._Element | None:
         return self.body.find(path, namespaces={"m": M, "t": T})
@@ -90,14 +98,22 @@ def resolve_item(call: Call, element: etree._Element) -> tuple[Folder, Item]:
 
 
 def _per_id(
-    operation: str, ids: list[etree._Element], answer: Callable[[etree._Element, etree._Element], None]
+    operation: str,
+    ids: list[etree._Element],
+    answer: Callable[[etree._Element, etree._Element], None],
+    call: Call | None = None,
 ) -> list[etree._Element]:
     """One response message per id, each a success or its own error, as Exchange answers batches."""
     messages = []
     for element in ids:
         message = response_message(operation)
         try:
-            answer(element, message)
+            try:
+                answer(element, message)
+            except act_items.Refused as refusal:
+                if call is None:
+                    raise
+                raise call.refused(refusal) from None
         except EwsError as error:
             message = response_message(operation, error.code, error.text)
         messages.append(message)
@@ -169,13 +185,41 @@ def _page(found: list[X], view: etree._Element | None) -> tuple[list[X], int, bo
 def get_item(call: Call) -> list[etree._Element]:
     fields = properties.requested(call.find("m:ItemShape"), properties.DEFAULT_ITEM, properties.ALL_ITEM)
 
+    shape = act_items.Shape(call.find("m:ItemShape"))
+
     def answer(element: etree._Element, message: etree._Element) -> None:
-        _, item = resolve_item(call, element)
-        sub(sub(message, m("Items")), properties.message(item, call.mailbox, fields))
+        if etree.QName(element).localname == "OccurrenceItemId":
+            master = _master(call, element)
+            found = act_items.occurrence(call.store, master, _instance(element), make=False)
+            if found is None:
+                raise act_items.unimplemented("GetItem of an occurrence never changed")
+            item = found
+        else:
+            _, item = resolve_item(call, element)
+        sub(sub(message, m("Items")), render(item, call.mailbox, fields, shape))
 
     ids = call.findall("m:ItemIds/*")
     call.notes["items"] = str(len(ids))  # how many items one request asked for (tests count downloads)
-    return _per_id("GetItem", ids, answer)
+    return _per_id("GetItem", ids, answer, call)
+
+
+def render(item: Item, mailbox: Mailbox, fields: set[str], shape: act_items.Shape) -> etree._Element:
+    """An item as GetItem, FindItem and SyncFolderItems give it: a message, or a calendar item,
+    contact or task."""
+    if item.props is None:
+        return properties.message(item, mailbox, fields)
+    return act_items.render(item, mailbox, shape)
+
+
+def _master(call: Call, element: etree._Element) -> Item:
+    found = call.mailbox.find_item(_well_formed(element.get("RecurringMasterId", "")))
+    if found is None:
+        raise EwsError("ErrorItemNotFound", NOT_FOUND)
+    return found[1]
+
+
+def _instance(element: etree._Element) -> int:
+    return int(element.get("InstanceIndex", "0"))
 
 
 def delete_item(call: Call) -> list[etree._Element]:
@@ -183,14 +227,20 @@ def delete_item(call: Call) -> list[etree._Element]:
 
     def answer(element: etree._Element, message: etree._Element) -> None:
         _check_writable(call)
+        if etree.QName(element).localname == "OccurrenceItemId":
+            act_items.delete_occurrence(call.store, _master(call, element), _instance(element))
+            return
         folder, item = resolve_item(call, element)
+        if item.master_id:  # an exception: its occurrence is deleted from the series
+            act_items.delete_occurrence(call.store, folder.items[item.master_id], item.index)
+            return
         trash = call.mailbox.by_distinguished("deleteditems")
         if to_trash and trash is not None and folder is not trash:
             call.store.move_item(call.mailbox, item, trash)
         else:
             call.store.remove_item(folder, item)
 
-    return _per_id("DeleteItem", call.findall("m:ItemIds/*"), answer)
+    return _per_id("DeleteItem", call.findall("m:ItemIds/*"), answer, call)
 
 
 def _check_writable(call: Call) -> None:
@@ -239,14 +289,24 @@ def update_item(call: Call) -> list[etree._Element]:
     """Only the read flag (SetItemField message:IsRead), which is what a mail client changes most."""
 
     def answer(change: etree._Element, message: etree._Element) -> None:
+        target = change[0]
+        if etree.QName(target).localname == "OccurrenceItemId":
+            _update_occurrence(call, target, change, message)
+            return
         item_element = change.find(f"{{{T}}}ItemId")
         if item_element is None:
-            raise EwsError("ErrorInvalidRequest", "The EWS test server updates items by ItemId only.")
-        _, item = resolve_item(call, item_element)
+            raise act_items.unimplemented("UpdateItem of a RecurringMasterItemId")
+        folder, item = resolve_item(call, item_element)
         stale = item_element.get("ChangeKey") not in {None, item.change_key}
         if stale and call.body.get("ConflictResolution") == "NeverOverwrite":
             raise EwsError("ErrorIrresolvableConflict", "An update conflict has occurred.")
         updates = change.findall(f"{{{T}}}Updates/*")
+        if item.props is not None:
+            _check_writable(call)
+            master = folder.items.get(item.master_id) if item.master_id else None
+            act_items.update(call.store, item, updates, master)
+            _updated(message, item)
+            return
         for update in updates:
             uri = update.find(f"{{{T}}}FieldURI")
             value = update.findtext(f"{{{T}}}Message/{{{T}}}IsRead")
@@ -257,11 +317,32 @@ def update_item(call: Call) -> list[etree._Element]:
         conflicts = sub(message, m("ConflictResults"))
         sub(conflicts, t("Count", "0"))
 
-    return _per_id("UpdateItem", call.findall("m:ItemChanges/t:ItemChange"), answer)
+    return _per_id("UpdateItem", call.findall("m:ItemChanges/t:ItemChange"), answer, call)
+
+
+def _update_occurrence(
+    call: Call, target: etree._Element, change: etree._Element, message: etree._Element
+) -> None:
+    """An occurrence changed: it becomes (or stays) an exception of its series."""
+    _check_writable(call)
+    master = _master(call, target)
+    stale = target.get("ChangeKey") not in {None, master.change_key}
+    if stale and call.body.get("ConflictResolution") == "NeverOverwrite":
+        raise EwsError("ErrorIrresolvableConflict", "An update conflict has occurred.")
+    exception = act_items.occurrence(call.store, master, _instance(target), make=True)
+    assert exception is not None
+    act_items.update(call.store, exception, change.findall(f"{{{T}}}Updates/*"), master)
+    _updated(message, exception)
+
+
+def _updated(message: etree._Element, item: Item) -> None:
+    sub(sub(message, m("Items")), act_items.item_id_only(item))
+    sub(sub(message, m("ConflictResults")), t("Count", "0"))
 
 
 def find_item(call: Call) -> list[etree._Element]:
     fields = properties.requested(call.find("m:ItemShape"), properties.DEFAULT_ITEM, properties.ALL_ITEM)
+    shape = act_items.Shape(call.find("m:ItemShape"))
     view = call.find("m:IndexedPageItemView")
 
     def answer(element: etree._Element, message: etree._Element) -> None:
@@ -276,9 +357,9 @@ def find_item(call: Call) -> list[etree._Element]:
         root.set("IncludesLastItemInRange", "true" if last else "false")
         items = sub(root, t("Items"))
         for item in page:
-            items.append(properties.message(item, call.mailbox, fields))
+            items.append(render(item, call.mailbox, fields, shape))
 
-    return _per_id("FindItem", call.findall("m:ParentFolderIds/*"), answer)
+    return _per_id("FindItem", call.findall("m:ParentFolderIds/*"), answer, call)
 
 
 # FieldURIs a restriction can compare, and the header each one reads.
@@ -298,6 +379,10 @@ def _restriction(element: etree._Element | None) -> Callable[[Item], bool]:
         return lambda item: not inner(item)
     uri = element.find(f"{{{T}}}FieldURI")
     constant = element.find(f"{{{T}}}FieldURIOrConstant/{{{T}}}Constant")
+    extended = element.find(f"{{{T}}}ExtendedFieldURI")
+    if name == "IsEqualTo" and extended is not None and constant is not None:
+        wanted = constant.get("Value", "")
+        return lambda item: act_items.extended_value(item, extended) == wanted
     header = RESTRICTABLE.get(uri.get("FieldURI", "") if uri is not None else "")
     if name != "IsEqualTo" or header is None or constant is None:
         # Exchange has many more; this server has only what the connector uses, and says so.
@@ -310,6 +395,7 @@ def _restriction(element: etree._Element | None) -> Callable[[Item], bool]:
 
 def sync_folder_items(call: Call) -> list[etree._Element]:
     fields = properties.requested(call.find("m:ItemShape"), properties.DEFAULT_ITEM, properties.ALL_ITEM)
+    shape = act_items.Shape(call.find("m:ItemShape"))
     message = response_message("SyncFolderItems")
     try:
         folder_element = call.find("m:SyncFolderId/*")
@@ -339,7 +425,7 @@ def sync_folder_items(call: Call) -> list[etree._Element]:
                 change.append(properties.item_id(item))
                 sub(change, t("IsRead", "true" if item.is_read else "false"))
             else:
-                change.append(properties.message(item, call.mailbox, fields))
+                change.append(render(item, call.mailbox, fields, shape))
     call.notes["changes"] = str(len(page))
     return [message]
 
@@ -363,7 +449,18 @@ def create_item(call: Call) -> list[etree._Element]:
     call.notes["disposition"] = disposition
     saved_element = call.find("m:SavedItemFolderId/*")
     messages = []
-    for element in call.findall("m:Items/t:Message"):
+    for element in call.findall("m:Items/*"):
+        if etree.QName(element).localname in act_items.KINDS:
+            messages.append(_create_act_item(call, element, saved_element))
+            continue
+        if etree.QName(element).localname != "Message":
+            failed = response_message("CreateItem")
+            try:
+                raise call.refused(act_items.unimplemented(f"CreateItem of {etree.QName(element).localname}"))
+            except EwsError as error:
+                failed = response_message("CreateItem", error.code, error.text)
+            messages.append(failed)
+            continue
         message = response_message("CreateItem")
         items = sub(message, m("Items"))
         try:
@@ -384,6 +481,32 @@ def create_item(call: Call) -> list[etree._Element]:
             message = response_message("CreateItem", error.code, error.text)
         messages.append(message)
     return messages
+
+
+def _create_act_item(
+    call: Call, element: etree._Element, saved_element: etree._Element | None
+) -> etree._Element:
+    """A calendar item, contact or task, saved in the folder named (else its default folder).
+    Meeting invitations are not sent by this server: asking for them is refused and recorded."""
+    kind = etree.QName(element).localname
+    message = response_message("CreateItem")
+    try:
+        try:
+            _check_writable(call)
+            invitations = call.body.get("SendMeetingInvitations", "SendToNone")
+            call.notes["invitations"] = invitations
+            if kind == "CalendarItem" and invitations != "SendToNone":
+                raise act_items.unimplemented(f"SendMeetingInvitations={invitations}")
+            default = call.mailbox.by_distinguished(act_items.KINDS[kind])
+            folder = resolve_folder(call, saved_element) if saved_element is not None else default
+            assert folder is not None
+            created = act_items.create(call.store, folder, element)
+        except act_items.Refused as refusal:
+            raise call.refused(refusal) from None
+    except EwsError as error:
+        return response_message("CreateItem", error.code, error.text)
+    sub(sub(message, m("Items")), act_items.item_id_only(created))
+    return message
 
 
 def _mime_of(element: etree._Element) -> bytes:

@@ -262,6 +262,12 @@ class EwsServer:
             with self._lock:
                 self.failures.append(traceback.format_exc())
             raise self._fault("ErrorInternalServerError", "An internal server error occurred.") from None
+        if call.unimplemented:
+            with self._lock:
+                self.request_violations.extend(
+                    f"{asked.operation}: {what} (not implemented by the EWS test server)"
+                    for what in call.unimplemented
+                )
         response = soap.response(asked.operation, messages)
         self._check_response([response])
         codes = {message.findtext(f"{{{xsd.M}}}ResponseCode") or "" for message in messages}

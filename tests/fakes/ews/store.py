@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
+from lxml import etree
+
 # Folders every mailbox has, by distinguished id, with their display names and parent.
 DEFAULT_FOLDERS = (
     ("root", "", None),
@@ -55,6 +57,22 @@ class Item:
     created_seq: int = 0
     modified_seq: int = 0
     read_seq: int = 0  # the last change of the read flag alone (SyncFolderItems' ReadFlagChange)
+    # Calendar items, contacts and tasks are their properties, not MIME: the t:CalendarItem,
+    # t:Contact or t:Task element a client created (computed properties are added when read).
+    props: etree._Element | None = None
+    # A series master's changed occurrences (exceptions, by instance index) and deleted ones
+    # (instance index -> original start); an exception's master and instance index.
+    exceptions: dict[int, Item] = field(default_factory=dict)
+    deleted: dict[int, datetime] = field(default_factory=dict)
+    master_id: str = ""
+    index: int = 0
+    original_start: datetime | None = None
+    completed: datetime | None = None  # a task's CompleteDate, set when it was completed
+
+    @property
+    def kind(self) -> str:
+        """The EWS item element: Message, CalendarItem, Contact or Task."""
+        return "Message" if self.props is None else etree.QName(self.props).localname
 
     @property
     def size(self) -> int:
@@ -124,9 +142,14 @@ class Mailbox:
         return next((f for f in self.children(top.id) if f.name.lower() == name.lower()), None)
 
     def find_item(self, item_id: str) -> tuple[Folder, Item] | None:
+        """An item by id, a series' exception included (found in its master's folder)."""
         for folder in self.folders.values():
             if item_id in folder.items:
                 return folder, folder.items[item_id]
+            for item in folder.items.values():
+                found = next((e for e in item.exceptions.values() if e.id == item_id), None)
+                if found is not None:
+                    return folder, found
         return None
 
 
@@ -170,10 +193,13 @@ class Store:
                 self.delete_folder(mailbox, child)
             del mailbox.folders[folder.id]
 
-    def add_item(self, folder: Folder, mime: bytes, *, is_read: bool = False) -> Item:
+    def add_item(
+        self, folder: Folder, mime: bytes, *, is_read: bool = False, props: etree._Element | None = None
+    ) -> Item:
         with self.lock:
             seq = self.next_seq()
             item = Item(new_id(), folder.id, mime, datetime.now(UTC).replace(microsecond=0), is_read=is_read)
+            item.props = props
             item.created_seq = item.modified_seq = seq
             folder.items[item.id] = item
             return item
@@ -188,8 +214,9 @@ class Store:
         with self.lock:
             source = mailbox.folders[item.folder_id]
             self.remove_item(source, item)
-            moved = self.add_item(target, item.mime, is_read=item.is_read)
+            moved = self.add_item(target, item.mime, is_read=item.is_read, props=item.props)
             moved.received = item.received
+            moved.exceptions, moved.deleted, moved.completed = item.exceptions, item.deleted, item.completed
             return moved
 
     def touch(self, item: Item) -> None:

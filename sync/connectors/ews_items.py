@@ -1,0 +1,427 @@
+"""EWS connector for appointments, tasks and contacts (exchangelib): :class:`EwsItems`
+implements :class:`sync.connectors.interfaces.ActItems` for Exchange Server profiles.
+
+- Folders: the mailbox's distinguished Calendar, Tasks and Contacts.
+- Changes: SyncFolderItems (IdOnly) with the folder's sync state as the cursor, then GetItem
+  of the created and updated ids in batches; a deletion is an ItemChange without item. A
+  page's changes carry the state the page was read from (a run stopped inside a page reads
+  that page again, and the engine knows the versions it stored), its last change the page's
+  new state. An invalid sync state (ErrorInvalidSyncStateData...) reads the folder from the
+  start. An item that cannot be read as the entity is an ItemChange with ``unreadable``.
+- Writes: CreateItem (appointments with SendMeetingInvitations="SendToNone": whether and when
+  attendees are invited is the engine's decision, made elsewhere), UpdateItem with the change
+  key and ConflictResolution="NeverOverwrite" (a stale key is ErrorIrresolvableConflict:
+  ``item_changed``; an item gone is ``item_changed`` too), DeleteItem to Deleted Items. EWS's
+  DeleteItem takes no change key, so a delete first reads the item's change key (GetItem) and
+  refuses a stale one; a change made between that read and the delete is lost (a small race,
+  milliseconds wide, that the protocol leaves no way to close).
+- A series is written as its master, then its deleted occurrences (DeleteItem of
+  OccurrenceItemId by instance index) and its changed ones (UpdateItem of the occurrence:
+  Exchange turns it into an exception). Updating a series sets its Recurrence again, which
+  resets its exceptions in Exchange, then writes the occurrences afresh. The version returned
+  is the master's change key after the last write.
+- UIDs (see ews_uid): create looks for the ``serversync-uid`` property in the folder first and
+  answers ``item_exists`` with the item's id.
+
+Field mappings and what EWS cannot hold: ews_events, ews_contacts, ews_tasks, ews_recurrence.
+Every exchangelib call goes through :meth:`EwsItems._call`: the profile's CA file, and every
+failure a SyncError (ews_errors).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from exchangelib import Account, CalendarItem, Contact, Task
+from exchangelib.errors import ErrorItemNotFound
+from exchangelib.folders import BaseFolder
+from exchangelib.items import ID_ONLY, NEVER_OVERWRITE, SEND_TO_NONE
+from exchangelib.properties import ItemId, OccurrenceItemId
+from exchangelib.services import SyncFolderItems
+
+from sync.connectors import ews_account, ews_contacts, ews_errors, ews_events, ews_recurrence, ews_tasks
+from sync.connectors.base import ServerSettings
+from sync.connectors.ews import _SyncFolderItems
+from sync.connectors.ews_uid import UID_FIELD, register
+from sync.connectors.interfaces import ENTITIES, Item, ItemChange, ItemRef
+from sync.connectors.items import Card, Event, Todo
+from sync.errors import MessageError, SyncError
+
+T = TypeVar("T")
+
+CURSOR_PREFIX = "ewsact1:"
+PAGE_SIZE = 100  # changes per SyncFolderItems call (EWS allows 1 to 512)
+BATCH = 50  # items per GetItem
+# The item itself is refused (a value out of range, a recurrence Exchange rejects...).
+REFUSALS = {
+    "ErrorInvalidPropertyValue",
+    "ErrorInvalidPropertySet",
+    "ErrorInvalidRecurrence",
+    "ErrorCalendarInvalidRecurrence",
+    "ErrorCalendarInvalidDayForWeeklyRecurrence",
+    "ErrorCalendarInvalidDayForTimeChangePattern",
+    "ErrorCalendarDurationIsTooLong",
+    "ErrorCalendarEndDateIsEarlierThanStartDate",
+    "ErrorCalendarOccurrenceIndexIsOutOfRecurrenceRange",
+    "ErrorInvalidRecipients",
+    "ErrorSchemaValidation",
+}
+STALE = {"ErrorIrresolvableConflict", "ErrorItemNotFound", "ErrorChangeKeyRequiredForWriteOperations"}
+
+
+@dataclass(frozen=True)
+class _Kind:
+    folder: str  # the Account's distinguished folder attribute
+    model: type[Any]
+    fields: list[str]
+
+
+KINDS = {
+    "appointment": _Kind("calendar", CalendarItem, ews_events.FIELDS),
+    "task": _Kind("tasks", Task, ews_tasks.FIELDS),
+    "contact": _Kind("contacts", Contact, ews_contacts.FIELDS),
+}
+
+
+class EwsItems:
+    """One EWS session for a mailbox's appointments, tasks and contacts; a context manager."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        register()
+        self.settings = settings
+        self._account: Account | None = None
+        self._folders: dict[str, BaseFolder] = {}
+        self._caught_up: dict[str, str] = {}
+
+    def __enter__(self) -> Self:
+        try:
+            self._account = self._call(lambda: ews_account.open_account(self.settings))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        account, self._account = self._account, None
+        ews_account.release(account)
+
+    @property
+    def account(self) -> Account:
+        if self._account is None:
+            raise RuntimeError("EwsItems is not open; use it as a context manager")
+        return self._account
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def changes(self, entity: str, cursor: str) -> Iterator[ItemChange]:
+        self._caught_up.pop(entity, None)
+        folder = self._folder(entity)
+        state = cursor.removeprefix(CURSOR_PREFIX) if cursor.startswith(CURSOR_PREFIX) else ""
+        restarted = False
+        while True:
+            try:
+                listed, new_state, last = self._page(folder, state, entity)
+            except _InvalidSyncState as invalid:
+                if restarted or not state:
+                    raise invalid.error from None
+                restarted, state = True, ""
+                continue
+            yield from self._page_changes(entity, listed, state, new_state)
+            state = new_state
+            if last:
+                self._caught_up[entity] = CURSOR_PREFIX + state
+                return
+
+    def caught_up(self, entity: str) -> str | None:
+        return self._caught_up.get(entity)
+
+    def _page(self, folder: BaseFolder, state: str, entity: str) -> tuple[list[tuple[str, str]], str, bool]:
+        service = _SyncFolderItems(account=self.account)
+
+        def read() -> list[Any]:
+            return list(
+                service.call(
+                    folder=folder,
+                    shape=ID_ONLY,
+                    additional_fields=None,
+                    sync_state=state or None,
+                    ignore=None,
+                    max_changes_returned=PAGE_SIZE,
+                    sync_scope=None,
+                )
+            )
+
+        try:
+            with ews_account.trusting(self.settings):
+                listed = read()
+                if listed and isinstance(listed[0], Exception):
+                    raise listed[0]
+        except Exception as error:
+            translated = ews_errors.translate(error, self.settings, folder=KINDS[entity].folder)
+            if ews_errors.is_invalid_sync_state(error):
+                raise _InvalidSyncState(translated) from error
+            raise translated from error
+        found = [(kind, _id_of(value)) for kind, value in listed if kind != SyncFolderItems.READ_FLAG_CHANGE]
+        return found, str(service.sync_state or ""), bool(service.includes_last_item_in_range)
+
+    def _page_changes(
+        self, entity: str, listed: list[tuple[str, str]], state: str, new_state: str
+    ) -> Iterator[ItemChange]:
+        live = [item_id for kind, item_id in listed if kind != SyncFolderItems.DELETE]
+        items = {}
+        for start in range(0, len(live), BATCH):
+            items.update(self._read_items(entity, live[start : start + BATCH]))
+        changes: list[ItemChange] = []
+        for kind, item_id in listed:
+            if kind == SyncFolderItems.DELETE:
+                changes.append(ItemChange(item_id, "", None, _cursor(state)))
+            elif item_id in items:  # else deleted since it was listed: its Delete comes later
+                changes.append(items[item_id])
+        for index, change in enumerate(changes):
+            after = _cursor(new_state if index == len(changes) - 1 else state)
+            yield ItemChange(change.item_id, change.version, change.item, after, change.unreadable)
+
+    def _read_items(self, entity: str, ids: list[str]) -> dict[str, ItemChange]:
+        fetched = self._call(lambda: list(self.account.fetch(ids=[ItemId(id=i) for i in ids])), entity)
+        found: dict[str, ItemChange] = {}
+        for item_id, item in zip(ids, fetched, strict=True):
+            if isinstance(item, Exception):
+                if isinstance(item, ErrorItemNotFound):
+                    continue
+                raise ews_errors.translate(item, self.settings, folder=KINDS[entity].folder)
+            found[item_id] = self._change_of(entity, item)
+        return found
+
+    def _change_of(self, entity: str, item: Any) -> ItemChange:
+        def nothing() -> str:
+            return ""
+
+        try:
+            read = self._convert(entity, item)
+        except MessageError as error:
+            return ItemChange(item.id, item.changekey, None, nothing, unreadable=error)
+        return ItemChange(item.id, item.changekey, read, nothing)
+
+    def _convert(self, entity: str, item: Any) -> Item:
+        model = KINDS[entity].model
+        if not isinstance(item, model):
+            raise MessageError(
+                f"The {KINDS[entity].folder} folder holds a {type(item).__name__}, not a {model.__name__}.",
+                code="item_invalid",
+            )
+        if entity == "task":
+            return ews_tasks.read(item)
+        if entity == "contact":
+            return ews_contacts.read(item)
+        exceptions = []
+        if item.modified_occurrences:
+            ids = [ItemId(id=o.id) for o in item.modified_occurrences]
+            fetched = self._call(lambda: list(self.account.fetch(ids=ids)), entity)
+            exceptions = [e for e in fetched if isinstance(e, CalendarItem)]
+        return ews_events.read(item, exceptions)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def create(self, entity: str, item: Item) -> ItemRef:
+        folder = self._folder(entity)
+        existing = self._find_uid(entity, folder, item.uid)
+        if existing is not None:
+            raise MessageError(
+                f"The mailbox {ews_account.mailbox_of(self.settings)} already holds the {entity} "
+                f"{item.uid!r} (EWS item {existing}).",
+                code="item_exists",
+            )
+        new = self._new_item(entity, item, folder)
+        self._write(lambda: new.save(send_meeting_invitations=SEND_TO_NONE), entity)
+        if isinstance(item, Event) and (item.deleted_occurrences or item.changed_occurrences):
+            return self._write_occurrences(item, ItemRef(new.id, new.changekey))
+        return ItemRef(new.id, new.changekey)
+
+    def update(self, entity: str, ref: ItemRef, item: Item) -> ItemRef:
+        kind = KINDS[_checked(entity)]
+        target = self._new_item(entity, item, self._folder(entity))
+        target.id, target.changekey = ref.item_id, ref.version
+        fields = list(kind.fields)
+        if isinstance(item, Event):
+            fields = [f for f in fields if f != "uid"]  # set on create; EWS refuses to change it
+            if not item.recurrence:
+                fields.remove("recurrence")
+        elif entity == "contact":
+            fields = [f for f in fields if f != UID_FIELD] + [UID_FIELD]
+        self._write(
+            lambda: target.save(
+                update_fields=fields,
+                conflict_resolution=NEVER_OVERWRITE,
+                send_meeting_invitations=SEND_TO_NONE,
+            ),
+            entity,
+        )
+        if isinstance(item, Event) and (item.deleted_occurrences or item.changed_occurrences):
+            return self._write_occurrences(item, ItemRef(target.id, target.changekey))
+        return ItemRef(target.id, target.changekey)
+
+    def delete(self, entity: str, ref: ItemRef) -> None:
+        _checked(entity)
+        current = self._version(entity, ref.item_id)
+        if current is None:
+            return  # already gone
+        if current != ref.version:
+            raise _stale(entity, ref)
+        model = KINDS[entity].model
+        target = model(account=self.account, id=ref.item_id, changekey=current)
+        try:
+            self._write(
+                lambda: (
+                    target.move_to_trash(send_meeting_cancellations=SEND_TO_NONE)
+                    if entity == "appointment"
+                    else target.move_to_trash()
+                ),
+                entity,
+            )
+        except MessageError as error:
+            if error.code != "item_changed":
+                raise
+            # Gone between the read and the delete: what was asked.
+
+    def _new_item(self, entity: str, item: Item, folder: BaseFolder) -> Any:
+        context = {"account": self.account, "folder": folder}
+        if isinstance(item, Event) and entity == "appointment":
+            return ews_events.new_item(item, **context)
+        if isinstance(item, Todo) and entity == "task":
+            return Task(**context, **ews_tasks.values(item))
+        if isinstance(item, Card) and entity == "contact":
+            return Contact(**context, **ews_contacts.values(item))
+        raise ValueError(f"a {type(item).__name__} is not a {entity}")
+
+    def _write_occurrences(self, event: Event, master: ItemRef) -> ItemRef:
+        """Delete and change the series' occurrences (by instance index), then the master's version.
+
+        Each goes to the occurrence right after the master's own write, under its change key
+        then (ConflictResolution AutoResolve: each write moves the master's key on)."""
+        for start in event.deleted_occurrences:
+            self._delete_occurrence(self._occurrence(event, master, start))
+        for changed in event.changed_occurrences:
+            if changed.original_start is None:
+                raise MessageError(
+                    f"A changed occurrence of {event.uid!r} has no original start.", code="item_invalid"
+                )
+            occurrence = self._occurrence(event, master, changed.original_start)
+            for name, value in ews_events.values(changed, series=False).items():
+                setattr(occurrence, name, value)
+            self._save_occurrence(occurrence)
+        version = self._version("appointment", master.item_id)
+        if version is None:
+            raise MessageError(
+                f"The series {event.uid!r} was deleted while it was written.", code="item_changed"
+            )
+        return ItemRef(master.item_id, version)
+
+    def _occurrence(self, event: Event, master: ItemRef, original_start: dt.datetime) -> CalendarItem:
+        index = ews_recurrence.instance_index(event.recurrence, event.start, event.start_zone, original_start)
+        where = OccurrenceItemId(id=master.item_id, changekey=master.version, instance_index=index)
+        return CalendarItem(account=self.account, _id=where)
+
+    def _delete_occurrence(self, occurrence: CalendarItem) -> None:
+        self._write(lambda: occurrence.delete(send_meeting_cancellations=SEND_TO_NONE), "appointment")
+
+    def _save_occurrence(self, occurrence: CalendarItem) -> None:
+        self._write(
+            lambda: occurrence.save(
+                update_fields=ews_events.OCCURRENCE_FIELDS, send_meeting_invitations=SEND_TO_NONE
+            ),
+            "appointment",
+        )
+
+    def _find_uid(self, entity: str, folder: BaseFolder, uid: str) -> str | None:
+        query = {UID_FIELD: uid}
+        found = self._call(lambda: list(folder.filter(**query).only("id")[:1]), entity)
+        return str(found[0].id) if found else None
+
+    def _version(self, entity: str, item_id: str) -> str | None:
+        """The item's change key now; None when it is gone."""
+        fetched = self._call(
+            lambda: list(self.account.fetch(ids=[ItemId(id=item_id)], only_fields=["subject"])), entity
+        )
+        item = fetched[0] if fetched else None
+        if item is None or isinstance(item, ErrorItemNotFound):
+            return None
+        if isinstance(item, Exception):
+            raise ews_errors.translate(item, self.settings, folder=KINDS[entity].folder)
+        return str(item.changekey)
+
+    def _folder(self, entity: str) -> BaseFolder:
+        kind = KINDS[_checked(entity)]
+        if entity not in self._folders:
+            self._folders[entity] = self._call(lambda: getattr(self.account, kind.folder), entity)
+        return self._folders[entity]
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def _write(self, work: Callable[[], T], entity: str) -> T:
+        """A write: the item's own refusals as MessageErrors, the rest as _call says."""
+        try:
+            with ews_account.trusting(self.settings):
+                return work()
+        except SyncError:
+            raise
+        except Exception as error:
+            name = type(error).__name__
+            if name in STALE:
+                raise MessageError(
+                    f"The {entity} changed or was deleted on the Exchange server since it was read ({name}).",
+                    code="item_changed",
+                ) from error
+            if name in REFUSALS or isinstance(error, ValueError):
+                raise MessageError(
+                    f"Exchange refused the {entity} ({name}: {ews_errors.text(error)}).", code="item_refused"
+                ) from error
+            raise ews_errors.translate(error, self.settings, folder=KINDS[entity].folder) from error
+
+    def _call(self, work: Callable[[], T], entity: str = "") -> T:
+        try:
+            with ews_account.trusting(self.settings):
+                return work()
+        except SyncError:
+            raise
+        except Exception as error:
+            folder = KINDS[entity].folder if entity in KINDS else ""
+            raise ews_errors.translate(error, self.settings, folder=folder) from error
+
+
+class _InvalidSyncState(Exception):
+    def __init__(self, error: SyncError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _checked(entity: str) -> str:
+    if entity not in ENTITIES:
+        raise ValueError(f"{entity!r} is not one of {ENTITIES}")
+    return entity
+
+
+def _id_of(value: Any) -> str:
+    """SyncFolderItems gives items (Create, Update) or ids (Delete)."""
+    return str(value.id if hasattr(value, "id") else value)
+
+
+def _cursor(state: str) -> Callable[[], str]:
+    text = CURSOR_PREFIX + state if state else ""
+    return lambda: text
+
+
+def _stale(entity: str, ref: ItemRef) -> MessageError:
+    return MessageError(
+        f"The {entity} {ref.item_id} changed on the Exchange server since it was read "
+        "(its change key is no longer the one read).",
+        code="item_changed",
+    )
