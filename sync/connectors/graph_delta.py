@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 PREFIX = "graph1:"
 
@@ -66,6 +66,12 @@ def decode(cursor: str, *, mailbox: str, folder_id: str, service_url: str) -> De
 
 def is_delta_link(link: str, service_url: str) -> bool:
     """Whether ``link`` is a messages/delta link of the Graph service at ``service_url``."""
+    return is_graph_link(link, service_url, "/messages/delta")
+
+
+def is_graph_link(link: str, service_url: str, suffix: str) -> bool:
+    """Whether ``link`` is a Graph v1.0 link of the service at ``service_url`` whose path ends
+    with ``suffix`` ("/contacts/delta"): a stored link never sends the token elsewhere."""
     try:
         target, service = urlsplit(link), urlsplit(service_url.rstrip("/"))
         same_origin = (target.scheme, target.hostname, target.port) == (
@@ -81,5 +87,5 @@ def is_delta_link(link: str, service_url: str) -> bool:
         and not target.username
         and not target.password
         and target.path.startswith(f"{service.path}/v1.0/")
-        and target.path.rstrip("/").lower().endswith("/messages/delta")
+        and unquote(target.path).rstrip("/").lower().endswith(unquote(suffix).lower())
     )

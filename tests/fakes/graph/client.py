@@ -67,8 +67,11 @@ class Graph:
     def post(self, path: str, **options: Any) -> requests.Response:
         return self.http.post(self.url(path), timeout=10, **options)
 
-    def delete(self, path: str) -> requests.Response:
-        return self.http.delete(self.url(path), timeout=10)
+    def patch(self, path: str, **options: Any) -> requests.Response:
+        return self.http.patch(self.url(path), timeout=10, **options)
+
+    def delete(self, path: str, **options: Any) -> requests.Response:
+        return self.http.delete(self.url(path), timeout=10, **options)
 
     def post_mime(self, path: str, raw: bytes) -> requests.Response:
         return self.post(path, data=base64.b64encode(raw), headers={"Content-Type": "text/plain"})

@@ -6,6 +6,7 @@ update (``If-Match``), delete, and ``tasks/delta``. A To Do task has no change k
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from tests.fakes.graph import metadata
 from tests.fakes.graph.calls import Call, bad_request, not_found, not_implemented, top
@@ -152,5 +153,5 @@ def _render(call: Call, key: str, state: ItemDeltaState) -> dict[str, Any] | Non
 
 
 def tasks_delta(call: Call) -> Reply:
-    path = f"todo/lists/{call.rest[2]}/tasks/delta"
+    path = f"todo/lists/{quote(call.rest[2], safe='')}/tasks/delta"
     return item_delta(call, DeltaKind("todoTask", path, _everything, _since, _render, lambda r: (r.item_id,)))
