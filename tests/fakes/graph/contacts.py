@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fakes.graph import metadata
 from tests.fakes.graph.calls import Call, bad_request, expanded, not_implemented, top
 from tests.fakes.graph.http import Reply
 from tests.fakes.graph.item_calls import (
@@ -17,6 +16,8 @@ from tests.fakes.graph.item_calls import (
     item_of,
     outlook_fields,
     patch,
+    strict,
+    strict_collection,
 )
 from tests.fakes.graph.item_delta import DeltaKind, ItemDeltaState, item_delta
 from tests.fakes.graph.outlook_items import CONTACTS, OutlookItem, Removal
@@ -54,7 +55,7 @@ def _reply(call: Call, status: int, item: OutlookItem) -> Reply:
         "@odata.context": call.context("contacts/$entity"),
         **contact_document(call, item, expanded(call)),
     }
-    return Reply.of_json(status, body, lambda d: metadata.validate("contact", d))
+    return Reply.of_json(status, body, lambda d: strict("contact", d))
 
 
 def list_contacts(call: Call) -> Reply:
@@ -70,11 +71,11 @@ def list_contacts(call: Call) -> Reply:
         "@odata.context": call.context("contacts"),
         "value": [contact_document(call, c, chosen) for c in contacts[:count]],
     }
-    return Reply.of_json(200, body, lambda d: metadata.validate_collection("contact", d))
+    return Reply.of_json(200, body, lambda d: strict_collection("contact", d))
 
 
 def _checked(call: Call) -> dict[str, Any]:
-    body = call.server.checked_body(call.request, lambda d: metadata.validate("contact", d, request=True))
+    body = call.server.checked_body(call.request, lambda d: strict("contact", d, request=True))
     refused = sorted(k for k in body if k in READ_ONLY)
     if refused:
         call.server.record(f"{call.request.method} {call.request.path}: read-only {refused} written")

@@ -16,7 +16,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.fakes.graph import metadata, recurrence
+from tests.fakes.graph import recurrence
 from tests.fakes.graph.calls import Call, bad_request, expanded, not_found, not_implemented, top
 from tests.fakes.graph.http import GraphError, Reply
 from tests.fakes.graph.item_calls import (
@@ -27,6 +27,8 @@ from tests.fakes.graph.item_calls import (
     outlook_fields,
     patch,
     prefer_zone,
+    strict,
+    strict_collection,
 )
 from tests.fakes.graph.item_delta import DeltaKind, ItemDeltaState, item_delta
 from tests.fakes.graph.mailboxes import new_id
@@ -165,7 +167,7 @@ def get_event(call: Call) -> Reply:
         kind = "seriesMaster" if item.is_series else "singleInstance"
         document = event_document(call, item, kind=kind)
     body = {"@odata.context": call.context("events/$entity"), **document}
-    return Reply.of_json(200, body, lambda d: metadata.validate("event", d))
+    return Reply.of_json(200, body, lambda d: strict("event", d))
 
 
 def list_events(call: Call) -> Reply:
@@ -184,11 +186,11 @@ def list_events(call: Call) -> Reply:
     if len(documents) > count:
         raise not_implemented(call, "paging of events")
     body = {"@odata.context": call.context("events"), "value": documents}
-    return Reply.of_json(200, body, lambda d: metadata.validate_collection("event", d))
+    return Reply.of_json(200, body, lambda d: strict_collection("event", d))
 
 
 def _checked(call: Call) -> dict[str, Any]:
-    body = call.server.checked_body(call.request, lambda d: metadata.validate("event", d, request=True))
+    body = call.server.checked_body(call.request, lambda d: strict("event", d, request=True))
     refused = sorted(k for k in body if k in READ_ONLY)
     if refused:
         call.server.record(f"{call.request.method} {call.request.path}: read-only {refused} written")
@@ -203,7 +205,7 @@ def create_event(call: Call) -> Reply:
     item = call.mailbox.outlook.add(EVENTS, body)
     kind = "seriesMaster" if item.is_series else "singleInstance"
     document = {"@odata.context": call.context("events/$entity"), **event_document(call, item, kind=kind)}
-    return Reply.of_json(201, document, lambda d: metadata.validate("event", d))
+    return Reply.of_json(201, document, lambda d: strict("event", d))
 
 
 def update_event(call: Call) -> Reply:
@@ -270,7 +272,7 @@ def list_instances(call: Call) -> Reply:
     window = _window(call)
     documents = instances(call, item, window) if item.is_series else []
     body = {"@odata.context": call.context(f"events('{item.id}')/instances"), "value": documents}
-    return Reply.of_json(200, body, lambda d: metadata.validate_collection("event", d))
+    return Reply.of_json(200, body, lambda d: strict_collection("event", d))
 
 
 # -- calendarView/delta

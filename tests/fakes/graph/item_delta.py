@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tests.fakes.graph import metadata
 from tests.fakes.graph.calls import Call
 from tests.fakes.graph.delta import _page_size
 from tests.fakes.graph.http import GraphError, Reply
+from tests.fakes.graph.item_calls import strict_collection
 from tests.fakes.graph.outlook_items import Removal
 
 
@@ -91,7 +91,7 @@ def _page(call: Call, kind: DeltaKind, state: ItemDeltaState) -> Reply:
         document["@odata.nextLink"] = link + "$skiptoken=" + token
     else:
         document["@odata.deltaLink"] = link + "$deltatoken=" + token
-    reply = Reply.of_json(200, document, lambda d: metadata.validate_collection(kind.type_name, d))
+    reply = Reply.of_json(200, document, lambda d: strict_collection(kind.type_name, d))
     if "odata.maxpagesize" in call.request.headers.get("prefer", ""):
         reply.headers["Preference-Applied"] = f"odata.maxpagesize={size}"
     return reply
