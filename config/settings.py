@@ -314,6 +314,8 @@ SYNC_OUTAGE_MIN_MAILBOXES = env_int("SYNC_OUTAGE_MIN_MAILBOXES", 3, minimum=2)
 SYNC_OUTAGE_WINDOW_SECONDS = env_int("SYNC_OUTAGE_WINDOW_SECONDS", 300, minimum=1)
 SYNC_RUN_MAX_MESSAGES = env_int("SYNC_RUN_MAX_MESSAGES", 200, minimum=1)
 SYNC_RUN_MAX_SECONDS = env_int("SYNC_RUN_MAX_SECONDS", 120, minimum=1)
+# Appointments, contacts and tasks read or written in one run (sync.act); the rest next run.
+SYNC_ACT_RUN_MAX_ITEMS = env_int("SYNC_ACT_RUN_MAX_ITEMS", 200, minimum=1)
 SYNC_MAX_MESSAGE_BYTES = env_int("SYNC_MAX_MESSAGE_BYTES", 50 * 1024 * 1024, minimum=1024)
 # Header blocks beyond what any real mailer writes are quarantined before parsing
 # (thousands of fields would otherwise cost the parser minutes).

@@ -28,7 +28,7 @@ from crm.models import OrganizationSettings
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import CredentialsSource, EmailServerProfile
 from sync import alerts, clock, enqueue, outgoing
-from sync.errors import PermanentError, SyncError
+from sync.errors import SyncError
 from sync.models import AlertLevel, MailboxTest, TestState
 from sync.server_settings import (
     act_settings,
@@ -286,30 +286,24 @@ def _test_direction(direction: str, mailbox: Mailbox) -> DirectionResult:
 
 
 def _act_access(mailbox: Mailbox, profile: EmailServerProfile) -> DirectionResult:
-    """Appointments, contacts and tasks do not sync yet; where the type reaches them
-    (Exchange), whether the mailbox's calendar, contacts and tasks open is checked now,
-    so that a missing permission is granted before they do."""
-    check = connectors_of(profile).check_act
-    if check is None:
+    """Whether the mailbox's calendar, contacts and tasks open. Where serversync cannot sync
+    them for the type yet, they are still opened when it can reach them, so that a missing
+    permission is granted before they do sync."""
+    kind = connectors_of(profile)
+    if kind.check_act is None:
         return _not_supported(ACT, profile)
     try:
-        where = act_settings(mailbox)
-    except PermanentError as error:
-        if error.code != "act_not_configured":
-            return failed(ACT, error)
-        # Nothing syncs them yet: a profile without a DAV server is not a failure today.
-        message = f"{_NOT_YET[0].upper()}{_NOT_YET[1:]} {error.message}"
-        return DirectionResult(ACT, NOT_SUPPORTED, code="not_supported", message=message)
-    try:
-        check(where)
+        kind.check_act(act_settings(mailbox))
     except SyncError as error:
         return failed(ACT, error)
-    return DirectionResult(
-        ACT,
-        NOT_SUPPORTED,
-        code="not_supported",
-        message="The mailbox's calendar, contacts and tasks open with these credentials; " + _NOT_YET,
-    )
+    if kind.act_items is None:
+        return DirectionResult(
+            ACT,
+            NOT_SUPPORTED,
+            code="not_supported",
+            message="The mailbox's calendar, contacts and tasks open with these credentials; " + _NOT_YET,
+        )
+    return DirectionResult(ACT, SUCCESS, message="Appointments, contacts and tasks open and will sync.")
 
 
 _NOT_YET = "appointments, contacts and tasks are not supported yet, so serversync leaves them off."

@@ -21,8 +21,13 @@ from sync.models import SyncKind
 
 INCOMING_MAILBOX = "sync.tasks.incoming_mailbox"
 OUTGOING_MAILBOX = "sync.tasks.outgoing_mailbox"
+ACT_MAILBOX = "sync.tasks.act_mailbox"
 TEST_AND_ENABLE_MAILBOX = "sync.tasks.test_and_enable_mailbox"
-_MAILBOX_SYNC: dict[str, str] = {SyncKind.INCOMING: INCOMING_MAILBOX, SyncKind.OUTGOING: OUTGOING_MAILBOX}
+_MAILBOX_SYNC: dict[str, str] = {
+    SyncKind.INCOMING: INCOMING_MAILBOX,
+    SyncKind.OUTGOING: OUTGOING_MAILBOX,
+    SyncKind.ACT: ACT_MAILBOX,
+}
 
 
 def mailbox_sync(*, mailbox_id: int, kind: str, lease_token: str) -> None:

@@ -12,7 +12,8 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 
-from crm.models import CrmUser, EmailActivity
+from crm.models import Appointment, Contact, CrmUser, EmailActivity, Task
+from mailboxes.filter_criteria import SyncEntity
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
 
@@ -523,3 +524,157 @@ class RolloutItem(models.Model):
 
     def __str__(self) -> str:
         return f"rollout {self.rollout_id} batch {self.batch_number}: {self.mailbox_id}"
+
+
+# --- appointments, contacts and tasks ---------------------------------------------------
+
+
+class ActLinkQuerySet(MailboxRowsQuerySet["ActLink"]):
+    pass
+
+
+class ActItemProblemQuerySet(MailboxRowsQuerySet["ActItemProblem"]):
+    pass
+
+
+class ActLink(models.Model):
+    """A CRM record and the server item it syncs with, in one mailbox.
+
+    ``synced`` is the item as both sides last agreed on it (``sync.act_items_json``): what
+    each side changed since is what differs from it. A link whose record was deleted keeps
+    its row (the record's key set to null) until the engine applied the delete rules; a
+    link whose ``item_id`` is empty is a create the engine started and has not seen
+    answered (its UID, fixed before, lets the next run find the item instead of making
+    another)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="act_links")
+    entity = models.CharField(max_length=20, choices=SyncEntity.choices)
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.SET_NULL, null=True, blank=True, related_name="act_links"
+    )
+    task = models.ForeignKey(Task, on_delete=models.SET_NULL, null=True, blank=True, related_name="act_links")
+    contact = models.ForeignKey(
+        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="act_links"
+    )
+    item_id = models.TextField(
+        blank=True, help_text="The server's id: a DAV href, a Graph id, an EWS ItemId."
+    )
+    version = models.CharField(max_length=1000, blank=True, help_text="ETag or change key as last read.")
+    uid = models.CharField("iCalendar UID", max_length=500)
+    synced = models.JSONField(default=dict, blank=True)
+    # The item carries the tracking category ("Tracked to CRM"): it syncs even when the
+    # record no longer matches the mailbox's filters.
+    tracked_on_server = models.BooleanField(default=False)
+    created_on = models.DateTimeField(auto_now_add=True)
+    synced_on = models.DateTimeField(null=True, blank=True)
+
+    objects = ActLinkQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "entity", "uid"], name="act_link_uid_unique"),
+            models.UniqueConstraint(
+                fields=["mailbox", "entity", "item_id"],
+                condition=~Q(item_id=""),
+                name="act_link_item_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["mailbox", "appointment"],
+                condition=Q(appointment__isnull=False),
+                name="act_link_appointment",
+            ),
+            models.UniqueConstraint(
+                fields=["mailbox", "task"], condition=Q(task__isnull=False), name="act_link_task"
+            ),
+            models.UniqueConstraint(
+                fields=["mailbox", "contact"], condition=Q(contact__isnull=False), name="act_link_contact"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} {self.entity} {self.record_id} <-> {self.item_id or '(creating)'}"
+
+    @property
+    def record_id(self) -> int | None:
+        return {"appointment": self.appointment_id, "task": self.task_id, "contact": self.contact_id}[
+            self.entity
+        ]
+
+
+class ActCursor(models.Model):
+    """How far one entity of one mailbox was read on the server (an opaque connector cursor)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="act_cursors")
+    entity = models.CharField(max_length=20, choices=SyncEntity.choices)
+    token = models.TextField(blank=True)
+    updated_on = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailbox", "entity"], name="act_cursor_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} {self.entity}"
+
+
+class ActProblemKind(models.TextChoices):
+    CONFLICT = "conflict", "Change dropped in a conflict"
+    UNREADABLE = "unreadable", "Server item cannot be read"
+    REFUSED = "refused", "Refused by the server"
+    INVALID = "invalid", "Cannot be stored in the CRM"
+    ORGANIZER_MISSING = "organizer_missing", "Appointment without an organizer"
+    DUPLICATE = "duplicate", "Duplicate found"
+
+
+class ActItemProblem(models.Model):
+    """Something about one item the engine could not do as asked, kept for the user to see:
+    a change dropped in a conflict (which side's, which field, the value lost), or an item
+    one side refused. The run goes on."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="act_problems")
+    entity = models.CharField(max_length=20, choices=SyncEntity.choices)
+    link = models.ForeignKey(
+        ActLink, on_delete=models.SET_NULL, null=True, blank=True, related_name="problems"
+    )
+    kind = models.CharField(max_length=20, choices=ActProblemKind.choices)
+    item_id = models.TextField(blank=True)
+    record_id = models.BigIntegerField(null=True, blank=True)
+    title = models.CharField(max_length=500, blank=True, help_text="The item's subject or name.")
+    field = models.CharField(max_length=50, blank=True)
+    # A conflict's: the side whose change was dropped ("crm" or "server"), its value and the one kept.
+    dropped_side = models.CharField(max_length=10, blank=True)
+    dropped_value = models.JSONField(null=True, blank=True)
+    kept_value = models.JSONField(null=True, blank=True)
+    message = models.TextField()
+    created_on = models.DateTimeField(auto_now_add=True)
+
+    objects = ActItemProblemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_on", "-id"]
+        indexes = [models.Index(fields=["mailbox", "created_on"], name="act_problem_mailbox_created")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} {self.entity} {self.kind}: {self.title}"
+
+
+class FieldDirection(models.TextChoices):
+    BOTH = "both", "Both ways"
+    TO_SERVER = "to_server", "To the server only"
+    TO_CRM = "to_crm", "To the CRM only"
+    NONE = "none", "Not synchronized"
+
+
+class ActFieldSetting(models.Model):
+    """An administrator's choice of direction for one field of one entity, organization-wide.
+    Fields without a row keep their default (``sync.act_fields``); fixed fields have none."""
+
+    entity = models.CharField(max_length=20, choices=SyncEntity.choices)
+    field = models.CharField(max_length=50)
+    direction = models.CharField(max_length=10, choices=FieldDirection.choices)
+    modified_on = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["entity", "field"], name="act_field_setting_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.entity}.{self.field}: {self.direction}"

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
-from crm.choices import IncomingMethod, OutgoingMethod, ProcessEmailUsing
+from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailUsing
 from crm.models import OrganizationSettings
 from mailboxes.models import DIRECTION_FIELDS, Mailbox
 from sync import clock, outages
@@ -47,6 +47,13 @@ def eligible(kind: str, *, now: datetime | None = None) -> QuerySet[Mailbox]:
     )
     if kind == SyncKind.INCOMING:
         mailboxes = mailboxes.filter(incoming_method=IncomingMethod.SERVER_SIDE_SYNC, incoming_enabled=True)
+    elif kind == SyncKind.ACT:
+        mailboxes = mailboxes.filter(
+            act_method=ActMethod.SERVER_SIDE_SYNC,
+            act_enabled=True,
+            user__isnull=False,
+            profile__server_type__in=registry.act_types(),
+        )
     else:
         mailboxes = mailboxes.filter(outgoing_method=OutgoingMethod.SERVER_SIDE_SYNC, outgoing_enabled=True)
     postponed_until = DIRECTION_FIELDS[kind].postponed_until
@@ -56,7 +63,7 @@ def eligible(kind: str, *, now: datetime | None = None) -> QuerySet[Mailbox]:
     return mailboxes.approved_where_required(organization)
 
 
-def dispatch(*, kinds: tuple[str, ...] = (SyncKind.INCOMING, SyncKind.OUTGOING)) -> list[Claim]:
+def dispatch(*, kinds: tuple[str, ...] = (SyncKind.INCOMING, SyncKind.OUTGOING, SyncKind.ACT)) -> list[Claim]:
     """Claim every due mailbox within the connection caps; return the claims to enqueue."""
     now = clock.now()
     claims: list[Claim] = []
@@ -218,7 +225,7 @@ def _released(
         idle_runs=idle_runs,
         last_run_on=clock.now(),
         next_due_on=_not_before_send_slot(
-            claim, run, mailbox, next_due(mailbox, run=run, idle_runs=idle_runs)
+            claim, run, mailbox, next_due(mailbox, run=run, idle_runs=idle_runs, kind=claim.kind)
         ),
         profile=mailbox.profile,
     )
@@ -233,7 +240,13 @@ def _not_before_send_slot(claim: Claim, run: SyncRun | None, mailbox: Mailbox, d
     return max(due, slot) if slot is not None else due
 
 
-def next_due(mailbox: Mailbox, *, run: SyncRun | None, idle_runs: int) -> datetime:
+ACT_INTERVAL = timedelta(minutes=5)
+ACT_IDLE_CAP = timedelta(minutes=15)
+
+
+def next_due(
+    mailbox: Mailbox, *, run: SyncRun | None, idle_runs: int, kind: str = SyncKind.INCOMING
+) -> datetime:
     """Busy mailboxes come back after the minimum polling interval (at once when a
     run stopped at its budget); idle ones back off gradually to a cap."""
     now = clock.now()
@@ -241,7 +254,14 @@ def next_due(mailbox: Mailbox, *, run: SyncRun | None, idle_runs: int) -> dateti
         return now
     interval = timedelta(minutes=mailbox.profile.min_polling_interval_minutes if mailbox.profile else 5)
     interval = max(interval, timedelta(minutes=1))
+    if kind == SyncKind.ACT:
+        # As Dynamics: appointments, contacts and tasks every 5 minutes, idle ones up to 15.
+        interval = max(interval, ACT_INTERVAL)
     if idle_runs:
-        cap = timedelta(minutes=settings.SYNC_IDLE_BACKOFF_MAX_MINUTES)
+        cap = (
+            ACT_IDLE_CAP
+            if kind == SyncKind.ACT
+            else timedelta(minutes=settings.SYNC_IDLE_BACKOFF_MAX_MINUTES)
+        )
         interval = min(interval * 2 ** min(idle_runs - 1, 16), max(cap, interval))
     return now + interval

@@ -11,6 +11,7 @@ from typing import Any
 from celery import shared_task
 
 from sync import (
+    act,
     certificate_expiry,
     checks,
     clock,
@@ -55,6 +56,13 @@ def incoming_mailbox(mailbox_id: int, lease_token: str) -> str:
 def outgoing_mailbox(mailbox_id: int, lease_token: str) -> str:
     claim = scheduler.Claim(mailbox_id, SyncKind.OUTGOING, lease_token)
     run = scheduler.run_claimed(claim, lambda mailbox: outgoing.send_pending(mailbox=mailbox))
+    return run.outcome if run else "lease not held"
+
+
+@shared_task(name=enqueue.ACT_MAILBOX)
+def act_mailbox(mailbox_id: int, lease_token: str) -> str:
+    claim = scheduler.Claim(mailbox_id, SyncKind.ACT, lease_token)
+    run = scheduler.run_claimed(claim, lambda mailbox: act.sync_act(mailbox=mailbox))
     return run.outcome if run else "lease not held"
 
 

@@ -68,6 +68,10 @@ EMAIL_SETTINGS_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "Alerts",
         ("record_error_alerts", "record_warning_alerts", "record_information_alerts", "notify_mailbox_owner"),
     ),
+    (
+        "Appointments, contacts and tasks",
+        ("act_tracking_category", "sync_all_contact_addresses"),
+    ),
     ("Email Router migration", ("crm_urls",)),
 )
 
@@ -146,6 +150,19 @@ class OrganizationSettings(TimestampedModel):
     record_warning_alerts = models.BooleanField("record Warning alerts", default=True)
     record_information_alerts = models.BooleanField("record Information alerts", default=True)
     notify_mailbox_owner = models.BooleanField("notify mailbox owner of alerts", default=False)
+
+    act_tracking_category = models.CharField(
+        "category that tracks an item",
+        max_length=255,
+        default="Tracked to CRM",
+        help_text="An appointment or task a user gives this category in their calendar or task list "
+        "is tracked to the CRM; removing it untracks the item without deleting the record.",
+    )
+    sync_all_contact_addresses = models.BooleanField(
+        "synchronize all three contact addresses",
+        default=False,
+        help_text="Off: only a contact's mailing address (the business address on the server) syncs.",
+    )
 
     crm_urls = models.TextField(
         "CRM URLs",

@@ -107,3 +107,8 @@ def kind_of(server_type: str) -> ServerKind | None:
 
 def supported_types() -> tuple[str, ...]:
     return tuple(KINDS)
+
+
+def act_types() -> tuple[str, ...]:
+    """The server types whose appointments, contacts and tasks serversync syncs."""
+    return tuple(name for name, kind in KINDS.items() if kind.act_items is not None)

@@ -217,13 +217,17 @@ def test_an_exchange_online_profile_without_its_app_registration_says_what_to_en
     assert not (mailbox.outgoing_enabled)
 
 
-def test_act_is_not_supported_yet(stack):
+def test_act_on_a_profile_without_a_dav_server_fails_and_leaves_the_mail_on(stack):
     mailbox = untested(stack, act_method=ActMethod.SERVER_SIDE_SYNC)
 
     report = checks.mailbox_test_and_enable(mailbox=mailbox)
 
-    assert result(report, "act").outcome == "not_supported"
-    assert report.passed
+    act = result(report, "act")
+    assert (act.outcome, act.code) == ("failure", "act_not_configured")
+    assert "names no CalDAV / CardDAV server" in act.message
+    assert not report.passed
+    mailbox.refresh_from_db()
+    assert (mailbox.incoming_enabled, mailbox.outgoing_enabled, mailbox.act_enabled) == (True, True, False)
 
 
 def test_email_router_mode_tests_and_says_when_processing_starts(stack):

@@ -37,12 +37,11 @@ def with_dav(stack, radicale, settings, tmp_path, *, calendars: bool = True) -> 
 
 
 def test_the_calendar_tasks_and_contacts_open_on_the_profiles_dav_server(stack, radicale, settings, tmp_path):
-    act = act_of(with_dav(stack, radicale, settings, tmp_path))
-    assert (act.outcome, act.message) == (
-        "not_supported",
-        "The mailbox's calendar, contacts and tasks open with these credentials; appointments, contacts "
-        "and tasks are not supported yet, so serversync leaves them off.",
-    )
+    mailbox = with_dav(stack, radicale, settings, tmp_path)
+    act = act_of(mailbox)
+    assert (act.outcome, act.message) == ("success", "Appointments, contacts and tasks open and will sync.")
+    mailbox.refresh_from_db()
+    assert mailbox.act_enabled
 
 
 def test_an_account_without_calendars_is_told_what_to_create(stack, radicale, settings, tmp_path):
@@ -50,7 +49,7 @@ def test_an_account_without_calendars_is_told_what_to_create(stack, radicale, se
     assert (act.outcome, act.code) == ("failure", "collection_missing")
 
 
-def test_a_profile_without_a_dav_server_is_not_a_failure_but_says_so(stack):
+def test_a_profile_without_a_dav_server_fails_and_says_what_to_enter(stack):
     act = act_of(stack.user_mailbox("alice"))
-    assert act.outcome == "not_supported"
+    assert (act.outcome, act.code) == ("failure", "act_not_configured")
     assert "names no CalDAV / CardDAV server" in act.message
