@@ -170,8 +170,20 @@ def original_starts(rule: str, start: dt.datetime, zone: str, until: dt.datetime
     """The series' occurrence starts up to ``until``, in the wall clock of its zone (aware)."""
     local = start.astimezone(zoneinfo.ZoneInfo(zone))
     found = []
-    for occurrence in rrulestr(rule, dtstart=local):
+    for occurrence in rrulestr(_utc_until(rule, zone), dtstart=local):
         if occurrence > until:
             break
         found.append(occurrence)
     return found
+
+
+def _utc_until(rule: str, zone: str) -> str:
+    """The rule with a date UNTIL (an all-day series') as the end of that day in UTC, which
+    dateutil needs with a start that has a zone."""
+    parts: Any = icalendar.vRecur.from_ical(rule)
+    until = parts.get("UNTIL", [None])[0]
+    if until is None or isinstance(until, dt.datetime):
+        return rule
+    last = dt.datetime.combine(until, dt.time(23, 59, 59), zoneinfo.ZoneInfo(zone))
+    parts["UNTIL"] = [last.astimezone(dt.UTC)]
+    return bytes(parts.to_ical()).decode()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +41,7 @@ def read_event(client: GraphClient, event_id: str, window_end: dt.datetime) -> t
         what="reading an appointment",
         params={"$expand": EXPAND},
         headers=READ,
+        expect=frozenset({404}),  # gone meanwhile: GraphRefused, for the caller to pass over
     )
     uid = graph_events.uid_of(document)
     if not document.get("recurrence"):
@@ -50,18 +52,38 @@ def read_event(client: GraphClient, event_id: str, window_end: dt.datetime) -> t
     expected = graph_recurrence.original_starts(
         plain.recurrence, plain.start, plain.start_zone, _end(plain, window_end)
     )
+    exceptions = [
+        graph_events.from_graph(i, uid, original_start=graph_events.original_start(i))
+        for i in found
+        if i.get("type") == "exception"
+    ]
     changed = tuple(
         sorted(
-            (
-                graph_events.from_graph(i, uid, original_start=graph_events.original_start(i))
-                for i in found
-                if i.get("type") == "exception"
-            ),
-            key=lambda e: e.original_start or e.start,
+            (e for e in exceptions if not _as_planned(plain, e)), key=lambda e: e.original_start or e.start
         )
     )
     deleted = tuple(sorted(s for s in expected if s not in present))
     return document, dataclasses.replace(plain, deleted_occurrences=deleted, changed_occurrences=changed)
+
+
+def _as_planned(series: Event, exception: Event) -> bool:
+    """Whether an exception holds the series' own values at its original time: one written
+    back when the engine no longer had it changed (Graph cannot make it plain again)."""
+    assert exception.original_start is not None  # noqa: S101 - exceptions are read with one
+    return exception == planned(series, exception.original_start)
+
+
+def planned(series: Event, start: dt.datetime) -> Event:
+    """The occurrence of ``series`` at ``start`` as its pattern makes it."""
+    return dataclasses.replace(
+        series,
+        start=start,
+        end=start + (series.end - series.start),
+        recurrence="",
+        deleted_occurrences=(),
+        changed_occurrences=(),
+        original_start=start,
+    )
 
 
 def _end(series: Event, window_end: dt.datetime) -> dt.datetime:
@@ -107,16 +129,7 @@ def write_occurrences(client: GraphClient, series_id: str, event: Event, window_
         elif start in wanted:
             _patch(client, str(instance["id"]), wanted[start])
         elif instance.get("type") == "exception":  # no longer changed: the series' own values again
-            length = event.end - event.start
-            back = dataclasses.replace(
-                event,
-                start=start,
-                end=start + length,
-                recurrence="",
-                deleted_occurrences=(),
-                changed_occurrences=(),
-            )
-            _patch(client, str(instance["id"]), back)
+            _patch(client, str(instance["id"]), planned(event, start))
     missing = sorted(set(wanted) - set(found))
     if missing:
         raise MessageError(
@@ -127,8 +140,6 @@ def write_occurrences(client: GraphClient, series_id: str, event: Event, window_
 
 
 def _patch(client: GraphClient, instance_id: str, occurrence: Event) -> None:
-    import json
-
     client.call(
         "PATCH",
         event_url(client, instance_id),

@@ -23,7 +23,14 @@ from sync.connectors.items import Card, Event, EventStatus, Todo, TodoStatus
 from sync.errors import MessageError, PermanentError, ThrottledError
 from tests.fakes.graph.client import Graph
 from tests.fakes.graph.fixtures import GraphMailbox, new_mailbox
-from tests.sync.connectors.test_act_items import completed_task, full_card, occurrences, weekly_series
+from tests.sync.connectors.test_act_items import (
+    all_day_event,
+    completed_task,
+    full_card,
+    occurrences,
+    two_zone_meeting,
+    weekly_series,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -415,3 +422,39 @@ def test_reading_with_a_read_permission_and_writing_without_the_write_one(
             connector.create(entity, make("x@serversync.test", "X"))
     assert error.value.code == "consent_missing"
     assert missing in error.value.message
+
+
+def test_updating_a_series_rewrites_its_occurrences(box):
+    """The moved occurrence moves back (no longer changed), two others are deleted."""
+    series = weekly_series(f"update-{secrets.token_hex(4)}@serversync.test")
+    fewer = dataclasses.replace(
+        series,
+        subject="Pipeline review, shorter",
+        status=EventStatus.CONFIRMED,
+        changed_occurrences=(),
+        deleted_occurrences=(*series.deleted_occurrences, datetime(2030, 4, 8, 9, tzinfo=BERLIN)),
+    )
+    with GraphItems(box.settings) as connector:
+        ref = connector.create("appointment", series)
+        newer = connector.update("appointment", ref, fewer)
+        [change], _ = read(connector, "appointment", "")
+
+    assert newer.version != ref.version
+    assert change.ref == newer
+    assert change.item == fewer
+
+
+def test_an_all_day_series_and_a_meeting_in_two_zones_round_trip(box):
+    holiday, flight = all_day_event(), two_zone_meeting()
+    with GraphItems(box.settings) as connector:
+        connector.create("appointment", holiday)
+        connector.create("appointment", flight)
+        changes, _ = read(connector, "appointment", "")
+
+    by_uid = {c.item.uid: c.item for c in changes if c.item is not None}
+    # Graph's yearly pattern names its month and day: the same rule, spelt out.
+    assert by_uid[holiday.uid] == dataclasses.replace(
+        holiday, recurrence="FREQ=YEARLY;UNTIL=20350704;BYMONTH=7;BYMONTHDAY=4"
+    )
+    assert by_uid[holiday.uid].start_date == date(2030, 7, 4)
+    assert by_uid[flight.uid] == flight
