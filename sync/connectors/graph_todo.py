@@ -1,7 +1,10 @@
 """A task (``Todo``) as a Microsoft To Do ``todoTask`` (the user's default list) and back.
 
-Kept: title, body (text), start, due and completion times, status, importance,
-categories. To Do has no "canceled": a canceled task is written as ``deferred`` (set
+Kept: title, body (text), status, importance, categories, completion time; the start and
+due as dates only: To Do drops their time (the time written is ignored, Graph answers
+midnight UTC: microsoftgraph/microsoft-graph-docs#16991, msgraph-sdk-java#2278), so
+they are written as the date they fall on in their own zone and read back as midnight
+UTC of that date. To Do has no "canceled": a canceled task is written as ``deferred`` (set
 aside, not done) and reads back as deferred. It has no percent complete either: a task
 reads as 0 % complete, or 100 % when completed. Times are written in UTC.
 
@@ -38,12 +41,20 @@ def _when(value: dt.datetime | None) -> dict[str, str] | None:
     return {"dateTime": value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"}
 
 
+def _date(value: dt.datetime | None) -> dict[str, str] | None:
+    """The date ``value`` falls on where it was given (a due date of 22:00 in New York is that
+    day, not the next one UTC), as To Do keeps it: midnight, in UTC."""
+    if value is None:
+        return None
+    return {"dateTime": f"{value.date().isoformat()}T00:00:00.0000000", "timeZone": "UTC"}
+
+
 def to_graph(todo: Todo, *, created: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "title": todo.subject,
         "body": {"contentType": "text", "content": todo.body},
-        "startDateTime": _when(todo.start),
-        "dueDateTime": _when(todo.due),
+        "startDateTime": _date(todo.start),
+        "dueDateTime": _date(todo.due),
         "status": STATUS[todo.status],
         "importance": todo.priority.value,
         "completedDateTime": _when(todo.completed_on),

@@ -1,7 +1,12 @@
 """Microsoft To Do: the user's task lists (the default one, "Tasks") and a list's tasks:
 list (``$expand=linkedResources``, ``$top``), create (linked resources inline), get,
 update (``If-Match``), delete, and ``tasks/delta``. A To Do task has no change key: its
-``@odata.etag`` is its version."""
+``@odata.etag`` is its version.
+
+A task's start and due are dates in To Do: Graph drops the time written and answers
+midnight UTC of the date the value names (reported in microsoftgraph/microsoft-graph-docs
+#16991 and msgraph-sdk-java#2278: "dateTime ... always coming 00:00:00"), unlike its
+completion and reminder times, which keep theirs."""
 
 from __future__ import annotations
 
@@ -108,8 +113,19 @@ def list_tasks(call: Call) -> Reply:
     return Reply.of_json(200, body, lambda d: metadata.validate_collection("todoTask", d))
 
 
+DATES = ("startDateTime", "dueDateTime")
+
+
+def _as_dates(body: dict[str, Any]) -> dict[str, Any]:
+    for name in DATES:
+        value = body.get(name)
+        if isinstance(value, dict) and value.get("dateTime"):
+            body[name] = {"dateTime": f"{str(value['dateTime'])[:10]}T00:00:00.0000000", "timeZone": "UTC"}
+    return body
+
+
 def create_task(call: Call) -> Reply:
-    body = _checked(call)
+    body = _as_dates(_checked(call))
     if "linkedResources" in body:  # created with the task, each given its id
         body["linkedResources"] = [{**r, "id": new_id(b"\x07")} for r in body["linkedResources"]]
     item = call.mailbox.outlook.add(_list_id(call), body)
@@ -121,7 +137,7 @@ def get_task(call: Call) -> Reply:
 
 
 def update_task(call: Call) -> Reply:
-    body = _checked(call)
+    body = _as_dates(_checked(call))
     item = item_of(call, call.rest[4], _tasks(call))
     check_if_match(call, item)
     if "linkedResources" in body:

@@ -49,7 +49,8 @@ def event(uid: str, subject: str = "Quarterly review") -> Event:
 
 
 def todo(uid: str, subject: str = "Send the quote") -> Todo:
-    return Todo(uid=uid, subject=subject, due=START + timedelta(days=2))
+    # A due date at midnight UTC: what To Do keeps of one (its date).
+    return Todo(uid=uid, subject=subject, due=datetime(2027, 3, 6, tzinfo=UTC))
 
 
 def card(uid: str, subject: str = "Lovelace") -> Card:
@@ -191,11 +192,15 @@ def test_a_full_contact_round_trips_with_its_fax_in_mapis_property(box):
     assert stored["businessPhones"] == ["+44 20 7946 0018"]
 
 
-def test_a_completed_task_round_trips(box):
+def test_a_completed_task_round_trips_with_its_start_and_due_as_dates(box):
+    """To Do keeps a start and a due date, not their time: midnight UTC of the day."""
+    task = completed_task()  # from 4 March 09:00 Berlin, due 8 March 17:00 Berlin
     with GraphItems(box.settings) as connector:
-        connector.create("task", completed_task())
+        connector.create("task", task)
         [change], _ = read(connector, "task", "")
-    assert change.item == completed_task()
+    assert change.item == dataclasses.replace(
+        task, start=datetime(2030, 3, 4, tzinfo=UTC), due=datetime(2030, 3, 8, tzinfo=UTC)
+    )
 
 
 def test_what_to_do_cannot_hold_of_a_task(box):
