@@ -13,6 +13,8 @@ What EWS holds otherwise:
 - CompleteDate is read-only (Exchange sets it when the task is completed): the time written
   is kept in ``serversync-task`` and read back while the task is completed; otherwise the
   server's CompleteDate is read.
+- Exchange ties the percentage to the status: a task not started is 0 % complete, a completed
+  one 100 % (exchangelib applies the rule before it sends), whatever the Todo said.
 - EWS has no "canceled" status: a canceled Todo is written as Deferred (what Outlook users see)
   and reads back canceled while Deferred with ``serversync-task`` saying canceled.
 """

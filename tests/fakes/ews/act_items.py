@@ -9,6 +9,7 @@ one records its original start; setting a master's Recurrence again drops both, 
 from __future__ import annotations
 
 import copy
+import re
 from datetime import UTC, datetime
 
 from lxml import etree
@@ -53,8 +54,33 @@ def stamp(value: datetime) -> str:
 # -- creating ---------------------------------------------------------------------------------
 
 
+# xs:boolean properties of these items: Exchange answers "true" / "false", whatever the client wrote.
+BOOLEANS = {
+    "ReminderIsSet",
+    "IsAllDayEvent",
+    "IsResponseRequested",
+    "AllowNewTimeProposal",
+    "IsOnlineMeeting",
+    "IsComplete",
+    "IsDraft",
+}
+DATE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+
+def canonical(element: etree._Element) -> etree._Element:
+    """A property element as Exchange answers it: booleans "true" / "false", times in UTC."""
+    for leaf in element.iter():
+        if len(leaf) or not leaf.text:
+            continue
+        if etree.QName(leaf).localname in BOOLEANS:
+            leaf.text = "true" if leaf.text.strip() in {"1", "true"} else "false"
+        elif DATE_TIME.fullmatch(leaf.text.strip()):
+            leaf.text = stamp(recurrences.parse_time(leaf.text.strip()))
+    return element
+
+
 def create(store: Store, folder: Folder, element: etree._Element) -> Item:
-    props = copy.deepcopy(element)
+    props = canonical(copy.deepcopy(element))
     kind = etree.QName(props).localname
     if kind == "CalendarItem":
         if props.find(f"{{{T}}}UID") is None:
@@ -239,7 +265,7 @@ def update(store: Store, item: Item, updates: list[etree._Element], master: Item
             raise unimplemented("AppendToItemField")
         path = change[0]
         value = change[1][0] if operation == "SetItemField" and len(change) > 1 and len(change[1]) else None
-        _apply(item, path, value)
+        _apply(item, path, canonical(copy.deepcopy(value)) if value is not None else None)
     if item.props.find(f"{{{T}}}Recurrence") is not None and any(
         c[0].get("FieldURI") == "calendar:Recurrence" for c in updates
     ):

@@ -9,21 +9,33 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 import pytest
-from exchangelib import Account
+from exchangelib import Account, CalendarItem, Contact, EWSDateTime, EWSTimeZone, HTMLBody, Task
+from exchangelib.items import SEND_TO_NONE
 
-from sync.connectors import ews_account
+from sync.connectors import ews_account, ews_items, ews_tasks
 from sync.connectors.base import ServerSettings
 from sync.connectors.ews_items import EwsItems
 from sync.connectors.interfaces import ActItems, Item, ItemChange
-from sync.connectors.items import Card, Event, EventStatus, Party, Todo
-from sync.errors import MessageError
+from sync.connectors.items import Card, Event, EventStatus, Party, ShowAs, Todo, TodoStatus
+from sync.errors import MessageError, PermanentError, ThrottledError
 from tests.fakes.ews import client
-from tests.fakes.ews.fixtures import EwsMailbox
+from tests.fakes.ews.fixtures import EwsMailbox, new_mailbox
 from tests.fakes.ews.server import EwsServer
+from tests.sync.connectors.test_act_items import (
+    BERLIN,
+    all_day_event,
+    completed_task,
+    full_card,
+    occurrences,
+    two_zone_meeting,
+    weekly_series,
+)
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
@@ -142,14 +154,342 @@ def test_an_entitys_life_on_the_server(ews_server, ews_mailbox, outlook, entity)
 
 def kept(item: Item, mailbox: EwsMailbox) -> Item:
     """What EWS gives back of ``item`` (ews_events' docstring): an appointment is organized by
-    the mailbox, confirmed, its required attendees before its optional ones."""
+    the mailbox, confirmed (IsCancelled is the server's to set), its required attendees before
+    its optional ones."""
     if not isinstance(item, Event):
         return item
     return dataclasses.replace(
         item,
         organizer=Party(mailbox.address),
-        status=EventStatus.CANCELLED if item.status == EventStatus.CANCELLED else EventStatus.CONFIRMED,
+        status=EventStatus.CONFIRMED,
         attendees=tuple(a for a in item.attendees if not a.optional)
         + tuple(a for a in item.attendees if a.optional),
         changed_occurrences=tuple(kept(o, mailbox) for o in item.changed_occurrences),  # type: ignore[misc]
     )
+
+
+def test_a_weekly_series_with_a_moved_and_a_deleted_occurrence_round_trips(ews_mailbox):
+    series = weekly_series(f"series-{secrets.token_hex(4)}@serversync.test")
+    with EwsItems(ews_mailbox.settings) as connector:
+        ref = connector.create("appointment", series)
+        [change], _ = read(connector, "appointment", "")
+
+    assert change.ref == ref
+    assert change.item == kept(series, ews_mailbox)
+    assert isinstance(change.item, Event)
+    assert [o.original_start for o in change.item.changed_occurrences] == [
+        o.original_start for o in series.changed_occurrences
+    ]
+    assert change.item.deleted_occurrences == series.deleted_occurrences
+
+
+def test_a_series_across_a_dst_change_keeps_its_local_time(ews_mailbox):
+    with EwsItems(ews_mailbox.settings) as connector:
+        connector.create("appointment", weekly_series())
+        [change], _ = read(connector, "appointment", "")
+
+    assert isinstance(change.item, Event)
+    starts = occurrences(change.item)
+    assert [s.astimezone(BERLIN).hour for s in starts] == [9] * 5
+    assert [s.astimezone(UTC).hour for s in starts] == [8, 8, 7, 7, 7]  # summer time from 31 March
+
+
+def test_a_series_updated_gets_its_occurrences_again(ews_mailbox):
+    series = weekly_series()
+    with EwsItems(ews_mailbox.settings) as connector:
+        ref = connector.create("appointment", series)
+        # The moved occurrence moves back (no longer changed); another one is cancelled.
+        changed = dataclasses.replace(
+            series,
+            subject="Pipeline review, new format",
+            changed_occurrences=(),
+            deleted_occurrences=(datetime(2030, 3, 25, 9, tzinfo=BERLIN),),
+        )
+        newer = connector.update("appointment", ref, changed)
+        [change], _ = read(connector, "appointment", "")
+
+    assert change.ref == newer
+    assert change.item == kept(changed, ews_mailbox)
+
+
+def test_a_full_contact_round_trips(ews_mailbox):
+    with EwsItems(ews_mailbox.settings) as connector:
+        connector.create("contact", full_card())
+        [change], _ = read(connector, "contact", "")
+    assert change.item == full_card()
+
+
+def test_a_completed_task_round_trips(ews_mailbox):
+    with EwsItems(ews_mailbox.settings) as connector:
+        connector.create("task", completed_task())
+        [change], _ = read(connector, "task", "")
+    assert change.item == completed_task()
+
+
+@pytest.mark.parametrize("status", list(TodoStatus))
+def test_every_task_status_round_trips_canceled_as_deferred_in_outlook(ews_mailbox, outlook, status):
+    task = Todo(uid=f"t-{status}@serversync.test", subject="s", status=status, percent_complete=40)
+    with EwsItems(ews_mailbox.settings) as connector:
+        ref = connector.create("task", task)
+        [change], _ = read(connector, "task", "")
+    [seen] = outlook(lambda account: list(account.fetch(ids=[(ref.item_id, None)])))
+
+    # Exchange's rule (exchangelib applies it before sending): not started is 0 %, completed 100 %.
+    percent = {TodoStatus.NOT_STARTED: 0, TodoStatus.COMPLETED: 100}.get(status, 40)
+    assert isinstance(change.item, Todo)
+    assert change.item == dataclasses.replace(
+        task, percent_complete=percent, completed_on=change.item.completed_on
+    )
+    assert (change.item.completed_on is not None) == (
+        status == TodoStatus.COMPLETED
+    )  # Exchange's CompleteDate
+    assert seen.status == ews_tasks.STATUSES[status]
+    assert seen.status != "Canceled"
+
+
+def test_a_task_whose_due_date_moved_in_outlook_reads_the_new_date(ews_mailbox, outlook):
+    task = completed_task()
+    with EwsItems(ews_mailbox.settings) as connector:
+        ref = connector.create("task", task)
+
+        def move(account: Account) -> None:
+            [found] = list(account.fetch(ids=[(ref.item_id, None)]))
+            found.due_date = date(2030, 3, 11)
+            found.save(update_fields=["due_date"])
+
+        outlook(move)
+        [change], _ = read(connector, "task", "")
+
+    assert isinstance(change.item, Todo)
+    assert change.item.due == datetime(2030, 3, 11, tzinfo=UTC)  # a date in EWS: its midnight
+    assert change.item.start == task.start  # untouched: still the exact time written
+
+
+def test_an_all_day_event_and_a_meeting_in_two_zones_round_trip(ews_mailbox):
+    holiday = all_day_event()
+    flight = two_zone_meeting()
+    with EwsItems(ews_mailbox.settings) as connector:
+        connector.create("appointment", holiday)
+        connector.create("appointment", flight)
+        changes, _ = read(connector, "appointment", "")
+
+    # EWS keeps a yearly pattern's day and month: they read back as the rule says them.
+    explicit = dataclasses.replace(holiday, recurrence="FREQ=YEARLY;UNTIL=20350704;BYMONTH=7;BYMONTHDAY=4")
+    assert [c.item for c in changes] == [kept(explicit, ews_mailbox), kept(flight, ews_mailbox)]
+
+
+def test_a_cursor_saved_part_way_reads_the_rest_again(ews_mailbox):
+    with EwsItems(ews_mailbox.settings) as connector:
+        refs = [connector.create("task", todo(f"task-{n}@serversync.test")) for n in range(3)]
+        first, *_ = connector.changes("task", "")
+        rest = list(connector.changes("task", first.cursor))
+
+    assert {c.ref for c in rest} >= set(refs) - {first.ref}
+    assert {c.item_id for c in rest} <= {r.item_id for r in refs}
+
+
+def test_a_cursor_saved_part_way_through_pages_resumes_at_its_page(ews_mailbox, monkeypatch):
+    monkeypatch.setattr(ews_items, "PAGE_SIZE", 2)
+    with EwsItems(ews_mailbox.settings) as connector:
+        refs = [connector.create("contact", card(f"c-{n}@serversync.test", f"N{n}")) for n in range(5)]
+        everything = list(connector.changes("contact", ""))
+        third = everything[2]
+        rest = list(connector.changes("contact", third.cursor))
+
+    assert [c.ref for c in everything] == refs
+    assert [c.ref for c in rest] == refs[2:]  # the third's page again, then the rest
+
+
+def test_caught_up_after_a_quiet_read_and_none_before_the_end(ews_mailbox, monkeypatch):
+    monkeypatch.setattr(ews_items, "PAGE_SIZE", 1)
+    with EwsItems(ews_mailbox.settings) as connector:
+        connector.create("contact", card("a@serversync.test"))
+        connector.create("contact", card("b@serversync.test"))
+        _, cursor = read(connector, "contact", "")
+        quiet = list(connector.changes("contact", cursor))
+        again = connector.caught_up("contact")
+
+        unfinished = connector.changes("contact", "")
+        next(unfinished)
+        cut_short = connector.caught_up("contact")
+
+        # Only another kind changed: the tasks' cursor moves on all the same (a new sync state).
+        _, task_cursor = read(connector, "task", "")
+        connector.create("appointment", event("meeting@serversync.test"))
+        nothing, moved = read(connector, "task", task_cursor)
+        after_move = list(connector.changes("task", moved))
+
+    assert quiet == []
+    assert again is not None
+    assert contacts_since(ews_mailbox, again) == []
+    assert cut_short is None
+    assert nothing == []
+    assert after_move == []
+    assert moved != task_cursor
+
+
+def contacts_since(mailbox: EwsMailbox, cursor: str) -> list[ItemChange]:
+    with EwsItems(mailbox.settings) as connector:
+        return list(connector.changes("contact", cursor))
+
+
+def test_an_appointment_made_in_outlook_in_a_windows_zone_reads_as_iana(ews_mailbox, outlook):
+    london = EWSTimeZone.from_ms_id("GMT Standard Time")
+
+    def make(account: Account) -> CalendarItem:
+        item = CalendarItem(
+            account=account,
+            folder=account.calendar,
+            subject="Board meeting",
+            body=HTMLBody("<html><body><p>Budget &amp; plans</p><p>Q3</p></body></html>"),
+            start=EWSDateTime(2030, 7, 1, 10, 0, tzinfo=london),
+            end=EWSDateTime(2030, 7, 1, 11, 30, tzinfo=london),
+            legacy_free_busy_status="Tentative",
+            reminder_is_set=True,
+            reminder_minutes_before_start=10,
+        )
+        item.save(send_meeting_invitations=SEND_TO_NONE)
+        return item
+
+    made = outlook(make)
+    with EwsItems(ews_mailbox.settings) as connector:
+        [change], _ = read(connector, "appointment", "")
+
+    assert change.ref.item_id == made.id
+    assert isinstance(change.item, Event)
+    assert (change.item.start_zone, change.item.end_zone) == ("Europe/London", "Europe/London")
+    # Summer time in London: 10:00 local is 09:00 UTC (not 10:00, as "GMT" read as UTC would say).
+    assert change.item.start == datetime(2030, 7, 1, 9, 0, tzinfo=UTC)
+    assert change.item.start.astimezone(ZoneInfo("Europe/London")).hour == 10
+    [stored] = outlook(lambda account: list(account.fetch(ids=[(made.id, None)])))
+    assert change.item.uid == stored.uid  # Exchange's own UID, made when Outlook saved it
+    assert change.item.body == "Budget & plans\nQ3"
+    assert (change.item.show_as, change.item.reminder_minutes) == (ShowAs.TENTATIVE, 10)
+
+
+def test_a_contact_and_a_task_made_in_outlook_are_read(ews_mailbox, outlook):
+    def make(account: Account) -> tuple[Contact, Task]:
+        person = Contact(
+            account=account,
+            folder=account.contacts,
+            display_name="Grace Hopper",
+            given_name="Grace",
+            surname="Hopper",
+            company_name="Navy",
+        )
+        person.save()
+        chore = Task(
+            account=account,
+            folder=account.tasks,
+            subject="Call Grace",
+            status="InProgress",
+            percent_complete=Decimal(50),
+            due_date=date(2030, 5, 2),
+        )
+        chore.save()
+        return person, chore
+
+    person, chore = outlook(make)
+    with EwsItems(ews_mailbox.settings) as connector:
+        [contact], _ = read(connector, "contact", "")
+        [task], _ = read(connector, "task", "")
+
+    # Without serversync's UID property, an item's EWS id is its UID.
+    assert contact.item == Card(uid=person.id, first_name="Grace", last_name="Hopper", company="Navy")
+    assert task.item == Todo(
+        uid=chore.id,
+        subject="Call Grace",
+        status=TodoStatus.IN_PROGRESS,
+        percent_complete=50,
+        due=datetime(2030, 5, 2, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    ("rule", "named"),
+    [
+        ("FREQ=HOURLY;COUNT=3", "HOURLY"),
+        ("FREQ=WEEKLY;BYDAY=MO;BYHOUR=9,15", "BYHOUR"),
+        ("FREQ=MONTHLY;BYMONTHDAY=1,15", "one day of the month"),
+        ("FREQ=MONTHLY;BYMONTHDAY=-1", "one day of the month"),
+        ("FREQ=YEARLY;INTERVAL=2", "every year"),
+    ],
+)
+def test_a_recurrence_ews_cannot_hold_is_refused_clearly(ews_server, ews_mailbox, rule, named):
+    series = dataclasses.replace(event("odd@serversync.test"), recurrence=rule)
+    with EwsItems(ews_mailbox.settings) as connector:
+        with pytest.raises(MessageError) as refused:
+            connector.create("appointment", series)
+        listed, _ = read(connector, "appointment", "")
+
+    assert refused.value.code == "item_refused"
+    assert "Exchange cannot hold the recurrence" in refused.value.message
+    assert named in refused.value.message
+    assert listed == []  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "FREQ=DAILY;INTERVAL=2;COUNT=10",
+        "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE,FR;WKST=SU",
+        "FREQ=MONTHLY;BYMONTHDAY=4",
+        "FREQ=MONTHLY;INTERVAL=3;BYDAY=-1MO;UNTIL=20301230T090000Z",
+        "FREQ=YEARLY;BYMONTH=3;BYDAY=1MO",
+        "FREQ=YEARLY;BYMONTH=3;BYMONTHDAY=4;COUNT=5",
+    ],
+)
+def test_every_pattern_ews_has_round_trips(ews_mailbox, rule):
+    series = dataclasses.replace(event(f"r-{secrets.token_hex(3)}@serversync.test"), recurrence=rule)
+    with EwsItems(ews_mailbox.settings) as connector:
+        connector.create("appointment", series)
+        [change], _ = read(connector, "appointment", "")
+    assert change.item == kept(series, ews_mailbox)
+
+
+def test_server_busy_is_a_throttled_error_with_the_servers_back_off(ews_server, ews_mailbox):
+    with EwsItems(ews_mailbox.settings) as connector:
+        ews_server.busy(1, back_off_ms=2500)
+        with pytest.raises(ThrottledError) as raised:
+            connector.create("task", todo("busy@serversync.test"))
+        ref = connector.create("task", todo("busy@serversync.test"))  # the server is back
+
+    assert raised.value.retry_after == 2.5
+    assert "ErrorServerBusy" in raised.value.message
+    assert ref.item_id
+
+
+def test_wrong_password_is_a_permanent_error_that_says_what_to_fix(ews_mailbox):
+    wrong = dataclasses.replace(ews_mailbox.settings, password="wrong-password")
+    with pytest.raises(PermanentError) as error, EwsItems(wrong) as connector:
+        list(connector.changes("appointment", ""))
+
+    assert error.value.code == "authentication_failed"
+    assert ews_mailbox.address in error.value.message
+    assert "wrong-password" not in error.value.message
+
+
+def test_impersonation_refused_and_another_users_mailbox_are_permanent_errors(ews_server, ews_mailbox):
+    other = new_mailbox(ews_server, "other")
+    acting = dataclasses.replace(ews_mailbox.settings, act_as=other.address)
+    with pytest.raises(PermanentError) as impersonation, EwsItems(acting) as connector:
+        connector.create("contact", card("c@serversync.test"))
+
+    delegate = dataclasses.replace(ews_mailbox.settings, mailbox=other.address)
+    with pytest.raises(PermanentError) as delegated, EwsItems(delegate) as connector:
+        list(connector.changes("task", ""))
+
+    assert impersonation.value.code == "impersonation_denied"
+    assert "ApplicationImpersonation" in impersonation.value.message
+    assert delegated.value.code == "permission_denied"
+    assert other.address in delegated.value.message
+
+
+def test_a_read_only_mailbox_refuses_writes_as_a_permission_error(ews_server, ews_mailbox):
+    with EwsItems(ews_mailbox.settings) as connector:
+        ref = connector.create("task", todo("t@serversync.test"))
+        ews_server.make_read_only(ews_mailbox.address)
+        with pytest.raises(PermanentError) as update:
+            connector.update("task", ref, todo("t@serversync.test", "Mine now"))
+
+    assert update.value.code == "permission_denied"
