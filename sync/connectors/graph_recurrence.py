@@ -9,11 +9,12 @@ an ordinal weekday in a weekly rule, a fifth weekday) is refused with ``item_ref
 the series would come back from Exchange as another series.
 
 What comes back is the rule in the form Graph's pattern says it, so a few rules that mean
-the same come back spelled another way: a weekly rule without BYDAY names its start's
-day, a monthly or yearly one its day and month; ``BYDAY=TU;BYSETPOS=2`` reads as
-``BYDAY=2TU``; UNTIL becomes the occurrence time on the end date (a date for all-day
-series), since Graph keeps only the end date. The week starts where WKST says (Monday,
-RFC 5545's default, when it says nothing).
+the same come back spelled another way: what the start implies is left out (a weekly
+rule on the start's weekday has no BYDAY, a monthly one on the start's day no
+BYMONTHDAY, a yearly one on the start's date neither BYMONTH nor BYMONTHDAY);
+``BYDAY=TU;BYSETPOS=2`` reads as ``BYDAY=2TU``; UNTIL becomes the occurrence time on
+the end date (a date for all-day series), since Graph keeps only the end date. The week
+starts where WKST says (Monday, RFC 5545's default, when it says nothing).
 """
 
 from __future__ import annotations
@@ -132,26 +133,18 @@ def _weekday(rule: str, text: str) -> tuple[int | None, str]:
 
 
 def from_pattern(recurrence: dict[str, Any], start: dt.datetime, zone: str, *, all_day: bool) -> str:
-    """The RRULE for a ``patternedRecurrence`` of a series starting at ``start`` (aware)."""
+    """The RRULE for a ``patternedRecurrence`` of a series starting at ``start`` (aware).
+
+    A part the start implies (RFC 5545 takes it from DTSTART) is left out: a weekly rule
+    on the start's weekday, a monthly one on its day, a yearly one on its date say only
+    how often, as the CRM and most clients write them."""
     pattern, span = recurrence["pattern"], recurrence["range"]
+    local = start.astimezone(zoneinfo.ZoneInfo(zone))
     kind = str(pattern["type"])
-    parts: dict[str, Any] = {"FREQ": {"daily": "DAILY", "weekly": "WEEKLY"}.get(kind, kind[-7:].upper())}
-    if "Yearly" in kind:
-        parts["FREQ"] = "YEARLY"
-        parts["BYMONTH"] = [int(pattern["month"])]
+    parts: dict[str, Any] = {"FREQ": _FREQUENCIES[kind]}
     if int(pattern.get("interval") or 1) != 1:
         parts["INTERVAL"] = int(pattern["interval"])
-    days = [CODES[str(d).lower()] for d in pattern.get("daysOfWeek") or []]
-    if kind == "weekly":
-        parts["BYDAY"] = days
-    elif kind.startswith("absolute"):
-        parts["BYMONTHDAY"] = [int(pattern["dayOfMonth"])]
-    elif kind.startswith("relative"):
-        index = ORDINALS[str(pattern.get("index") or "first").lower()]
-        if len(days) == 1:
-            parts["BYDAY"] = [f"{index}{days[0]}"]
-        else:
-            parts["BYDAY"], parts["BYSETPOS"] = days, [index]
+    parts.update(_days(kind, pattern, local))
     first_day = str(pattern.get("firstDayOfWeek") or "monday").lower()
     if kind == "weekly" and first_day != "monday":
         parts["WKST"] = CODES[first_day]
@@ -159,11 +152,41 @@ def from_pattern(recurrence: dict[str, Any], start: dt.datetime, zone: str, *, a
         parts["COUNT"] = int(span["numberOfOccurrences"])
     elif span["type"] == "endDate":
         last = dt.date.fromisoformat(str(span["endDate"]))
-        local = start.astimezone(zoneinfo.ZoneInfo(zone))
         until = dt.datetime.combine(last, local.time(), local.tzinfo).astimezone(dt.UTC)
         parts["UNTIL"] = [last if all_day else until]
     rule: Any = icalendar.vRecur(parts)  # icalendar is untyped
     return canonical_rule(bytes(rule.to_ical()).decode())
+
+
+_FREQUENCIES = {
+    "daily": "DAILY",
+    "weekly": "WEEKLY",
+    "absoluteMonthly": "MONTHLY",
+    "relativeMonthly": "MONTHLY",
+    "absoluteYearly": "YEARLY",
+    "relativeYearly": "YEARLY",
+}
+
+
+def _days(kind: str, pattern: dict[str, Any], local: dt.datetime) -> dict[str, list[Any]]:
+    """BYDAY / BYMONTHDAY / BYMONTH / BYSETPOS of a pattern, without what the start implies."""
+    days = [CODES[str(d).lower()] for d in pattern.get("daysOfWeek") or []]
+    weekday = list(DAYS)[local.weekday()]
+    if kind == "weekly":
+        return {} if days == [weekday] else {"BYDAY": days}
+    if kind == "absoluteMonthly":
+        return {} if int(pattern["dayOfMonth"]) == local.day else {"BYMONTHDAY": [int(pattern["dayOfMonth"])]}
+    if kind == "absoluteYearly":
+        if (int(pattern["month"]), int(pattern["dayOfMonth"])) == (local.month, local.day):
+            return {}
+        return {"BYMONTH": [int(pattern["month"])], "BYMONTHDAY": [int(pattern["dayOfMonth"])]}
+    if kind == "daily":
+        return {}
+    index = ORDINALS[str(pattern.get("index") or "first").lower()]
+    found: dict[str, list[Any]] = {"BYMONTH": [int(pattern["month"])]} if kind == "relativeYearly" else {}
+    if len(days) == 1:
+        return {**found, "BYDAY": [f"{index}{days[0]}"]}
+    return {**found, "BYDAY": days, "BYSETPOS": [index]}
 
 
 def original_starts(rule: str, start: dt.datetime, zone: str, until: dt.datetime) -> list[dt.datetime]:
