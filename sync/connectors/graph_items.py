@@ -177,7 +177,7 @@ class GraphItems:
             found.append(read)
         for item_id in page.removed:
             found.append((item_id, "", None, None))
-        if entity == "appointment" and page.removed:
+        if entity == "appointment" and page.removed and series:
             for gone in self._series_gone(series):
                 series.discard(gone)
                 found.append((gone, "", None, None))
@@ -197,28 +197,27 @@ class GraphItems:
 
     def _read(self, entity: str, item_id: str) -> tuple[str, str, Item | None, MessageError | None] | None:
         """(id, version, item, why unreadable) of one item; None when it is gone."""
-        client = self._client(entity)
         try:
-            if entity == "appointment":
-                document, event = graph_series.read_event(client, item_id, self._window_end)
-                return item_id, str(document.get("@odata.etag", "")), event, None
             document = self._get(entity, item_id)
         except GraphRefused:
             return None
-        except (MessageError, KeyError, TypeError, ValueError) as error:
-            return item_id, "", None, _unreadable(entity, item_id, error)
+        version = str(document.get("@odata.etag", ""))
         try:
-            item: Item = (
-                graph_contacts.from_graph(document)
-                if entity == "contact"
-                else graph_todo.from_graph(document)
-            )
+            return item_id, version, self._item(entity, document), None
         except (MessageError, KeyError, TypeError, ValueError) as error:
-            return item_id, str(document.get("@odata.etag", "")), None, _unreadable(entity, item_id, error)
-        return item_id, str(document.get("@odata.etag", "")), item, None
+            return item_id, version, None, _unreadable(entity, item_id, error)
+
+    def _item(self, entity: str, document: dict[str, Any]) -> Item:
+        if entity == "appointment":
+            return graph_series.read_event(self._client(entity), document, self._window_end)
+        if entity == "contact":
+            return graph_contacts.from_graph(document)
+        return graph_todo.from_graph(document)
 
     def _get(self, entity: str, item_id: str) -> dict[str, Any]:
         client = self._client(entity)
+        if entity == "appointment":
+            return graph_series.get_event(client, item_id)
         expand = graph_contacts.EXPAND if entity == "contact" else "linkedResources"
         return client.json(
             "GET",

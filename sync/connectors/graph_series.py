@@ -33,9 +33,9 @@ def event_url(client: GraphClient, event_id: str) -> str:
     return client.url(f"events/{quote(event_id, safe='')}")
 
 
-def read_event(client: GraphClient, event_id: str, window_end: dt.datetime) -> tuple[dict[str, Any], Event]:
-    """The event's document and Event (a series with its occurrences)."""
-    document = client.json(
+def get_event(client: GraphClient, event_id: str) -> dict[str, Any]:
+    """A master's or single event's document; GraphRefused when it is gone."""
+    return client.json(
         "GET",
         event_url(client, event_id),
         what="reading an appointment",
@@ -43,9 +43,14 @@ def read_event(client: GraphClient, event_id: str, window_end: dt.datetime) -> t
         headers=READ,
         expect=frozenset({404}),  # gone meanwhile: GraphRefused, for the caller to pass over
     )
+
+
+def read_event(client: GraphClient, document: dict[str, Any], window_end: dt.datetime) -> Event:
+    """The Event of a master's or single event's document (a series with its occurrences)."""
+    event_id = str(document["id"])
     uid = graph_events.uid_of(document)
     if not document.get("recurrence"):
-        return document, graph_events.from_graph(document, uid)
+        return graph_events.from_graph(document, uid)
     plain = graph_events.from_graph(document, uid)
     found = instances(client, event_id, plain, window_end)
     present = {graph_events.original_start(i) for i in found}
@@ -63,7 +68,7 @@ def read_event(client: GraphClient, event_id: str, window_end: dt.datetime) -> t
         )
     )
     deleted = tuple(sorted(s for s in expected if s not in present))
-    return document, dataclasses.replace(plain, deleted_occurrences=deleted, changed_occurrences=changed)
+    return dataclasses.replace(plain, deleted_occurrences=deleted, changed_occurrences=changed)
 
 
 def _as_planned(series: Event, exception: Event) -> bool:

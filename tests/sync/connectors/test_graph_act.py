@@ -473,3 +473,29 @@ def test_an_all_day_series_and_a_meeting_in_two_zones_round_trip(box):
     assert by_uid[holiday.uid] == holiday
     assert by_uid[holiday.uid].start_date == date(2030, 7, 4)
     assert by_uid[flight.uid] == flight
+
+
+def test_an_item_the_connector_cannot_read_is_reported_not_dropped(box):
+    """An event that ends before it starts, put straight into the store (as a broken client
+    might leave one): reported unreadable, with its version, and the others still read."""
+    good = {
+        "subject": "Fine",
+        "start": {"dateTime": "2027-05-03T10:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": "2027-05-03T11:00:00", "timeZone": "UTC"},
+    }
+    broken = {**good, "subject": "Backwards", "end": {"dateTime": "2027-05-03T09:00:00", "timeZone": "UTC"}}
+    with box.server.lock:
+        store = box.server.mailbox(box.address).outlook
+        odd = store.add("events", broken)
+        store.add("events", good)
+
+    with GraphItems(box.settings) as connector:
+        changes, _ = read(connector, "appointment", "")
+
+    by_id = {c.item_id: c for c in changes}
+    assert by_id[odd.id].item is None
+    assert not by_id[odd.id].deleted
+    assert by_id[odd.id].version == odd.etag
+    assert by_id[odd.id].unreadable is not None
+    assert "ends before it starts" in by_id[odd.id].unreadable.message
+    assert [c.item.subject for c in changes if c.item is not None] == ["Fine"]
