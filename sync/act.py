@@ -11,7 +11,7 @@ the user gave it the tracking category; anything else stays the user's own.
 CRM -> server: the records the mailbox's sync filters select. A record without a link
 gets one before the server is asked to create the item, with a UID fixed then: a run
 killed between the two finds the item by that UID next time instead of making another.
-A linked record whose CRM fields changed since the last agreed version is merged and
+A linked record whose CRM fields changed since it was last reconciled is merged and
 written with the version read (``item_changed``: someone changed it meanwhile; the next
 read brings their version and the merge runs again). A record that left the filters, and
 is not tracked on the server, is unlinked; a deleted one follows the delete rules
@@ -141,8 +141,14 @@ class EntitySync:
 
     def run(self) -> None:
         self.read_server()
-        if not self.budget.exhausted:
-            self.push_crm()
+        if self.budget.exhausted:
+            return
+        sent = self.run_.sent
+        self.push_crm()
+        if self.run_.sent > sent and not self.budget.exhausted:
+            # Read our own writes back at once: the server's copy becomes what it keeps (it
+            # may keep less than was sent) before another client's change can arrive with it.
+            self.read_server()
 
     # -- server -> CRM -------------------------------------------------------------------
 
@@ -150,7 +156,6 @@ class EntitySync:
         for change in self.server.changes(self.entity, self.cursor.token):
             if not self.budget.take():
                 return
-            self.run_.received += 1
             self.on_change(change)
             self._save_cursor(change.cursor)
         caught_up = self.server.caught_up(self.entity)
@@ -164,6 +169,11 @@ class EntitySync:
 
     def on_change(self, change: ItemChange) -> None:
         link = self.by_item.get(change.item_id)
+        item = change.item
+        if link is not None and item is not None and link.version == change.version:
+            self._read_back(link, item)  # our own write, or a change already stored
+            return
+        self.run_.received += 1
         if change.deleted:
             if link is not None:
                 self._count(act_deletes.server_deleted(link, self.context))
@@ -176,8 +186,6 @@ class EntitySync:
         item = change.item
         if link is None:
             link = self.by_uid.get(item.uid)
-        if link is not None and link.item_id == change.item_id and link.version == change.version:
-            return  # our own write, or a change already stored
         if link is None:
             self.on_new_item(change, item)
             return
@@ -204,8 +212,7 @@ class EntitySync:
         if not self._write(record, item, self._all_members(item), item_id=change.item_id):
             return
         link = self._link(record, item.uid, change, tracked=True)
-        link.synced = item_to_json(item)
-        link.save(update_fields=["synced"])
+        self._saved(link, change.ref, self._crm_copy(link, record), item)
         self.run_.tracked += 1
 
     def reconcile(self, link: ActLink, record: Record, item: Item, ref: ItemRef) -> None:
@@ -215,18 +222,20 @@ class EntitySync:
         if self._attendee_copy(record, item):
             # An attendee's copy never overwrites the organizer's record.
             directions = {name: FieldDirection.TO_SERVER for name in directions}
-        merged = merge(self.entity, crm_item, item, link.synced, directions)
+        merged = merge(self.entity, crm_item, item, link.crm_synced, link.server_synced, directions)
         if merged.to_crm and not self._write(record, item, merged.to_crm, link=link):
             return
         if merged.to_crm:
             self.run_.tracked += 1
+            crm_item = to_item(record, link.uid, self.context, tracked=link.tracked_on_server)
         self._record_dropped(link, record, merged)
         if merged.to_server:
-            written = self._update(link, ref, merged.server_item(crm_item, item))
+            item = merged.server_item(crm_item, item)
+            written = self._update(link, ref, item)
             if written is None:
                 return
             ref = written
-        self._saved(link, ref, merged.agreed)
+        self._saved(link, ref, item_to_json(crm_item), item)
 
     # -- CRM -> server -------------------------------------------------------------------
 
@@ -236,7 +245,7 @@ class EntitySync:
         for link in list(self.by_uid.values()):
             record = self.record(link)
             if record is None:
-                if link.item_id or link.synced:
+                if link.item_id:
                     if not self.budget.take():
                         return
                     self._count(act_deletes.crm_deleted(link, self.server, self.context))
@@ -256,7 +265,7 @@ class EntitySync:
                 self.reconcile(
                     link,
                     record,
-                    item_from_json(self.entity, link.synced),
+                    item_from_json(self.entity, link.server_synced),  # as last seen: nothing came since
                     ItemRef(link.item_id, link.version),
                 )
         for pk, record in records.items():
@@ -299,18 +308,26 @@ class EntitySync:
                 return
             self.problem(_kind_of(error), error.message, link=link, record=record)
             return
-        self._saved(link, ref, item_to_json(outgoing))
+        self._saved(link, ref, item_to_json(item), outgoing)
         self.by_item[link.item_id] = link
         self.run_.sent += 1
 
-    def _saved(self, link: ActLink, ref: ItemRef, agreed: dict[str, Any]) -> None:
-        link.item_id, link.version, link.synced, link.synced_on = (
-            ref.item_id,
-            ref.version,
-            agreed,
-            clock.now(),
-        )
+    def _saved(self, link: ActLink, ref: ItemRef, crm_copy: dict[str, Any], server_item: Item) -> None:
+        """Both sides reconciled: the item's server id and version, and each side's copy."""
+        link.item_id, link.version, link.synced_on = ref.item_id, ref.version, clock.now()
+        link.crm_synced, link.server_synced = crm_copy, item_to_json(server_item)
         link.save()
+
+    def _crm_copy(self, link: ActLink, record: Record) -> dict[str, Any]:
+        return item_to_json(to_item(record, link.uid, self.context, tracked=link.tracked_on_server))
+
+    def _read_back(self, link: ActLink, item: Item) -> None:
+        """Our own write read back: the server's copy becomes what it holds (it may keep less
+        than was sent), so that what it could not keep never looks like a change of its own."""
+        held = item_to_json(item)
+        if held != link.server_synced:
+            link.server_synced = held
+            link.save(update_fields=["server_synced"])
 
     def _outgoing_new(self, item: Item) -> Item:
         """A new server item holds only what travels to the server."""
@@ -338,7 +355,7 @@ class EntitySync:
     def _crm_changed(self, link: ActLink, record: Record) -> bool:
         crm = item_to_json(to_item(record, link.uid, self.context, tracked=link.tracked_on_server))
         return any(
-            crm.get(m) != link.synced.get(m)
+            crm.get(m) != link.crm_synced.get(m)
             for synced in act_fields.FIELDS[self.entity]
             if self.directions[synced.name] in (FieldDirection.BOTH, FieldDirection.TO_SERVER)
             for m in synced.members

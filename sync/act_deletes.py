@@ -78,8 +78,8 @@ def crm_deleted(link: ActLink, server: ActItems, context: Context) -> Effect:
 
 def _organized_and_future(link: ActLink, context: Context) -> bool:
     """From what was last synced (the record is gone): organized by the user, not started yet."""
-    organizer = link.synced.get("organizer")
+    organizer = link.crm_synced.get("organizer")
     if organizer and str(organizer.get("address", "")).strip().lower() != context.address:
         return False
-    start = link.synced.get("start")
+    start = link.crm_synced.get("start")
     return bool(start) and datetime.fromisoformat(start) > clock.now()

@@ -206,6 +206,8 @@ def write(record: Record, item: Item, members: set[str], context: Context) -> Re
             _write_card(record, item, members)
         else:
             raise TypeError(f"a {type(item).__name__} is not written into a {type(record).__name__}")
+    # Parties and exceptions prefetched before were replaced: read them anew when asked.
+    getattr(record, "_prefetched_objects_cache", {}).clear()
     return record
 
 
@@ -372,7 +374,9 @@ def content_key(entity: str, record_or_item: Record | Item) -> tuple[object, ...
     if isinstance(value, Appointment | Event):
         return (value.subject.strip().casefold(), _instant(value.start))
     if isinstance(value, Task | Todo):
-        return (value.subject.strip().casefold(), _instant(value.due))
+        # The due day, not the instant: To Do and EWS keep a task's due date without its time.
+        due = _instant(value.due)
+        return (value.subject.strip().casefold(), due.date() if due else None)
     if isinstance(value, Contact):
         return (value.first_name.casefold(), value.last_name.casefold(), value.email.casefold())
     return (value.first_name.casefold(), value.last_name.casefold(), (value.emails or ("",))[0].casefold())

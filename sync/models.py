@@ -540,8 +540,11 @@ class ActItemProblemQuerySet(MailboxRowsQuerySet["ActItemProblem"]):
 class ActLink(models.Model):
     """A CRM record and the server item it syncs with, in one mailbox.
 
-    ``synced`` is the item as both sides last agreed on it (``sync.act_items_json``): what
-    each side changed since is what differs from it. A link whose record was deleted keeps
+    ``crm_synced`` and ``server_synced`` are the item as each side held it when they were last
+    reconciled (``sync.act_items_json``): what a side changed since is what differs from its
+    own copy. Two copies, not one, because a server may keep less than the CRM sends (a To Do
+    due date without its time): compared with itself, a side never seems to change what it
+    merely could not hold. A link whose record was deleted keeps
     its row (the record's key set to null) until the engine applied the delete rules; a
     link whose ``item_id`` is empty is a create the engine started and has not seen
     answered (its UID, fixed before, lets the next run find the item instead of making
@@ -561,7 +564,8 @@ class ActLink(models.Model):
     )
     version = models.CharField(max_length=1000, blank=True, help_text="ETag or change key as last read.")
     uid = models.CharField("iCalendar UID", max_length=500)
-    synced = models.JSONField(default=dict, blank=True)
+    crm_synced = models.JSONField(default=dict, blank=True)
+    server_synced = models.JSONField(default=dict, blank=True)
     # The item carries the tracking category ("Tracked to CRM"): it syncs even when the
     # record no longer matches the mailbox's filters.
     tracked_on_server = models.BooleanField(default=False)

@@ -18,7 +18,9 @@ from sync.connectors import dav, ews_permissions, graph_permissions
 from sync.connectors.base import ServerSettings
 from sync.connectors.dav import DavItems
 from sync.connectors.ews import EwsConnection, EwsProbe, discovered_url
+from sync.connectors.ews_items import EwsItems
 from sync.connectors.graph import GraphMailbox, GraphProbe, GraphSender
+from sync.connectors.graph_items import GraphItems
 from sync.connectors.imap import ImapConnection, ImapProbe
 from sync.connectors.interfaces import ActItems, Incoming, Outgoing, Probe, SentItems
 from sync.connectors.pop3 import Pop3Connection, Pop3Probe
@@ -83,6 +85,7 @@ KINDS: dict[str, ServerKind] = {
         # sendMail keeps its own copy in Sent Items.
         saves_sent_copies=True,
         check_act=graph_permissions.check_act,
+        act_items=GraphItems,
     ),
     "exchange_server": ServerKind(
         protocol="EWS",
@@ -96,6 +99,7 @@ KINDS: dict[str, ServerKind] = {
         saves_sent_copies=True,
         discover=discovered_url,
         check_act=ews_permissions.check_act,
+        act_items=EwsItems,
     ),
 }
 

@@ -50,6 +50,29 @@ def canonical_rule(text: str) -> str:
     return bytes(rule.to_ical()).decode()
 
 
+_WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+
+
+def explicit_rule(rule: str, local_start: dt.datetime) -> str:
+    """The rule with the parts RFC 5545 takes from DTSTART written out: a weekly rule's day,
+    a monthly rule's day of the month, a yearly rule's month and day. Exchange always states
+    them (a weekly pattern names its days), so the same series reads the same from every side."""
+    if not rule:
+        return rule
+    parts = icalendar.vRecur.from_ical(rule)
+    given = set(parts)
+    frequency = str(parts["FREQ"][0]).upper()
+    if frequency == "WEEKLY" and "BYDAY" not in given:
+        parts["BYDAY"] = [_WEEKDAYS[local_start.weekday()]]
+    elif frequency == "MONTHLY" and not given & {"BYMONTHDAY", "BYDAY", "BYSETPOS"}:
+        parts["BYMONTHDAY"] = [local_start.day]
+    elif frequency == "YEARLY" and not given & {"BYMONTH", "BYMONTHDAY", "BYDAY", "BYYEARDAY", "BYWEEKNO"}:
+        parts["BYMONTH"], parts["BYMONTHDAY"] = [local_start.month], [local_start.day]
+    else:
+        return rule
+    return canonical_rule(bytes(parts.to_ical()).decode())
+
+
 class ShowAs(StrEnum):
     """The free/busy states Graph and EWS share (the CRM's ``Appointment.ShowAs``)."""
 
@@ -150,8 +173,10 @@ class Event:
             self._check_midnights()
         if self.reminder_minutes is not None and self.reminder_minutes < 0:
             raise invalid("A reminder comes some minutes before the start (0 or more).")
-        # Frozen, so set through object; the one normalization the data does itself.
-        object.__setattr__(self, "recurrence", canonical_rule(self.recurrence))
+        # Frozen, so set through object: the normalizations the data does itself.
+        rule = canonical_rule(self.recurrence)
+        local_start = self.start.astimezone(zoneinfo.ZoneInfo(self.start_zone))
+        object.__setattr__(self, "recurrence", explicit_rule(rule, local_start))
         if self.original_start is not None and (self.recurrence or self.changed_occurrences):
             raise invalid("A changed occurrence is not a series of its own.")
 

@@ -29,6 +29,8 @@ class ActStack:
     profile: EmailServerProfile
     # name -> (address, user name, password) of a new account on the server
     make_account: Any
+    # The server keeps a task's start and due days, not their times, nor its percent complete (To Do).
+    task_dates_only: bool = False
     users: dict[str, CrmUser] = field(default_factory=dict)
 
     def mailbox(self, name: str = "") -> Mailbox:

@@ -6,7 +6,9 @@ import pytest
 
 from profiles.models import CredentialsSource
 from tests import factories
+from tests.fakes.ews.fixtures import DOMAIN
 from tests.sync.act.backends import ActStack
+from tests.sync.exchange_stack import EwsStack, GraphStack
 
 
 def dav_stack(radicale, settings) -> ActStack:
@@ -30,8 +32,45 @@ def dav_stack(radicale, settings) -> ActStack:
     return ActStack("dav", profile, account)
 
 
-@pytest.fixture(params=["dav"])
+def graph_stack(server, settings) -> ActStack:
+    """Exchange Online: the app registration holds the ACT permissions server-side sync asks for."""
+    exchange = GraphStack.build(settings, server, permissions=GRAPH_PERMISSIONS)
+
+    def account(name: str) -> tuple[str, str, str]:
+        address = f"{name}-{secrets.token_hex(4)}@contoso.onmicrosoft.com"
+        server.add_user(address)
+        return address, "", ""
+
+    return ActStack("graph", exchange.profile, account, task_dates_only=True)
+
+
+def ews_stack(server, settings) -> ActStack:
+    exchange = EwsStack.build(settings, server)
+
+    def account(name: str) -> tuple[str, str, str]:
+        address = f"{name}-{secrets.token_hex(4)}@{DOMAIN}"
+        password = secrets.token_urlsafe(12)
+        server.add_user(address, password)
+        return address, address, password
+
+    return ActStack("ews", exchange.profile, account)
+
+
+GRAPH_PERMISSIONS = (
+    "Mail.ReadWrite",
+    "Mail.Send",
+    "Calendars.ReadWrite",
+    "Contacts.ReadWrite",
+    "Tasks.ReadWrite.All",
+)
+
+
+@pytest.fixture(params=["dav", "graph", "ews"])
 def act_stack(request, db, settings) -> ActStack:
+    """The same organization on each backend: CalDAV / CardDAV (Radicale), Exchange Online
+    (the Graph test server), Exchange Server (the EWS test server)."""
     if request.param == "dav":
         return dav_stack(request.getfixturevalue("radicale"), settings)
-    raise AssertionError(request.param)
+    if request.param == "graph":
+        return graph_stack(request.getfixturevalue("graph_server"), settings)
+    return ews_stack(request.getfixturevalue("ews_server"), settings)
