@@ -286,27 +286,16 @@ def _test_direction(direction: str, mailbox: Mailbox) -> DirectionResult:
 
 
 def _act_access(mailbox: Mailbox, profile: EmailServerProfile) -> DirectionResult:
-    """Whether the mailbox's calendar, contacts and tasks open. Where serversync cannot sync
-    them for the type yet, they are still opened when it can reach them, so that a missing
-    permission is granted before they do sync."""
+    """Whether the mailbox's calendar, contacts and tasks open (a missing permission is named
+    before anything syncs)."""
     kind = connectors_of(profile)
-    if kind.check_act is None:
+    if kind.check_act is None or kind.act_items is None:
         return _not_supported(ACT, profile)
     try:
         kind.check_act(act_settings(mailbox))
     except SyncError as error:
         return failed(ACT, error)
-    if kind.act_items is None:
-        return DirectionResult(
-            ACT,
-            NOT_SUPPORTED,
-            code="not_supported",
-            message="The mailbox's calendar, contacts and tasks open with these credentials; " + _NOT_YET,
-        )
     return DirectionResult(ACT, SUCCESS, message="Appointments, contacts and tasks open and will sync.")
-
-
-_NOT_YET = "appointments, contacts and tasks are not supported yet, so serversync leaves them off."
 
 
 def _not_supported(direction: str, profile: EmailServerProfile) -> DirectionResult:

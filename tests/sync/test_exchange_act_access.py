@@ -1,5 +1,5 @@
-"""Test & enable on Exchange opens the mailbox's calendar, contacts and tasks before they
-sync, so that a missing permission is granted first (Graph: the app's application
+"""Test & enable on Exchange opens the mailbox's calendar, contacts and tasks and enables
+their sync when they open, so that a missing permission is named before anything syncs (Graph: the app's application
 permissions; EWS: the account's rights on the mailbox)."""
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ from tests.sync.exchange_stack import EwsStack, GraphStack
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 MAIL = ("Mail.ReadWrite", "Mail.Send")
 ACT = ("Calendars.ReadWrite", "Contacts.ReadWrite", "Tasks.ReadWrite.All")
-OPENS = (
-    "The mailbox's calendar, contacts and tasks open with these credentials; appointments, contacts and "
-    "tasks are not supported yet, so serversync leaves them off."
-)
+OPENS = "Appointments, contacts and tasks open and will sync."
 
 
 def act_result(stack) -> tuple[object, object, object]:
@@ -34,8 +31,8 @@ def act_result(stack) -> tuple[object, object, object]:
 
 def test_an_app_granted_calendars_contacts_and_tasks_is_told_they_open(settings, graph_server):
     act, enabled, _ = act_result(GraphStack.build(settings, graph_server, permissions=MAIL + ACT))
-    assert (act.outcome, act.message) == ("not_supported", OPENS)
-    assert not enabled
+    assert (act.outcome, act.message) == ("success", OPENS)
+    assert enabled
 
 
 @pytest.mark.parametrize("missing", ACT)
@@ -50,5 +47,5 @@ def test_an_app_missing_a_permission_is_told_which_to_grant(settings, graph_serv
 
 def test_an_exchange_server_account_opens_the_calendar_contacts_and_tasks(settings, ews_server):
     act, enabled, _ = act_result(EwsStack.build(settings, ews_server))
-    assert (act.outcome, act.message) == ("not_supported", OPENS)
-    assert not enabled
+    assert (act.outcome, act.message) == ("success", OPENS)
+    assert enabled
