@@ -15,6 +15,9 @@ What EWS cannot hold from an Event, and what is read back instead:
 - ``status``: EWS has IsCancelled (read-only, set when an organizer cancels) and nothing for
   TENTATIVE. Read: CANCELLED when cancelled, else CONFIRMED; writing does not change it
   (cancelling sends cancellations, the engine's call to make, not a field to set).
+- a series' RRULE reads back as it was written (kept in ``serversync-rrule``) while the
+  EWS pattern is still the one it was written as; a series made or changed in Outlook reads
+  as its pattern says it (ews_recurrence: BYDAY, BYMONTHDAY and BYMONTH spelled out).
 - attendees come back required ones first, then optional ones (EWS keeps two lists), each in
   the order written; an HTML body (Outlook's) is read as its text.
 """
@@ -32,8 +35,9 @@ from exchangelib.properties import Attendee as EwsAttendee
 from exchangelib.properties import Mailbox
 
 from sync.connectors import ews_recurrence, timezones
-from sync.connectors.ews_uid import UID_FIELD
+from sync.connectors.ews_uid import RULE_FIELD, UID_FIELD
 from sync.connectors.items import Attendee, Event, EventStatus, Party, ShowAs
+from sync.errors import MessageError
 
 FREE_BUSY = {
     ShowAs.FREE: "Free",
@@ -58,10 +62,11 @@ FIELDS = [
     "location",
     "required_attendees",
     "optional_attendees",
+    RULE_FIELD,
     "recurrence",
     "uid",
 ]
-OCCURRENCE_FIELDS = FIELDS[:-2]
+OCCURRENCE_FIELDS = FIELDS[:-3]
 
 
 def ews_zone(iana: str) -> EWSTimeZone:
@@ -107,6 +112,7 @@ def values(event: Event, *, series: bool) -> dict[str, Any]:
             if event.recurrence
             else None
         )
+        found[RULE_FIELD] = event.recurrence or None
     return found
 
 
@@ -125,14 +131,28 @@ def new_item(event: Event, **context: Any) -> CalendarItem:
     return item
 
 
+def _rule(item: CalendarItem, start: dt.datetime, zone: str) -> str:
+    """The series' RRULE: as written by serversync while its EWS pattern is still that rule's."""
+    all_day = bool(item.is_all_day)
+    found = ews_recurrence.from_ews(item.recurrence, start, zone, all_day=all_day)
+    written = getattr(item, RULE_FIELD, None)
+    if not written:
+        return found
+    try:
+        again = ews_recurrence.from_ews(
+            ews_recurrence.to_ews(written, start, zone, all_day=all_day), start, zone, all_day=all_day
+        )
+    except MessageError:
+        return found
+    return str(written) if again == found else found
+
+
 def read(item: CalendarItem, exceptions: list[CalendarItem], uid: str = "") -> Event:
     """The Event of a single appointment or series master, ``exceptions`` its changed occurrences."""
     own_uid = uid or item.uid or getattr(item, UID_FIELD, None) or item.id
     start_zone, end_zone = zone_of(item._start_timezone), zone_of(item._end_timezone)
     start, end = _times(item, start_zone, end_zone)
-    rule = ""
-    if item.recurrence is not None:
-        rule = ews_recurrence.from_ews(item.recurrence, start, start_zone, all_day=bool(item.is_all_day))
+    rule = _rule(item, start, start_zone) if item.recurrence is not None else ""
     original = item.original_start if item.type == "Exception" else None
     return Event(
         uid=own_uid,

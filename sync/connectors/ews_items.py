@@ -96,6 +96,9 @@ class EwsItems:
         self._account: Account | None = None
         self._folders: dict[str, BaseFolder] = {}
         self._caught_up: dict[str, str] = {}
+        # entity -> this session's own writes since its last read: item id -> the version it
+        # left ("" once deleted); see caught_up.
+        self._written: dict[str, dict[str, str]] = {}
 
     def __enter__(self) -> Self:
         try:
@@ -124,6 +127,7 @@ class EwsItems:
 
     def changes(self, entity: str, cursor: str) -> Iterator[ItemChange]:
         self._caught_up.pop(entity, None)
+        self._written.pop(entity, None)
         folder = self._folder(entity)
         state = cursor.removeprefix(CURSOR_PREFIX) if cursor.startswith(CURSOR_PREFIX) else ""
         restarted = False
@@ -142,9 +146,45 @@ class EwsItems:
                 return
 
     def caught_up(self, entity: str) -> str | None:
-        return self._caught_up.get(entity)
+        """The sync state of the read to its end; asked again after this session wrote items,
+        the state past those writes too, when nothing but them changed since.
 
-    def _page(self, folder: BaseFolder, state: str, entity: str) -> tuple[list[tuple[str, str]], str, bool]:
+        EWS reports a deletion only of an item its sync state had reported (the state is what
+        the server told the client): an item created after the saved state and deleted before
+        the next read would never be reported as gone. Moving the state past the engine's own
+        writes (SyncFolderItems from it, every change one of them) lets the engine keep a
+        cursor that knows its items."""
+        state = self._caught_up.get(entity)
+        if state is None or not self._written.get(entity):
+            return state
+        moved = self._past_own_writes(entity, state.removeprefix(CURSOR_PREFIX))
+        if moved is not None:
+            self._caught_up[entity] = CURSOR_PREFIX + moved
+            self._written.pop(entity, None)
+        return self._caught_up[entity]
+
+    def _past_own_writes(self, entity: str, state: str) -> str | None:
+        """The state after reading from ``state`` when every change is this session's own write;
+        None when another client's change is among them (the engine must read it)."""
+        written = self._written.get(entity, {})
+        folder = self._folder(entity)
+        while True:
+            try:
+                listed, state, last = self._page(folder, state, entity)
+            except _InvalidSyncState:
+                return None
+            for kind, item_id, version in listed:
+                own = written.get(item_id)
+                if own is None or own != ("" if kind == SyncFolderItems.DELETE else version):
+                    return None
+            if last:
+                return state
+
+    def _page(
+        self, folder: BaseFolder, state: str, entity: str
+    ) -> tuple[list[tuple[str, str, str]], str, bool]:
+        """One SyncFolderItems page: (change kind, item id, change key) each, the new state, and
+        whether it is the last."""
         service = _SyncFolderItems(account=self.account)
 
         def read() -> list[Any]:
@@ -170,18 +210,18 @@ class EwsItems:
             if ews_errors.is_invalid_sync_state(error):
                 raise _InvalidSyncState(translated) from error
             raise translated from error
-        found = [(kind, _id_of(value)) for kind, value in listed if kind != SyncFolderItems.READ_FLAG_CHANGE]
+        found = [(kind, *_id_of(value)) for kind, value in listed if kind != SyncFolderItems.READ_FLAG_CHANGE]
         return found, str(service.sync_state or ""), bool(service.includes_last_item_in_range)
 
     def _page_changes(
-        self, entity: str, listed: list[tuple[str, str]], state: str, new_state: str
+        self, entity: str, listed: list[tuple[str, str, str]], state: str, new_state: str
     ) -> Iterator[ItemChange]:
-        live = [item_id for kind, item_id in listed if kind != SyncFolderItems.DELETE]
+        live = [item_id for kind, item_id, _ in listed if kind != SyncFolderItems.DELETE]
         items = {}
         for start in range(0, len(live), BATCH):
             items.update(self._read_items(entity, live[start : start + BATCH]))
         changes: list[ItemChange] = []
-        for kind, item_id in listed:
+        for kind, item_id, _ in listed:
             if kind == SyncFolderItems.DELETE:
                 changes.append(ItemChange(item_id, "", None, _cursor(state)))
             elif item_id in items:  # else deleted since it was listed: its Delete comes later
@@ -242,9 +282,10 @@ class EwsItems:
             )
         new = self._new_item(entity, item, folder)
         self._write(lambda: new.save(send_meeting_invitations=SEND_TO_NONE), entity)
+        ref = ItemRef(new.id, new.changekey)
         if isinstance(item, Event) and (item.deleted_occurrences or item.changed_occurrences):
-            return self._write_occurrences(item, ItemRef(new.id, new.changekey))
-        return ItemRef(new.id, new.changekey)
+            ref = self._write_occurrences(item, ref)
+        return self._wrote(entity, ref)
 
     def update(self, entity: str, ref: ItemRef, item: Item) -> ItemRef:
         kind = KINDS[_checked(entity)]
@@ -253,10 +294,6 @@ class EwsItems:
         fields = list(kind.fields)
         if isinstance(item, Event):
             fields = [f for f in fields if f != "uid"]  # set on create; EWS refuses to change it
-            if not item.recurrence:
-                fields.remove("recurrence")
-        elif entity == "contact":
-            fields = [f for f in fields if f != UID_FIELD] + [UID_FIELD]
         self._write(
             lambda: target.save(
                 update_fields=fields,
@@ -265,9 +302,10 @@ class EwsItems:
             ),
             entity,
         )
+        ref = ItemRef(target.id, target.changekey)
         if isinstance(item, Event) and (item.deleted_occurrences or item.changed_occurrences):
-            return self._write_occurrences(item, ItemRef(target.id, target.changekey))
-        return ItemRef(target.id, target.changekey)
+            ref = self._write_occurrences(item, ref)
+        return self._wrote(entity, ref)
 
     def delete(self, entity: str, ref: ItemRef) -> None:
         _checked(entity)
@@ -291,6 +329,11 @@ class EwsItems:
             if error.code != "item_changed":
                 raise
             # Gone between the read and the delete: what was asked.
+        self._wrote(entity, ItemRef(ref.item_id, ""))
+
+    def _wrote(self, entity: str, ref: ItemRef) -> ItemRef:
+        self._written.setdefault(entity, {})[ref.item_id] = ref.version
+        return ref
 
     def _new_item(self, entity: str, item: Item, folder: BaseFolder) -> Any:
         context = {"account": self.account, "folder": folder}
@@ -409,9 +452,11 @@ def _checked(entity: str) -> str:
     return entity
 
 
-def _id_of(value: Any) -> str:
-    """SyncFolderItems gives items (Create, Update) or ids (Delete)."""
-    return str(value.id if hasattr(value, "id") else value)
+def _id_of(value: Any) -> tuple[str, str]:
+    """SyncFolderItems gives items (Create, Update) or ids (Delete): the id and change key."""
+    if isinstance(value, tuple):
+        return str(value[0]), str(value[1] or "")
+    return str(value.id), str(getattr(value, "changekey", "") or "")
 
 
 def _cursor(state: str) -> Callable[[], str]:

@@ -6,7 +6,8 @@ in a named string property of PS_PUBLIC_STRINGS, ``serversync-uid``, on all thre
 survives Outlook's edits (Outlook keeps named properties it does not know), and FindItem
 can restrict on it, which calendar:UID cannot (it is not searchable in EWS), so a create finds
 an item it made before (``item_exists``). Tasks also keep ``serversync-task``: their exact
-start, due and completion times and a status EWS has no value for (see ews_tasks).
+start, due and completion times and a status EWS has no value for (see ews_tasks); series
+``serversync-rrule``, the RRULE as the engine wrote it (see ews_events).
 
 exchangelib registers extended properties on the item class, process-wide: :func:`register`
 does so once and is idempotent.
@@ -20,11 +21,18 @@ from exchangelib import CalendarItem, Contact, ExtendedProperty, Task
 
 UID_FIELD = "serversync_uid"
 TASK_FIELD = "serversync_task"
+RULE_FIELD = "serversync_rrule"
 
 
 class SyncUid(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
     distinguished_property_set_id = "PublicStrings"
     property_name = "serversync-uid"
+    property_type = "String"
+
+
+class SeriesRule(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
+    distinguished_property_set_id = "PublicStrings"
+    property_name = "serversync-rrule"
     property_type = "String"
 
 
@@ -49,4 +57,6 @@ def register() -> None:
                 model.register(UID_FIELD, SyncUid)
         if TASK_FIELD not in {f.name for f in Task.FIELDS}:
             Task.register(TASK_FIELD, TaskExtras)
+        if RULE_FIELD not in {f.name for f in CalendarItem.FIELDS}:
+            CalendarItem.register(RULE_FIELD, SeriesRule)
         _done = True

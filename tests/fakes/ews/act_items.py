@@ -144,13 +144,26 @@ def render(item: Item, mailbox: Mailbox, shape: Shape) -> etree._Element:
     """The item as GetItem, FindItem and SyncFolderItems give it."""
     assert item.props is not None
     children = [properties.item_id(item)]
-    children += [copy.deepcopy(c) for c in item.props if shape.wants(c)]
+    children += [_answered(copy.deepcopy(c), item.props) for c in item.props if shape.wants(c)]
     children += [c for c in _computed(item, mailbox) if shape.wants(c)]
     parent = t(item.kind)
     order = child_order(TYPES[item.kind])
     for child in sorted(children, key=lambda c: order[etree.QName(c).localname]):
         parent.append(child)
     return parent
+
+
+def _answered(child: etree._Element, props: etree._Element) -> etree._Element:
+    """A recurrence's dates as Exchange answers them: with the series' zone offset ("2030-03-18+01:00")."""
+    if etree.QName(child).localname != "Recurrence":
+        return child
+    zone = recurrences.zone_of(props)
+    for name in ("StartDate", "EndDate"):
+        for found in child.iter(f"{{{T}}}{name}"):
+            day = (found.text or "")[:10]
+            offset = datetime.fromisoformat(day).replace(tzinfo=zone).strftime("%z")
+            found.text = f"{day}{offset[:3]}:{offset[3:]}"
+    return child
 
 
 def item_id_only(item: Item) -> etree._Element:
@@ -266,10 +279,8 @@ def update(store: Store, item: Item, updates: list[etree._Element], master: Item
         path = change[0]
         value = change[1][0] if operation == "SetItemField" and len(change) > 1 and len(change[1]) else None
         _apply(item, path, canonical(copy.deepcopy(value)) if value is not None else None)
-    if item.props.find(f"{{{T}}}Recurrence") is not None and any(
-        c[0].get("FieldURI") == "calendar:Recurrence" for c in updates
-    ):
-        # A series given its pattern again starts over: Exchange drops its exceptions.
+    if any(c[0].get("FieldURI") == "calendar:Recurrence" for c in updates):
+        # A series given its pattern again (or none) starts over: Exchange drops its exceptions.
         item.exceptions.clear()
         item.deleted.clear()
         _check_series(item.props)
