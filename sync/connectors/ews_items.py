@@ -266,7 +266,15 @@ class EwsItems:
         if item.modified_occurrences:
             ids = [ItemId(id=o.id) for o in item.modified_occurrences]
             fetched = self._call(lambda: list(self.account.fetch(ids=ids)), entity)
-            exceptions = [e for e in fetched if isinstance(e, CalendarItem)]
+            for exception in fetched:
+                if not isinstance(exception, CalendarItem):
+                    # An occurrence the series names and GetItem does not give: read without it,
+                    # the series would lose a change; the engine records it and reads it again.
+                    raise MessageError(
+                        f"A changed occurrence of the series could not be read ({exception}).",
+                        code="item_invalid",
+                    )
+                exceptions.append(exception)
         return ews_events.read(item, exceptions)
 
     # -- writing ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 from dateutil.rrule import rrulestr
-from exchangelib.fields import MONTHS, WEEK_NUMBERS, WEEKDAY_NAMES
+from exchangelib.fields import MONTHS, WEEK_NUMBERS, WEEKDAY_NAMES, WEEKDAYS
 from exchangelib.recurrence import (
     AbsoluteMonthlyPattern,
     AbsoluteYearlyPattern,
@@ -206,7 +206,7 @@ def _month(value: object) -> int:
 
 
 def _ordinal_day(pattern: RelativeMonthlyPattern | RelativeYearlyPattern) -> str:
-    weekday = _name(pattern.weekday, WEEKDAY_NAMES)
+    weekday = _name(pattern.weekday, WEEKDAYS)  # the seven days, then Day, Weekday and WeekendDay
     if weekday not in WEEKDAY_NAMES:
         raise MessageError(
             f"The series repeats on a '{weekday}', which serversync cannot read as one weekday.",

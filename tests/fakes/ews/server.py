@@ -20,7 +20,7 @@ import jwt
 import trustme
 from lxml import etree
 
-from tests.fakes.ews import auth, operations, soap, transport, xsd
+from tests.fakes.ews import act_items, auth, operations, soap, transport, xsd
 from tests.fakes.ews.store import Mailbox, Store
 from tests.fakes.ews.store import deliver as deliver_into
 from tests.fakes.ews.transport import EWS_PATH
@@ -139,6 +139,17 @@ class EwsServer:
                         self.store.touch(item)
                         return
         raise KeyError(f"no message {message_id} in {address}")
+
+    def put_item(self, address: str, xml: str) -> str:
+        """A calendar item, contact or task (``<t:CalendarItem xmlns:t=...>...``) straight into its
+        folder, as another client (Outlook over MAPI) would leave it: no EWS request, so nothing
+        checks it. The item id."""
+        mailbox = self._mailbox(address)
+        element = etree.fromstring(xml.encode())
+        folder = mailbox.by_distinguished(act_items.KINDS[etree.QName(element).localname])
+        assert folder is not None
+        with self.store.lock:
+            return self.store.add_item(folder, b"", props=act_items.canonical(element)).id
 
     def create_folder(self, address: str, path: str) -> None:
         mailbox = self._mailbox(address)

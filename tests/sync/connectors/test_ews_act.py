@@ -27,6 +27,7 @@ from sync.errors import MessageError, PermanentError, ThrottledError
 from tests.fakes.ews import client
 from tests.fakes.ews.fixtures import EwsMailbox, new_mailbox
 from tests.fakes.ews.server import EwsServer
+from tests.fakes.ews.xsd import T as TYPES
 from tests.sync.connectors.test_act_items import (
     BERLIN,
     all_day_event,
@@ -564,3 +565,26 @@ def test_a_series_updated_into_a_single_appointment(ews_mailbox):
         connector.update("appointment", ref, single)
         [change], _ = read(connector, "appointment", "")
     assert change.item == kept(single, ews_mailbox)
+
+
+def test_an_item_the_connector_cannot_read_is_reported_not_dropped(ews_server, ews_mailbox):
+    """A series Outlook saved as "every weekday of the month, the second": EWS has the pattern,
+    an Event's RRULE names one weekday per position (ews_recurrence)."""
+    odd = ews_server.put_item(
+        ews_mailbox.address,
+        f"""<t:CalendarItem xmlns:t="{TYPES}"><t:Subject>Odd</t:Subject><t:UID>odd@outlook.test</t:UID>
+        <t:Start>2030-03-11T08:00:00Z</t:Start><t:End>2030-03-11T09:00:00Z</t:End>
+        <t:Recurrence><t:RelativeMonthlyRecurrence><t:Interval>1</t:Interval><t:DaysOfWeek>Weekday</t:DaysOfWeek>
+        <t:DayOfWeekIndex>Second</t:DayOfWeekIndex></t:RelativeMonthlyRecurrence>
+        <t:NoEndRecurrence><t:StartDate>2030-03-11</t:StartDate></t:NoEndRecurrence></t:Recurrence>
+        <t:StartTimeZone Id="W. Europe Standard Time"/><t:EndTimeZone Id="W. Europe Standard Time"/>
+        </t:CalendarItem>""",
+    )
+    with EwsItems(ews_mailbox.settings) as connector:
+        [change], _ = read(connector, "appointment", "")
+
+    assert (change.item_id, change.item, change.deleted) == (odd, None, False)
+    assert change.version
+    assert change.unreadable is not None
+    assert change.unreadable.code == "item_invalid"
+    assert "Weekday" in change.unreadable.message
