@@ -40,7 +40,16 @@ from mailboxes.models import Mailbox
 from sync import act_deletes, act_fields, alerts, clock, mailbox_state
 from sync.act_items_json import item_from_json, item_to_json
 from sync.act_merge import Merged, merge
-from sync.act_records import Context, Record, content_key, new_record, organizer_of, to_item, write
+from sync.act_records import (
+    Context,
+    Record,
+    content_key,
+    for_server,
+    new_record,
+    organizer_of,
+    to_item,
+    write,
+)
 from sync.connectors.interfaces import ENTITIES, ActItems, Item, ItemChange, ItemRef
 from sync.connectors.items import Card
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
@@ -220,8 +229,9 @@ class EntitySync:
         crm_item = to_item(record, link.uid, self.context, tracked=link.tracked_on_server)
         directions = self.directions
         if self._attendee_copy(record, item):
-            # An attendee's copy never overwrites the organizer's record.
-            directions = {name: FieldDirection.TO_SERVER for name in directions}
+            # An attendee's copy never overwrites the organizer's record, nor the other way:
+            # the organizer's server updates it. The link keeps the copy from becoming a record.
+            directions = {name: FieldDirection.NONE for name in directions}
         merged = merge(self.entity, crm_item, item, link.crm_synced, link.server_synced, directions)
         if merged.to_crm and not self._write(record, item, merged.to_crm, link=link):
             return
@@ -230,7 +240,7 @@ class EntitySync:
             crm_item = to_item(record, link.uid, self.context, tracked=link.tracked_on_server)
         self._record_dropped(link, record, merged)
         if merged.to_server:
-            item = merged.server_item(crm_item, item)
+            item = for_server(merged.server_item(crm_item, item), record, self.context)
             written = self._update(link, ref, item)
             if written is None:
                 return
@@ -297,7 +307,7 @@ class EntitySync:
                 record=record,
             )
             return
-        outgoing = self._outgoing_new(item)
+        outgoing = for_server(self._outgoing_new(item), record, self.context)
         try:
             ref = self.server.create(self.entity, outgoing)
         except MessageError as error:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from crm.models import Appointment, AppointmentParty
+from crm.models import Appointment
 from sync import clock
-from sync.act_records import Context
+from sync.act_records import Context, organized_by_user
 from sync.connectors.interfaces import ActItems, ItemRef
 from sync.errors import MessageError
 from sync.models import ActLink
@@ -48,19 +48,12 @@ def server_deleted(link: ActLink, context: Context) -> Effect:
 def _deletable(appointment: Appointment, context: Context) -> bool:
     if appointment.status in (Appointment.Status.COMPLETED, Appointment.Status.CANCELED):
         return False
-    if _past(appointment):
-        return False
-    organizer = appointment.parties.filter(role=AppointmentParty.Role.ORGANIZER).first()
-    if organizer is None:
-        return appointment.owner_id == context.mailbox.user_id
-    return (
-        organizer.user_id == context.mailbox.user_id or organizer.address.strip().lower() == context.address
-    )
+    return not _past(appointment) and organized_by_user(appointment, context)
 
 
 def _past(appointment: Appointment) -> bool:
     if appointment.recurrence_rule:
-        return not appointment.rule().after(clock.now())
+        return appointment.rule().after(clock.now()) is None
     return appointment.end < clock.now()
 
 

@@ -3,9 +3,10 @@
 For each synced field (``sync.act_fields``), a side changed it when its value differs
 from that side's own copy as last reconciled (``ActLink.crm_synced`` / ``server_synced``).
 A change travels in the field's direction: both ways, to the server only, to the CRM only,
-or not at all; a change against the direction stays where it was made. When both sides changed a field to different values, the
-direction decides (both ways: the CRM, the record of truth an administrator can audit),
-and the change that loses is returned as ``Dropped``, for the engine to record on the item.
+or not at all; a change against the direction stays where it was made. When both sides
+changed a field to different values, the direction decides (both ways: the CRM, the
+record of truth an administrator can audit), and the change that loses is returned as
+``Dropped``, for the engine to record on the item.
 Pure: no database, no server.
 """
 

@@ -180,6 +180,34 @@ def _address(contact: Contact, prefix: str) -> Address | None:
     return None if address == Address() else address
 
 
+def for_server(item: Item, record: Record, context: Context) -> Item:
+    """What the server is sent of a record. Servers invite the attendees of a meeting written
+    in its organizer's calendar (Graph, EWS, CalDAV servers that schedule), and invitations go
+    only to future meetings the syncing user organizes (as Dynamics): any other appointment
+    is written without its attendees, which stay in the CRM."""
+    invited = isinstance(record, Appointment) and is_future(record) and organized_by_user(record, context)
+    if isinstance(item, Event) and item.attendees and not invited:
+        return replace(item, attendees=())
+    return item
+
+
+def is_future(appointment: Appointment) -> bool:
+    """Whether the appointment (a series: one of its occurrences) has not started yet."""
+    now = dt.datetime.now(dt.UTC)
+    if appointment.recurrence_rule:
+        return appointment.rule().after(now) is not None
+    return appointment.start > now
+
+
+def organized_by_user(appointment: Appointment, context: Context) -> bool:
+    organizer = organizer_of(appointment)
+    if organizer is None:
+        return appointment.owner_id == context.mailbox.user_id
+    if organizer.user_id is not None:
+        return organizer.user_id == context.mailbox.user_id
+    return organizer.address.strip().lower() == context.address
+
+
 # --- items into records ------------------------------------------------------------------
 
 

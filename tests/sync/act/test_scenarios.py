@@ -559,3 +559,24 @@ def test_a_rejected_cursor_and_lost_links_link_what_exists_instead_of_doubling_i
     with act_stack.other_client(mailbox) as phone:
         for entity in ("appointment", "task", "contact"):
             assert len(read_all(phone, entity)) == 1, entity
+
+
+def test_only_future_meetings_the_user_organizes_carry_their_attendees_to_the_server(act_stack):
+    """Servers invite a meeting's attendees; invitations go only to future meetings the user organizes."""
+    mailbox = act_stack.mailbox("alice")
+    appointment(mailbox, "Coming up", days=3, attendees=["bob@contoso.test"])
+    appointment(mailbox, "Yesterday", days=-1, attendees=["bob@contoso.test"])
+    theirs = appointment(mailbox, "Carol's", days=3, attendees=["bob@contoso.test"])
+    theirs.parties.filter(role="organizer").update(address="carol@contoso.test", user=None)
+    synced(mailbox)
+    synced(mailbox)
+
+    with act_stack.other_client(mailbox) as phone:
+        attendees = {
+            c.item.subject: [a.address for a in c.item.attendees]
+            for c in read_all(phone, "appointment").values()
+            if isinstance(c.item, Event)
+        }
+    assert attendees == {"Coming up": ["bob@contoso.test"], "Yesterday": [], "Carol's": []}
+    # The CRM keeps them all.
+    assert AppointmentParty.objects.filter(role="required").count() == 3
