@@ -20,8 +20,14 @@ implements :class:`sync.connectors.interfaces.ActItems` for Exchange Server prof
   Exchange turns it into an exception). Updating a series sets its Recurrence again, which
   resets its exceptions in Exchange, then writes the occurrences afresh. The version returned
   is the master's change key after the last write.
+  If an occurrence's write fails, the master stays created: the engine's next create of the
+  same UID answers ``item_exists`` with its id, and the engine links and updates it.
 - UIDs (see ews_uid): create looks for the ``serversync-uid`` property in the folder first and
-  answers ``item_exists`` with the item's id.
+  answers ``item_exists`` with the item's id. An appointment another client made carries only
+  its calendar:UID, which FindItem cannot restrict on (finding it would mean listing the whole
+  calendar on every create); the engine links such items by the UID it reads instead.
+- ``caught_up`` asked again after this session's writes moves past them (see its docstring):
+  EWS reports a deletion only of items a sync state had reported.
 
 Field mappings and what EWS cannot hold: ews_events, ews_contacts, ews_tasks, ews_recurrence.
 Every exchangelib call goes through :meth:`EwsItems._call`: the profile's CA file, and every
