@@ -22,7 +22,7 @@ from sync.connectors import ews_account, ews_items, ews_tasks
 from sync.connectors.base import ServerSettings
 from sync.connectors.ews_items import EwsItems
 from sync.connectors.interfaces import ActItems, Item, ItemChange
-from sync.connectors.items import Card, Event, EventStatus, Party, ShowAs, Todo, TodoStatus
+from sync.connectors.items import Address, Card, Event, EventStatus, Party, ShowAs, Todo, TodoStatus
 from sync.errors import MessageError, PermanentError, ThrottledError
 from tests.fakes.ews import client
 from tests.fakes.ews.fixtures import EwsMailbox, new_mailbox
@@ -588,3 +588,51 @@ def test_an_item_the_connector_cannot_read_is_reported_not_dropped(ews_server, e
     assert change.unreadable is not None
     assert change.unreadable.code == "item_invalid"
     assert "Weekday" in change.unreadable.message
+
+
+def test_a_contact_updated_to_less_keeps_only_what_is_left(ews_mailbox):
+    fewer = dataclasses.replace(
+        full_card(),
+        emails=("ada@home.test",),
+        mobile_phone="",
+        home_address=None,
+        other_address=None,
+        business_address=Address(city="London"),
+        birthday=None,
+        notes="",
+    )
+    with EwsItems(ews_mailbox.settings) as connector:
+        ref = connector.create("contact", full_card())
+        connector.update("contact", ref, fewer)
+        [change], _ = read(connector, "contact", "")
+    assert change.item == fewer
+
+
+def test_a_task_reopened_loses_its_completion(ews_mailbox):
+    reopened = dataclasses.replace(
+        completed_task(), status=TodoStatus.IN_PROGRESS, percent_complete=60, completed_on=None
+    )
+    with EwsItems(ews_mailbox.settings) as connector:
+        ref = connector.create("task", completed_task())
+        connector.update("task", ref, reopened)
+        [change], _ = read(connector, "task", "")
+    assert change.item == reopened
+
+
+def test_a_service_account_with_impersonation_syncs_the_mailbox(ews_server, ews_mailbox):
+    address, password = f"svc-{secrets.token_hex(4)}@exchange.test", secrets.token_urlsafe(12)
+    ews_server.add_user(address, password)
+    ews_server.grant_impersonation(address, [ews_mailbox.address])
+    acting = dataclasses.replace(
+        ews_mailbox.settings, username=address, password=password, act_as=ews_mailbox.address
+    )
+    with EwsItems(acting) as connector:
+        ref = connector.create("appointment", event("imp@serversync.test"))
+    with EwsItems(ews_mailbox.settings) as connector:
+        [change], _ = read(connector, "appointment", "")
+
+    assert change.ref == ref
+    assert change.item == kept(event("imp@serversync.test"), ews_mailbox)
+    seen = [r for r in ews_server.requests if r.user == address]
+    assert seen
+    assert {r.mailbox for r in seen} == {ews_mailbox.address}
