@@ -15,6 +15,7 @@ from crm.models import ActivityParty, EmailActivity, OrganizationSettings
 from mailboxes.models import ApprovalStatus, Mailbox, RouterMigration, RouterMigrationFile, SyncStatus
 from profiles.fields import Secret
 from profiles.models import CredentialsSource, EmailServerProfile
+from sync.models import ActCursor, ActFieldSetting, ActItemProblem, ActLink
 from tests import factories
 from tests.mailboxes.router_import.routers import pending_migration
 
@@ -37,6 +38,18 @@ def stocked(world):
     meeting = factories.appointment(owner=world["alice"].crm_user, categories=["Customers"])
     factories.appointment_party(appointment=meeting)
     factories.task(owner=world["alice"].crm_user)
+    link = ActLink.objects.create(
+        mailbox=world["alice"].mailbox,
+        entity="appointment",
+        appointment=meeting,
+        uid="m-1@test",
+        item_id="/m-1.ics",
+    )
+    ActCursor.objects.create(mailbox=world["alice"].mailbox, entity="appointment", token="t")
+    ActItemProblem.objects.create(
+        mailbox=world["alice"].mailbox, entity="appointment", link=link, kind="conflict", message="Location."
+    )
+    ActFieldSetting.objects.create(entity="appointment", field="location", direction="to_server")
     Token.objects.create(user=world["admin"].login)
     pending_migration()  # its uploaded files held, encrypted
     profile = world.profile
@@ -97,9 +110,10 @@ def test_every_admin_page_answers_and_shows_no_secret(stocked, as_admin, model):
     obj = model._default_manager.first()
     assert obj is not None, f"add a {model._meta.label} row to the `stocked` fixture"
     singleton = model is OrganizationSettings
-    # The engine's records are read-only in the admin: no add page; nor for Email Router
-    # migrations, which only the wizard, the API and the command make from uploaded files.
-    addable = model._meta.app_label != "sync" and model is not RouterMigration
+    # The engine's records are read-only in the admin: no add page (its one setting, the
+    # field directions, excepted); nor for Email Router migrations, which only the wizard,
+    # the API and the command make from uploaded files.
+    addable = (model._meta.app_label != "sync" or model is ActFieldSetting) and model is not RouterMigration
 
     changelist = as_admin.get(url(model, "changelist"))
     add = as_admin.get(url(model, "add"))
