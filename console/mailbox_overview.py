@@ -1,6 +1,7 @@
 """Everything the mailbox page and its support report show about one mailbox:
 statuses, the folders it reads, recent sync runs, folder cursors, alerts and
-quarantined messages.
+quarantined messages; and, when it syncs them, its appointments, contacts and tasks
+(console.act_overview).
 
 Credentials are never part of it: the overview says only whether each one is
 set, and every free text that came from a mail server (an error, an alert) is
@@ -15,6 +16,7 @@ from typing import Any, TypeVar, cast
 
 from django.db.models import Case, Count, Field, Model, OuterRef, Q, Subquery, Value, When
 
+from console.act_overview import ActOverview, act_overview, syncs_act
 from crm.choices import IncomingMethod
 from crm.models import OrganizationSettings
 from mailboxes.models import DIRECTION_FIELDS, SYNC_DIRECTIONS, FolderScope, Mailbox
@@ -28,6 +30,7 @@ from sync.models import (
     QuarantinedMessage,
     QuarantineState,
     Receipt,
+    SyncKind,
     SyncRun,
 )
 from sync.server_settings import kind_for
@@ -119,15 +122,19 @@ class MailboxOverview:
     alerts: list[MailboxAlert]
     quarantined: list[QuarantinedMessage]
     quarantined_counts: dict[str, int] = field(default_factory=dict)
+    act: ActOverview | None = None  # None: the mailbox does not sync appointments, contacts, tasks
 
     @property
     def quarantined_waiting(self) -> int:
         return self.quarantined_counts.get(QuarantineState.QUARANTINED, 0)
 
 
-def mailbox_overview(*, mailbox: Mailbox, administrator: bool) -> MailboxOverview:
+def mailbox_overview(
+    *, mailbox: Mailbox, administrator: bool, act_problems_page: str | None = None
+) -> MailboxOverview:
     """The mailbox page's data, in a fixed number of queries. A profile's own
-    settings and alerts are for administrators; its owner sees only its name."""
+    settings and alerts are for administrators; its owner sees only its name.
+    ``act_problems_page``: which page of the ACT item problems to show."""
     redact = Redactor(mailbox, mailbox.profile)
     _redact_fields(mailbox, redact, "disabled_reason", "last_sync_error_text")
     cursors = _cursors(mailbox)
@@ -151,6 +158,9 @@ def mailbox_overview(*, mailbox: Mailbox, administrator: bool) -> MailboxOvervie
             .annotate(n=Count("pk"))
             .values_list("state", "n")
         ),
+        act=act_overview(mailbox=mailbox, page=act_problems_page, redact=redact)
+        if syncs_act(mailbox)
+        else None,
     )
 
 
@@ -220,7 +230,9 @@ def _latest_test(mailbox: Mailbox, redact: Redactor) -> MailboxTest | None:
 
 
 def _runs(mailbox: Mailbox) -> list[SyncRun]:
-    return list(SyncRun.objects.filter(mailbox=mailbox).order_by("-started_on", "-id")[:RUNS_SHOWN])
+    # Email runs: an ACT run's counters mean other things (console.act_overview shows them).
+    runs = SyncRun.objects.filter(mailbox=mailbox).exclude(kind=SyncKind.ACT)
+    return list(runs.order_by("-started_on", "-id")[:RUNS_SHOWN])
 
 
 def _cursors(mailbox: Mailbox) -> list[FolderCursor]:

@@ -85,7 +85,8 @@ def support_report(*, overview: MailboxOverview) -> str:
         _section("Server profile", _profile(overview)),
         _section("Status", _status(overview)),
         _section("Latest test & enable", _latest_test(overview)),
-        _section("Recent sync runs (newest first)", _runs(overview)),
+        _section("Recent email sync runs (newest first)", _runs(overview)),
+        *_act_sections(overview),
         _section("Folder cursors (current configuration)", _cursors(overview)),
         _section("Recent alerts", _alerts(overview)),
         _section("Quarantined messages", _quarantined(overview)),
@@ -191,6 +192,40 @@ def _runs(overview: MailboxOverview) -> list[str]:
             f"sent {run.sent}, failed {run.failed}{error}"
         )
     return lines
+
+
+def _act_sections(overview: MailboxOverview) -> list[list[str]]:
+    """Appointments, contacts and tasks, when the mailbox syncs them: runs in the ACT
+    counters' own words, links per entity, the newest item problems."""
+    act = overview.act
+    if act is None:
+        return []
+    runs = []
+    for run in act.runs:
+        duration = "running" if run.duration_seconds is None else f"{run.duration_seconds:.1f} s"
+        error = f" | {run.error_code}: {run.error_text}" if run.error_code else ""
+        runs.append(
+            f"{_value(run.started_on)} {run.get_outcome_display() or 'running'} ({duration}): "
+            f"server changes read {run.received}, CRM records created or changed {run.tracked}, "
+            f"linked to existing items {run.linked}, server items written {run.sent}, "
+            f"item problems {run.failed}{error}"
+        )
+    problems = [
+        f"{_value(row.problem.created_on)} {row.entity_label} {row.problem.title or '-'}: "
+        + (
+            f"{row.field_label}: {row.dropped_side} change dropped ({row.dropped}), kept {row.kept}"
+            if row.is_conflict
+            else f"{row.problem.get_kind_display()}: {row.problem.message}"
+        )
+        for row in act.problems
+    ]
+    return [
+        _section("Appointments, contacts and tasks: recent runs (newest first)", runs),
+        _section(
+            "Appointments, contacts and tasks: linked items", [(c.label, str(c.count)) for c in act.linked]
+        ),
+        _section(f"Appointments, contacts and tasks: item problems ({act.problem_count} in all)", problems),
+    ]
 
 
 def _cursors(overview: MailboxOverview) -> list[str]:

@@ -4,6 +4,7 @@ tests/test_permission_matrix.py, or the suite fails."""
 from django.urls import path
 
 from console.views import (
+    act_fields,
     alerts,
     dashboard,
     emails,
@@ -78,6 +79,7 @@ urlpatterns = [
     path("migration/<int:pk>/abandon/", migration.migration_abandon, name="migration-abandon"),
     path("migration/<int:pk>/rollout/", migration.migration_rollout, name="migration-rollout"),
     path("settings/email/", settings.email_settings, name="email-settings"),
+    path("settings/act-fields/", act_fields.act_field_settings, name="act-field-settings"),
     # For load balancers (public) and monitoring systems (token or administrator).
     path("health/", health.health, name="health"),
     path("health/status/", health.health_status, name="health-status"),

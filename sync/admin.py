@@ -1,17 +1,23 @@
 """Admin for the engine's records. The engine writes them, so the pages only show
-them; the one thing an administrator does here is acknowledge or resolve alerts
-(who and when recorded by sync.alerts)."""
+them; what an administrator does here is acknowledge or resolve alerts (who and when
+recorded by sync.alerts) and choose the field directions of appointments, contacts and
+tasks (checked as the console and the API check them: ``act_fields.setting_errors``)."""
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
+from sync import act_fields
 from sync.alerts import alert_acknowledge, alert_resolve
 from sync.models import (
+    ActFieldSetting,
+    ActItemProblem,
+    ActLink,
     FolderCursor,
     MailboxAlert,
     MailboxSchedule,
@@ -176,3 +182,65 @@ class OutgoingClaimAdmin(EngineRecordAdmin[OutgoingClaim]):
     list_display = ["email", "mailbox", "expires_on", "attempts", "next_attempt_on"]
     list_select_related = ["email", "mailbox"]
     search_fields = ["mailbox__email_address", "email__subject", "=email__message_id"]
+
+
+@admin.register(ActLink)
+class ActLinkAdmin(EngineRecordAdmin[ActLink]):
+    list_display = ["mailbox", "entity", "record", "item_id", "tracked_on_server", "synced_on"]
+    list_filter = ["entity", "tracked_on_server"]
+    list_select_related = ["mailbox"]
+    search_fields = ["mailbox__email_address", "=uid", "=item_id"]
+    date_hierarchy = "created_on"
+    # A link names one record; the three record fields as raw ids, not selects of every record.
+    raw_id_fields = ["appointment", "task", "contact"]
+
+    @admin.display(description="CRM record")
+    def record(self, link: ActLink) -> str:
+        return f"{link.entity} #{link.record_id}" if link.record_id is not None else "(deleted)"
+
+
+@admin.register(ActItemProblem)
+class ActItemProblemAdmin(EngineRecordAdmin[ActItemProblem]):
+    list_display = ["created_on", "mailbox", "entity", "kind", "title", "field", "dropped_side", "message"]
+    list_filter = ["kind", "entity", "dropped_side"]
+    list_select_related = ["mailbox"]
+    search_fields = ["mailbox__email_address", "title", "message", "=item_id"]
+    date_hierarchy = "created_on"
+    raw_id_fields = ["link"]
+
+
+class ActFieldSettingForm(forms.ModelForm[ActFieldSetting]):
+    """The field is chosen by name; ``setting_errors`` says why a choice cannot be saved
+    (an unknown or fixed field, a direction that is none of the four)."""
+
+    class Meta:
+        model = ActFieldSetting
+        fields = ["entity", "field", "direction"]
+        help_texts = {
+            "field": "A synced field's name, as the field directions page lists them "
+            "(appointment: location, body, ...; contact: job_title, ...)."
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        entity, name, direction = (cleaned.get(key) for key in ("entity", "field", "direction"))
+        if entity and name and direction:
+            # Entity and direction are choices the form checked already: what is left is the field.
+            for error in act_fields.setting_errors(entity, name, direction):
+                self.add_error("field", error)
+        return cleaned
+
+
+@admin.register(ActFieldSetting)
+class ActFieldSettingAdmin(AdministratorModelAdmin[ActFieldSetting]):
+    form = ActFieldSettingForm
+    list_display = ["entity", "field", "label", "direction", "modified_on"]
+    list_filter = ["entity", "direction"]
+    search_fields = ["field"]
+
+    @admin.display(description="Label")
+    def label(self, setting: ActFieldSetting) -> str:
+        try:
+            return act_fields.field(setting.entity, setting.field).label
+        except KeyError:  # a row for a field no longer synced: it has no effect
+            return "(not a synced field)"

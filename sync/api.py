@@ -1,15 +1,19 @@
-"""REST API for the engine's records: alerts, receipts, quarantined messages and
-sync runs. Read-only lists scoped by role (web.api_base); the few actions call
-one service each. Administrators see everything; a user sees the rows of the
-mailboxes they own (a queue owner also the queue's), and acts on those."""
+"""REST API for the engine's records: alerts, receipts, quarantined messages, sync
+runs, and the links and item problems of appointments, contacts and tasks. Read-only
+lists scoped by role (web.api_base); the few actions call one service each.
+Administrators see everything; a user sees the rows of the mailboxes they own (a queue
+owner also the queue's), and acts on those. The field directions of appointments,
+contacts and tasks are the organization's: everyone reads them, administrators set them."""
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
 from django.db.models import Count, Model, QuerySet
+from django.http import Http404
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -20,13 +24,23 @@ from rest_framework.serializers import BaseSerializer
 
 from mailboxes.api import MailboxViewSet
 from mailboxes.models import OWNER_TYPES, Mailbox, MailboxQuerySet
-from sync import serializers
+from sync import act_fields, serializers
 from sync.alerts import alert_acknowledge, alert_resolve
 from sync.errors import MessageError
 from sync.incoming import reprocess_quarantined
-from sync.models import MailboxAlert, QuarantinedMessage, Receipt, Rollout, SyncRun
+from sync.models import (
+    ActFieldSetting,
+    ActItemProblem,
+    ActLink,
+    FieldDirection,
+    MailboxAlert,
+    QuarantinedMessage,
+    Receipt,
+    Rollout,
+    SyncRun,
+)
 from sync.rollout import RolloutError, rollout_cancel, rollout_plan
-from web.api_base import IsAdministrator, RoleScopedMixin
+from web.api_base import IsAdministrator, IsCrmMember, RoleScopedMixin, visible
 
 _M = TypeVar("_M", bound=Model)
 
@@ -42,7 +56,22 @@ def _no_body(request: Request) -> None:
     serializers.NoBodySerializer(data=request.data).is_valid(raise_exception=True)
 
 
-class AlertFilter(filters.FilterSet):  # type: ignore[misc]  # django-filter has no type information
+def visible_mailboxes(request: Request | None) -> QuerySet[Mailbox]:
+    """The mailboxes a ``mailbox`` filter accepts: the requester's own. Another user's
+    mailbox answers "not a valid choice" exactly as one that does not exist, so the
+    filter does not tell which mailbox ids exist."""
+    if request is None:  # the schema, generated without a request
+        return Mailbox.objects.none()
+    return visible(Mailbox.objects.all(), request.user)
+
+
+class MailboxRowsFilter(filters.FilterSet):  # type: ignore[misc]  # django-filter has no type information
+    """Rows of one mailbox, among those the requester may see."""
+
+    mailbox = filters.ModelChoiceFilter(queryset=visible_mailboxes)
+
+
+class AlertFilter(MailboxRowsFilter):
     resolved = filters.BooleanFilter(field_name="resolved_on", lookup_expr="isnull", exclude=True)
     acknowledged = filters.BooleanFilter(field_name="acknowledged_on", lookup_expr="isnull", exclude=True)
 
@@ -75,14 +104,26 @@ class AlertViewSet(ReadOnlyScopedViewSet[MailboxAlert]):
         return Response(self.get_serializer(alert).data)
 
 
+class ReceiptFilter(MailboxRowsFilter):
+    class Meta:
+        model = Receipt
+        fields = ("mailbox", "outcome", "folder")
+
+
 class ReceiptViewSet(ReadOnlyScopedViewSet[Receipt]):
     """What became of every message a mailbox saw."""
 
     queryset = Receipt.objects.all()
     serializer_class = serializers.ReceiptSerializer
-    filterset_fields = ("mailbox", "outcome", "folder")
+    filterset_class = ReceiptFilter
     search_fields = ("subject", "sender", "message_id")
     ordering_fields = ("created_on", "server_received_on")
+
+
+class QuarantinedMessageFilter(MailboxRowsFilter):
+    class Meta:
+        model = QuarantinedMessage
+        fields = ("mailbox", "state", "error_code")
 
 
 class QuarantinedMessageViewSet(ReadOnlyScopedViewSet[QuarantinedMessage]):
@@ -90,7 +131,7 @@ class QuarantinedMessageViewSet(ReadOnlyScopedViewSet[QuarantinedMessage]):
 
     queryset = QuarantinedMessage.objects.all()
     serializer_class = serializers.QuarantinedMessageSerializer
-    filterset_fields = ("mailbox", "state", "error_code")
+    filterset_class = QuarantinedMessageFilter
     search_fields = ("error_code", "error_text")
     ordering_fields = ("created_on", "server_received_on")
 
@@ -112,12 +153,18 @@ class QuarantinedMessageViewSet(ReadOnlyScopedViewSet[QuarantinedMessage]):
         return Response(serializers.ReceiptSerializer(receipt).data)
 
 
+class SyncRunFilter(MailboxRowsFilter):
+    class Meta:
+        model = SyncRun
+        fields = ("mailbox", "kind", "outcome")
+
+
 class SyncRunViewSet(ReadOnlyScopedViewSet[SyncRun]):
     """One row per run of one kind for one mailbox."""
 
     queryset = SyncRun.objects.all()
     serializer_class = serializers.SyncRunSerializer
-    filterset_fields = ("mailbox", "kind", "outcome")
+    filterset_class = SyncRunFilter
     ordering_fields = ("started_on", "finished_on")
 
 
@@ -203,3 +250,203 @@ class RolloutViewSet(
                 {"detail": str(error), "code": "rollout_finished"}, status=status.HTTP_409_CONFLICT
             )
         return Response(self.get_serializer(self.get_object()).data)
+
+
+# --- appointments, contacts and tasks --------------------------------------------------------
+
+DENIED = {
+    401: OpenApiResponse(serializers.ApiErrorSerializer, description="Not signed in."),
+    403: OpenApiResponse(
+        serializers.ApiErrorSerializer, description="The login is not linked to an active CRM user."
+    ),
+}
+BAD_FILTER = {
+    400: OpenApiResponse(
+        serializers.ApiErrorSerializer,
+        description="A filter's value is not valid; a mailbox the requester cannot see answers "
+        "as one that does not exist.",
+    )
+}
+NOT_FOUND = {
+    404: OpenApiResponse(
+        serializers.ApiErrorSerializer, description="No such row among those the requester may see."
+    )
+}
+
+
+class ActItemProblemFilter(MailboxRowsFilter):
+    class Meta:
+        model = ActItemProblem
+        fields = ("mailbox", "entity", "kind")
+
+
+class ActLinkFilter(MailboxRowsFilter):
+    class Meta:
+        model = ActLink
+        fields = ("mailbox", "entity")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        responses={200: serializers.ActItemProblemSerializer(many=True), **BAD_FILTER, **DENIED}
+    ),
+    retrieve=extend_schema(responses={200: serializers.ActItemProblemSerializer, **DENIED, **NOT_FOUND}),
+)
+class ActItemProblemViewSet(ReadOnlyScopedViewSet[ActItemProblem]):
+    """What the engine could not do for an appointment, contact or task, newest first: a
+    change dropped in a conflict (the field, whose change, the value dropped and the one
+    kept), or an item one side refused, could not read, or found twice."""
+
+    queryset = ActItemProblem.objects.order_by("-created_on", "-id")
+    serializer_class = serializers.ActItemProblemSerializer
+    filterset_class = ActItemProblemFilter
+    search_fields = ("title", "message", "field")
+    ordering_fields = ("created_on",)
+
+
+SYNCED_PARAMETER = OpenApiParameter(
+    "synced",
+    OpenApiTypes.BOOL,
+    description="true: each link also has ``crm_synced`` and ``server_synced``, the item as each "
+    "side held it when they were last reconciled.",
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[SYNCED_PARAMETER],
+        responses={200: serializers.ActLinkWithSyncedSerializer(many=True), **BAD_FILTER, **DENIED},
+    ),
+    retrieve=extend_schema(
+        parameters=[SYNCED_PARAMETER],
+        responses={200: serializers.ActLinkWithSyncedSerializer, **DENIED, **NOT_FOUND},
+    ),
+)
+class ActLinkViewSet(ReadOnlyScopedViewSet[ActLink]):
+    """CRM records and the server items they sync with, per mailbox (each side's copy of
+    the item only when asked for, ``?synced=true``: they are whole items)."""
+
+    queryset = ActLink.objects.order_by("-created_on", "-id")
+    serializer_class = serializers.ActLinkSerializer
+    filterset_class = ActLinkFilter
+    search_fields = ("uid", "item_id")
+    ordering_fields = ("created_on", "synced_on")
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if getattr(self, "swagger_fake_view", False):  # the schema documents the fuller shape
+            return serializers.ActLinkWithSyncedSerializer
+        wanted = serializers.SyncedQuerySerializer(data=self.request.query_params)
+        wanted.is_valid(raise_exception=True)
+        if wanted.validated_data["synced"]:
+            return serializers.ActLinkWithSyncedSerializer
+        return serializers.ActLinkSerializer
+
+
+def field_states() -> list[serializers.FieldState]:
+    """Every synced field of every entity, in ``sync.act_fields`` order, with its direction now."""
+    states = []
+    for entity, fields in act_fields.FIELDS.items():
+        now = act_fields.directions(entity)
+        states += [
+            serializers.FieldState(
+                entity=entity,
+                field=synced.name,
+                label=synced.label,
+                direction=now[synced.name],
+                default=synced.default,
+                fixed=synced.fixed,
+            )
+            for synced in fields
+        ]
+    return states
+
+
+FIELD_KEY = OpenApiParameter(
+    "key", str, OpenApiParameter.PATH, description="entity.field, e.g. appointment.location"
+)
+
+
+class ActFieldDirectionViewSet(viewsets.ViewSet):
+    """Which way each field of appointments, contacts and tasks syncs, for every mailbox.
+    Everyone who may use the API reads them; administrators change a field's direction.
+    A field is addressed as ``entity.field`` (``/act-field-settings/appointment.location/``)."""
+
+    lookup_field = "key"
+    lookup_value_regex = r"[a-z_]+\.[a-z_]+"
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("update", "partial_update"):
+            return [IsAuthenticated(), IsAdministrator()]
+        return [IsAuthenticated(), IsCrmMember()]
+
+    @extend_schema(responses={200: serializers.ActFieldDirectionSerializer(many=True), **DENIED})
+    def list(self, request: Request) -> Response:
+        # many=True: a list serializer (built in __new__), which the stubs do not model.
+        states: Any = field_states()
+        return Response(serializers.ActFieldDirectionSerializer(states, many=True).data)
+
+    @extend_schema(
+        parameters=[FIELD_KEY],
+        responses={200: serializers.ActFieldDirectionSerializer, **DENIED, **NOT_FOUND},
+    )
+    def retrieve(self, request: Request, key: str) -> Response:
+        return Response(serializers.ActFieldDirectionSerializer(_field_state(key)).data)
+
+    @extend_schema(
+        parameters=[FIELD_KEY],
+        request=serializers.ActFieldDirectionUpdateSerializer,
+        responses={
+            200: serializers.ActFieldDirectionSerializer,
+            400: OpenApiResponse(
+                serializers.ApiErrorSerializer,
+                description="A fixed field, or not a direction: ``direction`` says why.",
+            ),
+            401: DENIED[401],
+            403: OpenApiResponse(serializers.ApiErrorSerializer, description="Administrators only."),
+            **NOT_FOUND,
+        },
+    )
+    def update(self, request: Request, key: str) -> Response:
+        state = _field_state(key)
+        given = serializers.ActFieldDirectionUpdateSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        direction = given.validated_data["direction"]
+        errors = act_fields.setting_errors(state.entity, state.field, direction)
+        if errors:
+            raise ValidationError({"direction": errors})
+        store_direction(state.entity, state.field, FieldDirection(direction))
+        return Response(serializers.ActFieldDirectionSerializer(_field_state(key)).data)
+
+    @extend_schema(
+        parameters=[FIELD_KEY],
+        request=serializers.ActFieldDirectionUpdateSerializer,
+        responses={
+            200: serializers.ActFieldDirectionSerializer,
+            400: OpenApiResponse(
+                serializers.ApiErrorSerializer,
+                description="A fixed field, or not a direction: ``direction`` says why.",
+            ),
+            401: DENIED[401],
+            403: OpenApiResponse(serializers.ApiErrorSerializer, description="Administrators only."),
+            **NOT_FOUND,
+        },
+    )
+    def partial_update(self, request: Request, key: str) -> Response:
+        # One field is written: a PATCH and a PUT say the same.
+        return self.update(request, key)
+
+
+def store_direction(entity: str, name: str, direction: FieldDirection) -> None:
+    """Set a field's direction (checked by ``act_fields.setting_errors`` before). A field set
+    back to its default keeps no row, so it follows the default should that change."""
+    if direction == act_fields.field(entity, name).default:
+        ActFieldSetting.objects.filter(entity=entity, field=name).delete()
+    else:
+        ActFieldSetting.objects.update_or_create(entity=entity, field=name, defaults={"direction": direction})
+
+
+def _field_state(key: str) -> serializers.FieldState:
+    for state in field_states():
+        if state.key == key:
+            return state
+    raise Http404(f"No synced field {key!r}.")

@@ -3,12 +3,23 @@ people act on them only through the routes' actions."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sync.models import MailboxAlert, QuarantinedMessage, Receipt, Rollout, SyncRun
+from mailboxes.filter_criteria import SyncEntity
+from sync.models import (
+    ActItemProblem,
+    ActLink,
+    FieldDirection,
+    MailboxAlert,
+    QuarantinedMessage,
+    Receipt,
+    Rollout,
+    SyncRun,
+)
 from sync.rollout import BatchProgress, rollout_progress
 
 # Serializer[None]: a serializer that only reads a request's input (or only documents a
@@ -18,6 +29,18 @@ from sync.rollout import BatchProgress, rollout_progress
 class NoBodySerializer(serializers.Serializer[None]):
     """An action that takes no input: any JSON object is accepted and ignored,
     anything else (a list, a scalar, a broken document) is a 400."""
+
+
+class ApiErrorSerializer(serializers.Serializer[None]):
+    """An error: ``detail``, or a list of messages per field (``{"direction": ["..."]}``)."""
+
+    detail = serializers.CharField(required=False)
+
+
+class SyncedQuerySerializer(serializers.Serializer[None]):
+    """``?synced=true``: a link with each side's copy of the item as last reconciled."""
+
+    synced = serializers.BooleanField(default=False)
 
 
 class SyncErrorSerializer(serializers.Serializer[None]):
@@ -200,3 +223,101 @@ class RolloutDetailSerializer(RolloutSerializer):
         # many=True makes DRF build a ListSerializer of the list (in __new__), whose .data is
         # a list; the stubs model neither, so they see one BatchProgress in and a dict out.
         return BatchProgressSerializer(progress, many=True).data  # type: ignore[arg-type, return-value]
+
+
+class ActItemProblemSerializer(serializers.ModelSerializer[ActItemProblem]):
+    """Something the engine could not do for one item. A conflict (``kind`` "conflict")
+    names the ``field``, whose change was dropped (``dropped_side``: "crm" or "server"),
+    the value dropped and the value kept; other kinds say why in ``message``."""
+
+    class Meta:
+        model = ActItemProblem
+        fields = (
+            "id",
+            "mailbox",
+            "entity",
+            "kind",
+            "link",
+            "item_id",
+            "record_id",
+            "title",
+            "field",
+            "dropped_side",
+            "dropped_value",
+            "kept_value",
+            "message",
+            "created_on",
+        )
+        read_only_fields = fields
+
+
+class ActLinkSerializer(serializers.ModelSerializer[ActLink]):
+    """A CRM record and the server item it syncs with. ``record_id`` is the appointment's,
+    task's or contact's id (``entity`` says which); null while the engine applies the
+    delete rules to a deleted record. ``item_id`` empty: a create not yet answered."""
+
+    record_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = ActLink
+        fields: tuple[str, ...] = (
+            "id",
+            "mailbox",
+            "entity",
+            "record_id",
+            "item_id",
+            "uid",
+            "tracked_on_server",
+            "created_on",
+            "synced_on",
+        )
+        read_only_fields = fields
+
+
+class ActLinkWithSyncedSerializer(ActLinkSerializer):
+    """With ``crm_synced`` and ``server_synced``: the item as each side held it when they
+    were last reconciled (for support: what a side changed since differs from its copy)."""
+
+    class Meta(ActLinkSerializer.Meta):
+        fields = (*ActLinkSerializer.Meta.fields, "crm_synced", "server_synced")
+        read_only_fields = fields
+
+
+@dataclass(frozen=True)
+class FieldState:
+    """One synced field of one entity (``sync.act_fields``) and its direction now."""
+
+    entity: str
+    field: str
+    label: str
+    direction: str
+    default: str
+    fixed: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.entity}.{self.field}"
+
+
+class ActFieldDirectionSerializer(serializers.Serializer[FieldState]):
+    """One synced field of one entity and the way its changes travel, for every mailbox:
+    ``both``, ``to_server`` (the CRM's changes only), ``to_crm`` (the server's only) or
+    ``none``. Fixed fields always sync both ways."""
+
+    key = serializers.CharField(read_only=True, help_text="entity.field: this field's address in the API.")
+    entity = serializers.ChoiceField(choices=SyncEntity.choices, read_only=True)
+    field = serializers.CharField(read_only=True)
+    # The metaclass takes declared fields off the class, so "label" does not shadow
+    # Field.label at run time; the stubs cannot know that.
+    label = serializers.CharField(read_only=True)  # type: ignore[assignment]
+    direction = serializers.ChoiceField(choices=FieldDirection.choices, read_only=True)
+    default = serializers.ChoiceField(choices=FieldDirection.choices, read_only=True)
+    fixed = serializers.BooleanField(read_only=True)
+
+
+class ActFieldDirectionUpdateSerializer(serializers.Serializer[None]):
+    """The direction an administrator chooses (checked by ``act_fields.setting_errors``)."""
+
+    direction = serializers.CharField(
+        max_length=10, help_text="both, to_server, to_crm or none; fixed fields cannot be changed."
+    )

@@ -16,7 +16,16 @@ from django.contrib.auth.models import User
 from crm.models import Account, Contact, CrmUser, EmailActivity, Lead, Queue
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
-from sync.models import MailboxAlert, QuarantinedMessage, Receipt, Rollout, SyncRun
+from sync.models import (
+    ActItemProblem,
+    ActLink,
+    ActProblemKind,
+    MailboxAlert,
+    QuarantinedMessage,
+    Receipt,
+    Rollout,
+    SyncRun,
+)
 from tests import factories
 
 PERSONA_NAMES = ("admin", "alice", "bob", "quinn", "oscar", "anonymous")
@@ -32,6 +41,9 @@ class MailboxRecords:
     receipt: Receipt
     quarantined: QuarantinedMessage
     sync_run: SyncRun
+    # Appointments, contacts and tasks: a contact linked to a server item, and a conflict on it.
+    act_link: ActLink | None = None
+    act_problem: ActItemProblem | None = None
 
 
 @dataclass
@@ -83,7 +95,35 @@ def _mailbox_records(mailbox: Mailbox) -> MailboxRecords:
         receipt=factories.receipt(mailbox=mailbox),
         quarantined=quarantined,
         sync_run=factories.sync_run(mailbox=mailbox),
+        **_act_records(mailbox),
     )
+
+
+def _act_records(mailbox: Mailbox) -> dict[str, Any]:
+    # The mailbox user's own contact (made just before), so no record is added to the world's lists.
+    contact = Contact.objects.filter(owner=mailbox.user).first() if mailbox.user_id else None
+    link = ActLink.objects.create(
+        mailbox=mailbox,
+        entity="contact",
+        contact=contact,
+        item_id=f"/contacts/{mailbox.pk}.vcf",
+        uid=f"persona-{mailbox.pk}",
+    )
+    problem = ActItemProblem.objects.create(
+        mailbox=mailbox,
+        entity="contact",
+        link=link,
+        kind=ActProblemKind.CONFLICT,
+        item_id=link.item_id,
+        record_id=link.record_id,
+        title=str(contact or ""),
+        field="job_title",
+        dropped_side="server",
+        dropped_value=f"server title {mailbox.pk}",
+        kept_value=f"CRM title {mailbox.pk}",
+        message="Job title changed on both sides; the server's change was dropped (both ways).",
+    )
+    return {"act_link": link, "act_problem": problem}
 
 
 def build_world() -> World:

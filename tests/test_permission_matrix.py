@@ -37,7 +37,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from crm.models import EmailActivity
 from mailboxes.models import SyncFilter, SyncFilterTemplate
-from sync.models import MailboxTest
+from sync.models import ActFieldSetting, MailboxTest
 from tests import factories
 from tests.mailboxes.router_import.routers import pending_migration
 from tests.personas import PERSONA_NAMES, World
@@ -271,6 +271,17 @@ RULES: dict[str, Rule] = {
     **read_only_rules("quarantined-message", sync_records("quarantined"), read=owner_or_admin),
     "quarantined-message-reprocess": action_rule(sync_records("quarantined"), allowed=owner_or_admin),
     **read_only_rules("sync-run", sync_records("sync_run"), read=owner_or_admin),
+    # Appointments, contacts and tasks (sync/api.py): a mailbox's links and item problems, as its runs.
+    **read_only_rules("act-problem", sync_records("act_problem"), read=owner_or_admin),
+    **read_only_rules("act-link", sync_records("act_link"), read=owner_or_admin),
+    # The organization's field directions: every member reads them, administrators set them
+    # (fields are addressed entity.field, probed by _check_field_direction).
+    "act-field-setting-list": Rule({"GET": members, "POST": nobody}),
+    "act-field-setting-detail": Rule(
+        {"GET": members, "PATCH": admin, "PUT": admin, "DELETE": nobody},
+        kind="field-direction",
+        extra={"keys": ["appointment.location", "contact.job_title"]},
+    ),
     # Rollouts test & enable many mailboxes at once: administrators only.
     "rollout-list": Rule({"GET": admin, "POST": admin}, list_of=rollouts),
     "rollout-detail": Rule(
@@ -347,6 +358,7 @@ RULES: dict[str, Rule] = {
     "migration-abandon": Rule({"POST": admin, "GET": nobody}, objects=router_migrations, kind="object-page"),
     "migration-rollout": Rule({"POST": admin, "GET": nobody}, objects=router_migrations, kind="object-page"),
     "email-settings": Rule({"GET": admin, "POST": admin}, kind="page"),
+    "act-field-settings": Rule({"GET": admin, "POST": admin}, kind="page"),
     # Load balancers' check: public. The world has no worker heartbeat, so everyone
     # gets 503 (tests/sync/test_health.py has the 200s).
     "health": Rule({"GET": public}, kind="page", extra={"status": dict.fromkeys(PERSONA_NAMES, 503)}),
@@ -577,6 +589,25 @@ def _check_object_page(
         assert _row(obj) == before, f"{persona} changed {obj} through {url}"
 
 
+def _check_field_direction(
+    world: World, route_name: str, rule: Rule, persona: str, method: str, access: Access
+) -> None:
+    """A field direction (``entity.field``): allowed writers set one, denied ones change nothing."""
+    for key in rule.extra["keys"]:
+        entity, name = key.split(".")
+        before = list(ActFieldSetting.objects.filter(entity=entity, field=name).values("direction"))
+        url = reverse(route_name, args=[key])
+        body = '{"direction": "to_server"}' if method in ("PUT", "PATCH") else "{}"
+        response = _client(world, persona).generic(method, url, data=body, content_type="application/json")
+        if access(persona, None):
+            assert response.status_code == 200, (method, url, persona, response.status_code)
+            continue
+        expected = {401} if persona == "anonymous" else {403, 405}
+        assert response.status_code in expected, (method, url, persona, response.status_code)
+        after = list(ActFieldSetting.objects.filter(entity=entity, field=name).values("direction"))
+        assert after == before, f"{persona} changed {key} without the right"
+
+
 def _cases() -> Iterator[Any]:
     for route_name, pattern in ROUTES:
         rule = rule_for(route_name)
@@ -622,6 +653,8 @@ def test_matrix(world: World, route_name: str, pattern: str, persona: str, metho
         _check_object_page(world, route_name, rule, persona, method, access)
     elif rule.kind == "action":
         _check_action(world, route_name, rule, persona, method, access)
+    elif rule.kind == "field-direction":
+        _check_field_direction(world, route_name, rule, persona, method, access)
     elif rule.objects is not None:
         _check_detail(world, route_name, rule, persona, method, access)
     else:

@@ -1,7 +1,8 @@
 """The mailbox page (/mailboxes/<id>/): its settings (credentials only as set or
 not set), statuses, recent sync runs, folder cursors, alerts and quarantined
-messages, which can be downloaded as .eml or reprocessed; and the mailbox's
-details as a text file for a support ticket.
+messages, which can be downloaded as .eml or reprocessed; its appointments, contacts
+and tasks (ACT runs, linked items, item problems a page at a time, ``?page=N``); and
+the mailbox's details as a text file for a support ticket.
 
 Administrators and the mailbox's owner (a queue owner for the queue's) only;
 anyone else gets 404, so a mailbox's existence does not leak."""
@@ -31,7 +32,7 @@ MAILBOX_RELATED = ("user", "queue", "queue__owner", "profile", "approval_changed
 @require_GET
 @member_required
 def mailbox_page(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    overview = _overview(request, pk)
+    overview = _overview(request, pk, act_problems_page=request.GET.get("page"))
     return render(request, "console/mailbox_detail.html", {"overview": overview, "mailbox": overview.mailbox})
 
 
@@ -75,10 +76,12 @@ def quarantined_reprocess(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-def _overview(request: HtmxHttpRequest, pk: int) -> MailboxOverview:
+def _overview(request: HtmxHttpRequest, pk: int, *, act_problems_page: str | None = None) -> MailboxOverview:
     mailboxes = visible(Mailbox.objects.select_related(*MAILBOX_RELATED), request.user)
     mailbox = get_object_or_404(mailboxes, pk=pk)
-    return mailbox_overview(mailbox=mailbox, administrator=is_administrator(request.user))
+    return mailbox_overview(
+        mailbox=mailbox, administrator=is_administrator(request.user), act_problems_page=act_problems_page
+    )
 
 
 def _quarantined(request: HtmxHttpRequest, pk: int) -> QuarantinedMessage:
