@@ -356,7 +356,7 @@ class EwsConnection:
             state = page.state
 
     def _page(self, folder: BaseFolder, state: str, path: str, size: int = 0) -> _Page:
-        service = _SyncFolderItems(account=self.account)
+        service = CheckedSyncFolderItems(account=self.account)
         fields = {
             f
             for f in folder.normalize_fields(fields=["size", "datetime_received"])
@@ -464,7 +464,7 @@ class _InvalidSyncState(Exception):
         self.error = error
 
 
-class _SyncFolderItems(SyncFolderItems):  # type: ignore[misc]  # exchangelib is untyped
+class CheckedSyncFolderItems(SyncFolderItems):  # type: ignore[misc]  # exchangelib is untyped
     """exchangelib's SyncFolderItems reads SyncState before it looks at the answer's
     ResponseClass, and an error answer need not carry one (messages.xsd: minOccurs=0):
     an invalid sync state would end in an AttributeError instead of its EWS error."""

@@ -51,7 +51,7 @@ from exchangelib.services import SyncFolderItems
 
 from sync.connectors import ews_account, ews_contacts, ews_errors, ews_events, ews_recurrence, ews_tasks
 from sync.connectors.base import ServerSettings
-from sync.connectors.ews import _SyncFolderItems
+from sync.connectors.ews import CheckedSyncFolderItems
 from sync.connectors.ews_uid import UID_FIELD, register
 from sync.connectors.interfaces import ENTITIES, Item, ItemChange, ItemRef
 from sync.connectors.items import Card, Event, Todo
@@ -191,7 +191,7 @@ class EwsItems:
     ) -> tuple[list[tuple[str, str, str]], str, bool]:
         """One SyncFolderItems page: (change kind, item id, change key) each, the new state, and
         whether it is the last."""
-        service = _SyncFolderItems(account=self.account)
+        service = CheckedSyncFolderItems(account=self.account)
 
         def read() -> list[Any]:
             return list(

@@ -580,3 +580,24 @@ def test_only_future_meetings_the_user_organizes_carry_their_attendees_to_the_se
     assert attendees == {"Coming up": ["bob@contoso.test"], "Yesterday": [], "Carol's": []}
     # The CRM keeps them all.
     assert AppointmentParty.objects.filter(role="required").count() == 3
+
+
+def test_a_recurrence_exchange_cannot_express_is_an_item_problem_and_the_rest_syncs(exchange_act_stack):
+    # iCalendar expresses every rule the CRM keeps; Exchange's patterns refuse some.
+    act_stack = exchange_act_stack
+    mailbox = act_stack.mailbox("alice")
+    twice_a_month = weekly(mailbox, start=future(7, 9), subject="Payroll check")
+    days = sorted({future(7).day, (future(7) + dt.timedelta(days=14)).day})
+    twice_a_month.recurrence_rule = f"FREQ=MONTHLY;BYMONTHDAY={days[0]},{days[1]};COUNT=6"
+    twice_a_month.full_clean()
+    twice_a_month.save()
+    appointment(mailbox, "Plain meeting")
+
+    run = sync_act(mailbox=mailbox)
+
+    assert (run.outcome, run.sent, run.failed) == (SyncOutcome.SUCCESS, 1, 1)
+    problem = ActItemProblem.objects.get(mailbox=mailbox)
+    assert (problem.kind, problem.record_id, problem.title) == ("refused", twice_a_month.pk, "Payroll check")
+    assert "recurrence" in problem.message.lower()
+    with act_stack.other_client(mailbox) as phone:
+        assert only(phone, "appointment").subject == "Plain meeting"
