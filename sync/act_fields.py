@@ -123,3 +123,12 @@ def setting_errors(entity: str, name: str, direction: str) -> list[str]:
     if direction not in FieldDirection.values:
         return [f"{direction!r} is not a direction; one of {', '.join(FieldDirection.values)}."]
     return []
+
+
+def store_direction(entity: str, name: str, direction: FieldDirection) -> None:
+    """Set a field's direction (checked by ``setting_errors`` before). A field set back to its
+    default keeps no row, so it follows the default should that change."""
+    if direction == field(entity, name).default:
+        ActFieldSetting.objects.filter(entity=entity, field=name).delete()
+    else:
+        ActFieldSetting.objects.update_or_create(entity=entity, field=name, defaults={"direction": direction})

@@ -29,7 +29,6 @@ from sync.alerts import alert_acknowledge, alert_resolve
 from sync.errors import MessageError
 from sync.incoming import reprocess_quarantined
 from sync.models import (
-    ActFieldSetting,
     ActItemProblem,
     ActLink,
     FieldDirection,
@@ -414,7 +413,7 @@ class ActFieldDirectionViewSet(viewsets.ViewSet):
         errors = act_fields.setting_errors(state.entity, state.field, direction)
         if errors:
             raise ValidationError({"direction": errors})
-        store_direction(state.entity, state.field, FieldDirection(direction))
+        act_fields.store_direction(state.entity, state.field, FieldDirection(direction))
         return Response(serializers.ActFieldDirectionSerializer(_field_state(key)).data)
 
     @extend_schema(
@@ -434,15 +433,6 @@ class ActFieldDirectionViewSet(viewsets.ViewSet):
     def partial_update(self, request: Request, key: str) -> Response:
         # One field is written: a PATCH and a PUT say the same.
         return self.update(request, key)
-
-
-def store_direction(entity: str, name: str, direction: FieldDirection) -> None:
-    """Set a field's direction (checked by ``act_fields.setting_errors`` before). A field set
-    back to its default keeps no row, so it follows the default should that change."""
-    if direction == act_fields.field(entity, name).default:
-        ActFieldSetting.objects.filter(entity=entity, field=name).delete()
-    else:
-        ActFieldSetting.objects.update_or_create(entity=entity, field=name, defaults={"direction": direction})
 
 
 def _field_state(key: str) -> serializers.FieldState:

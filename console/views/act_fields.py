@@ -19,7 +19,6 @@ from django.views.decorators.http import require_http_methods
 from console.views.access import HtmxHttpRequest, administrator_required
 from mailboxes.filter_criteria import SyncEntity
 from sync import act_fields
-from sync.api import store_direction
 from sync.models import FieldDirection
 
 
@@ -80,7 +79,7 @@ class FieldDirectionsForm(forms.Form):
         for key, direction in self.cleaned_data.items():
             entity, name = key.split(".", 1)
             if act_fields.directions(entity)[name] != direction:
-                store_direction(entity, name, FieldDirection(direction))
+                act_fields.store_direction(entity, name, FieldDirection(direction))
                 changed += 1
         return changed
 
