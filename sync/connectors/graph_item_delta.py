@@ -37,10 +37,23 @@ class ItemCursor:
     entity: str
     link: str
     series: frozenset[str] = field(default_factory=frozenset)
+    # The day the round began (ISO): a calendar's window is fixed then, and moves on with a new round.
+    began: str = ""
 
     def encode(self) -> str:
-        state = {"m": self.mailbox, "e": self.entity, "l": self.link, "s": sorted(self.series)}
+        state = {
+            "m": self.mailbox,
+            "e": self.entity,
+            "l": self.link,
+            "s": sorted(self.series),
+            "b": self.began,
+        }
         return PREFIX + json.dumps(state, separators=(",", ":"))
+
+    @property
+    def complete(self) -> bool:
+        """At a round's delta link (not part way through its pages)."""
+        return "deltatoken=" in self.link.lower()
 
 
 def decode(cursor: str, *, mailbox: str, entity: str, service_url: str, suffix: str) -> ItemCursor | None:
@@ -50,7 +63,11 @@ def decode(cursor: str, *, mailbox: str, entity: str, service_url: str, suffix: 
     try:
         state = json.loads(cursor[len(PREFIX) :])
         found = ItemCursor(
-            str(state["m"]), str(state["e"]), str(state["l"]), frozenset(str(s) for s in state.get("s", []))
+            str(state["m"]),
+            str(state["e"]),
+            str(state["l"]),
+            frozenset(str(s) for s in state.get("s", [])),
+            str(state.get("b", "")),
         )
     except (ValueError, KeyError, TypeError):
         return None

@@ -12,8 +12,10 @@ The mappings: :mod:`graph_events` (+ :mod:`graph_series`, :mod:`graph_recurrence
 The calendar's window: ``calendarView/delta`` reads instances between two times fixed
 when a round starts from nothing (its later rounds keep them). serversync reads from
 365 days back to 5 years ahead of that moment; an appointment wholly outside it is not
-read (a series is, once one of its occurrences falls inside). A round that started long
-ago keeps its old window until the cursor is rejected or the entity is read anew.
+read (a series is, once one of its occurrences falls inside). The window moves forward:
+a round complete and begun more than ``WINDOW_SLIDE`` ago is followed by a new one from
+now (its items come again with their versions, which the engine knows; an item left
+behind the window is not reported deleted).
 
 Each entity uses its own application permission: ``Calendars.ReadWrite``,
 ``Contacts.ReadWrite``, ``Tasks.ReadWrite.All``; a refusal names the one missing.
@@ -47,6 +49,7 @@ PERMISSIONS = {
 }
 WINDOW_BACK = dt.timedelta(days=365)
 WINDOW_AHEAD = dt.timedelta(days=5 * 365)
+WINDOW_SLIDE = dt.timedelta(days=30)
 JSON = {"Content-Type": "application/json"}
 WRITE_REFUSED = frozenset({400, 404, 409, 412})
 NAMES = {"appointment": "an appointment", "contact": "a contact", "task": "a task"}
@@ -122,25 +125,31 @@ class GraphItems:
         self._caught_up.pop(entity, None)
         client = self._client(entity)
         suffix = "/" + self._delta_path(entity)
-        start = ItemCursor(self.settings.mailbox, entity, self._first_link(entity))
+        today = dt.datetime.now(dt.UTC).date().isoformat()
+        start = ItemCursor(self.settings.mailbox, entity, self._first_link(entity), began=today)
         position = (
             decode(
                 cursor, mailbox=self.settings.mailbox, entity=entity, service_url=client.root, suffix=suffix
             )
             or start
         )
+        if entity == "appointment" and _window_moves_on(position):
+            position = start
+        began = position.began or today
         series = set(position.series)
         seen: set[str] = set()
         last = _Position(position)
         for page in pages(client, start.link, position.link, suffix=suffix, what=f"reading {entity} changes"):
             if page.link == start.link:  # read from the start (asked, or the old round is gone)
                 series.clear()
+                began = today
             found = self._page_changes(entity, page, series, seen)
             after = ItemCursor(
                 self.settings.mailbox,
                 entity,
                 page.next_link or page.delta_link or page.link,
                 frozenset(series),
+                began,
             )
             if not found:  # nothing stored in between: the last change's cursor may move on
                 last.cursor = after
@@ -149,7 +158,7 @@ class GraphItems:
                 at = (
                     after
                     if index == len(found) - 1
-                    else ItemCursor(self.settings.mailbox, entity, page.link, frozenset(series))
+                    else ItemCursor(self.settings.mailbox, entity, page.link, frozenset(series), began)
                 )
                 last = _Position(at)
                 yield ItemChange(item_id, version, item, last.encode, unreadable)
@@ -380,6 +389,17 @@ class _Position:
 
     def encode(self) -> str:
         return self.cursor.encode()
+
+
+def _window_moves_on(position: ItemCursor) -> bool:
+    """A complete round whose calendar window was fixed more than WINDOW_SLIDE ago."""
+    if not (position.complete and position.began):
+        return False
+    try:
+        began = dt.date.fromisoformat(position.began)
+    except ValueError:
+        return True
+    return dt.datetime.now(dt.UTC).date() - began > WINDOW_SLIDE
 
 
 def _stamp(value: dt.datetime) -> str:

@@ -1,7 +1,7 @@
 """The API of appointments, contacts and tasks (sync/api.py): item problems and links,
 each user only their own mailboxes' and a mailbox filter that does not tell which
-mailboxes exist (as the engine's other records' filters); the field directions, read by everyone and set by administrators with
-setting_errors' reasons; every answer documented in the schema."""
+mailboxes exist (as the engine's other records' filters); the field directions, read by
+everyone and set by administrators with setting_errors' reasons; every answer documented in the schema."""
 
 from __future__ import annotations
 

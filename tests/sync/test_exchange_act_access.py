@@ -1,6 +1,6 @@
 """Test & enable on Exchange opens the mailbox's calendar, contacts and tasks and enables
-their sync when they open, so that a missing permission is named before anything syncs (Graph: the app's application
-permissions; EWS: the account's rights on the mailbox)."""
+their sync when they open, so that a missing permission is named before anything syncs
+(Graph: the app's application permissions; EWS: the account's rights on the mailbox)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ recurrences Graph cannot hold, throttling, missing permissions."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -499,3 +500,25 @@ def test_an_item_the_connector_cannot_read_is_reported_not_dropped(box):
     assert by_id[odd.id].unreadable is not None
     assert "ends before it starts" in by_id[odd.id].unreadable.message
     assert [c.item.subject for c in changes if c.item is not None] == ["Fine"]
+
+
+def test_the_calendar_window_moves_forward_with_a_new_round_a_month_on(box):
+    with GraphItems(box.settings) as connector:
+        connector.create("appointment", event("review@serversync.test"))
+        [created], cursor = read(connector, "appointment", "")
+        assert json.loads(cursor.split(":", 1)[1])["b"] == datetime.now(UTC).date().isoformat()
+        assert read(connector, "appointment", cursor)[0] == []
+
+        # The same round, begun 31 days ago: read anew from now, its item again with its version.
+        state = json.loads(cursor.split(":", 1)[1])
+        state["b"] = (datetime.now(UTC) - timedelta(days=31)).date().isoformat()
+        old = cursor.split(":", 1)[0] + ":" + json.dumps(state)
+        [again], renewed = read(connector, "appointment", old)
+        # 29 days: the same window still.
+        state["b"] = (datetime.now(UTC) - timedelta(days=29)).date().isoformat()
+        recent = cursor.split(":", 1)[0] + ":" + json.dumps(state)
+        quiet, _ = read(connector, "appointment", recent)
+
+    assert (again.item_id, again.version, again.item) == (created.item_id, created.version, created.item)
+    assert json.loads(renewed.split(":", 1)[1])["b"] == datetime.now(UTC).date().isoformat()
+    assert quiet == []
