@@ -8,10 +8,12 @@ implements :class:`sync.connectors.interfaces.ActItems` for Exchange Server prof
   that page again, and the engine knows the versions it stored), its last change the page's
   new state. An invalid sync state (ErrorInvalidSyncStateData...) reads the folder from the
   start. An item that cannot be read as the entity is an ItemChange with ``unreadable``.
-- Writes: CreateItem (appointments with SendMeetingInvitations="SendToNone": whether and when
-  attendees are invited is the engine's decision, made elsewhere), UpdateItem with the change
+- Writes: CreateItem (a meeting with attendees with SendMeetingInvitations="SendToAllAndSaveCopy",
+  as Outlook sends it: the engine decides whether a meeting goes with its attendees, and
+  sends one without them when invitations must not go), UpdateItem with the change
   key and ConflictResolution="NeverOverwrite" (a stale key is ErrorIrresolvableConflict:
-  ``item_changed``; an item gone is ``item_changed`` too), DeleteItem to Deleted Items. EWS's
+  ``item_changed``; an item gone is ``item_changed`` too), DeleteItem to Deleted Items (an
+  appointment with SendMeetingCancellations: a meeting's attendees are told). EWS's
   DeleteItem takes no change key, so a delete first reads the item's change key (GetItem) and
   refuses a stale one; a change made between that read and the delete is lost (a small race,
   milliseconds wide, that the protocol leaves no way to close).
@@ -45,7 +47,7 @@ from typing import Any, Self, TypeVar
 from exchangelib import Account, CalendarItem, Contact, Task
 from exchangelib.errors import ErrorItemNotFound
 from exchangelib.folders import BaseFolder
-from exchangelib.items import ID_ONLY, NEVER_OVERWRITE, SEND_TO_NONE
+from exchangelib.items import ID_ONLY, NEVER_OVERWRITE, SEND_TO_ALL_AND_SAVE_COPY, SEND_TO_NONE
 from exchangelib.properties import ItemId, OccurrenceItemId
 from exchangelib.services import SyncFolderItems
 
@@ -295,7 +297,7 @@ class EwsItems:
                 code="item_exists",
             )
         new = self._new_item(entity, item, folder)
-        self._write(lambda: new.save(send_meeting_invitations=SEND_TO_NONE), entity)
+        self._write(lambda: new.save(send_meeting_invitations=_invitations(item)), entity)
         ref = ItemRef(new.id, new.changekey)
         if isinstance(item, Event) and (item.deleted_occurrences or item.changed_occurrences):
             ref = self._write_occurrences(item, ref)
@@ -312,7 +314,7 @@ class EwsItems:
             lambda: target.save(
                 update_fields=fields,
                 conflict_resolution=NEVER_OVERWRITE,
-                send_meeting_invitations=SEND_TO_NONE,
+                send_meeting_invitations=_invitations(item),
             ),
             entity,
         )
@@ -333,7 +335,7 @@ class EwsItems:
         try:
             self._write(
                 lambda: (
-                    target.move_to_trash(send_meeting_cancellations=SEND_TO_NONE)
+                    target.move_to_trash(send_meeting_cancellations=SEND_TO_ALL_AND_SAVE_COPY)
                     if entity == "appointment"
                     else target.move_to_trash()
                 ),
@@ -365,7 +367,7 @@ class EwsItems:
         Each goes to the occurrence right after the master's own write, under its change key
         then (ConflictResolution AutoResolve: each write moves the master's key on)."""
         for start in event.deleted_occurrences:
-            self._delete_occurrence(self._occurrence(event, master, start))
+            self._delete_occurrence(self._occurrence(event, master, start), _invitations(event))
         for changed in event.changed_occurrences:
             if changed.original_start is None:
                 raise MessageError(
@@ -374,7 +376,7 @@ class EwsItems:
             occurrence = self._occurrence(event, master, changed.original_start)
             for name, value in ews_events.values(changed, series=False).items():
                 setattr(occurrence, name, value)
-            self._save_occurrence(occurrence)
+            self._save_occurrence(occurrence, _invitations(event))
         version = self._version("appointment", master.item_id)
         if version is None:
             raise MessageError(
@@ -387,13 +389,13 @@ class EwsItems:
         where = OccurrenceItemId(id=master.item_id, changekey=master.version, instance_index=index)
         return CalendarItem(account=self.account, _id=where)
 
-    def _delete_occurrence(self, occurrence: CalendarItem) -> None:
-        self._write(lambda: occurrence.delete(send_meeting_cancellations=SEND_TO_NONE), "appointment")
+    def _delete_occurrence(self, occurrence: CalendarItem, send: str) -> None:
+        self._write(lambda: occurrence.delete(send_meeting_cancellations=send), "appointment")
 
-    def _save_occurrence(self, occurrence: CalendarItem) -> None:
+    def _save_occurrence(self, occurrence: CalendarItem, send: str) -> None:
         self._write(
             lambda: occurrence.save(
-                update_fields=ews_events.OCCURRENCE_FIELDS, send_meeting_invitations=SEND_TO_NONE
+                update_fields=ews_events.OCCURRENCE_FIELDS, send_meeting_invitations=send
             ),
             "appointment",
         )
@@ -484,3 +486,10 @@ def _stale(entity: str, ref: ItemRef) -> MessageError:
         "(its change key is no longer the one read).",
         code="item_changed",
     )
+
+
+def _invitations(item: Item) -> str:
+    """A meeting with attendees goes to them (SendToAllAndSaveCopy, as Outlook sends it); anything
+    else to nobody."""
+    meeting = isinstance(item, Event) and bool(item.attendees)
+    return str(SEND_TO_ALL_AND_SAVE_COPY if meeting else SEND_TO_NONE)

@@ -11,7 +11,7 @@ from typing import Protocol, TypeVar
 
 from lxml import etree
 
-from tests.fakes.ews import act_items, properties, sync_states
+from tests.fakes.ews import act_items, meetings, properties, sync_states
 from tests.fakes.ews.soap import m, response_message, sub, t
 from tests.fakes.ews.store import Folder, Item, Mailbox, Store, header_of, well_formed_id
 from tests.fakes.ews.xsd import M, T
@@ -228,12 +228,17 @@ def delete_item(call: Call) -> list[etree._Element]:
     def answer(element: etree._Element, message: etree._Element) -> None:
         _check_writable(call)
         if etree.QName(element).localname == "OccurrenceItemId":
-            act_items.delete_occurrence(call.store, _master(call, element), _instance(element))
+            master = _master(call, element)
+            _cancel_occurrence(call, master, _instance(element))
+            act_items.delete_occurrence(call.store, master, _instance(element))
             return
         folder, item = resolve_item(call, element)
         if item.master_id:  # an exception: its occurrence is deleted from the series
+            _cancel_occurrence(call, folder.items[item.master_id], item.index)
             act_items.delete_occurrence(call.store, folder.items[item.master_id], item.index)
             return
+        if _is_meeting(item) and _sending(call, "SendMeetingCancellations"):
+            meetings.send(call.mail, call.mailbox.address, item, "CANCEL")
         trash = call.mailbox.by_distinguished("deleteditems")
         if to_trash and trash is not None and folder is not trash:
             call.store.move_item(call.mailbox, item, trash)
@@ -241,6 +246,13 @@ def delete_item(call: Call) -> list[etree._Element]:
             call.store.remove_item(folder, item)
 
     return _per_id("DeleteItem", call.findall("m:ItemIds/*"), answer, call)
+
+
+def _cancel_occurrence(call: Call, master: Item, index: int) -> None:
+    if _sending(call, "SendMeetingCancellations"):
+        occurrence = act_items.occurrence(call.store, master, index, make=True)
+        assert occurrence is not None
+        meetings.send(call.mail, call.mailbox.address, occurrence, "CANCEL", series=master)
 
 
 def _check_writable(call: Call) -> None:
@@ -305,6 +317,8 @@ def update_item(call: Call) -> list[etree._Element]:
             _check_writable(call)
             master = folder.items.get(item.master_id) if item.master_id else None
             act_items.update(call.store, item, updates, master)
+            if _is_meeting(item) and _sending(call, "SendMeetingInvitationsOrCancellations"):
+                meetings.send(call.mail, call.mailbox.address, item, "REQUEST", series=master)
             _updated(message, item)
             return
         for update in updates:
@@ -332,7 +346,21 @@ def _update_occurrence(
     exception = act_items.occurrence(call.store, master, _instance(target), make=True)
     assert exception is not None
     act_items.update(call.store, exception, change.findall(f"{{{T}}}Updates/*"), master)
+    if _sending(call, "SendMeetingInvitationsOrCancellations"):
+        meetings.send(call.mail, call.mailbox.address, exception, "REQUEST", series=master)
     _updated(message, exception)
+
+
+def _is_meeting(item: Item) -> bool:
+    return item.props is not None and etree.QName(item.props).localname == "CalendarItem"
+
+
+def _sending(call: Call, attribute: str) -> bool:
+    """Whether the request asks for meeting messages; a mode this server does not know is refused."""
+    mode = call.body.get(attribute, meetings.NONE)
+    if not meetings.is_known(mode):
+        raise act_items.unimplemented(f"{attribute}={mode}")
+    return mode in meetings.SENDING
 
 
 def _updated(message: etree._Element, item: Item) -> None:
@@ -486,8 +514,8 @@ def create_item(call: Call) -> list[etree._Element]:
 def _create_act_item(
     call: Call, element: etree._Element, saved_element: etree._Element | None
 ) -> etree._Element:
-    """A calendar item, contact or task, saved in the folder named (else its default folder).
-    Meeting invitations are not sent by this server: asking for them is refused and recorded."""
+    """A calendar item, contact or task, saved in the folder named (else its default folder);
+    a meeting's attendees are sent a request when asked (``meetings``)."""
     kind = etree.QName(element).localname
     message = response_message("CreateItem")
     try:
@@ -495,12 +523,14 @@ def _create_act_item(
             _check_writable(call)
             invitations = call.body.get("SendMeetingInvitations", "SendToNone")
             call.notes["invitations"] = invitations
-            if kind == "CalendarItem" and invitations != "SendToNone":
+            if kind == "CalendarItem" and not meetings.is_known(invitations):
                 raise act_items.unimplemented(f"SendMeetingInvitations={invitations}")
             default = call.mailbox.by_distinguished(act_items.KINDS[kind])
             folder = resolve_folder(call, saved_element) if saved_element is not None else default
             assert folder is not None
             created = act_items.create(call.store, folder, element)
+            if kind == "CalendarItem" and invitations in meetings.SENDING:
+                meetings.send(call.mail, call.mailbox.address, created, "REQUEST")
         except act_items.Refused as refusal:
             raise call.refused(refusal) from None
     except EwsError as error:

@@ -5,9 +5,11 @@ extended-property restrictions, SyncFolderItems, and what the server does not im
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from email import message_from_bytes, policy
 
+import icalendar
 import pytest
 from exchangelib import (
     Account,
@@ -21,7 +23,6 @@ from exchangelib import (
 )
 from exchangelib.errors import (
     ErrorCalendarOccurrenceIndexIsOutOfRecurrenceRange,
-    ErrorInvalidRequest,
     ErrorIrresolvableConflict,
 )
 from exchangelib.indexed_properties import EmailAddress, PhysicalAddress
@@ -233,21 +234,57 @@ def test_sync_folder_items_lists_series_not_their_exceptions(account: Account) -
     assert [(kind, item.id) for kind, item in changed] == [("update", first.id)]
 
 
-def test_invitations_are_not_sent_by_the_test_server_and_asking_is_recorded(
-    ews_server: EwsServer, account: Account
+def calendar_parts(raw: bytes) -> list[icalendar.Calendar]:
+    message = message_from_bytes(raw, policy=policy.default)
+    return [
+        icalendar.Calendar.from_ical(part.get_content())
+        for part in message.walk()
+        if part.get_content_type() == "text/calendar"
+    ]
+
+
+def test_a_meeting_sends_requests_and_cancellations_to_its_attendees_when_asked(
+    ews_server: EwsServer, account: Account, ews_mailbox: EwsMailbox
 ) -> None:
+    colleague = f"colleague-{id(account)}@{ews_mailbox.address.split('@')[1]}"
+    ews_server.add_user(colleague, "pw")
     item = CalendarItem(
         account=account,
         folder=account.calendar,
         subject="Invite",
         start=EWSDateTime(2030, 7, 1, 10, 0, tzinfo=BERLIN),
         end=EWSDateTime(2030, 7, 1, 11, 0, tzinfo=BERLIN),
+        required_attendees=[colleague],
+        optional_attendees=["guest@partner.test"],
     )
-    with pytest.raises(ErrorInvalidRequest, match="does not implement SendMeetingInvitations"):
-        item.save(send_meeting_invitations=SEND_TO_ALL_AND_SAVE_COPY)
+    ews_server.outbound.clear()
+    item.save(send_meeting_invitations=SEND_TO_ALL_AND_SAVE_COPY)
+    item.subject = "Invite (moved)"
+    item.save(update_fields=["subject"], send_meeting_invitations=SEND_TO_ALL_AND_SAVE_COPY)
+    item.move_to_trash(send_meeting_cancellations=SEND_TO_ALL_AND_SAVE_COPY)
 
-    # Recorded as a violation (taken here: the test asked on purpose), so a test relying on it fails.
-    assert ews_server.take_request_violations() == [
-        "CreateItem: The EWS test server does not implement SendMeetingInvitations=SendToAllAndSaveCopy. "
-        "(not implemented by the EWS test server)"
-    ]
+    # The colleague's inbox (a user of this server) and the outside guest (outbound) got each.
+    inbox = [calendar_parts(raw)[0] for raw in ews_server.messages(colleague)]
+    outside = [calendar_parts(sent.raw)[0] for sent in ews_server.outbound]
+    assert [sent.recipients for sent in ews_server.outbound] == [("guest@partner.test",)] * 3
+    for received in (inbox, outside):
+        assert [str(c["method"]) for c in received] == ["REQUEST", "REQUEST", "CANCEL"]
+        events = [c.walk("VEVENT")[0] for c in received]
+        assert [str(e["summary"]) for e in events] == ["Invite", "Invite (moved)", "Invite (moved)"]
+        assert {str(e["organizer"]) for e in events} == {f"mailto:{ews_mailbox.address}"}
+        assert events[0].decoded("dtstart") == datetime(2030, 7, 1, 8, 0, tzinfo=UTC)
+
+
+def test_a_meeting_saved_with_send_to_none_sends_nothing(ews_server: EwsServer, account: Account) -> None:
+    ews_server.outbound.clear()
+    item = CalendarItem(
+        account=account,
+        folder=account.calendar,
+        subject="Quiet",
+        start=EWSDateTime(2030, 7, 2, 10, 0, tzinfo=BERLIN),
+        end=EWSDateTime(2030, 7, 2, 11, 0, tzinfo=BERLIN),
+        required_attendees=["guest@partner.test"],
+    )
+    item.save(send_meeting_invitations=SEND_TO_NONE)
+    item.move_to_trash(send_meeting_cancellations=SEND_TO_NONE)
+    assert ews_server.outbound == []

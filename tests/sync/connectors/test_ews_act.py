@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from email import message_from_bytes, policy
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,7 @@ from sync.connectors import ews_account, ews_items, ews_tasks
 from sync.connectors.base import ServerSettings
 from sync.connectors.ews_items import EwsItems
 from sync.connectors.interfaces import ActItems, Item, ItemChange
-from sync.connectors.items import Address, Card, Event, EventStatus, Party, ShowAs, Todo, TodoStatus
+from sync.connectors.items import Address, Attendee, Card, Event, EventStatus, Party, ShowAs, Todo, TodoStatus
 from sync.errors import MessageError, PermanentError, ThrottledError
 from tests.fakes.ews import client
 from tests.fakes.ews.fixtures import EwsMailbox, new_mailbox
@@ -636,3 +637,31 @@ def test_a_service_account_with_impersonation_syncs_the_mailbox(ews_server, ews_
     seen = [r for r in ews_server.requests if r.user == address]
     assert seen
     assert {r.mailbox for r in seen} == {ews_mailbox.address}
+
+
+def test_a_meeting_with_attendees_invites_them_and_its_delete_cancels_one_without_sends_nothing(
+    ews_server, ews_mailbox
+):
+    """The engine sends a meeting with its attendees only when they are to be invited; the
+    connector then asks Exchange to send the requests (and cancellations), as Outlook does."""
+    meeting = dataclasses.replace(
+        event(f"meeting-{secrets.token_hex(4)}@serversync.test", "Kick-off"),
+        organizer=Party(ews_mailbox.address),
+        attendees=(Attendee("guest@partner.test", "Guest"),),
+    )
+    alone = event(f"alone-{secrets.token_hex(4)}@serversync.test", "Focus time")
+    ews_server.outbound.clear()
+    with EwsItems(ews_mailbox.settings) as connector:
+        ref = connector.create("appointment", meeting)
+        connector.create("appointment", alone)
+        moved = connector.update("appointment", ref, dataclasses.replace(meeting, subject="Kick-off (moved)"))
+        connector.delete("appointment", moved)
+
+    sent = [(s.recipients, message_from_bytes(s.raw, policy=policy.default)) for s in ews_server.outbound]
+    assert [(recipients, str(message["Subject"])) for recipients, message in sent] == [
+        (("guest@partner.test",), "Kick-off"),
+        (("guest@partner.test",), "Kick-off (moved)"),
+        (("guest@partner.test",), "Canceled: Kick-off (moved)"),
+    ]
+    methods = [message.get_body(("calendar",)).get_param("method") for _, message in sent]  # type: ignore[union-attr]
+    assert methods == ["REQUEST", "REQUEST", "CANCEL"]
