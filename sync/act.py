@@ -68,6 +68,9 @@ from sync.server_settings import act_settings, connectors_of, profile_of
 from sync.tracking import Parties
 
 RECORD_FIELD = {"appointment": "appointment", "task": "task", "contact": "contact"}
+# Item problems' alerts: their own category, so that a run that works does not close them (the
+# item is still refused); a person resolves them.
+ITEM_ALERTS = "act_items"
 
 
 @dataclass
@@ -510,7 +513,7 @@ class EntitySync:
         dropped: tuple[str, Any, Any] | None = None,
     ) -> None:
         side, value, kept = dropped or ("", None, None)
-        ActItemProblem.objects.create(
+        row = ActItemProblem(
             mailbox=self.mailbox,
             entity=self.entity,
             link=link if link is not None and link.pk is not None else None,
@@ -524,16 +527,35 @@ class EntitySync:
             kept_value=kept,
             message=message,
         )
+        if kind == ActProblemKind.CONFLICT or not _said_already(row):
+            row.save()
         if kind == ActProblemKind.CONFLICT:
             return  # recorded on the item; not a failure of the run
         self.run_.failed += 1
         alerts.record_alert(
             level=AlertLevel.WARNING,
-            category=SyncKind.ACT,
+            category=ITEM_ALERTS,
             code=f"act_{kind}",
             message=f"{self.entity.capitalize()} {title or (str(record) if record else item_id)}: {message}",
             mailbox=self.mailbox,
         )
+
+
+def _said_already(problem: ActItemProblem) -> bool:
+    """The item's newest problem says the same: a refused item is tried again each run, and
+    its page shows it once (the alert counts the repeats)."""
+    newest = (
+        ActItemProblem.objects.filter(
+            mailbox=problem.mailbox,
+            entity=problem.entity,
+            record_id=problem.record_id,
+            item_id=problem.item_id,
+        )
+        .order_by("-created_on", "-id")
+        .values_list("kind", "message")
+        .first()
+    )
+    return newest == (problem.kind, problem.message)
 
 
 def _kind_of(error: MessageError) -> ActProblemKind:

@@ -22,7 +22,7 @@ from crm.models import EmailActivity
 from mailboxes.models import RouterMigration, RouterMigrationState
 from mailboxes.router_import.service import router_migration_abandon
 from sync import clock, rollups
-from sync.models import MailboxAlert, QuarantinedMessage, QuarantineState, Receipt, SyncRun
+from sync.models import ActItemProblem, MailboxAlert, QuarantinedMessage, QuarantineState, Receipt, SyncRun
 
 
 @dataclass
@@ -33,6 +33,7 @@ class CleanupReport:
     activity_raw_files: int = 0
     quarantine_raw_files: int = 0
     abandoned_migrations: int = 0
+    act_problems: int = 0
     finished: bool = True
 
 
@@ -53,6 +54,7 @@ def cleanup() -> CleanupReport:
         ("activity_raw_files", _forget_activity_raw),
         ("quarantine_raw_files", _forget_quarantine_raw),
         ("abandoned_migrations", _abandon_forgotten_migrations),
+        ("act_problems", lambda: _delete_batch(_old_act_problems())),
     ]
     for name, step in steps:
         while (done := step()) > 0:
@@ -102,6 +104,10 @@ def _delete_sync_runs(cutoff: datetime) -> int:
 
 def _old_receipts() -> models.QuerySet[Receipt]:
     return Receipt.objects.filter(created_on__lt=_cutoff(settings.SYNC_RETAIN_RECEIPTS_DAYS))
+
+
+def _old_act_problems() -> models.QuerySet[ActItemProblem]:
+    return ActItemProblem.objects.filter(created_on__lt=_cutoff(settings.SYNC_RETAIN_ACT_PROBLEMS_DAYS))
 
 
 def _old_resolved_alerts() -> models.QuerySet[MailboxAlert]:

@@ -12,7 +12,15 @@ from django.core.files.base import ContentFile
 
 from crm.models import EmailActivity
 from sync import retention
-from sync.models import HourlyRollup, MailboxAlert, QuarantinedMessage, QuarantineState, Receipt, SyncRun
+from sync.models import (
+    ActItemProblem,
+    HourlyRollup,
+    MailboxAlert,
+    QuarantinedMessage,
+    QuarantineState,
+    Receipt,
+    SyncRun,
+)
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -82,6 +90,22 @@ def test_receipts_and_resolved_alerts_past_retention_go(world):
     assert not MailboxAlert.objects.filter(pk=old_resolved.pk).exists()
     assert Receipt.objects.filter(pk=new_receipt.pk).exists()
     assert MailboxAlert.objects.filter(pk__in=[new_resolved.pk, old_open.pk]).count() == 2
+
+
+def test_act_problems_past_retention_go(world):
+    alice = world["alice"].mailbox
+
+    def problem(days: int) -> ActItemProblem:
+        made = ActItemProblem.objects.create(mailbox=alice, entity="task", kind="refused", message="No.")
+        return aged(ActItemProblem, made, created_on=days_ago(days))
+
+    old, new = problem(91), problem(89)
+
+    report = cleanup_now()
+
+    assert report.act_problems == 1
+    assert not ActItemProblem.objects.filter(pk=old.pk).exists()
+    assert ActItemProblem.objects.filter(pk=new.pk).exists()
 
 
 def test_old_raw_messages_lose_their_file_and_keep_their_row(world):

@@ -14,7 +14,15 @@ from mailboxes.models import SyncFilter
 from sync import scheduler, tasks
 from sync.act import sync_act
 from sync.connectors.items import Todo
-from sync.models import ActItemProblem, ActLink, MailboxAlert, MailboxSchedule, SyncKind, SyncOutcome
+from sync.models import (
+    ActCursor,
+    ActItemProblem,
+    ActLink,
+    MailboxAlert,
+    MailboxSchedule,
+    SyncKind,
+    SyncOutcome,
+)
 from tests import factories
 from tests.sync.act.backends import read_all
 from tests.sync.act.conftest import dav_stack
@@ -71,6 +79,12 @@ def test_an_item_the_crm_cannot_store_is_recorded_and_the_run_goes_on(dav):
     assert MailboxAlert.objects.filter(mailbox=mailbox, code="act_invalid").exists()
     with dav.other_client(mailbox) as phone:
         assert {c.item.subject for c in read_all(phone, "task").values() if c.item} == {"Fine", "Odd"}
+
+    # Tried again next run, and still refused: the page shows it once, the alert counts twice.
+    ActCursor.objects.filter(mailbox=mailbox).update(token="")
+    assert sync_act(mailbox=mailbox).failed == 1
+    assert ActItemProblem.objects.filter(mailbox=mailbox).count() == 1
+    assert MailboxAlert.objects.get(mailbox=mailbox, code="act_invalid").count == 2
 
 
 def test_an_appointment_without_organizer_owned_by_someone_else_is_a_problem_not_a_failure(dav):
