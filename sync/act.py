@@ -182,7 +182,7 @@ class EntitySync:
     def on_change(self, change: ItemChange) -> None:
         link = self.by_item.get(change.item_id)
         item = change.item
-        if link is not None and item is not None and link.version == change.version:
+        if link is not None and item is not None and link.version == change.version and link.server_synced:
             self._read_back(link, item)  # our own write, or a change already stored
             return
         self.run_.received += 1
@@ -272,6 +272,8 @@ class EntitySync:
                 if not self.budget.take():
                     return
                 self.create(link, record)
+            elif not link.server_synced:
+                continue  # linked, never reconciled (the CRM refused the server's version): waits for a read
             elif self._crm_changed(link, record):
                 if not self.budget.take():
                     return
