@@ -102,7 +102,7 @@ class CrmUserAdmin(AdministratorModelAdmin[CrmUser]):
     readonly_fields = ["created_on", "modified_on"]
     fieldsets = [
         ("General", {"fields": ["full_name", "email", "user", "is_active", "external_id"]}),
-        ("Email options", {"fields": ["track_incoming_email", "auto_create_contacts"]}),
+        ("Email options", {"fields": ["track_incoming_email", "auto_create_contacts", "time_zone"]}),
         RECORD_INFO,
     ]
 

@@ -66,8 +66,9 @@ def act_settings(mailbox: Mailbox) -> ServerSettings:
     """Where the mailbox's appointments, contacts and tasks live: Exchange's own service,
     or the CalDAV / CardDAV server an IMAP/SMTP profile names (same credentials as its mail)."""
     profile = profile_of(mailbox)
+    zone = mailbox.user.time_zone if mailbox.user is not None else "UTC"
     if profile.is_exchange:
-        return _exchange_settings(mailbox, profile, Direction.INCOMING)
+        return replace(_exchange_settings(mailbox, profile, Direction.INCOMING), time_zone=zone)
     if not (facts(profile.server_type).act_over_dav and profile.dav_server_url):
         raise PermanentError(
             f"The profile {profile} names no CalDAV / CardDAV server for appointments, contacts and tasks: "
@@ -87,6 +88,7 @@ def act_settings(mailbox: Mailbox) -> ServerSettings:
         password=password,
         url=profile.dav_server_url,
         mailbox=mailbox.email_address,
+        time_zone=zone,
     )
 
 

@@ -9,6 +9,7 @@ from django.db.models.functions import Lower
 
 from crm.choices import TrackIncomingEmail
 from crm.models.base import TimestampedModel
+from crm.time_zones import validate_time_zone
 
 EXTERNAL_ID_HELP = "The GUID an older system (Dynamics, the Email Router) knew this record by."
 
@@ -46,6 +47,13 @@ class CrmUser(TimestampedModel):
     )
     auto_create_contacts = models.BooleanField(
         "automatically create contacts for unknown senders", default=False
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="The IANA time zone the user works in (Europe/Berlin): a calendar's all-day dates and "
+        "times without a zone are read in it.",
     )
 
     objects = CrmUserQuerySet.as_manager()

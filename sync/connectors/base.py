@@ -64,6 +64,9 @@ class ServerSettings:
     autodiscover: bool = False
     # EWS: the Exchange version to speak ("Exchange2016"); "" asks the server.
     server_version: str = ""
+    # Appointments, contacts and tasks: the IANA zone the mailbox's user works in; a calendar's
+    # all-day dates and times without a zone (floating) are read in it.
+    time_zone: str = "UTC"
 
     def __repr__(self) -> str:
         # Never print the password: settings end up in tracebacks and logs.

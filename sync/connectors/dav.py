@@ -122,7 +122,7 @@ class DavItems:
             return ItemChange(found.href, "", None, after)
         etag, data = bodies[found.href]
         try:
-            item = _read(entity, data)
+            item = _read(entity, data, self.settings.time_zone)
         except MessageError as error:
             return ItemChange(found.href, etag, None, after, unreadable=error)
         return ItemChange(found.href, etag, item, after)
@@ -250,11 +250,12 @@ def _holds(entity: str, data: bytes) -> bool:
     return marker in data.upper()
 
 
-def _read(entity: str, data: bytes) -> Item:
+def _read(entity: str, data: bytes, zone: str) -> Item:
+    """``zone``: the user's, for all-day dates and floating times (they carry none of their own)."""
     if entity == "appointment":
-        return ical_to_event(data)
+        return ical_to_event(data, floating_zone=zone)
     if entity == "task":
-        return ical_to_todo(data)
+        return ical_to_todo(data, floating_zone=zone)
     return vcard_to_card(data)
 
 

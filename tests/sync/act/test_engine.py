@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from crm.models import Appointment, AppointmentParty, Task
@@ -172,3 +174,37 @@ def test_a_mailbox_not_enabled_for_act_is_not_claimed(dav):
     mailbox = dav.mailbox("alice")
     type(mailbox).objects.filter(pk=mailbox.pk).update(act_enabled=False)
     assert [c for c in scheduler.dispatch() if c.kind == SyncKind.ACT] == []
+
+
+PHONE_EVENTS = b"""BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//A phone//EN\r
+BEGIN:VEVENT\r
+UID:floating-1@phone.test\r
+DTSTAMP:20261201T080000Z\r
+DTSTART:%(day)sT090000\r
+DTEND:%(day)sT100000\r
+SUMMARY:Breakfast with the board\r
+CATEGORIES:Tracked to CRM\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+
+
+def test_times_without_a_zone_are_read_in_the_users_zone(dav, radicale):
+    """A phone writes "09:00" with no zone (a floating time): it is 09:00 where the user works."""
+    mailbox = dav.mailbox("alice")
+    mailbox.user.time_zone = "Europe/Berlin"
+    mailbox.user.save()
+    day = future(6).date()
+    body = PHONE_EVENTS % {b"day": day.strftime("%Y%m%d").encode()}
+    calendar = f"{radicale.url}{mailbox.username}/calendar/floating-1.ics"
+    with httpx.Client(
+        verify=radicale.ssl_context(), auth=(mailbox.username, mailbox.password.reveal())
+    ) as http:
+        assert http.put(calendar, content=body, headers={"Content-Type": "text/calendar"}).status_code == 201
+    synced(mailbox)
+
+    record = Appointment.objects.get(subject="Breakfast with the board")
+    assert record.start == dt.datetime.combine(day, dt.time(9), ZoneInfo("Europe/Berlin"))
+    assert record.start_time_zone == "Europe/Berlin"
