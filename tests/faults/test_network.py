@@ -20,6 +20,8 @@ from sync import outgoing
 from sync.incoming import sync_incoming
 from sync.models import MailboxAlert, Receipt, SyncOutcome
 from tests import messages
+from tests.harness.tcp_proxy import FaultyProxy
+from tests.sync.exchange_stack import EwsStack
 from tests.sync.test_engine_outgoing import api_client_for, compose, inbox
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -148,3 +150,31 @@ def test_smtp_cut_mid_data_sends_each_email_once_or_says_outcome_unknown(stack, 
             assert MailboxAlert.objects.filter(
                 mailbox=alice, code="outcome_unknown", resolved_on__isnull=True
             ).exists()
+
+
+def test_ews_cut_anywhere_in_a_response_loses_and_doubles_nothing(settings, ews_server, fault_table):
+    exchange = EwsStack.build(settings, ews_server)
+    proxy = FaultyProxy(ews_server.host, ews_server.port)
+    try:
+        EmailServerProfile.objects.filter(pk=exchange.profile.pk).update(
+            incoming_server_location=ews_server.url.replace(f":{ews_server.port}/", f":{proxy.port}/"),
+            connection_timeout_seconds=3,
+        )
+        row = fault_table("EWS connection cut part way (a SOAP response)")
+        for run in range(RUNS):
+            mailbox = exchange.user_mailbox(f"ewscut{run}")
+            subjects = [f"EWS cut {run} message {n:02d}" for n in range(MESSAGES)]
+            for subject in subjects:
+                exchange.deliver(
+                    mailbox, messages.simple(to=mailbox.email_address, subject=subject, body="z" * 2000)
+                )
+            proxy.cut_after(downstream=500 + run * 2500)
+            started = time.monotonic()
+            sync_incoming(mailbox=mailbox)
+            recovered_in = until_caught_up(mailbox, started)
+            lost, doubled = incoming_outcome(mailbox, subjects)
+            row.add(messages=MESSAGES, lost=lost, doubled=doubled, recovered_in=recovered_in)
+            assert (lost, doubled) == (0, 0), run
+        assert proxy.cuts >= 1
+    finally:
+        proxy.close()
