@@ -6,11 +6,14 @@ The README's configuration table documents each variable.
 from __future__ import annotations
 
 import json
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
 import django_stubs_ext
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -67,6 +70,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     # htmx for the pages, from the package's own static files (no copy committed).
     "django_htmx",
+    # Failed sign-ins, counted per account and per address (its tables come with it).
+    "axes",
     "crm",
     "profiles",
     "mailboxes",
@@ -77,7 +82,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "web.permissions_policy.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads a body (sessions, CSRF): an oversized one is refused unread.
+    "web.request_size.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -85,6 +94,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -181,8 +192,80 @@ if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     # Load balancers probe the app itself over plain HTTP, without the proxy's header.
     SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+
+# Content-Security-Policy (django-csp): scripts only from our own static files, no
+# inline script, no eval. Inline styles stay allowed: the dashboard's pygal charts
+# carry their <style> inside the SVG, and htmx adds its indicator style.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# Browser features no page of serversync uses, switched off for every page
+# (web.permissions_policy.PermissionsPolicyMiddleware).
+PERMISSIONS_POLICY = env_str(
+    "PERMISSIONS_POLICY",
+    "accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), "
+    "magnetometer=(), microphone=(), midi=(), payment=(), publickey-credentials-get=(), "
+    "screen-wake-lock=(), serial=(), usb=(), xr-spatial-tracking=()",
+)
+
+# Request bodies (web.request_size): every route refuses a body over REQUEST_MAX_BYTES
+# with 413 before reading it; the upload routes (named here) allow UPLOAD_MAX_BYTES.
+REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 2621440, minimum=1024)  # 2.5 MiB, Django's own default
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
+UPLOAD_URL_NAMES = frozenset({"migration", "profiles-new", "profiles-edit", "router-migration-list"})
+# Django's own limit on a body read into memory (and form fields beside uploaded
+# files) follows the same cap, so the two never disagree.
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
+
+# Failed sign-ins (django-axes, on /login/ and /admin/login/): after AXES_FAILURE_LIMIT
+# failures an account is locked, and so, separately, is the address they came from,
+# for AXES_COOLOFF_MINUTES or until an administrator runs `manage.py axes_reset`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "web.sign_in_lockout.locked_out"
+# Unlocking is `manage.py axes_reset` (or axes_reset_username / axes_reset_ip); the
+# attempt tables stay out of the admin site, whose pages follow the administrator role.
+AXES_ENABLE_ADMIN = False
+# A locked-out account's further tries do not push its unlock further away.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The address is the connection's own unless proxies in front set X-Forwarded-For:
+# trusting the header without them would let a guesser pick a new address per try.
+AXES_IPWARE_PROXY_COUNT = env_int("AXES_IPWARE_PROXY_COUNT", 0, minimum=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
+
+# Shared by the processes of one installation (API throttle counts); unset, each
+# process counts on its own.
+CACHE_URL = env_str("CACHE_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 # Monitoring: the bearer token of /health/status/. Unset, only administrators'
 # sessions may read it and everyone else gets 404.
@@ -211,6 +294,17 @@ EMAIL_BACKEND = (
 if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("Set at most one of EMAIL_USE_TLS and EMAIL_USE_SSL.")
 
+
+def _throttle_rate(name: str, default: str) -> str:
+    # DRF reads a rate only at the first request; a typo stops start-up here instead.
+    rate = env_str(name, default)
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", rate):
+        raise ImproperlyConfigured(
+            f"{name}={rate!r} is not a rate like 300/minute (per second, minute, hour or day)."
+        )
+    return rate
+
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -225,6 +319,16 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
+    # A runaway script slows down (429 with Retry-After); no person or integration
+    # working normally comes near these rates.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": _throttle_rate("API_THROTTLE_ANON", "300/minute"),
+        "user": _throttle_rate("API_THROTTLE_USER", "3000/minute"),
+    },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
@@ -248,6 +352,8 @@ SPECTACULAR_SETTINGS = {
         "TrackIncomingEmailEnum": "crm.choices.TrackIncomingEmail",
         "SyncStatusEnum": "crm.choices.SyncStatus",
         "RouterMigrationStateEnum": "mailboxes.models.RouterMigrationState",
+        "FieldDirectionEnum": "sync.models.FieldDirection",
+        "RolloutStateEnum": "sync.models.Rollout.State",
     },
 }
 

@@ -1,6 +1,6 @@
 """The "download mailbox details" report: one mailbox's settings, statuses,
-recent runs, errors and alerts, and the versions running, as plain text to
-attach to a support ticket.
+recent runs, errors and alerts, and (for administrators) the versions running,
+as plain text to attach to a support ticket.
 
 Built from allow-lists of fields, never by walking a model, so no credential
 can slip in; the finished text is then passed through the mailbox's redactor
@@ -74,8 +74,11 @@ PROFILE_FIELDS = (
 )
 
 
-def support_report(*, overview: MailboxOverview) -> str:
-    """The report's text; every secret of the mailbox and its profile removed."""
+def support_report(*, overview: MailboxOverview, with_versions: bool) -> str:
+    """The report's text; every secret of the mailbox and its profile removed.
+
+    The versions running are for administrators only (WITH_VERSIONS): to anyone
+    else they would only be a map of which known flaws to try."""
     sections = [
         [f"serversync mailbox details, generated {_value(clock.now())}"],
         _section(
@@ -90,8 +93,9 @@ def support_report(*, overview: MailboxOverview) -> str:
         _section("Folder cursors (current configuration)", _cursors(overview)),
         _section("Recent alerts", _alerts(overview)),
         _section("Quarantined messages", _quarantined(overview)),
-        _section("Versions", _versions()),
     ]
+    if with_versions:
+        sections.append(_section("Versions", _versions()))
     text = "\n\n".join("\n".join(lines) for lines in sections) + "\n"
     return Redactor(overview.mailbox, overview.profile)(text)
 

@@ -41,7 +41,8 @@ def mailbox_page(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def mailbox_details_download(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The support report, as a file to attach to a ticket."""
     overview = _overview(request, pk)
-    response = HttpResponse(support_report(overview=overview), content_type="text/plain; charset=utf-8")
+    report = support_report(overview=overview, with_versions=is_administrator(request.user))
+    response = HttpResponse(report, content_type="text/plain; charset=utf-8")
     filename = f"serversync-mailbox-{overview.mailbox.pk}-details.txt"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
