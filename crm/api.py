@@ -22,12 +22,12 @@ from crm.models import (
     Task,
 )
 from crm.models.records import OwnedRecord
-from web.api_base import IsAdministrator, RoleScopedMixin, ScopedModelViewSet
+from web.api_base import ApiConventions, IsAdministrator, RoleScopedMixin, ScopedModelViewSet
 
 _Owned = TypeVar("_Owned", bound=OwnedRecord)
 
 
-class OrganizationSettingsView(generics.RetrieveUpdateAPIView[OrganizationSettings]):
+class OrganizationSettingsView(ApiConventions, generics.RetrieveUpdateAPIView[OrganizationSettings]):
     """The organization's email settings (System Settings > Email). Administrators only."""
 
     serializer_class = serializers.OrganizationSettingsSerializer

@@ -19,11 +19,12 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.api import BoundedJSONParser
 from mailboxes.models import RouterMigration, RouterMigrationFile, RouterMigrationSource
 from mailboxes.router_import.errors import RouterImportError, RouterMigrationConflict
 from mailboxes.router_import.files import MAX_ROUTERS, RouterUpload
@@ -32,7 +33,7 @@ from mailboxes.router_import.service import (
     router_migration_apply,
     router_migration_create,
 )
-from web.api_base import IsAdministrator
+from web.api_base import ApiConventions, IsAdministrator
 
 ROUTER_FIELDS = tuple(f"router{number}" for number in range(1, MAX_ROUTERS + 1))
 
@@ -96,13 +97,13 @@ class RouterMigrationApplySerializer(serializers.Serializer[None]):  # input onl
 
 
 class RouterMigrationViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[RouterMigration]
+    ApiConventions, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[RouterMigration]
 ):
     """Email Router migrations: upload, review, apply or abandon (administrators only)."""
 
     queryset = RouterMigration.objects.select_related("created_by", "finished_by").prefetch_related("files")
     permission_classes = [IsAuthenticated, IsAdministrator]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, BoundedJSONParser]
     filterset_fields = ("state", "source")
     ordering_fields = ("created_on",)
 

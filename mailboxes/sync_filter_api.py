@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.api import ApiErrorSerializer
 from mailboxes.filter_criteria import SyncEntity
 from mailboxes.models import Mailbox, SyncFilter, SyncFilterTemplate
 from mailboxes.sync_filters import criteria_matching, matching
@@ -90,7 +91,12 @@ class SyncFilterViewSet(ScopedModelViewSet[SyncFilter]):
             OpenApiParameter("mailbox", int, required=True),
             OpenApiParameter("entity", str, required=True, enum=SyncEntity.values),
         ],
-        responses=SyncFilterCountSerializer,
+        responses={
+            200: SyncFilterCountSerializer,
+            404: OpenApiResponse(
+                ApiErrorSerializer, description="No such mailbox among those the requester may see."
+            ),
+        },
     )
     @action(detail=False, methods=["get"])
     def count(self, request: Request) -> Response:

@@ -22,6 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from config.api import ApiErrorSerializer
 from mailboxes.api import MailboxViewSet
 from mailboxes.models import OWNER_TYPES, Mailbox, MailboxQuerySet
 from sync import act_fields, serializers
@@ -39,7 +40,7 @@ from sync.models import (
     SyncRun,
 )
 from sync.rollout import RolloutError, rollout_cancel, rollout_plan
-from web.api_base import IsAdministrator, IsCrmMember, RoleScopedMixin, visible
+from web.api_base import ApiConventions, ApiFilterSet, IsAdministrator, IsCrmMember, RoleScopedMixin
 
 _M = TypeVar("_M", bound=Model)
 
@@ -55,19 +56,9 @@ def _no_body(request: Request) -> None:
     serializers.NoBodySerializer(data=request.data).is_valid(raise_exception=True)
 
 
-def visible_mailboxes(request: Request | None) -> QuerySet[Mailbox]:
-    """The mailboxes a ``mailbox`` filter accepts: the requester's own. Another user's
-    mailbox answers "not a valid choice" exactly as one that does not exist, so the
-    filter does not tell which mailbox ids exist."""
-    if request is None:  # the schema, generated without a request
-        return Mailbox.objects.none()
-    return visible(Mailbox.objects.all(), request.user)
-
-
-class MailboxRowsFilter(filters.FilterSet):  # type: ignore[misc]  # django-filter has no type information
-    """Rows of one mailbox, among those the requester may see."""
-
-    mailbox = filters.ModelChoiceFilter(queryset=visible_mailboxes)
+class MailboxRowsFilter(ApiFilterSet):
+    """Rows of one mailbox, among those the requester may see (``ApiFilterSet`` scopes
+    ``mailbox`` and ``profile`` as every other related filter)."""
 
 
 class AlertFilter(MailboxRowsFilter):
@@ -167,7 +158,7 @@ class SyncRunViewSet(ReadOnlyScopedViewSet[SyncRun]):
     ordering_fields = ("started_on", "finished_on")
 
 
-class MailboxSelection(filters.FilterSet):  # type: ignore[misc]  # django-filter has no type information
+class MailboxSelection(ApiFilterSet):
     """A rollout of "all matching" mailboxes: the mailbox list's filters, search and owner type."""
 
     search = filters.CharFilter(method="filter_search")
@@ -185,6 +176,7 @@ class MailboxSelection(filters.FilterSet):  # type: ignore[misc]  # django-filte
 
 
 class RolloutViewSet(
+    ApiConventions,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -254,22 +246,18 @@ class RolloutViewSet(
 # --- appointments, contacts and tasks --------------------------------------------------------
 
 DENIED = {
-    401: OpenApiResponse(serializers.ApiErrorSerializer, description="Not signed in."),
-    403: OpenApiResponse(
-        serializers.ApiErrorSerializer, description="The login is not linked to an active CRM user."
-    ),
+    401: OpenApiResponse(ApiErrorSerializer, description="Not signed in."),
+    403: OpenApiResponse(ApiErrorSerializer, description="The login is not linked to an active CRM user."),
 }
 BAD_FILTER = {
     400: OpenApiResponse(
-        serializers.ApiErrorSerializer,
+        ApiErrorSerializer,
         description="A filter's value is not valid; a mailbox the requester cannot see answers "
         "as one that does not exist.",
     )
 }
 NOT_FOUND = {
-    404: OpenApiResponse(
-        serializers.ApiErrorSerializer, description="No such row among those the requester may see."
-    )
+    404: OpenApiResponse(ApiErrorSerializer, description="No such row among those the requester may see.")
 }
 
 
@@ -365,13 +353,14 @@ FIELD_KEY = OpenApiParameter(
 )
 
 
-class ActFieldDirectionViewSet(viewsets.ViewSet):
+class ActFieldDirectionViewSet(ApiConventions, viewsets.ViewSet):
     """Which way each field of appointments, contacts and tasks syncs, for every mailbox.
     Everyone who may use the API reads them; administrators change a field's direction.
     A field is addressed as ``entity.field`` (``/act-field-settings/appointment.location/``)."""
 
     lookup_field = "key"
     lookup_value_regex = r"[a-z_]+\.[a-z_]+"
+    filter_backends = ()  # a fixed list, not a queryset: nothing to filter, search or order
 
     def get_permissions(self) -> list[Any]:
         if self.action in ("update", "partial_update"):
@@ -397,11 +386,11 @@ class ActFieldDirectionViewSet(viewsets.ViewSet):
         responses={
             200: serializers.ActFieldDirectionSerializer,
             400: OpenApiResponse(
-                serializers.ApiErrorSerializer,
+                ApiErrorSerializer,
                 description="A fixed field, or not a direction: ``direction`` says why.",
             ),
             401: DENIED[401],
-            403: OpenApiResponse(serializers.ApiErrorSerializer, description="Administrators only."),
+            403: OpenApiResponse(ApiErrorSerializer, description="Administrators only."),
             **NOT_FOUND,
         },
     )
@@ -422,11 +411,11 @@ class ActFieldDirectionViewSet(viewsets.ViewSet):
         responses={
             200: serializers.ActFieldDirectionSerializer,
             400: OpenApiResponse(
-                serializers.ApiErrorSerializer,
+                ApiErrorSerializer,
                 description="A fixed field, or not a direction: ``direction`` says why.",
             ),
             401: DENIED[401],
-            403: OpenApiResponse(serializers.ApiErrorSerializer, description="Administrators only."),
+            403: OpenApiResponse(ApiErrorSerializer, description="Administrators only."),
             **NOT_FOUND,
         },
     )

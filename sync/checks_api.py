@@ -38,6 +38,7 @@ from sync.api import RolloutViewSet
 from sync.models import MailboxTest
 from sync.rollout import RolloutError, profile_rollout
 from sync.serializers import NoBodySerializer, RolloutDetailSerializer
+from web.api_base import ApiConventions
 from web.roles import can_approve_email
 
 MAX_MAILBOXES = 10_000
@@ -149,7 +150,7 @@ class MailboxViewSet(mailboxes_api.MailboxViewSet):
         return Response(self.get_serializer(changed, many=True).data, status=status.HTTP_200_OK)
 
 
-class EmailServerProfileViewSet(profiles_api.EmailServerProfileViewSet):
+class EmailServerProfileViewSet(ApiConventions, profiles_api.EmailServerProfileViewSet):
     @extend_schema(request=None, responses=ProfileTestSerializer)
     @action(detail=True, methods=["post"], url_path="test-connection")
     def test_connection(self, request: Request, pk: Any = None) -> Response:

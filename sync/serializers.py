@@ -31,12 +31,6 @@ class NoBodySerializer(serializers.Serializer[None]):
     anything else (a list, a scalar, a broken document) is a 400."""
 
 
-class ApiErrorSerializer(serializers.Serializer[None]):
-    """An error: ``detail``, or a list of messages per field (``{"direction": ["..."]}``)."""
-
-    detail = serializers.CharField(required=False)
-
-
 class SyncedQuerySerializer(serializers.Serializer[None]):
     """``?synced=true``: a link with each side's copy of the item as last reconciled."""
 
@@ -53,8 +47,12 @@ class SyncErrorSerializer(serializers.Serializer[None]):
 class AlertSerializer(serializers.ModelSerializer[MailboxAlert]):
     acknowledged = serializers.SerializerMethodField()
     resolved = serializers.SerializerMethodField()
-    acknowledged_by = serializers.CharField(source="acknowledged_by.username", default=None)
-    resolved_by = serializers.CharField(source="resolved_by.username", default=None)
+    acknowledged_by = serializers.CharField(
+        source="acknowledged_by.username", default=None, allow_null=True, read_only=True
+    )
+    resolved_by = serializers.CharField(
+        source="resolved_by.username", default=None, allow_null=True, read_only=True
+    )
 
     class Meta:
         model = MailboxAlert
@@ -278,9 +276,18 @@ class ActLinkWithSyncedSerializer(ActLinkSerializer):
     """With ``crm_synced`` and ``server_synced``: the item as each side held it when they
     were last reconciled (for support: what a side changed since differs from its copy)."""
 
+    # Not read-only, so the schema does not call them required: the API's one documented
+    # shape is this one, and a plain answer (no ``?synced=true``) leaves them out.
+    crm_synced = serializers.JSONField(
+        required=False, help_text="The item as the CRM held it when last reconciled (?synced=true only)."
+    )
+    server_synced = serializers.JSONField(
+        required=False, help_text="The item as the server held it when last reconciled (?synced=true only)."
+    )
+
     class Meta(ActLinkSerializer.Meta):
         fields = (*ActLinkSerializer.Meta.fields, "crm_synced", "server_synced")
-        read_only_fields = fields
+        read_only_fields = ActLinkSerializer.Meta.fields
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,34 @@
-"""Plumbing every app's API shares: role-scoped querysets and permissions.
+"""Plumbing every app's API shares: role-scoped querysets, permissions and filters, and
+the conventions every view carries (``ApiConventions``).
 
 A non-administrator sees through ``QuerySet.visible_to(crm_user)``, defined by
-each model next to its fields; an outsider (a login with no active CRM user)
-sees nothing. Objects outside a user's scope answer 404, not 403, so their
-existence does not leak.
+each model next to its fields (a model without one is administrators' only); an
+outsider (a login with no active CRM user) sees nothing. Objects outside a user's
+scope answer 404, not 403, and a filter naming one answers "not a valid choice" as
+for an id that does not exist, so their existence does not leak.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar, cast
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
+from django_filters import rest_framework as filters
+from django_filters.conf import settings as django_filters_settings
+from django_filters.fields import IsoDateTimeField
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers, viewsets
+from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.request import Request
+from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.views import APIView
 
+from config.api import ApiErrorSerializer, BoundedJSONParser
 from crm.models import CrmUser
 from web.roles import crm_user_for, is_administrator
 
@@ -25,12 +39,127 @@ def visible(queryset: models.QuerySet[_M], user: Any) -> models.QuerySet[_M]:
     if is_administrator(user):
         return queryset
     crm_user = crm_user_for(user)
-    if crm_user is None:
+    if crm_user is None or not hasattr(queryset, "visible_to"):
         return queryset.none()
-    # visible_to() is defined by each model's own QuerySet class, which the
-    # plain QuerySet[_M] the callers pass in does not name.
-    scoped: models.QuerySet[_M] = queryset.visible_to(crm_user)  # type: ignore[attr-defined]
+    # visible_to() is defined by each model's own QuerySet class (hasattr above).
+    scoped: models.QuerySet[_M] = queryset.visible_to(crm_user)
     return scoped
+
+
+# --- filters ----------------------------------------------------------------------------------
+
+
+def visible_choices(model: type[_M]) -> Callable[[Request | None], models.QuerySet[_M]]:
+    """The rows a filter naming a ``model`` accepts: those the requester may see. Any other id,
+    another user's or one that does not exist, is alike "not a valid choice"."""
+
+    def choices(request: Request | None) -> models.QuerySet[_M]:
+        rows = model._default_manager.all()
+        if request is None:  # the schema, generated without a request
+            return rows.none()
+        return visible(rows, request.user)
+
+    return choices
+
+
+def _related_filter(field: Any) -> dict[str, Any]:
+    return {
+        "queryset": visible_choices(field.remote_field.model),
+        "to_field_name": field.remote_field.field_name,
+        "null_label": django_filters_settings.NULL_CHOICE_LABEL if field.null else None,
+    }
+
+
+class BoundedIsoDateTimeField(IsoDateTimeField):  # type: ignore[misc]  # django-filter has no type information
+    """An ISO 8601 moment, held in UTC: PostgreSQL refuses offsets beyond 15:59 hours, and a
+    moment that is not one in UTC (9999-12-31T23:00-05:00) is refused here, with a message."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed: datetime | None = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise DjangoValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class BoundedIsoDateTimeFilter(filters.IsoDateTimeFilter):  # type: ignore[misc]  # no type information
+    field_class = BoundedIsoDateTimeField
+
+
+# django-filter has no type information for its default filters.
+FILTER_DEFAULTS: dict[Any, dict[str, Any]] = {
+    **filters.FilterSet.FILTER_DEFAULTS,
+    models.DateTimeField: {"filter_class": BoundedIsoDateTimeFilter},
+    models.ForeignKey: {"filter_class": filters.ModelChoiceFilter, "extra": _related_filter},
+    models.OneToOneField: {"filter_class": filters.ModelChoiceFilter, "extra": _related_filter},
+}
+
+
+class ApiFilterSet(filters.FilterSet):  # type: ignore[misc]  # django-filter has no type information
+    """Every API filter set: related records among those the requester may see, moments in UTC."""
+
+    FILTER_DEFAULTS = FILTER_DEFAULTS
+
+
+class ApiFilterBackend(filters.DjangoFilterBackend):  # type: ignore[misc]  # no type information
+    """``filterset_fields`` built on ``ApiFilterSet`` (a view's own ``filterset_class`` derives from it)."""
+
+    filterset_base = ApiFilterSet
+
+
+# --- the schema's error answers -----------------------------------------------------------------
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class ApiSchema(AutoSchema):
+    """drf-spectacular's schema, plus the error answers every operation shares, so a client
+    (and the schema fuzz) knows each status code it may get."""
+
+    def _get_response_bodies(self, direction: Literal["request", "response"] = "response") -> dict[str, Any]:
+        responses: dict[str, Any] = super()._get_response_bodies(direction)
+        for code, description in self._error_answers().items():
+            if code not in responses:
+                answer = OpenApiResponse(ApiErrorSerializer, description=description)
+                responses[code] = self._get_response_for_code(  # type: ignore[no-untyped-call]
+                    answer, code, direction=direction
+                )
+        return responses
+
+    def _error_answers(self) -> dict[str, str]:
+        answers = {
+            "401": "Not signed in: no token or session, or a wrong one.",
+            "403": "Signed in, but not allowed to do this (an administrator's action, or a login "
+            "with no active CRM user).",
+            "429": "Too many requests from this client: ``Retry-After`` says when to try again.",
+        }
+        has_query = any(parameter["in"] == "query" for parameter in self._get_parameters())
+        if self.method in BODY_METHODS or has_query:
+            answers["400"] = "The request is not valid: ``detail``, or messages per field."
+        paginated = self._is_list_view() and getattr(self.view, "pagination_class", None) is not None
+        if "{" in self.path or paginated:
+            answers["404"] = "No such record among those the requester may see, or no such page."
+        writes_rows = getattr(self.view, "queryset", None) is not None  # conflicts come from the database
+        if writes_rows and (self.method in BODY_METHODS or self.method == "DELETE"):
+            answers["409"] = "Conflicts with an existing record, or the record is still in use."
+        if self.method in BODY_METHODS:
+            answers["413"] = "The body is larger than this route takes."
+            answers["415"] = "The body is not in a media type this operation takes."
+        return answers
+
+
+class ApiConventions:
+    """Mixed into every API view (first, so it wins over APIView's defaults): the bounded
+    JSON parser, the filters of ``ApiFilterSet`` and the schema with the shared error
+    answers. A view with uploads lists its parsers with ``BoundedJSONParser``, never
+    DRF's own JSONParser."""
+
+    parser_classes: Sequence[type[BaseParser]] = [BoundedJSONParser, FormParser, MultiPartParser]
+    # type[Any]: the stubs type it by the view's model, which a mixin does not know.
+    filter_backends: Sequence[type[Any]] = [ApiFilterBackend, SearchFilter, OrderingFilter]
+    schema: ViewInspector | None = ApiSchema()
 
 
 class IsAdministrator(permissions.BasePermission):
@@ -49,7 +178,7 @@ class IsCrmMember(permissions.BasePermission):
         return is_administrator(request.user) or crm_user_for(request.user) is not None
 
 
-class RoleScopedMixin(viewsets.GenericViewSet[_M]):
+class RoleScopedMixin(ApiConventions, viewsets.GenericViewSet[_M]):
     """A generic viewset whose rows are scoped by role.
 
     ``admin_actions`` are open to administrators only; every other action to
