@@ -41,7 +41,7 @@ class OrganizationSettingsSerializer(CleanModelSerializer[OrganizationSettings])
 
 
 class CrmUserSerializer(CleanModelSerializer[CrmUser]):
-    username = serializers.CharField(source="user.username", read_only=True, default=None)
+    username = serializers.CharField(source="user.username", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = CrmUser

@@ -13,7 +13,7 @@ OWNER_WRITABLE = ("allow_credentials_for_email_processing", "username", "passwor
 
 class MailboxSerializer(SecretsWriteOnlyMixin[Mailbox], serializers.ModelSerializer[Mailbox]):
     owner_kind = serializers.CharField(read_only=True)
-    profile_name = serializers.CharField(source="profile.name", read_only=True, default=None)
+    profile_name = serializers.CharField(source="profile.name", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Mailbox

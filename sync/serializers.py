@@ -185,7 +185,9 @@ class BatchProgressSerializer(serializers.Serializer[BatchProgress]):
 
 
 class RolloutSerializer(serializers.ModelSerializer[Rollout]):
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(
+        source="created_by.username", default=None, allow_null=True, read_only=True
+    )
     mailbox_count = serializers.IntegerField()
 
     class Meta:

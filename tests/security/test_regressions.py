@@ -9,6 +9,7 @@ import json
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
+from tests import factories
 from tests.personas import World
 
 BEYOND_64_BITS = 2**64
@@ -129,3 +130,27 @@ def test_a_link_without_synced_leaves_out_what_the_schema_calls_optional(world: 
     assert "crm_synced" not in answer
     assert "crm_synced" not in schema["ActLinkWithSynced"]["required"]
     assert "server_synced" not in schema["ActLinkWithSynced"]["required"]
+
+
+@pytest.mark.parametrize(
+    ("component", "field"),
+    [
+        ("Alert", "acknowledged_by"),
+        ("Alert", "resolved_by"),
+        ("Rollout", "created_by"),
+        ("Mailbox", "profile_name"),
+        ("PersonalOptions", "username"),  # the schema documents users as a user sees them
+    ],
+)
+def test_a_name_of_something_that_may_be_gone_is_nullable_in_the_schema(component, field):
+    schemas = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+
+    assert schemas[component]["properties"][field]["nullable"] is True
+
+
+def test_a_crm_user_without_a_login_answers_a_null_username(world: World, api_as):
+    unlinked = factories.crm_user("Nolan Login")
+
+    answer = api_as("admin").get(f"/api/v1/users/{unlinked.pk}/").json()
+
+    assert answer["username"] is None
