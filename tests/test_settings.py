@@ -45,6 +45,14 @@ def _start(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[s
             {"SECRET_KEY": "s", "CREDENTIAL_KEYS": "k", "FILE_STORAGE_OPTIONS": "{"},
             "FILE_STORAGE_OPTIONS is not valid JSON",
         ),
+        (
+            {"SECRET_KEY": "s", "CREDENTIAL_KEYS": "k", "API_THROTTLE_USER": "3000 a minute"},
+            "API_THROTTLE_USER='3000 a minute' is not a rate like 300/minute",
+        ),
+        (
+            {"SECRET_KEY": "s", "CREDENTIAL_KEYS": "k", "AXES_FAILURE_LIMIT": "0"},
+            "AXES_FAILURE_LIMIT=0 is below the minimum of 1",
+        ),
     ],
 )
 def test_production_start_refuses_bad_configuration_with_a_message(tmp_path, env, message):
