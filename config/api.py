@@ -1,6 +1,5 @@
-"""REST framework plumbing shared by every app's API: pagination, error shape and the
-JSON parser (web.api_base.ApiConventions puts it on every view; this module is loaded
-by REST framework's own settings, so it must not import views or drf-spectacular).
+"""REST framework plumbing shared by every app's API: pagination and error shape (the
+JSON parser and the documented errors every view carries are web.api_base's).
 
 Every error answers 4xx with a message, per field where there is a field;
 model-layer validation, database conflicts and pathological JSON never escape as a 500,
@@ -9,15 +8,14 @@ and the schema documents each 4xx an operation can answer.
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import ProtectedError, RestrictedError
-from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -63,47 +61,3 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             status=status.HTTP_409_CONFLICT,
         )
     return None
-
-
-# --- JSON bodies ------------------------------------------------------------------------------
-
-# Far deeper than any body this API takes (a sync filter's criteria are the deepest, at 4);
-# Python's own parser and every recursive step after it (validation, copies) stop near 1,000.
-MAX_JSON_DEPTH = 32
-
-
-def json_depth(value: Any) -> int:
-    """How deeply lists and objects nest in a parsed document (a scalar is 0), without recursion."""
-    deepest = 0
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth)
-        pending.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-class BoundedJSONParser(JSONParser):
-    """JSON, refused with 400 when nested deeper than ``MAX_JSON_DEPTH``."""
-
-    def parse(self, stream: IO[Any], media_type: str | None = None, parser_context: Any = None) -> Any:
-        too_deep = ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.")
-        try:
-            data = super().parse(stream, media_type, parser_context)
-        except RecursionError:  # deeper than Python's parser itself goes
-            raise too_deep from None
-        if json_depth(data) > MAX_JSON_DEPTH:
-            raise too_deep
-        return data
-
-
-# --- the schema's error answers ---------------------------------------------------------------
-
-
-class ApiErrorSerializer(serializers.Serializer[None]):
-    """An error: ``detail``, or a list of messages per field (``{"direction": ["..."]}``)."""
-
-    detail = serializers.CharField(required=False)

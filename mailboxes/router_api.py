@@ -24,7 +24,6 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import BoundedJSONParser
 from mailboxes.models import RouterMigration, RouterMigrationFile, RouterMigrationSource
 from mailboxes.router_import.errors import RouterImportError, RouterMigrationConflict
 from mailboxes.router_import.files import MAX_ROUTERS, RouterUpload
@@ -33,7 +32,7 @@ from mailboxes.router_import.service import (
     router_migration_apply,
     router_migration_create,
 )
-from web.api_base import ApiConventions, IsAdministrator
+from web.api_base import ApiConventions, BoundedJSONParser, IsAdministrator
 
 ROUTER_FIELDS = tuple(f"router{number}" for number in range(1, MAX_ROUTERS + 1))
 

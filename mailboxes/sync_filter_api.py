@@ -12,11 +12,16 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import ApiErrorSerializer
 from mailboxes.filter_criteria import SyncEntity
 from mailboxes.models import Mailbox, SyncFilter, SyncFilterTemplate
 from mailboxes.sync_filters import criteria_matching, matching
-from web.api_base import CleanModelSerializer, ScopedModelViewSet, ScopedRelatedField, visible
+from web.api_base import (
+    ApiErrorSerializer,
+    CleanModelSerializer,
+    ScopedModelViewSet,
+    ScopedRelatedField,
+    visible,
+)
 
 CRITERIA_HELP = (
     'An object: "owner" ("mine" or "all"), "states" (the entity\'s state values), "window" '

@@ -22,7 +22,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from config.api import ApiErrorSerializer
 from mailboxes.api import MailboxViewSet
 from mailboxes.models import OWNER_TYPES, Mailbox, MailboxQuerySet
 from sync import act_fields, serializers
@@ -40,7 +39,14 @@ from sync.models import (
     SyncRun,
 )
 from sync.rollout import RolloutError, rollout_cancel, rollout_plan
-from web.api_base import ApiConventions, ApiFilterSet, IsAdministrator, IsCrmMember, RoleScopedMixin
+from web.api_base import (
+    ApiConventions,
+    ApiErrorSerializer,
+    ApiFilterSet,
+    IsAdministrator,
+    IsCrmMember,
+    RoleScopedMixin,
+)
 
 _M = TypeVar("_M", bound=Model)
 

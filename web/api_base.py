@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar, cast
+from typing import IO, Any, Literal, TypeVar, cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
@@ -22,13 +22,13 @@ from django_filters.fields import IsoDateTimeField
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers, viewsets
+from rest_framework.exceptions import ParseError
 from rest_framework.filters import OrderingFilter, SearchFilter
-from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.views import APIView
 
-from config.api import ApiErrorSerializer, BoundedJSONParser
 from crm.models import CrmUser
 from web.roles import crm_user_for, is_administrator
 
@@ -44,6 +44,50 @@ def visible(queryset: models.QuerySet[_M], user: Any) -> models.QuerySet[_M]:
     # visible_to() is defined by each model's own QuerySet class (hasattr above).
     scoped: models.QuerySet[_M] = queryset.visible_to(crm_user)
     return scoped
+
+
+# --- JSON bodies ------------------------------------------------------------------------------
+
+# Far deeper than any body this API takes (a sync filter's criteria are the deepest, at 4);
+# Python's own parser and every recursive step after it (validation, copies) stop near 1,000.
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed document (a scalar is 0), without recursion."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON, refused with 400 when nested deeper than ``MAX_JSON_DEPTH``."""
+
+    def parse(self, stream: IO[Any], media_type: str | None = None, parser_context: Any = None) -> Any:
+        too_deep = ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.")
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:  # deeper than Python's parser itself goes
+            raise too_deep from None
+        if json_depth(data) > MAX_JSON_DEPTH:
+            raise too_deep
+        return data
+
+
+# --- the schema's error answers ---------------------------------------------------------------
+
+
+class ApiErrorSerializer(serializers.Serializer[None]):
+    """An error: ``detail``, or a list of messages per field (``{"direction": ["..."]}``)."""
+
+    detail = serializers.CharField(required=False)
 
 
 # --- filters ----------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ running app through WSGI (the same document API clients get), with schemathesis'
 examples, coverage and fuzzing phases, valid and invalid inputs alike.
 
 As whom: an administrator (``admin``) and a plain CRM user (``alice``) of the
-personas' world (tests/personas.py), each signed in with their own API token. Half
-the generated ids are swapped for a record the persona owns, so retrieve, change,
-delete and the actions reach real rows, not only 404s.
+personas' world (tests/personas.py), each signed in with their own API token. In
+about half the cases the generated id is swapped for a record the persona may see, so
+retrieve, change, delete and the actions reach real rows, not only 404s.
 
 Checks, on every answer: no 5xx (``not_a_server_error``), the body matches the
 documented response schema (``response_schema_conformance``), and the status code
@@ -15,8 +15,9 @@ is one the operation documents (``status_code_conformance``).
 
 Nothing leaves the machine: the world's profile points at a closed loopback port,
 so "test connection" fails at once with "connection refused"; test & enable and
-rollouts only queue work, which the test's transaction never hands to Celery.
-Nothing is excluded.
+rollouts only queue work, handed to Celery on commit, which the test's transaction
+never reaches. No operation is excluded. The console's HTML pages are not in the
+schema, so not fuzzed here.
 
 Bounded, repeatable: a fixed number of fuzzed examples per operation, no deadline
 (a database round trip is not a performance test) and derandomized generation, so

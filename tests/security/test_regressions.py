@@ -154,3 +154,15 @@ def test_a_crm_user_without_a_login_answers_a_null_username(world: World, api_as
     answer = api_as("admin").get(f"/api/v1/users/{unlinked.pk}/").json()
 
     assert answer["username"] is None
+
+
+def test_every_api_route_carries_the_shared_conventions():
+    """The JSON depth cap, the scoped filters and the documented errors hold for every route:
+    a new view that forgets ``ApiConventions`` fails here, not in production."""
+    from config.api_urls import urlpatterns
+    from web.api_base import ApiConventions
+
+    views = {pattern.name: pattern.callback.cls for pattern in urlpatterns if pattern.name != "api-root"}
+
+    assert {name for name, view in views.items() if not issubclass(view, ApiConventions)} == set()
+    assert len(views) > 40
