@@ -53,6 +53,7 @@ class CrmUserSerializer(CleanModelSerializer[CrmUser]):
             "external_id",
             "track_incoming_email",
             "auto_create_contacts",
+            "time_zone",
             "user",
             "username",
             *TIMESTAMPS,

@@ -49,8 +49,9 @@ class ReceiptFilter(filters.FilterSet):  # type: ignore[misc]  # django-filter h
 
     def filter_mailbox(self, queryset: QuerySet[Receipt], name: str, value: str) -> QuerySet[Receipt]:
         value = value.strip()
-        if value.isdigit():
-            return queryset.filter(mailbox_id=int(value))
+        if value.isascii() and value.isdigit():
+            # Beyond the database's 64 bits no mailbox has the id.
+            return queryset.filter(mailbox_id=int(value)) if int(value) < 2**63 else queryset.none()
         if "@" in value:
             return queryset.filter(mailbox__email_address__iexact=value)
         return queryset.filter(mailbox__email_address__icontains=value)
@@ -60,6 +61,8 @@ class ReceiptFilter(filters.FilterSet):  # type: ignore[misc]  # django-filter h
         return queryset.filter(GreaterThanOrEqual(RECEIVED, _start_of(value)))
 
     def filter_until(self, queryset: QuerySet[Receipt], name: str, value: date) -> QuerySet[Receipt]:
+        if value >= date.max - timedelta(days=1):
+            return queryset  # the last days there are: everything is before them
         return queryset.filter(LessThan(RECEIVED, _start_of(value + timedelta(days=1))))
 
     def search(self, queryset: QuerySet[Receipt], name: str, value: str) -> QuerySet[Receipt]:

@@ -135,7 +135,12 @@ def _selected_ids(request: HtmxHttpRequest) -> list[int]:
 
 
 def _ids(values: list[str]) -> list[int]:
-    return [int(value) for value in values if value.isdigit()]
+    # ASCII digits only ("²" is a digit to isdigit(), not to int()), within the database's 64 bits.
+    return [int(value) for value in values if _is_id(value)]
+
+
+def _is_id(value: str) -> bool:
+    return value.isascii() and value.isdigit() and int(value) < 2**63
 
 
 def _back_to_list(request: HtmxHttpRequest) -> HttpResponse:

@@ -389,3 +389,19 @@ def test_an_owners_credentials_link_never_points_at_the_api(world: World):
     test = failed_with(world["quinn"].mailbox, "credentials_missing")
     link, text = fix_link(progress(client_for(world, "quinn"), test.pk))
     assert (text, link.split("#")[1]) == ("Set your credentials", f"credentials-{world['quinn'].mailbox.pk}")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/mailboxes/?test=%C2%B2",  # "²": a digit to str.isdigit(), not to int()
+        "/mailboxes/?test=99999999999999999999",  # beyond 64 bits
+        "/emails/?mailbox=%C2%B2",
+        "/emails/?mailbox=99999999999999999999",
+        "/emails/?received_until=9999-12-31",
+        "/emails/?received_from=2026-01-01&received_until=9999-12-30",
+    ],
+)
+def test_odd_filter_values_on_pages_answer_a_page_not_a_500(world, url):
+    response = client_for(world, "admin").get(url)
+    assert response.status_code == 200, url
