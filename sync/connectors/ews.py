@@ -25,16 +25,15 @@ SyncError (sync.connectors.ews_errors).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
-from types import TracebackType
 from typing import Any, TypeVar
 
-from exchangelib import DEEP, SHALLOW, Account, Folder, FolderCollection, Message, Q
+from exchangelib import DEEP, SHALLOW, Folder, FolderCollection, Message, Q
 from exchangelib.errors import ErrorFolderExists, ErrorItemNotFound
 from exchangelib.folders import BaseFolder
 from exchangelib.items import ID_ONLY, MOVE_TO_DELETED_ITEMS, SAVE_ONLY
@@ -45,6 +44,7 @@ from exchangelib.util import MNS
 
 from sync.connectors import ews_account, ews_errors
 from sync.connectors.base import INBOX, SendResult, ServerSettings, carries
+from sync.connectors.ews_session import EwsSession
 from sync.connectors.interfaces import UNDELIVERABLE, Change
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 
@@ -78,40 +78,18 @@ def discovered_url(settings: ServerSettings) -> str:
         return ews.ews_url
 
 
-class EwsConnection:
+class EwsConnection(EwsSession):
     """One EWS session for one mailbox (Incoming, Outgoing and SentItems); a context manager."""
 
     def __init__(self, settings: ServerSettings) -> None:
-        self.settings = settings
-        self._account: Account | None = None
+        super().__init__(settings)
         self._folders: dict[str, BaseFolder] = {}
         # engine path -> the cursor of the sync state that ended the folder's last read whole
         self._caught_up: dict[str, str] = {}
 
-    def __enter__(self) -> EwsConnection:
-        try:
-            # Opening the inbox signs in and checks the mailbox (and impersonation) at once.
-            self._account = self._call(lambda: ews_account.open_account(self.settings))
-            self._folders[INBOX] = self._call(lambda: self.account.inbox)
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        account, self._account = self._account, None
-        ews_account.release(account)
-
-    @property
-    def account(self) -> Account:
-        if self._account is None:
-            raise RuntimeError("EwsConnection is not open; use it as a context manager")
-        return self._account
+    def opened(self) -> None:
+        # Opening the inbox signs in and checks the mailbox (and impersonation) at once.
+        self._folders[INBOX] = self.call(lambda: self.account.inbox)
 
     @property
     def ews_url(self) -> str:
@@ -124,7 +102,7 @@ class EwsConnection:
         if not include_subfolders:
             return [INBOX]
         inbox = self._folders[INBOX]
-        below = self._call(
+        below = self.call(
             lambda: list(FolderCollection(account=self.account, folders=[inbox]).find_folders(depth=DEEP))
         )
         self._folders = {INBOX: inbox}  # what an earlier listing found may be gone
@@ -172,7 +150,7 @@ class EwsConnection:
         if not server_ids:
             return
         ids = [(server_id, None) for server_id in server_ids]
-        results = self._call(
+        results = self.call(
             lambda: self.account.bulk_delete(ids=ids, delete_type=MOVE_TO_DELETED_ITEMS), folder
         )
         for result in results:
@@ -186,13 +164,13 @@ class EwsConnection:
             return
         target = self._undeliverable()
         ids = [(server_id, None) for server_id in server_ids]
-        results = self._call(lambda: self.account.bulk_move(ids=ids, to_folder=target), folder)
+        results = self.call(lambda: self.account.bulk_move(ids=ids, to_folder=target), folder)
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, ErrorItemNotFound):
                 raise ews_errors.translate(result, self.settings, folder=folder)
 
     def _undeliverable(self) -> BaseFolder:
-        root = self._call(lambda: self.account.msg_folder_root)
+        root = self.call(lambda: self.account.msg_folder_root)
         found = self._top_folder(root, UNDELIVERABLE)
         if found is not None:
             return found
@@ -207,7 +185,7 @@ class EwsConnection:
             except ErrorFolderExists:
                 return None  # created meanwhile by another session of the mailbox
 
-        created = self._call(create, UNDELIVERABLE)
+        created = self.call(create, UNDELIVERABLE)
         found = created or self._top_folder(root, UNDELIVERABLE)
         if found is None:
             raise PermanentError(
@@ -221,7 +199,7 @@ class EwsConnection:
 
     def _top_folder(self, root: BaseFolder, name: str) -> BaseFolder | None:
         """The folder named ``name`` beside the Inbox (Exchange compares folder names without case)."""
-        children = self._call(
+        children = self.call(
             lambda: list(FolderCollection(account=self.account, folders=[root]).find_folders(depth=SHALLOW)),
             name,
         )
@@ -234,7 +212,7 @@ class EwsConnection:
         recipients = _recipients(raw, rcpt_to)
         message = Message(
             account=self.account,
-            folder=self._call(lambda: self.account.sent),
+            folder=self.call(lambda: self.account.sent),
             mime_content=raw,
             **recipients.fields(),
         )
@@ -307,9 +285,9 @@ class EwsConnection:
                 self._save(missing)
 
     def _save(self, raws: list[bytes]) -> None:
-        sent = self._call(lambda: self.account.sent)
+        sent = self.call(lambda: self.account.sent)
         items = [Message(account=self.account, folder=sent, mime_content=raw, is_read=True) for raw in raws]
-        results = self._call(
+        results = self.call(
             lambda: self.account.bulk_create(folder=sent, items=items, message_disposition=SAVE_ONLY)
         )
         for result in results:
@@ -325,7 +303,7 @@ class EwsConnection:
         query = Q()
         for message_id in wanted:
             query |= Q(message_id=message_id)
-        found = self._call(
+        found = self.call(
             lambda: list(self.account.sent.filter(query).values_list("message_id", flat=True)), "Sent Items"
         )
         return {_normal_id(str(m)) for m in found if m}
@@ -413,7 +391,7 @@ class EwsConnection:
     def _mime(self, ids: list[str], path: str) -> dict[str, bytes]:
         if not ids:
             return {}
-        found = self._call(
+        found = self.call(
             lambda: list(self.account.fetch(ids=[(i, None) for i in ids], only_fields=["mime_content"])), path
         )
         bodies: dict[str, bytes] = {}
@@ -426,16 +404,6 @@ class EwsConnection:
         return bodies
 
     # -- calls ------------------------------------------------------------------------
-
-    def _call(self, work: Callable[[], T], folder: str = "") -> T:
-        """Run one exchangelib call trusting the profile's CA file; failures leave as SyncErrors."""
-        try:
-            with ews_account.trusting(self.settings):
-                return work()
-        except SyncError:
-            raise
-        except Exception as error:
-            raise ews_errors.translate(error, self.settings, folder=folder) from error
 
 
 @dataclass(frozen=True)

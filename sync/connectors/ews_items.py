@@ -41,10 +41,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
-from exchangelib import Account, CalendarItem, Contact, Task
+from exchangelib import CalendarItem, Contact, Task
 from exchangelib.errors import ErrorItemNotFound
 from exchangelib.folders import BaseFolder
 from exchangelib.items import ID_ONLY, NEVER_OVERWRITE, SEND_TO_ALL_AND_SAVE_COPY, SEND_TO_NONE
@@ -54,6 +53,7 @@ from exchangelib.services import SyncFolderItems
 from sync.connectors import ews_account, ews_contacts, ews_errors, ews_events, ews_recurrence, ews_tasks
 from sync.connectors.base import ServerSettings
 from sync.connectors.ews import CheckedSyncFolderItems
+from sync.connectors.ews_session import EwsSession
 from sync.connectors.ews_uid import UID_FIELD, register
 from sync.connectors.interfaces import ENTITIES, Item, ItemChange, ItemRef
 from sync.connectors.items import Card, Event, Todo
@@ -95,41 +95,17 @@ KINDS = {
 }
 
 
-class EwsItems:
+class EwsItems(EwsSession):
     """One EWS session for a mailbox's appointments, tasks and contacts; a context manager."""
 
     def __init__(self, settings: ServerSettings) -> None:
         register()
-        self.settings = settings
-        self._account: Account | None = None
+        super().__init__(settings)
         self._folders: dict[str, BaseFolder] = {}
         self._caught_up: dict[str, str] = {}
         # entity -> this session's own writes since its last read: item id -> the version it
         # left ("" once deleted); see caught_up.
         self._written: dict[str, dict[str, str]] = {}
-
-    def __enter__(self) -> Self:
-        try:
-            self._account = self._call(lambda: ews_account.open_account(self.settings))
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        account, self._account = self._account, None
-        ews_account.release(account)
-
-    @property
-    def account(self) -> Account:
-        if self._account is None:
-            raise RuntimeError("EwsItems is not open; use it as a context manager")
-        return self._account
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -446,14 +422,7 @@ class EwsItems:
             raise ews_errors.translate(error, self.settings, folder=KINDS[entity].folder) from error
 
     def _call(self, work: Callable[[], T], entity: str = "") -> T:
-        try:
-            with ews_account.trusting(self.settings):
-                return work()
-        except SyncError:
-            raise
-        except Exception as error:
-            folder = KINDS[entity].folder if entity in KINDS else ""
-            raise ews_errors.translate(error, self.settings, folder=folder) from error
+        return self.call(work, folder=KINDS[entity].folder if entity in KINDS else "")
 
 
 class _InvalidSyncState(Exception):
