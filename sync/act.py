@@ -221,7 +221,7 @@ class EntitySync:
         if not self._tracked(item):
             return  # the user's own item: it stays theirs
         record = new_record(self.entity, self.context)
-        if not self._write(record, item, self._all_members(item), item_id=change.item_id):
+        if not self._write(record, item, self._travelling(FieldDirection.TO_CRM), item_id=change.item_id):
             return
         link = self._link(record, item.uid, change, tracked=True)
         self._saved(link, change.ref, self._crm_copy(link, record), item)
@@ -347,13 +347,7 @@ class EntitySync:
     def _outgoing_new(self, item: Item) -> Item:
         """A new server item holds only what travels to the server."""
         blank = type(item)(uid=item.uid, **_required(item))
-        members = {
-            m
-            for synced in act_fields.FIELDS[self.entity]
-            if self.directions[synced.name] in (FieldDirection.BOTH, FieldDirection.TO_SERVER)
-            for m in synced.members
-        }
-        return _replace(blank, {m: getattr(item, m) for m in members})
+        return _replace(blank, {m: getattr(item, m) for m in self._travelling(FieldDirection.TO_SERVER)})
 
     def _update(self, link: ActLink, ref: ItemRef, item: Item) -> ItemRef | None:
         try:
@@ -369,12 +363,7 @@ class EntitySync:
 
     def _crm_changed(self, link: ActLink, record: Record) -> bool:
         crm = item_to_json(to_item(record, link.uid, self.context, tracked=link.tracked_on_server))
-        return any(
-            crm.get(m) != link.crm_synced.get(m)
-            for synced in act_fields.FIELDS[self.entity]
-            if self.directions[synced.name] in (FieldDirection.BOTH, FieldDirection.TO_SERVER)
-            for m in synced.members
-        )
+        return any(crm.get(m) != link.crm_synced.get(m) for m in self._travelling(FieldDirection.TO_SERVER))
 
     # -- links, records, problems ----------------------------------------------------------
 
@@ -476,11 +465,12 @@ class EntitySync:
             return False
         return True
 
-    def _all_members(self, item: Item) -> set[str]:
+    def _travelling(self, way: FieldDirection) -> set[str]:
+        """The item fields whose changes travel ``way`` (TO_SERVER or TO_CRM), both ways included."""
         return {
             m
             for synced in act_fields.FIELDS[self.entity]
-            if self.directions[synced.name] in (FieldDirection.BOTH, FieldDirection.TO_CRM)
+            if self.directions[synced.name] in (FieldDirection.BOTH, way)
             for m in synced.members
         }
 
