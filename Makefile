@@ -86,10 +86,11 @@ screenshots: $(VENV)/.stamp-dev
 	SERVERSYNC_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -n $(PYTEST_WORKERS) tests/ui $(PYTEST_ARGS)
 	@echo "make screenshots: saved in docs/screenshots/; see git status docs/screenshots"
 
-# The fault tests run in `make test` too; here, in one process, they also write their table.
+# The fault tests run in `make test` too; here, in one process, they also write their table,
+# and the costly ones (a worker started per run) run RELIABILITY_RUNS times, not their few.
 reliability: $(VENV)/.stamp-dev
 	scripts/ensure-services.sh
-	RELIABILITY_REPORT=$(CURDIR)/docs/reliability.md $(BIN)/pytest -n 0 tests/faults $(PYTEST_ARGS)
+	RELIABILITY_RUNS=20 RELIABILITY_REPORT=$(CURDIR)/docs/reliability.md $(BIN)/pytest -n 0 tests/faults $(PYTEST_ARGS)
 	@echo "make reliability: docs/reliability.md updated; see git diff docs/reliability.md"
 
 # Every check runs, so one report shows all problems; any failure fails the target.
