@@ -186,6 +186,12 @@ class Dovecot:
         finally:
             self.start()
 
+    def restart(self) -> None:
+        """Stop the server as ``stop`` does (its sessions end, clients see their
+        connections drop) and start it again at once: the same ports, the same mail."""
+        self.stop()
+        self.start()
+
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -235,6 +241,15 @@ class Dovecot:
             refused = lmtp.sendmail(sender, [address], raw)
         if refused:
             raise DovecotError(f"LMTP refused {address}: {refused}")
+
+    def deliver_many(self, address: str, raws: list[bytes], *, sender: str = f"sender@{DOMAIN}") -> None:
+        """Deliver each message into ``address``'s INBOX, all through one LMTP session
+        (a test that needs a hundred messages need not open a hundred connections)."""
+        with smtplib.LMTP(self.host, self.lmtp_port, timeout=30) as lmtp:
+            for raw in raws:
+                refused = lmtp.sendmail(sender, [address], raw)
+                if refused:
+                    raise DovecotError(f"LMTP refused {address}: {refused}")
 
     def doveadm(self, *args: str) -> str:
         result = subprocess.run(
