@@ -312,12 +312,19 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "config.api.Pagination",
+    # Every view carries web.api_base.ApiConventions; these defaults are the same, so a view
+    # that forgot it still has the bounded JSON parser, the scoped filters and the error answers.
+    "DEFAULT_PARSER_CLASSES": [
+        "web.api_parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "web.api_filters.ApiFilterBackend",
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "web.api_base.ApiSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     # A runaway script slows down (429 with Retry-After); no person or integration
     # working normally comes near these rates.

@@ -32,7 +32,8 @@ from mailboxes.router_import.service import (
     router_migration_apply,
     router_migration_create,
 )
-from web.api_base import ApiConventions, BoundedJSONParser, IsAdministrator
+from web.api_base import ApiConventions, IsAdministrator
+from web.api_parsers import BoundedJSONParser
 
 ROUTER_FIELDS = tuple(f"router{number}" for number in range(1, MAX_ROUTERS + 1))
 

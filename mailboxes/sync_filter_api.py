@@ -20,8 +20,8 @@ from web.api_base import (
     CleanModelSerializer,
     ScopedModelViewSet,
     ScopedRelatedField,
-    visible,
 )
+from web.roles import visible
 
 CRITERIA_HELP = (
     'An object: "owner" ("mine" or "all"), "states" (the entity\'s state values), "window" '

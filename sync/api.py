@@ -42,11 +42,11 @@ from sync.rollout import RolloutError, rollout_cancel, rollout_plan
 from web.api_base import (
     ApiConventions,
     ApiErrorSerializer,
-    ApiFilterSet,
     IsAdministrator,
     IsCrmMember,
     RoleScopedMixin,
 )
+from web.api_filters import ApiFilterSet
 
 _M = TypeVar("_M", bound=Model)
 

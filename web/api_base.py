@@ -1,87 +1,35 @@
-"""Plumbing every app's API shares: role-scoped querysets, permissions and filters, and
-the conventions every view carries (``ApiConventions``).
+"""Plumbing every app's API shares: role-scoped viewsets and permissions, the schema's
+error answers, and the conventions every view carries (``ApiConventions``: the parser of
+``web.api_parsers``, the filters of ``web.api_filters``, ``ApiSchema``).
 
-A non-administrator sees through ``QuerySet.visible_to(crm_user)``, defined by
-each model next to its fields (a model without one is administrators' only); an
-outsider (a login with no active CRM user) sees nothing. Objects outside a user's
-scope answer 404, not 403, and a filter naming one answers "not a valid choice" as
-for an id that does not exist, so their existence does not leak.
+A non-administrator sees through ``web.roles.visible()`` (``QuerySet.visible_to(crm_user)``,
+defined by each model next to its fields; a model without one is administrators' only); an
+outsider (a login with no active CRM user) sees nothing. Objects outside a user's scope
+answer 404, not 403, and a filter naming one answers "not a valid choice" as for an id that
+does not exist, so their existence does not leak.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import IO, Any, Literal, TypeVar, cast
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar, cast
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
-from django_filters import rest_framework as filters
-from django_filters.conf import settings as django_filters_settings
-from django_filters.fields import IsoDateTimeField
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers, viewsets
-from rest_framework.exceptions import ParseError
 from rest_framework.filters import OrderingFilter, SearchFilter
-from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.views import APIView
 
 from crm.models import CrmUser
-from web.roles import crm_user_for, is_administrator
+from web.api_filters import ApiFilterBackend
+from web.api_parsers import BoundedJSONParser
+from web.roles import crm_user_for, is_administrator, visible
 
 _M = TypeVar("_M", bound=models.Model)
-
-
-def visible(queryset: models.QuerySet[_M], user: Any) -> models.QuerySet[_M]:
-    if is_administrator(user):
-        return queryset
-    crm_user = crm_user_for(user)
-    if crm_user is None or not hasattr(queryset, "visible_to"):
-        return queryset.none()
-    # visible_to() is defined by each model's own QuerySet class (hasattr above).
-    scoped: models.QuerySet[_M] = queryset.visible_to(crm_user)
-    return scoped
-
-
-# --- JSON bodies ------------------------------------------------------------------------------
-
-# Far deeper than any body this API takes (a sync filter's criteria are the deepest, at 4);
-# Python's own parser and every recursive step after it (validation, copies) stop near 1,000.
-MAX_JSON_DEPTH = 32
-
-
-def json_depth(value: Any) -> int:
-    """How deeply lists and objects nest in a parsed document (a scalar is 0), without recursion."""
-    deepest = 0
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth)
-        pending.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-class BoundedJSONParser(JSONParser):
-    """JSON, refused with 400 when nested deeper than ``MAX_JSON_DEPTH``."""
-
-    def parse(self, stream: IO[Any], media_type: str | None = None, parser_context: Any = None) -> Any:
-        too_deep = ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.")
-        try:
-            data = super().parse(stream, media_type, parser_context)
-        except RecursionError:  # deeper than Python's parser itself goes
-            raise too_deep from None
-        if json_depth(data) > MAX_JSON_DEPTH:
-            raise too_deep
-        return data
-
-
-# --- the schema's error answers ---------------------------------------------------------------
 
 
 class ApiErrorSerializer(serializers.Serializer[None]):
@@ -89,71 +37,6 @@ class ApiErrorSerializer(serializers.Serializer[None]):
 
     detail = serializers.CharField(required=False)
 
-
-# --- filters ----------------------------------------------------------------------------------
-
-
-def visible_choices(model: type[_M]) -> Callable[[Request | None], models.QuerySet[_M]]:
-    """The rows a filter naming a ``model`` accepts: those the requester may see. Any other id,
-    another user's or one that does not exist, is alike "not a valid choice"."""
-
-    def choices(request: Request | None) -> models.QuerySet[_M]:
-        rows = model._default_manager.all()
-        if request is None:  # the schema, generated without a request
-            return rows.none()
-        return visible(rows, request.user)
-
-    return choices
-
-
-def _related_filter(field: Any) -> dict[str, Any]:
-    return {
-        "queryset": visible_choices(field.remote_field.model),
-        "to_field_name": field.remote_field.field_name,
-        "null_label": django_filters_settings.NULL_CHOICE_LABEL if field.null else None,
-    }
-
-
-class BoundedIsoDateTimeField(IsoDateTimeField):  # type: ignore[misc]  # django-filter has no type information
-    """An ISO 8601 moment, held in UTC: PostgreSQL refuses offsets beyond 15:59 hours, and a
-    moment that is not one in UTC (9999-12-31T23:00-05:00) is refused here, with a message."""
-
-    def to_python(self, value: Any) -> datetime | None:
-        parsed: datetime | None = super().to_python(value)
-        if parsed is None:
-            return None
-        try:
-            return parsed.astimezone(UTC)
-        except OverflowError:
-            raise DjangoValidationError(self.error_messages["invalid"], code="invalid") from None
-
-
-class BoundedIsoDateTimeFilter(filters.IsoDateTimeFilter):  # type: ignore[misc]  # no type information
-    field_class = BoundedIsoDateTimeField
-
-
-# django-filter has no type information for its default filters.
-FILTER_DEFAULTS: dict[Any, dict[str, Any]] = {
-    **filters.FilterSet.FILTER_DEFAULTS,
-    models.DateTimeField: {"filter_class": BoundedIsoDateTimeFilter},
-    models.ForeignKey: {"filter_class": filters.ModelChoiceFilter, "extra": _related_filter},
-    models.OneToOneField: {"filter_class": filters.ModelChoiceFilter, "extra": _related_filter},
-}
-
-
-class ApiFilterSet(filters.FilterSet):  # type: ignore[misc]  # django-filter has no type information
-    """Every API filter set: related records among those the requester may see, moments in UTC."""
-
-    FILTER_DEFAULTS = FILTER_DEFAULTS
-
-
-class ApiFilterBackend(filters.DjangoFilterBackend):  # type: ignore[misc]  # no type information
-    """``filterset_fields`` built on ``ApiFilterSet`` (a view's own ``filterset_class`` derives from it)."""
-
-    filterset_base = ApiFilterSet
-
-
-# --- the schema's error answers -----------------------------------------------------------------
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

@@ -9,11 +9,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.db import models
 
 from crm.models import CrmUser
+
+_M = TypeVar("_M", bound=models.Model)
 
 
 def is_administrator(user: Any) -> bool:
@@ -41,3 +44,16 @@ def crm_user_for(user: Any) -> CrmUser | None:
 
 def can_approve_email(user: Any) -> bool:
     return bool(getattr(user, "is_authenticated", False) and user.has_perm("mailboxes.approve_email"))
+
+
+def visible(queryset: models.QuerySet[_M], user: Any) -> models.QuerySet[_M]:
+    """The rows of ``queryset`` the login may see: all for an administrator, those of the
+    model's ``QuerySet.visible_to(crm_user)`` for a CRM user, none for anyone else."""
+    if is_administrator(user):
+        return queryset
+    crm_user = crm_user_for(user)
+    if crm_user is None or not hasattr(queryset, "visible_to"):
+        return queryset.none()
+    # visible_to() is defined by each model's own QuerySet class (hasattr above).
+    scoped: models.QuerySet[_M] = queryset.visible_to(crm_user)
+    return scoped

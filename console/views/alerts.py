@@ -24,7 +24,7 @@ from profiles.models import EmailServerProfile
 from sync import unknown_outcomes
 from sync.alerts import alert_acknowledge, alert_resolve
 from sync.models import AlertLevel, MailboxAlert
-from web.api_base import visible
+from web.roles import visible
 
 PAGE_SIZE = 50
 STATES = (("open", "Open"), ("acknowledged", "Acknowledged"), ("resolved", "Resolved"), ("all", "All"))

@@ -21,8 +21,7 @@ from crm.choices import SyncStatus
 from mailboxes.models import DIRECTION_FIELDS, ApprovalStatus, Mailbox
 from sync import clock, heartbeats
 from sync.models import MailboxAlert
-from web.api_base import visible
-from web.roles import is_administrator
+from web.roles import is_administrator, visible
 
 DIRECTIONS = (
     ("incoming", "Incoming email"),

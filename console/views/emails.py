@@ -27,7 +27,7 @@ from console.received import (
 from console.views.access import HtmxHttpRequest, member_required
 from console.views.querystring import query_without
 from sync.models import Receipt, ReceiptOutcome
-from web.api_base import visible
+from web.roles import visible
 
 PAGE_SIZE = 50
 DEFAULT_WINDOW_DAYS = 7

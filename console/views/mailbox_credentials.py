@@ -20,7 +20,7 @@ from console.views.mailboxes import table_rows
 from mailboxes.models import Mailbox
 from mailboxes.services import mailbox_update
 from profiles.forms import SecretFieldsFormMixin
-from web.api_base import visible
+from web.roles import visible
 
 # What a mailbox's owner may change (as OWNER_WRITABLE in the API).
 CREDENTIAL_FIELDS = ("username", "password", "allow_credentials_for_email_processing")

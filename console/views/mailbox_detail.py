@@ -23,8 +23,7 @@ from mailboxes.models import Mailbox
 from sync.errors import MessageError
 from sync.incoming import reprocess_quarantined
 from sync.models import QuarantinedMessage
-from web.api_base import visible
-from web.roles import is_administrator
+from web.roles import is_administrator, visible
 
 MAILBOX_RELATED = ("user", "queue", "queue__owner", "profile", "approval_changed_by")
 

@@ -27,8 +27,7 @@ from mailboxes.services import mailbox_set_approval
 from sync.checks import queue_test_and_enable
 from sync.models import MailboxTest, Rollout, TestState
 from sync.rollout import RolloutError, rollout_cancel, rollout_plan
-from web.api_base import visible
-from web.roles import can_approve_email, is_administrator
+from web.roles import can_approve_email, is_administrator, visible
 
 PAGE_SIZE = 50
 UNFINISHED = (TestState.QUEUED, TestState.TESTING)

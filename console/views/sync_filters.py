@@ -31,7 +31,7 @@ from mailboxes.filter_criteria import (
 )
 from mailboxes.models import Mailbox, SyncFilter
 from mailboxes.sync_filters import criteria_matching, matching
-from web.api_base import visible
+from web.roles import visible
 
 CARD = "console/sync_filters/_filter.html"
 

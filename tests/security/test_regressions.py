@@ -166,3 +166,31 @@ def test_every_api_route_carries_the_shared_conventions():
 
     assert {name for name, view in views.items() if not issubclass(view, ApiConventions)} == set()
     assert len(views) > 40
+
+
+def test_a_view_that_forgets_the_conventions_still_gets_them_from_drfs_defaults():
+    """The safety net under the test above: DRF's defaults are the same conventions, so a plain
+    APIView refuses a deeply nested body with 400 and documents the shared error answers."""
+    from rest_framework.generics import GenericAPIView
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+    from rest_framework.views import APIView
+
+    from web.api_base import ApiSchema
+    from web.api_filters import ApiFilterBackend
+    from web.api_parsers import BoundedJSONParser
+
+    class Plain(APIView):
+        def post(self, request: Request) -> None:
+            request.data  # noqa: B018  (parsing is the point)
+
+    nested = "[" * 100 + "]" * 100
+    request = APIRequestFactory().post("/plain/", nested, content_type="application/json")
+
+    response = Plain.as_view(permission_classes=[], authentication_classes=[])(request)
+
+    assert response.status_code == 400
+    assert "nested deeper" in response.data["detail"]
+    assert BoundedJSONParser in Plain.parser_classes
+    assert GenericAPIView.filter_backends[0] is ApiFilterBackend
+    assert isinstance(Plain().schema, ApiSchema)
