@@ -33,8 +33,8 @@ from tests.sync.stack import Stack
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-# ``make reliability`` (it sets RELIABILITY_REPORT) runs each fault 20 times; make test fewer.
-RUNS = 20 if os.environ.get("RELIABILITY_REPORT") else 3
+# ``make reliability`` runs each fault RELIABILITY_RUNS (20) times; make test a few.
+RUNS = int(os.environ.get("RELIABILITY_RUNS") or 2)
 BATCH = 5
 # Past the second FETCH of bodies: the third is sent only after the restart.
 MESSAGES = 2 * FETCH_MESSAGES + 10
