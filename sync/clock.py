@@ -2,14 +2,67 @@
 
 SQL that compares times takes ``now()`` from here as a parameter, never the
 database clock, so a moved clock moves every comparison with it.
+
+It is also where the rule for a clock that jumps lives. Work waits on times
+stored ahead of now: a schedule's next due time, a postponement after errors or
+a server's "retry after", an email's retry backoff, a lease, a send claim. Each
+has a longest wait the engine ever sets (its longest legitimate wait). A clock
+set back by hours would leave those times hours ahead, and the work stalled as
+long as the jump; so:
+
+- a **wait** (a due or retry time, a postponement) further ahead of now than
+  its longest wait has come: the clock went back since it was written (``came``);
+- an **expiry** that guards against doing work twice (a lease, a send claim)
+  further ahead than its length is pulled back to now + its length (``rebase``):
+  it lapses one full length after the jump is seen, so a run still alive keeps
+  it as long as it was ever promised, and one that died lets go as usual.
+
+A clock set forward makes waits come early (one extra run, harmless) and
+expiries lapse early; the lease check each run makes before it starts, and the
+conditional claims of messages and emails, keep that from doubling anything.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Model, Q, QuerySet, Value
+from django.db.models.expressions import Combinable
 from django.utils import timezone
+
+# A longest wait: fixed, or an SQL expression of the row (an email's backoff grows with its attempts).
+Longest = timedelta | Combinable
 
 
 def now() -> datetime:
     return timezone.now()
+
+
+def came(field: str, *, now: datetime, longest: Longest) -> Q:
+    """Rows whose wait stored in ``field`` is over: its time has come, or it lies
+    further ahead than ``longest`` (the clock went back since it was written)."""
+    return Q(**{f"{field}__lte": now}) | Q(**{f"{field}__gt": _ahead(now, longest)})
+
+
+def has_come(at: datetime, *, now: datetime, longest: timedelta) -> bool:
+    """``came`` for one time already read."""
+    return at <= now or at > now + longest
+
+
+def rebase(rows: QuerySet[Model], field: str, *, now: datetime, length: timedelta) -> int:
+    """Pull the expiries in ``field`` further ahead than ``length`` back to now +
+    ``length``; how many there were (none unless the clock went back)."""
+    until = now + length
+    return rows.filter(**{f"{field}__gt": until}).update(**{field: until})
+
+
+def minutes(field: str) -> Combinable:
+    """A row's count of minutes in ``field`` as an interval, for a longest wait a row sets itself."""
+    return ExpressionWrapper(F(field) * Value(timedelta(minutes=1)), output_field=DurationField())
+
+
+def _ahead(now: datetime, longest: Longest) -> datetime | Combinable:
+    if isinstance(longest, timedelta):
+        return now + longest
+    wait = ExpressionWrapper(longest, output_field=DurationField())
+    return ExpressionWrapper(Value(now, output_field=DateTimeField()) + wait, output_field=DateTimeField())

@@ -119,6 +119,14 @@ def _success_update(mailbox: Mailbox, kind: str, processed: int, failed: int) ->
     return sql, [success, processed, failed, now, mailbox.pk, success, processed, failed]
 
 
+def longest_postponement() -> timedelta:
+    """The longest a direction is ever postponed: a retry after a failure (an
+    outage's probe interval is as long) or a server's wait, at its cap. The
+    scheduler treats one further ahead as over (sync/clock.py)."""
+    retry = timedelta(minutes=settings.SYNC_TRANSIENT_RETRY_MINUTES)
+    return max(retry, outages.probe_interval(), timedelta(seconds=settings.SYNC_THROTTLE_MAX_WAIT_SECONDS))
+
+
 @transaction.atomic
 def record_failure(*, mailbox: Mailbox, kind: str, error: SyncError) -> None:
     """A run of ``kind`` failed with ``error``: retry later, or disable with the reason.

@@ -168,8 +168,13 @@ def probing_profiles(kind: str) -> set[int]:
 
 
 def probed_recently(*, profile_id: int, kind: str, now: datetime) -> bool:
+    # A run started "after now" (the clock went back since) is no recent probe: it
+    # would keep the profile from probing for as long as the jump (sync/clock.py).
     return SyncRun.objects.filter(
-        mailbox__profile_id=profile_id, kind=kind, started_on__gt=now - probe_interval()
+        mailbox__profile_id=profile_id,
+        kind=kind,
+        started_on__gt=now - probe_interval(),
+        started_on__lte=now,
     ).exists()
 
 

@@ -19,7 +19,9 @@ from email.utils import format_datetime, make_msgid
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.expressions import Combinable
+from django.db.models.functions import Least, Power
 
 from crm.choices import OutgoingMethod
 from crm.models import ActivityParty, EmailActivity, EmailAttachment, OrganizationSettings
@@ -74,9 +76,10 @@ def pending_for(mailbox: Mailbox) -> QuerySet[EmailActivity]:
     now = clock.now()
     # A subquery rather than a join and DISTINCT, which would compare whole rows, bodies included.
     senders = ActivityParty.objects.filter(sender, role=ActivityParty.Role.FROM).values("email_id")
+    retry_on = "outgoing_claim__next_attempt_on"
     return (
         EmailActivity.objects.filter(pk__in=senders, status=EmailActivity.Status.PENDING_SEND)
-        .filter(Q(outgoing_claim__isnull=True) | Q(outgoing_claim__next_attempt_on__lte=now))
+        .filter(Q(outgoing_claim__isnull=True) | clock.came(retry_on, now=now, longest=_longest_backoff()))
         .order_by("created_on", "pk")
     )
 
@@ -265,9 +268,13 @@ def claim_email(
     return _hold(email, mailbox, now)
 
 
+def _claim_length() -> timedelta:
+    return timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+
+
 def _hold(email: EmailActivity, mailbox: Mailbox, now: datetime) -> OutgoingClaim:
     """The claim row: made on the first attempt, renewed on a later one."""
-    expires = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    expires = now + _claim_length()
     try:
         claim = email.outgoing_claim  # listed with the email (select_related)
     except OutgoingClaim.DoesNotExist:
@@ -516,11 +523,16 @@ def _mark_failed(email: EmailActivity, claim: OutgoingClaim, reason: str) -> Non
         OutgoingClaim.objects.filter(pk=claim.pk).delete()
 
 
+# An email's retries wait SYNC_TRANSIENT_RETRY_MINUTES, doubling with each attempt up to 2**6 times that.
+BACKOFF_DOUBLINGS = 6
+
+
 def _retry_later(email: EmailActivity, claim: OutgoingClaim, error: SyncError) -> None:
     if claim.attempts >= MAX_SEND_ATTEMPTS:
         _mark_failed(email, claim, f"{error.message} (gave up after {claim.attempts} attempts)")
         return
-    delay = timedelta(minutes=settings.SYNC_TRANSIENT_RETRY_MINUTES * 2 ** min(claim.attempts - 1, 6))
+    doublings = min(claim.attempts - 1, BACKOFF_DOUBLINGS)
+    delay = timedelta(minutes=settings.SYNC_TRANSIENT_RETRY_MINUTES * 2**doublings)
     with transaction.atomic():
         OutgoingClaim.objects.filter(pk=claim.pk).update(
             next_attempt_on=clock.now() + delay, last_error=error.message
@@ -528,6 +540,13 @@ def _retry_later(email: EmailActivity, claim: OutgoingClaim, error: SyncError) -
         EmailActivity.objects.filter(pk=email.pk, status=EmailActivity.Status.SENDING).update(
             status=EmailActivity.Status.PENDING_SEND
         )
+
+
+def _longest_backoff() -> Combinable:
+    """Each email's own longest retry wait, in SQL: ``_retry_later``'s delay for its
+    attempts so far (a wait further ahead is over: sync/clock.py)."""
+    doublings = Least(F("outgoing_claim__attempts") - 1, BACKOFF_DOUBLINGS)
+    return Value(timedelta(minutes=settings.SYNC_TRANSIENT_RETRY_MINUTES)) * Power(2, doublings)
 
 
 def _give_back(email: EmailActivity, claim: OutgoingClaim) -> None:
@@ -571,8 +590,11 @@ def mark_outcome_unknown(*, email_id: int, reason: str) -> None:
 
 def settle_expired_claims() -> int:
     """Emails whose claim lapsed while Sending: the worker died mid-send. Never resend them."""
+    now = clock.now()
+    # A clock set back leaves claims far ahead (sync/clock.py): they lapse one claim length from now.
+    clock.rebase(OutgoingClaim.objects.all(), "expires_on", now=now, length=_claim_length())
     expired = OutgoingClaim.objects.filter(
-        expires_on__lt=clock.now(), email__status=EmailActivity.Status.SENDING
+        expires_on__lt=now, email__status=EmailActivity.Status.SENDING
     ).values_list("email_id", flat=True)
     count = 0
     for email_id in list(expired):

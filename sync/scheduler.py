@@ -17,15 +17,16 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import DurationField, Q, QuerySet, Value
+from django.db.models.functions import Greatest
 
 from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailUsing
 from crm.models import OrganizationSettings
 from mailboxes.models import DIRECTION_FIELDS, Mailbox
-from sync import clock, outages
+from sync import clock, mailbox_state, outages
 from sync.connectors import registry
 from sync.models import MailboxSchedule, SyncKind, SyncOutcome, SyncRun
-from sync.send_rate import send_slot_free_on
+from sync.send_rate import RATE_WINDOW, send_slot_free_on
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ def eligible(kind: str, *, now: datetime | None = None) -> QuerySet[Mailbox]:
         mailboxes = mailboxes.filter(outgoing_method=OutgoingMethod.SERVER_SIDE_SYNC, outgoing_enabled=True)
     postponed_until = DIRECTION_FIELDS[kind].postponed_until
     mailboxes = mailboxes.filter(
-        Q(**{f"{postponed_until}__isnull": True}) | Q(**{f"{postponed_until}__lte": now})
+        Q(**{f"{postponed_until}__isnull": True})
+        | clock.came(postponed_until, now=now, longest=mailbox_state.longest_postponement())
     )
     return mailboxes.approved_where_required(organization)
 
@@ -66,6 +68,9 @@ def eligible(kind: str, *, now: datetime | None = None) -> QuerySet[Mailbox]:
 def dispatch(*, kinds: tuple[str, ...] = (SyncKind.INCOMING, SyncKind.OUTGOING, SyncKind.ACT)) -> list[Claim]:
     """Claim every due mailbox within the connection caps; return the claims to enqueue."""
     now = clock.now()
+    # A clock set back leaves leases far ahead (sync/clock.py): they lapse one lease length from now.
+    leased = MailboxSchedule.objects.filter(lease_token__isnull=False)
+    clock.rebase(leased, "lease_expires_on", now=now, length=_lease_length())
     claims: list[Claim] = []
     for kind in kinds:
         _ensure_schedules(kind, now)
@@ -91,9 +96,8 @@ def _free(now: datetime) -> Q:
 def _claim_due(kind: str, now: datetime) -> list[Claim]:
     with transaction.atomic():
         due = (
-            MailboxSchedule.objects.filter(
-                kind=kind, next_due_on__lte=now, mailbox__in=eligible(kind, now=now)
-            )
+            MailboxSchedule.objects.filter(kind=kind, mailbox__in=eligible(kind, now=now))
+            .filter(clock.came("next_due_on", now=now, longest=_longest_interval(kind)))
             .filter(_free(now))
             .select_related("mailbox__profile")
             .order_by("next_due_on", "pk")
@@ -242,6 +246,18 @@ def _not_before_send_slot(claim: Claim, run: SyncRun | None, mailbox: Mailbox, d
 
 ACT_INTERVAL = timedelta(minutes=5)
 ACT_IDLE_CAP = timedelta(minutes=15)
+
+
+def _longest_interval(kind: str) -> clock.Longest:
+    """The furthest ahead ``next_due`` (or a send slot) ever sets a schedule, per row:
+    the idle cap or the mailbox's profile's polling interval, whichever is longer."""
+    if kind == SyncKind.ACT:
+        cap = max(ACT_IDLE_CAP, ACT_INTERVAL)
+    else:
+        cap = max(timedelta(minutes=settings.SYNC_IDLE_BACKOFF_MAX_MINUTES), RATE_WINDOW)
+    polling = clock.minutes("mailbox__profile__min_polling_interval_minutes")
+    # PostgreSQL's GREATEST passes over NULL (a mailbox without a profile).
+    return Greatest(Value(cap, output_field=DurationField()), polling)
 
 
 def next_due(

@@ -31,6 +31,9 @@ def send_slot_free_on(mailbox: Mailbox) -> datetime | None:
             pk__in=ActivityParty.objects.filter(sender, role=ActivityParty.Role.FROM).values("email_id"),
             status=EmailActivity.Status.SENT,
             sent_on__gt=now - RATE_WINDOW,
+            # Sent "after now" means the clock went back since: counted, they would hold
+            # the mailbox back for as long as the jump (sync/clock.py).
+            sent_on__lte=now,
         )
         .order_by("sent_on")
         .values_list("sent_on", flat=True)
