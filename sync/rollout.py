@@ -17,19 +17,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
-from django.db.models import (
-    Case,
-    Count,
-    DurationField,
-    Exists,
-    ExpressionWrapper,
-    F,
-    IntegerField,
-    OuterRef,
-    Q,
-    Value,
-    When,
-)
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, Value, When
 
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
@@ -133,10 +121,7 @@ def rollout_tick(*, now: datetime | None = None) -> TickResult:
 def _start_due_batch(rollout_id: int, now: datetime) -> int | None:
     # A batch is due at its time, or at once when that lies further ahead than the
     # rollout's window (the clock went back since: sync/clock.py).
-    window = ExpressionWrapper(
-        F("window_minutes") * Value(timedelta(minutes=1)), output_field=DurationField()
-    )
-    due = clock.came("next_batch_on", now=now, longest=window)
+    due = clock.came("next_batch_on", now=now, longest=clock.minutes("window_minutes"))
     rollout = Rollout.objects.filter(due, pk=rollout_id, state__in=ACTIVE).first()
     if rollout is None:
         return None
