@@ -464,6 +464,23 @@ SYNC_RETAIN_PENDING_MIGRATIONS_DAYS = env_int("SYNC_RETAIN_PENDING_MIGRATIONS_DA
 SYNC_CLEANUP_BATCH = env_int("SYNC_CLEANUP_BATCH", 1000, minimum=1)
 SYNC_CLEANUP_MAX_SECONDS = env_int("SYNC_CLEANUP_MAX_SECONDS", 300, minimum=1)
 
+# Push (manage.py listen)
+# A listener's hold on its mailboxes lapses this long after its last heartbeat; another takes them then.
+PUSH_LEASE_SECONDS = env_int("PUSH_LEASE_SECONDS", 40, minimum=2)
+PUSH_HEARTBEAT_SECONDS = env_int("PUSH_HEARTBEAT_SECONDS", 10, minimum=1)
+# IDLE is ended and issued again this often: servers may drop it after 29 minutes (RFC 2177).
+PUSH_IDLE_RENEW_MINUTES = min(env_int("PUSH_IDLE_RENEW_MINUTES", 25, minimum=1), 28)
+# A server without IDLE: the listener asks with NOOP this often (and polling stays as usual).
+PUSH_NOOP_SECONDS = env_int("PUSH_NOOP_SECONDS", 60, minimum=1)
+# While push is live for a mailbox, the safety-net poll comes this often at most.
+PUSH_SAFETY_POLL_MINUTES = env_int("PUSH_SAFETY_POLL_MINUTES", 30, minimum=1)
+# Connections one listener process holds at most.
+PUSH_MAX_CONNECTIONS = env_int("PUSH_MAX_CONNECTIONS", 1000, minimum=1)
+# Microsoft Graph change notifications: the webhook's public https URL (empty: Graph
+# mailboxes poll); a subscription's length (Graph allows 4230 minutes for messages).
+PUSH_GRAPH_WEBHOOK_URL = env_str("PUSH_GRAPH_WEBHOOK_URL")
+PUSH_GRAPH_SUBSCRIPTION_MINUTES = min(env_int("PUSH_GRAPH_SUBSCRIPTION_MINUTES", 4200, minimum=45), 4230)
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
