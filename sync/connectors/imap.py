@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -126,6 +127,38 @@ class ImapConnection:
     def noop(self) -> None:
         with self._translated():
             self._imap.noop()
+
+    # -- push: IDLE (RFC 2177) for sync/listener_imap.py ---------------------
+
+    def offers_idle(self) -> bool:
+        with self._translated():
+            return bool(self._imap.has_capability("IDLE"))
+
+    def idle(self) -> None:
+        with self._translated(self._folder):
+            self._imap.idle()
+
+    def idle_wait(self, timeout: float) -> bool | None:
+        """Wait up to ``timeout`` seconds in IDLE: True when the folder changed
+        (EXISTS, RECENT), False when nothing came, None when the socket had
+        something to read but no answer came of it (a closed connection reads as
+        this: imapclient swallows the EOF), for the caller to end IDLE and see."""
+        with self._translated(self._folder):
+            responses = self._imap.idle_check(timeout)
+            if not responses:
+                # Nothing parsed: a quiet timeout, or an EOF (the socket stays readable).
+                return None if _readable(self._imap) else False
+        return _changed(responses)
+
+    def idle_done(self) -> None:
+        with self._translated(self._folder):
+            self._imap.idle_done()
+
+    def noop_changed(self) -> bool:
+        """NOOP (for servers without IDLE): True when its answer says the folder changed."""
+        with self._translated(self._folder):
+            _text, responses = self._imap.noop()
+        return _changed(responses)
 
     @property
     def _imap(self) -> IMAPClient:
@@ -430,6 +463,16 @@ class ImapConnection:
         finally:
             with suppress(OSError):
                 client.shutdown()
+
+
+def _changed(responses: Sequence[Any]) -> bool:
+    """New mail: an EXISTS or RECENT among the untagged answers."""
+    return any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+
+
+def _readable(client: IMAPClient) -> bool:
+    """Whether the socket has something to read now (an EOF included)."""
+    return bool(select.select([client.socket()], [], [], 0)[0])
 
 
 def _reply(error: IMAPClientError) -> str:
