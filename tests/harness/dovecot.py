@@ -17,6 +17,10 @@ TLS from a throwaway trustme CA. Choices the engine's tests rely on:
   Dovecot's authorization failure (IMAP ``[AUTHORIZATIONFAILED]``).
 - Mail arrives through LMTP (``deliver``), so INTERNALDATE is the delivery
   time and Dovecot adds Return-Path, Delivered-To and Received headers.
+- With ``oauth2_introspection_url`` (tests/harness/oauth_issuer.py's), an
+  ``oauth2`` passdb for the XOAUTH2 and OAUTHBEARER mechanisms checks bearer
+  tokens there (RFC 7662 introspection, POST): ``active`` must be true and
+  ``username`` the login's. Password logins go on through the passwd-files.
 - ``hide_folder`` turns Dovecot's ACL plugin on for one user only (userdb
   fields in that user's passwd-file line), with a global ACL file that takes
   the lookup and read rights on a folder from every login: SELECT then answers
@@ -81,6 +85,7 @@ class Dovecot:
         cert: trustme.LeafCert | None = None,
         extra_config: str = "",
         parent: str | Path | None = None,
+        oauth2_introspection_url: str = "",
     ) -> None:
         """``cert`` replaces the usual one (for localhost and 127.0.0.1 from ``ca``);
         ``extra_config`` is appended to dovecot.conf (a later setting wins); ``parent``
@@ -88,6 +93,7 @@ class Dovecot:
         default: a tmpfs such as ``/dev/shm`` keeps disk I/O out of the benchmarks (bench/)."""
         self.ca = ca or trustme.CA()
         self.extra_config = extra_config
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.cert = cert or self.ca.issue_cert("localhost", HOST)
         self.host = HOST
         self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port, self.lmtp_port = free_ports(5)
@@ -116,7 +122,15 @@ class Dovecot:
         for name in ("users", "impersonation-deny", "acl"):
             (self.dir / name).mkdir(mode=0o755)
         (self.dir / "masters").write_text(f"{self.master_user}:{{PLAIN}}{self.master_password}\n")
-        self.config_path.write_text(self._config() + self.extra_config)
+        self.config_path.write_text(self._config() + self._oauth2_config() + self.extra_config)
+
+    def _oauth2_config(self) -> str:
+        if not self.oauth2_introspection_url:
+            return ""
+        (self.dir / "oauth2.conf").write_text(
+            OAUTH2_TEMPLATE.format(introspection_url=self.oauth2_introspection_url)
+        )
+        return OAUTH2_PASSDB.format(dir=self.dir)
 
     def _config(self) -> str:
         d = self.dir
@@ -366,4 +380,24 @@ service lmtp {{
     port = {lmtp}
   }}
 }}
+"""
+
+# Appended with an introspection URL: the oauth2 passdb answers only the bearer
+# token mechanisms, so every password login still goes to the passdbs above.
+OAUTH2_PASSDB = """\
+auth_mechanisms = plain login xoauth2 oauthbearer
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {dir}/oauth2.conf
+}}
+"""
+
+OAUTH2_TEMPLATE = """\
+introspection_mode = post
+introspection_url = {introspection_url}
+username_attribute = username
+active_attribute = active
+active_value = true
+force_introspection = yes
 """

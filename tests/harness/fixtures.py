@@ -12,6 +12,7 @@ from typing import NamedTuple
 import pytest
 
 from tests.harness.dovecot import Dovecot, DovecotError
+from tests.harness.oauth_issuer import OAuthIssuer
 from tests.harness.radicale import Radicale, RadicaleError
 from tests.harness.smtp_relay import SmtpRelay, doveadm_authenticator
 
@@ -24,12 +25,13 @@ class MailUser(NamedTuple):
 
 
 @pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
+def dovecot(oauth_issuer: OAuthIssuer) -> Iterator[Dovecot]:
     """One Dovecot per test worker process; tests keep apart through ``mail_user``.
 
     A test that stops it must start it again (``with dovecot.stopped(): ...``).
+    XOAUTH2 and OAUTHBEARER logins are checked at ``oauth_issuer``, whose CA it shares.
     """
-    server = Dovecot()
+    server = Dovecot(ca=oauth_issuer.ca, oauth2_introspection_url=oauth_issuer.introspection_url)
     try:
         server.start()
     except DovecotError as error:
@@ -51,11 +53,25 @@ def mail_user(dovecot: Dovecot) -> Callable[..., MailUser]:
     return make
 
 
+# -- OAuth 2.0 issuer -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def oauth_issuer() -> Iterator[OAuthIssuer]:
+    """One token issuer per test worker process (tests/harness/oauth_issuer.py), HTTPS
+    from the CA Dovecot and the relay use, so ``dovecot.ca_pem_path`` verifies it too."""
+    issuer = OAuthIssuer().start()
+    yield issuer
+    issuer.stop()
+
+
 # -- SMTP relay ---------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def smtp_relay(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpRelay]:
+def smtp_relay(
+    dovecot: Dovecot, oauth_issuer: OAuthIssuer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SmtpRelay]:
     """One SMTP server per test worker process, delivering into ``dovecot``.
 
     STARTTLS on ``port``, SMTPS on ``smtps_port``; AUTH as any ``mail_user``
@@ -67,6 +83,7 @@ def smtp_relay(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> It
         lmtp_host=dovecot.host,
         lmtp_port=dovecot.lmtp_port,
         authenticate=doveadm_authenticator(dovecot.config_path),
+        check_token=oauth_issuer.may_sign_in,
         ca=dovecot.ca,
         workdir=tmp_path_factory.mktemp("smtp-relay"),
     )

@@ -30,6 +30,11 @@ below that size it is taken in with its bare LFs and above it is refused with
 "500 Line too long" - the symptom, not the cause. Its limit also lets a
 1001-octet line through when it does not start with a dot.
 
+With ``check_token(token, username)`` (the fixture asks the harness's OAuth
+issuer, tests/harness/oauth_issuer.py), AUTH XOAUTH2 and OAUTHBEARER (RFC 7628)
+are offered too, and a refused token gets the mechanisms' error challenge
+(``334`` with a base64 JSON status) before the ``535``, as Gmail answers.
+
 Tests inspect what happened (:meth:`SmtpRelay.transactions`,
 :meth:`SmtpRelay.accepted_count`, :attr:`SmtpRelay.connection_count`) and
 inject faults (:meth:`SmtpRelay.fail_next`, :meth:`SmtpRelay.drop_next`,
@@ -40,6 +45,9 @@ inject faults (:meth:`SmtpRelay.fail_next`, :meth:`SmtpRelay.drop_next`,
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import smtplib
 import ssl
 import subprocess
@@ -61,6 +69,7 @@ from sync.connectors.base import ServerSettings, Tls
 
 Stage = Literal["MAIL", "RCPT", "DATA"]
 Authenticate = Callable[[str, str], bool]
+CheckToken = Callable[[str, str], bool]  # (bearer token, user name) -> signs in
 
 # RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF.
 MAX_LINE_OCTETS = 1000
@@ -361,6 +370,36 @@ class _RelaySMTP(SMTP):
         self.relay._disconnected(self)
         super().connection_lost(error)
 
+    # SASL bearer token mechanisms (aiosmtpd finds ``auth_*`` methods by name; on the
+    # server class they get the server twice, hence the unused argument).
+
+    async def auth_XOAUTH2(self, _: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(args, _xoauth2_fields)
+
+    async def auth_OAUTHBEARER(self, _: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(args, _oauthbearer_fields)
+
+    async def _bearer(self, args: list[str], fields: Callable[[bytes], tuple[str, str]]) -> AuthResult:
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Can't decode base64")
+        else:
+            answer = await self.challenge_auth("")
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False, handled=True)
+            blob = answer
+        username, token = fields(blob)
+        check = self.relay.check_token
+        if check is not None and username and token and check(token, username):
+            login = LoginPassword(username.encode(), b"")
+            return AuthResult(success=True, handled=False, auth_data=login)
+        # RFC 7628 3.2.2: an error challenge, the client's dummy answer, then the failure.
+        status = json.dumps({"status": "invalid_token", "schemes": "bearer", "scope": "mail"})
+        await self.challenge_auth(status)  # whatever the client answers, the answer is no
+        return AuthResult(success=False, handled=False)
+
     async def smtp_DATA(self, arg: str) -> None:
         if not self.relay.strict:
             await super().smtp_DATA(arg)
@@ -408,6 +447,21 @@ class _RelaySMTP(SMTP):
         )
 
 
+def _xoauth2_fields(blob: bytes) -> tuple[str, str]:
+    """``user=<u>^Aauth=Bearer <t>^A^A`` (Google's XOAUTH2) -> (user, token)."""
+    parts = dict(p.split("=", 1) for p in blob.decode("utf-8", "replace").split("\x01") if "=" in p)
+    return parts.get("user", ""), parts.get("auth", "").removeprefix("Bearer ")
+
+
+def _oauthbearer_fields(blob: bytes) -> tuple[str, str]:
+    """RFC 7628: ``n,a=<u>,^Ahost=..^Aport=..^Aauth=Bearer <t>^A^A`` -> (user, token)."""
+    text = blob.decode("utf-8", "replace")
+    header, _, rest = text.partition("\x01")
+    user = next((p[2:] for p in header.split(",") if p.startswith("a=")), "")
+    parts = dict(p.split("=", 1) for p in rest.split("\x01") if "=" in p)
+    return user.replace("=2C", ",").replace("=3D", "="), parts.get("auth", "").removeprefix("Bearer ")
+
+
 class _Listener(Controller):
     """An aiosmtpd controller on a given port (0: a free one, read back after binding)."""
 
@@ -441,6 +495,7 @@ class SmtpRelay:
         lmtp_port: int,
         authenticate: Authenticate,
         workdir: Path,
+        check_token: CheckToken | None = None,
         ca: trustme.CA | None = None,
         cert: trustme.LeafCert | None = None,
         tls_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
@@ -450,6 +505,7 @@ class SmtpRelay:
         self.host = host
         self.strict = strict
         self.authenticate = authenticate
+        self.check_token = check_token
         self.ca = ca or trustme.CA()
         self.cert = cert or self.ca.issue_cert(*tls_names)
         workdir.mkdir(parents=True, exist_ok=True)
