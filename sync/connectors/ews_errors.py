@@ -222,6 +222,9 @@ def _network_error(error: BaseException) -> OSError | None:
         TimeoutError,
         ssl.SSLError,
         ConnectionError,
+        # The connection closed part way through the answer's body (exchangelib says
+        # "ErrorTimeoutExpired"): lost, not a busy server; a send it answered may have gone.
+        requests.exceptions.ChunkedEncodingError,
     ):
         for cause in chain:
             if isinstance(cause, kind):
