@@ -64,6 +64,11 @@ class ServerSettings:
     autodiscover: bool = False
     # EWS: the Exchange version to speak ("Exchange2016"); "" asks the server.
     server_version: str = ""
+    # IMAP, POP3, SMTP: sign ``username`` in with an OAuth 2.0 access token through a SASL
+    # bearer token mechanism (sync/connectors/sasl.py: "XOAUTH2" or "OAUTHBEARER") instead
+    # of a password; "" signs in with the password.
+    sasl_mechanism: str = ""
+    access_token: str = field(default="", repr=False)
     # Appointments, contacts and tasks: the IANA zone the mailbox's user works in; a calendar's
     # all-day dates and times without a zone (floating) are read in it.
     time_zone: str = "UTC"

@@ -28,7 +28,7 @@ from imapclient.exceptions import (
 )
 from imapclient.response_parser import parse_fetch_response
 
-from sync.connectors import network
+from sync.connectors import network, sasl
 from sync.connectors.base import INBOX, FetchedMessage, FolderState, ServerSettings, Tls, carries
 from sync.connectors.interfaces import Change
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
@@ -106,7 +106,11 @@ class ImapConnection:
 
     def _authenticate(self, client: IMAPClient) -> None:
         s = self.settings
-        if s.act_as:
+        if s.sasl_mechanism == sasl.XOAUTH2:
+            client.oauth2_login(s.username, s.access_token)
+        elif s.sasl_mechanism == sasl.OAUTHBEARER:
+            client.oauthbearer_login(s.username, s.access_token)
+        elif s.act_as:
             # SASL PLAIN: authenticate as the service account, act as the mailbox.
             client.plain_login(s.username, s.password, authorization_identity=s.act_as)
         else:
@@ -413,6 +417,8 @@ class ImapConnection:
                 "impersonation rights), or give the mailbox its own credentials.",
                 code="impersonation_denied",
             )
+        if s.sasl_mechanism:
+            return sasl.token_refused(s, protocol=PROTOCOL, detail=text)
         acting = f" acting for {s.act_as}" if s.act_as else ""
         return PermanentError(
             f"{PROTOCOL} server {where} rejected the sign-in of {s.username}{acting} ({text}). "

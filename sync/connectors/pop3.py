@@ -16,7 +16,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
-from sync.connectors import network
+from sync.connectors import network, sasl
 from sync.connectors.base import INBOX, Pop3Message, ServerSettings, Tls, carries
 from sync.connectors.interfaces import Change
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
@@ -51,6 +51,20 @@ class _POP3(_LongLines, poplib.POP3):
 
 class _POP3_SSL(_LongLines, poplib.POP3_SSL):
     pass
+
+
+def _bearer_login(pop: poplib.POP3, settings: ServerSettings) -> None:
+    """RFC 5034 AUTH with the response after the "+ " continuation, never as an initial
+    response: a bearer token (Google's are 200 characters and more) would take the command
+    past the 255 octets RFC 5034 allows. A refused token gets an error challenge ("+ "
+    again) first, answered as the mechanism says; the -ERR after it raises ``error_proto``."""
+    # poplib's _shortcmd (not in typeshed): one command, its one-line answer, -ERR raised.
+    command = pop._shortcmd  # type: ignore[attr-defined]
+    command(f"AUTH {settings.sasl_mechanism}")
+    if command(sasl.initial_response(settings)).startswith(b"+OK"):
+        return
+    command(sasl.abort_response(settings))
+    raise poplib.error_proto("-ERR the server answered the token with a challenge, not +OK")
 
 
 class Pop3Connection:
@@ -94,6 +108,10 @@ class Pop3Connection:
 
     def _login(self, pop: poplib.POP3) -> None:
         s = self.settings
+        if s.sasl_mechanism:
+            _bearer_login(pop, s)
+            self._logged_in = True
+            return
         pop.user(f"{s.act_as}{MASTER_SEPARATOR}{s.username}" if s.act_as else s.username)
         pop.pass_(s.password)
         self._logged_in = True
@@ -219,6 +237,8 @@ class Pop3Connection:
                 "or give the mailbox its own credentials.",
                 code="impersonation_denied",
             )
+        if s.sasl_mechanism:
+            return sasl.token_refused(s, protocol=PROTOCOL, detail=text)
         acting = f" acting for {s.act_as}" if s.act_as else ""
         return PermanentError(
             f"{PROTOCOL} server {where} rejected the sign-in of {s.username}{acting} ({text}). "

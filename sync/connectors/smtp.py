@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from sync.connectors import network
+from sync.connectors import network, sasl
 from sync.connectors.base import SendResult, ServerSettings, Tls
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 
@@ -144,6 +144,9 @@ class SmtpConnection:
         client.ehlo()
 
     def _login(self, client: smtplib.SMTP) -> None:
+        if self.settings.sasl_mechanism:
+            self._bearer_login(client)
+            return
         user, password = self.settings.username.encode(), self.settings.password.encode()
         mechanisms = client.esmtp_features.get("auth", "").upper().split()
         if "PLAIN" in mechanisms:
@@ -168,6 +171,25 @@ class SmtpConnection:
             "Correct the user name and password in the email server profile or the mailbox.",
             code="authentication_failed",
         )
+
+    def _bearer_login(self, client: smtplib.SMTP) -> None:
+        s = self.settings
+        mechanisms = client.esmtp_features.get("auth", "").upper().split()
+        if s.sasl_mechanism not in mechanisms:
+            raise PermanentError(
+                f"The {self.server} offers no {s.sasl_mechanism} sign-in on this connection (it offers "
+                f"{' '.join(mechanisms) or 'none'}). Choose the mechanism the server offers in the profile.",
+                code="authentication_unavailable",
+            )
+        # RFC 4954 allows an AUTH line of 12288 octets: the token goes in the initial response.
+        code, reply = client.docmd("AUTH", f"{s.sasl_mechanism} {sasl.initial_response(s)}")
+        if code == 334:  # the error challenge: answered, then the server says why not
+            code, reply = client.docmd(sasl.abort_response(s))
+        if code == 235:
+            return
+        if 400 <= code < 500:
+            raise self._temporary(code, reply, "could not check the access token now")
+        raise sasl.token_refused(s, protocol="SMTP", detail=_reply(code, reply))
 
     # -- sending ------------------------------------------------------------------
 
