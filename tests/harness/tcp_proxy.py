@@ -44,6 +44,7 @@ class FaultyProxy:
         self._closed = False
         self.connections = 0
         self.cuts = 0
+        self.passed = {"upstream": 0, "downstream": 0}  # bytes forwarded each way, all connections
         self._open: set[socket.socket] = set()
         threading.Thread(target=self._accept, name="faulty-proxy", daemon=True).start()
 
@@ -101,8 +102,12 @@ class FaultyProxy:
                 pass
             return
         pipes = [
-            threading.Thread(target=self._pipe, args=(client, server, fault.upstream, broken), daemon=True),
-            threading.Thread(target=self._pipe, args=(server, client, fault.downstream, broken), daemon=True),
+            threading.Thread(
+                target=self._pipe, args=(client, server, fault.upstream, broken, "upstream"), daemon=True
+            ),
+            threading.Thread(
+                target=self._pipe, args=(server, client, fault.downstream, broken, "downstream"), daemon=True
+            ),
         ]
         for pipe in pipes:
             pipe.start()
@@ -112,7 +117,12 @@ class FaultyProxy:
             self._open.difference_update((client, server))
 
     def _pipe(
-        self, source: socket.socket, sink: socket.socket, limit: int | None, broken: threading.Event
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        limit: int | None,
+        broken: threading.Event,
+        way: str,
     ) -> None:
         passed = 0
         try:
@@ -128,6 +138,8 @@ class FaultyProxy:
                 passed += len(data)
                 self._throttle(len(data))
                 sink.sendall(data)
+                with self._lock:
+                    self.passed[way] += len(data)
         except OSError:
             pass
         broken.set()

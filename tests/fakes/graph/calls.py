@@ -41,11 +41,18 @@ class Call:
     rest: list[str]
 
     @property
+    def origin(self) -> str:
+        """The URL the client reached the server at (its Host header): the links Graph hands
+        out lead back the way the client came, through a proxy in front of it too."""
+        host = self.request.headers.get("host")
+        return f"https://{host}" if host else self.server.url
+
+    @property
     def base(self) -> str:
-        return f"{self.server.url}/v1.0/users/{quote(self.user_segment, safe='@')}"
+        return f"{self.origin}/v1.0/users/{quote(self.user_segment, safe='@')}"
 
     def context(self, fragment: str) -> str:
-        return f"{self.server.url}/v1.0/$metadata#users('{quote(self.user_segment, safe='@')}')/{fragment}"
+        return f"{self.origin}/v1.0/$metadata#users('{quote(self.user_segment, safe='@')}')/{fragment}"
 
 
 Handler = Callable[[Call], Reply]

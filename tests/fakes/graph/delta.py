@@ -93,7 +93,7 @@ def _delta_page(call: Call, state: DeltaState) -> Reply:
     )
     link = f"{call.base}/mailFolders/{quote(state.folder_id)}/messages/delta?"
     document: dict[str, Any] = {
-        "@odata.context": f"{call.server.url}/v1.0/$metadata#Collection(message)",
+        "@odata.context": f"{call.origin}/v1.0/$metadata#Collection(message)",
         "value": items,
     }
     if rest:

@@ -125,6 +125,8 @@ class Tenant:
     def __init__(self, authority: str, resource: str, *, domain: str = "contoso.onmicrosoft.com") -> None:
         self.authority = authority  # "https://127.0.0.1:PORT"
         self.resource = resource  # Graph's application ID URI: the tokens' audience
+        # Other names of the same resource (a proxy in front of the server): a scope may name them.
+        self.aliases: set[str] = set()
         self.tenant_id = str(uuid.uuid4())
         self.domain = domain
         self.display_name = "Contoso"
@@ -246,7 +248,7 @@ class Tenant:
 
     def _check_scope(self, scope: str) -> None:
         scopes = scope.split()
-        if scopes == [f"{self.resource}/.default"]:
+        if len(scopes) == 1 and scopes[0] in {f"{r}/.default" for r in (self.resource, *self.aliases)}:
             return
         if len(scopes) == 1 and scopes[0].endswith("/.default"):
             raise EntraError(

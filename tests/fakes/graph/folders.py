@@ -13,7 +13,7 @@ from tests.fakes.graph.mailboxes import Folder, Mailbox
 def get_user(call: Call) -> Reply:
     box = call.mailbox
     document: dict[str, Any] = {
-        "@odata.context": f"{call.server.url}/v1.0/$metadata#users/$entity",
+        "@odata.context": f"{call.origin}/v1.0/$metadata#users/$entity",
         "businessPhones": [],
         "displayName": box.display_name,
         "givenName": box.display_name.split(" ")[0],

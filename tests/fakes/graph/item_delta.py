@@ -84,7 +84,7 @@ def _page(call: Call, kind: DeltaKind, state: ItemDeltaState) -> Reply:
     )
     link = f"{call.base}/{kind.path}?"
     document: dict[str, Any] = {
-        "@odata.context": f"{call.server.url}/v1.0/$metadata#Collection({kind.type_name})",
+        "@odata.context": f"{call.origin}/v1.0/$metadata#Collection({kind.type_name})",
         "value": values,
     }
     if rest:

@@ -30,7 +30,7 @@ ORDERBY = re.compile(r"\s*receivedDateTime(\s+(asc|desc))?\s*")
 def message_document(
     call: Call, message: Message, chosen: list[str] | None, expand: list[str]
 ) -> dict[str, Any]:
-    document = mime.select(mime.message_json(call.mailbox, message, call.server.url), chosen)
+    document = mime.select(mime.message_json(call.mailbox, message, call.origin), chosen)
     if expand:
         document["singleValueExtendedProperties"] = mime.extended_properties(message, expand)
     return document

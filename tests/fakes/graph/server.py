@@ -127,6 +127,11 @@ class GraphServer:
         )
         return self.tenant.register(app)
 
+    def also_reached_at(self, url: str) -> None:
+        """A proxy at ``url`` forwards to this server: tokens asked for with its URL as the
+        resource are this server's (as graph.microsoft.com has more than one name)."""
+        self.tenant.aliases.add(url.rstrip("/"))
+
     def add_user(self, address: str, *, licensed: bool = True) -> Mailbox:
         with self.lock:
             mailbox = Mailbox(address, licensed=licensed, lock=self.lock)
