@@ -351,6 +351,37 @@ class Mailbox(TimestampedModel):
             return None
 
 
+class OAuthGrant(TimestampedModel):
+    """A mailbox's account connected at its profile's OAuth provider (authorization code):
+    the refresh token the sign-in gave, and the access token it last bought, both
+    encrypted; and its health, which the mailbox page shows.
+
+    Its own row, not the mailbox's: a refresh holds this row's lock while it asks the
+    provider (``sync.oauth_tokens``), and the engine's writes to the mailbox go on meanwhile."""
+
+    mailbox = models.OneToOneField(Mailbox, on_delete=models.CASCADE, related_name="oauth_grant")
+    refresh_token = EncryptedTextField()
+    access_token = EncryptedTextField()
+    access_token_expires_on = models.DateTimeField(null=True, blank=True)
+    scopes = models.CharField(max_length=1000, blank=True, help_text="What the provider granted.")
+    connected_on = models.DateTimeField(null=True, blank=True)
+    connected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    refreshed_on = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_on = models.DateTimeField(null=True, blank=True)
+    # The provider refused the refresh token (revoked, expired, password changed): nothing
+    # is asked of it again until the mailbox is connected anew.
+    needs_reauthorization = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "OAuth grant"
+
+    def __str__(self) -> str:
+        return f"OAuth grant of mailbox {self.mailbox_id}"
+
+
 class RouterMigrationState(models.TextChoices):
     PENDING = "pending", "Awaiting review"
     APPLIED = "applied", "Applied"

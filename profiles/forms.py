@@ -98,6 +98,11 @@ PROFILE_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "oauth_client_secret",
             "oauth_certificate",
             "oauth_authority",
+            "oauth_provider",
+            "oauth_authorize_url",
+            "oauth_token_url",
+            "oauth_scopes",
+            "oauth_sasl_mechanism",
             "incoming_use_impersonation",
             "outgoing_use_impersonation",
         ),
@@ -117,6 +122,13 @@ APP_ONLY_HIDDEN = frozenset(
 OAUTH_FIELDS = frozenset(
     {"oauth_tenant_id", "oauth_client_id", "oauth_client_secret", "oauth_certificate", "oauth_authority"}
 )
+# IMAP, POP3 and SMTP over OAuth: whose endpoints, which scopes, which SASL mechanism.
+MAIL_OAUTH_FIELDS = frozenset(
+    {"oauth_provider", "oauth_authorize_url", "oauth_token_url", "oauth_scopes", "oauth_sasl_mechanism"}
+)
+# Mailboxes connecting their accounts: the app's id and secret (and Microsoft's tenant);
+# the browser sign-in's endpoints. No certificate: the secret is what providers take there.
+AUTHORIZATION_CODE_HIDDEN = frozenset({"oauth_certificate"})
 PROFILE_CREDENTIALS = frozenset(
     {"username", "password", "use_same_settings_for_outgoing", "outgoing_username", "outgoing_password"}
 )
@@ -146,8 +158,13 @@ def fields_not_applying(server_type: str, credentials_source: str, same_for_outg
         hidden |= DAV_ONLY
     if kind.app_only:
         hidden |= APP_ONLY_HIDDEN | IMPERSONATION
-    if credentials_source != CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
+    oauth = credentials_source in _OAUTH_SOURCES
+    if not oauth:
         hidden |= OAUTH_FIELDS
+    if not oauth or kind.exchange:
+        hidden |= MAIL_OAUTH_FIELDS
+    if credentials_source == CredentialsSource.OAUTH_AUTHORIZATION_CODE:
+        hidden |= AUTHORIZATION_CODE_HIDDEN | IMPERSONATION
     if credentials_source != CredentialsSource.PROFILE:
         hidden |= PROFILE_CREDENTIALS
     elif same_for_outgoing:
@@ -157,13 +174,17 @@ def fields_not_applying(server_type: str, credentials_source: str, same_for_outg
     return frozenset(hidden)
 
 
+_OAUTH_SOURCES = (CredentialsSource.OAUTH_CLIENT_CREDENTIALS, CredentialsSource.OAUTH_AUTHORIZATION_CODE)
+
+
 def credential_choices(server_type: str) -> list[tuple[str, str]]:
     kind = facts(server_type)
     return [
         (value, label)
         for value, label in CredentialsSource.choices
         if (value == CredentialsSource.OAUTH_CLIENT_CREDENTIALS and kind.oauth_client_credentials)
-        or (value != CredentialsSource.OAUTH_CLIENT_CREDENTIALS and not kind.app_only)
+        or (value == CredentialsSource.OAUTH_AUTHORIZATION_CODE and not kind.exchange)
+        or (value not in _OAUTH_SOURCES and not kind.app_only)
     ]
 
 
@@ -410,7 +431,8 @@ class ProfileForm(SecretFieldsFormMixin[EmailServerProfile], forms.ModelForm[Ema
             setattr(self.instance, name, fields[name].get_default())
         super()._post_clean()  # type: ignore[misc]
         # The page asks for the app registration the profile signs in with.
-        for name, message in self.instance.app_registration_violations():
+        violations = self.instance.app_registration_violations() + self.instance.oauth_client_violations()
+        for name, message in violations:
             self.add_error(name if name in self.fields else None, message)
 
     def _update_errors(self, errors: ValidationError) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
@@ -46,6 +47,45 @@ class CredentialsSource(models.TextChoices):
     USER_OR_QUEUE = "user_or_queue", "Credentials specified by a user or queue"
     PROFILE = "profile", "Credentials specified in email server profile"
     OAUTH_CLIENT_CREDENTIALS = "oauth_client_credentials", "OAuth client credentials (Microsoft Entra ID)"
+    # IMAP, POP3, SMTP: each mailbox's account signs in at the provider once ("Connect" on
+    # the mailbox page); its refresh token is kept, encrypted, on the mailbox.
+    OAUTH_AUTHORIZATION_CODE = "oauth_authorization_code", "OAuth: each mailbox connects its account"
+
+
+class OAuthProvider(models.TextChoices):
+    """Whose endpoints and scopes a profile's OAuth sign-in uses when it names none itself."""
+
+    MICROSOFT = "microsoft", "Microsoft (Exchange Online, Outlook.com)"
+    GOOGLE = "google", "Google (Gmail, Google Workspace)"
+    OTHER = "other", "Other (enter the endpoints and scopes)"
+
+
+class SaslMechanism(models.TextChoices):
+    XOAUTH2 = "XOAUTH2", "XOAUTH2 (Google, Microsoft)"
+    OAUTHBEARER = "OAUTHBEARER", "OAUTHBEARER (RFC 7628)"
+
+
+# Microsoft: the v2.0 endpoints under the authority and tenant ("organizations" without one:
+# any work or school account); the scopes of Exchange Online's IMAP, POP and SMTP AUTH.
+MICROSOFT_USER_SCOPES = (
+    "offline_access https://outlook.office.com/IMAP.AccessAsUser.All "
+    "https://outlook.office.com/POP.AccessAsUser.All https://outlook.office.com/SMTP.Send"
+)
+MICROSOFT_APP_SCOPES = "https://outlook.office365.com/.default"
+GOOGLE_AUTHORIZE_URL = "https://accounts.google.com/o/oauth2/v2/auth"
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
+GOOGLE_SCOPES = "https://mail.google.com/"
+
+
+@dataclass(frozen=True)
+class OAuthEndpoints:
+    """Where a profile's OAuth sign-in goes, its own settings over its provider's defaults."""
+
+    authorize_url: str
+    token_url: str
+    scopes: str
+    # Sent with the authorization request: Google hands out a refresh token only when asked.
+    extra_authorize_params: tuple[tuple[str, str], ...] = ()
 
 
 class EmailServerProfileQuerySet(models.QuerySet["EmailServerProfile"]):
@@ -141,6 +181,34 @@ class EmailServerProfile(TimestampedModel):
         help_text="Where the app signs in; a national cloud has its own. Blank: Microsoft's global cloud.",
     )
 
+    # IMAP, POP3, SMTP over OAuth (client credentials, or each mailbox connecting its account).
+    oauth_provider = models.CharField(
+        "OAuth provider", max_length=20, choices=OAuthProvider.choices, default=OAuthProvider.MICROSOFT
+    )
+    oauth_authorize_url = models.CharField(
+        "OAuth authorization endpoint",
+        max_length=500,
+        blank=True,
+        validators=[URLValidator(schemes=["https"])],
+        help_text="Blank: the provider's.",
+    )
+    oauth_token_url = models.CharField(
+        "OAuth token endpoint",
+        max_length=500,
+        blank=True,
+        validators=[URLValidator(schemes=["https"])],
+        help_text="Blank: the provider's.",
+    )
+    oauth_scopes = models.CharField(
+        "OAuth scopes", max_length=1000, blank=True, help_text="Separated by spaces. Blank: the provider's."
+    )
+    oauth_sasl_mechanism = models.CharField(
+        "OAuth sign-in mechanism (IMAP, POP3, SMTP)",
+        max_length=20,
+        choices=SaslMechanism.choices,
+        default=SaslMechanism.XOAUTH2,
+    )
+
     dav_server_url = models.CharField(
         "CalDAV / CardDAV server",
         max_length=500,
@@ -216,7 +284,47 @@ class EmailServerProfile(TimestampedModel):
     def holds_credentials(self) -> bool:
         """Whether mailboxes authenticate with the profile's credentials (so the
         connection cap counts per profile, not per mailbox)."""
-        return self.credentials_source != CredentialsSource.USER_OR_QUEUE
+        return self.credentials_source not in (
+            CredentialsSource.USER_OR_QUEUE,
+            CredentialsSource.OAUTH_AUTHORIZATION_CODE,
+        )
+
+    @property
+    def signs_in_with_oauth(self) -> bool:
+        """IMAP, POP3 and SMTP sign in with an access token (SASL XOAUTH2 / OAUTHBEARER)."""
+        return not self.is_exchange and self.credentials_source in (
+            CredentialsSource.OAUTH_CLIENT_CREDENTIALS,
+            CredentialsSource.OAUTH_AUTHORIZATION_CODE,
+        )
+
+    @property
+    def mailboxes_connect(self) -> bool:
+        """Each mailbox connects its own account at the provider (authorization code)."""
+        return self.credentials_source == CredentialsSource.OAUTH_AUTHORIZATION_CODE
+
+    def oauth_endpoints(self) -> OAuthEndpoints:
+        """The profile's endpoints and scopes, each blank one the provider's default."""
+        if self.oauth_provider == OAuthProvider.GOOGLE:
+            default = OAuthEndpoints(
+                GOOGLE_AUTHORIZE_URL,
+                GOOGLE_TOKEN_URL,
+                GOOGLE_SCOPES,
+                (("access_type", "offline"), ("prompt", "consent")),
+            )
+        elif self.oauth_provider == OAuthProvider.MICROSOFT:
+            base = f"{(self.oauth_authority or ENTRA_ID_AUTHORITY).rstrip('/')}/"
+            base += f"{self.oauth_tenant_id or 'organizations'}/oauth2/v2.0"
+            app = self.credentials_source == CredentialsSource.OAUTH_CLIENT_CREDENTIALS
+            scopes = MICROSOFT_APP_SCOPES if app else MICROSOFT_USER_SCOPES
+            default = OAuthEndpoints(f"{base}/authorize", f"{base}/token", scopes)
+        else:
+            default = OAuthEndpoints("", "", "")
+        return OAuthEndpoints(
+            self.oauth_authorize_url or default.authorize_url,
+            self.oauth_token_url or default.token_url,
+            self.oauth_scopes or default.scopes,
+            default.extra_authorize_params,
+        )
 
     def clean(self) -> None:
         self._fill_defaults()
@@ -292,6 +400,8 @@ class EmailServerProfile(TimestampedModel):
         the password, or the app registration."""
         if self.credentials_source == CredentialsSource.PROFILE:
             return not self.password
+        if self.credentials_source == CredentialsSource.OAUTH_AUTHORIZATION_CODE:
+            return bool(self.oauth_client_violations())
         return bool(self.app_registration_violations())
 
     def app_registration_violations(self) -> list[tuple[str, str]]:
@@ -308,6 +418,21 @@ class EmailServerProfile(TimestampedModel):
         ]
         if not (self.oauth_client_secret or self.oauth_certificate):
             found.append(("oauth_client_secret", "Enter the app's client secret, or upload its certificate."))
+        return found
+
+    def oauth_client_violations(self) -> list[tuple[str, str]]:
+        """What the app mailboxes connect through (authorization code) lacks; like
+        ``app_registration_violations``, asked by the form and the API, not ``clean()``."""
+        if self.credentials_source != CredentialsSource.OAUTH_AUTHORIZATION_CODE:
+            return []
+        found = [("oauth_client_id", "Required for OAuth.")] if not self.oauth_client_id else []
+        endpoints = self.oauth_endpoints()
+        for field, value in (
+            ("oauth_authorize_url", endpoints.authorize_url),
+            ("oauth_token_url", endpoints.token_url),
+        ):
+            if not value:
+                found.append((field, "Required with an OAuth provider other than Microsoft or Google."))
         return found
 
     def _location_violations(self) -> list[tuple[str, str]]:
@@ -347,6 +472,26 @@ class EmailServerProfile(TimestampedModel):
             and not facts(self.server_type).oauth_client_credentials
         ):
             found.append(("credentials_source", "OAuth client credentials work with Exchange profiles only."))
+        if source == CredentialsSource.OAUTH_AUTHORIZATION_CODE and self.is_exchange:
+            found.append(
+                (
+                    "credentials_source",
+                    "Exchange profiles sign in as an app (OAuth client credentials); mailboxes connect "
+                    "their own accounts on IMAP/SMTP and POP3/SMTP profiles.",
+                )
+            )
+        if (
+            source == CredentialsSource.OAUTH_CLIENT_CREDENTIALS
+            and not self.is_exchange
+            and self.oauth_provider != OAuthProvider.MICROSOFT
+        ):
+            found.append(
+                (
+                    "oauth_provider",
+                    "Client credentials sign in to Microsoft's IMAP, POP and SMTP (an app registered in "
+                    "Entra ID); other providers' mailboxes connect their accounts.",
+                )
+            )
         for direction in Direction.values:
             field = f"{direction}_use_impersonation"
             if getattr(self, field) and facts(self.server_type).app_only:

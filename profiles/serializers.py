@@ -69,9 +69,9 @@ class EmailServerProfileSerializer(
         for name, value in attrs.items():
             setattr(candidate, name, value)
         # (Only where the type signs in so: elsewhere the model's rule says OAuth does not apply.)
-        if not facts(candidate.server_type).oauth_client_credentials:
-            return attrs
-        violations = candidate.app_registration_violations()
+        violations = candidate.oauth_client_violations()
+        if facts(candidate.server_type).oauth_client_credentials:
+            violations += candidate.app_registration_violations()
         if violations:
             raise serializers.ValidationError({name: [message] for name, message in violations})
         return attrs

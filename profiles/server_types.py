@@ -119,6 +119,8 @@ FACTS: dict[str, ServerTypeFacts] = {
             Direction.OUTGOING: _SMTP_PORTS,
         },
         host_examples={Direction.INCOMING: "imap.example.com", Direction.OUTGOING: "smtp.example.com"},
+        # Exchange Online's IMAP and SMTP take an Entra ID app's token too (XOAUTH2).
+        oauth_client_credentials=True,
         separate_outgoing_server=True,
         act_over_dav=True,
     ),
@@ -131,6 +133,7 @@ FACTS: dict[str, ServerTypeFacts] = {
             Direction.OUTGOING: _SMTP_PORTS,
         },
         host_examples={Direction.INCOMING: "pop.example.com", Direction.OUTGOING: "smtp.example.com"},
+        oauth_client_credentials=True,
         syncs_act=False,
         separate_outgoing_server=True,
     ),

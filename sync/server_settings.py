@@ -10,6 +10,7 @@ from django.conf import settings
 from mailboxes.models import Mailbox
 from profiles.models import AuthProtocol, CredentialsSource, Direction, EmailServerProfile
 from profiles.server_types import facts
+from sync import oauth_tokens
 from sync.connectors import registry
 from sync.connectors.base import OAuthApp, ServerSettings, Tls
 from sync.errors import PermanentError
@@ -32,34 +33,42 @@ def incoming_settings(mailbox: Mailbox) -> ServerSettings:
     profile = profile_of(mailbox)
     if profile.is_exchange:
         return _exchange_settings(mailbox, profile, Direction.INCOMING)
-    username, password = _credentials(mailbox, profile, outgoing=False)
-    return ServerSettings(
+    found = ServerSettings(
         host=profile.incoming_server_location,
         port=profile.incoming_port or 0,
         tls=_tls(profile.incoming_use_ssl, profile.incoming_port, implicit_port=None),
         timeout=float(profile.connection_timeout_seconds),
         ca_file=settings.SYNC_CA_FILE,
-        username=username,
-        password=password,
         act_as=mailbox.email_address if profile.incoming_use_impersonation else "",
     )
+    return _signing_in(found, mailbox, profile, outgoing=False)
 
 
 def outgoing_settings(mailbox: Mailbox) -> ServerSettings:
     profile = profile_of(mailbox)
     if profile.is_exchange:
         return _exchange_settings(mailbox, profile, Direction.OUTGOING)
-    username, password = _credentials(mailbox, profile, outgoing=True)
-    return ServerSettings(
+    found = ServerSettings(
         host=profile.outgoing_server_location,
         port=profile.outgoing_port or 0,
         tls=_tls(profile.outgoing_use_ssl, profile.outgoing_port, implicit_port=465),
         timeout=float(profile.connection_timeout_seconds),
         ca_file=settings.SYNC_CA_FILE,
-        username=username,
-        password=password,
         act_as=mailbox.email_address if profile.outgoing_use_impersonation else "",
     )
+    return _signing_in(found, mailbox, profile, outgoing=True)
+
+
+def _signing_in(
+    found: ServerSettings, mailbox: Mailbox, profile: EmailServerProfile, *, outgoing: bool
+) -> ServerSettings:
+    """IMAP, POP3, SMTP: with a password, or an OAuth access token (sync/oauth_tokens.py)."""
+    if profile.signs_in_with_oauth:
+        username, token = oauth_tokens.sasl_sign_in(mailbox, profile)
+        mechanism = profile.oauth_sasl_mechanism
+        return replace(found, username=username, access_token=token, sasl_mechanism=mechanism, act_as="")
+    username, password = _credentials(mailbox, profile, outgoing=outgoing)
+    return replace(found, username=username, password=password)
 
 
 def act_settings(mailbox: Mailbox) -> ServerSettings:
@@ -189,7 +198,9 @@ def _credentials(mailbox: Mailbox, profile: EmailServerProfile, *, outgoing: boo
             )
         return mailbox.username, mailbox.password.reveal()
     raise PermanentError(
-        "OAuth client credentials sign in to Exchange only; choose another way to sign in on the profile.",
+        "OAuth signs in to the IMAP, POP3 and SMTP servers and Exchange only, not yet to a CalDAV / "
+        "CardDAV server: turn appointments, contacts and tasks off on the mailbox, or choose another way "
+        "to sign in on the profile.",
         code="not_supported",
     )
 

@@ -35,12 +35,13 @@ _apps: dict[tuple[str, ...], msal.ConfidentialClientApplication] = {}
 _apps_lock = threading.Lock()
 
 
-def access_token(settings: ServerSettings) -> str:
-    """A token for ``settings.url`` (Graph's root), from the cache while it is fresh."""
+def access_token(settings: ServerSettings, scopes: list[str] | None = None) -> str:
+    """A token for ``scopes`` (by default ``settings.url``'s, Graph's root; IMAP, POP and SMTP
+    name Exchange Online's, sync/connectors/oauth_grants.py), from the cache while it is fresh."""
     oauth = _oauth(settings)
     app = _application(oauth, settings)
     try:
-        result = app.acquire_token_for_client(scopes=[f"{settings.url.rstrip('/')}/.default"])
+        result = app.acquire_token_for_client(scopes=scopes or [f"{settings.url.rstrip('/')}/.default"])
     except httpx.HTTPError as error:
         raise network_error(error, settings, oauth.authority, service=ENTRA) from error
     except (MsalServiceError, ValueError) as error:

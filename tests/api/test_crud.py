@@ -63,7 +63,9 @@ def test_profile_update_without_password_keeps_it_and_empty_string_removes_it(ap
             {"incoming_use_impersonation": True, "credentials_source": "user_or_queue"},
             "incoming_use_impersonation",
         ),
-        ({"credentials_source": "oauth_client_credentials"}, "credentials_source"),
+        # An IMAP profile signing in as an app (Exchange Online's IMAP) asks for the app registration.
+        ({"credentials_source": "oauth_client_credentials"}, "oauth_tenant_id"),
+        ({"credentials_source": "oauth_authorization_code", "oauth_provider": "other"}, "oauth_token_url"),
         ({"move_failed_email_to_undeliverable": True}, "move_failed_email_to_undeliverable"),
         ({"outgoing_auth_protocol": "ntlm"}, "outgoing_auth_protocol"),
         ({"name": "Personas IMAP"}, "name"),

@@ -77,9 +77,18 @@ def test_exchange_online_defaults_to_microsoft_graph_both_ways():
         ({**IMAP, "incoming_port": 70000}, "incoming_port"),
         ({**IMAP, "outgoing_port": 0}, "outgoing_port"),
         ({**IMAP, "credentials_source": CredentialsSource.PROFILE}, "username"),
-        ({**IMAP, "credentials_source": CredentialsSource.OAUTH_CLIENT_CREDENTIALS}, "credentials_source"),
+        # IMAP and POP3 take an app's token from Microsoft only (Exchange Online's IMAP / POP / SMTP).
         (
-            {**POP3, "credentials_source": CredentialsSource.OAUTH_CLIENT_CREDENTIALS},
+            {
+                **IMAP,
+                "credentials_source": CredentialsSource.OAUTH_CLIENT_CREDENTIALS,
+                "oauth_provider": "google",
+            },
+            "oauth_provider",
+        ),
+        # Mailboxes connect their own accounts on IMAP and POP3, not on Exchange.
+        (
+            {**EXCHANGE_SERVER, "credentials_source": CredentialsSource.OAUTH_AUTHORIZATION_CODE},
             "credentials_source",
         ),
         # Exchange Online is Microsoft Graph: an app registration signs in, nothing else.

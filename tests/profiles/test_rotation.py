@@ -44,6 +44,8 @@ def test_rotation_re_encrypts_every_secret_under_the_newest_key(settings, stored
         "profiles.EmailServerProfile.oauth_client_secret": 0,
         "profiles.EmailServerProfile.oauth_certificate": 0,
         "mailboxes.Mailbox.password": 1,
+        "mailboxes.OAuthGrant.refresh_token": 0,
+        "mailboxes.OAuthGrant.access_token": 0,
         # Uploaded Email Router files, while a migration holds them (none here).
         "mailboxes.RouterMigrationFile.content": 0,
     }

@@ -16,10 +16,12 @@ def test_the_exchange_types_and_the_dynamics_ports():
     assert default_port(ServerType.POP3_SMTP, Direction.OUTGOING, True) == 465
 
 
-def test_exchange_signs_in_with_client_credentials_online_only_so_and_pop3_has_no_act():
+def test_every_type_signs_in_with_client_credentials_exchange_online_only_so_and_pop3_has_no_act():
     assert [t for t in ServerType.values if facts(t).oauth_client_credentials] == [
         ServerType.EXCHANGE_ONLINE,
         ServerType.EXCHANGE_SERVER,  # hybrid deployments: EWS with an Entra ID app
+        ServerType.IMAP_SMTP,  # Exchange Online's IMAP / POP / SMTP with an app's token
+        ServerType.POP3_SMTP,
     ]
     assert [t for t in ServerType.values if facts(t).app_only] == [ServerType.EXCHANGE_ONLINE]
     assert [t for t in ServerType.values if not facts(t).syncs_act] == [ServerType.POP3_SMTP]

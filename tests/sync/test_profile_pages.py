@@ -216,7 +216,8 @@ def test_exchange_online_signs_in_only_as_an_app_and_only_exchange_server_offers
     imap = client.get("/profiles/new/?server_type=imap_smtp").content.decode()
     online = client.get("/profiles/new/?server_type=exchange_online").content.decode()
     server = client.get("/profiles/new/?server_type=exchange_server").content.decode()
-    assert 'value="oauth_client_credentials"' not in field_block(imap, "credentials_source")
+    assert 'value="oauth_client_credentials"' in field_block(imap, "credentials_source")
+    assert 'value="oauth_authorization_code"' in field_block(imap, "credentials_source")
     assert 'value="ntlm"' not in field_block(imap, "incoming_auth_protocol")
     assert re.findall(r'<option value="([^"]*)"', field_block(online, "credentials_source")) == [
         "oauth_client_credentials"
@@ -352,7 +353,14 @@ def test_errors_show_on_the_fields_they_are_about_and_nothing_is_saved(world: Wo
 
 
 def test_a_choice_another_type_does_not_offer_is_refused(world: World):
-    data = imap_data(credentials_source=CredentialsSource.OAUTH_CLIENT_CREDENTIALS, oauth_client_id="x")
+    # Exchange Server signs in as an app or with passwords; mailboxes connect accounts on IMAP and POP3.
+    data = imap_data(
+        server_type=ServerType.EXCHANGE_SERVER,
+        incoming_server_location="https://mail.example.com/EWS/Exchange.asmx",
+        outgoing_server_location="https://mail.example.com/EWS/Exchange.asmx",
+        credentials_source=CredentialsSource.OAUTH_AUTHORIZATION_CODE,
+        oauth_client_id="x",
+    )
     html = signed_in(world).post("/profiles/new/", data).content.decode()
     assert "Select a valid choice" in field_block(html, "credentials_source")
     assert not EmailServerProfile.objects.filter(name="Company IMAP").exists()
