@@ -27,19 +27,21 @@ import time_machine
 from celery import Task
 from imapclient import IMAPClient
 
-from crm.models import EmailActivity
+from crm.models import EmailActivity, OrganizationSettings
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
-from sync import alerts, outgoing, retention, scheduler, tasks
+from sync import alerts, outages, outgoing, retention, scheduler, tasks
 from sync.clock import now as clock_now
 from sync.incoming import sync_incoming
-from sync.models import MailboxAlert, MailboxSchedule, SyncKind, SyncOutcome, SyncRun
-from tests import messages
+from sync.models import MailboxAlert, MailboxSchedule, Rollout, SyncKind, SyncOutcome, SyncRun
+from tests import factories, messages
 from tests.faults.conftest import FaultRow
 from tests.faults.test_network import incoming_outcome
 from tests.harness.fixtures import MailUser
 from tests.sync.stack import Stack
 from tests.sync.test_engine_outgoing import api_client_for, compose
+from tests.sync.test_rollout import organization, plan_at, tick_at
+from tests.sync.test_scheduler import ready
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -278,3 +280,51 @@ def claimed(mailbox: Mailbox) -> scheduler.Claim:
     claims = [c for c in scheduler.dispatch(kinds=(SyncKind.INCOMING,)) if c.mailbox_id == mailbox.pk]
     assert len(claims) == 1, claims
     return claims[0]
+
+
+# -- the rule (sync/clock.py), a piece at a time: no mail server needed ---------------------
+
+
+def test_a_schedule_set_further_ahead_than_any_wait_is_due_and_one_within_its_wait_is_not(world):
+    mailbox = ready(world["alice"].mailbox)
+    with time_machine.travel(T0, tick=False):
+        (claim,) = scheduler.dispatch(kinds=(SyncKind.INCOMING,))
+        scheduler.release(claim, run=None, mailbox=mailbox)  # an idle run: due again in a few minutes
+        assert scheduler.dispatch(kinds=(SyncKind.INCOMING,)) == []
+        schedule = MailboxSchedule.objects.filter(mailbox=mailbox, kind=SyncKind.INCOMING)
+        # The clock set back an hour: the next due time now lies an hour and more ahead.
+        schedule.update(next_due_on=T0 + timedelta(hours=1, minutes=5))
+        assert [c.mailbox_id for c in scheduler.dispatch(kinds=(SyncKind.INCOMING,))] == [mailbox.pk]
+
+
+def test_a_send_claim_left_far_ahead_lapses_one_claim_length_after_the_clock_went_back(stack, settings):
+    mailbox = stack.user_mailbox("claimback")
+    email = compose(api_client_for(mailbox), subject="Held", body_text="Hello", to=["x@example.test"])
+    organization = OrganizationSettings.load()
+    with time_machine.travel(T0, tick=False) as traveller:
+        assert outgoing.claim_email(email=email, mailbox=mailbox, organization=organization) is not None
+        # The worker sending it dies; the clock is set back a day.
+        traveller.shift(timedelta(days=-1))
+        assert outgoing.settle_expired_claims() == 0  # a live send would keep its claim a claim length
+        traveller.shift(timedelta(seconds=settings.SYNC_LEASE_SECONDS + 1))
+        assert outgoing.settle_expired_claims() == 1
+    email.refresh_from_db()
+    assert email.status == EmailActivity.Status.OUTCOME_UNKNOWN
+
+
+def test_a_run_stamped_after_now_is_no_recent_probe(world):
+    mailbox = world["alice"].mailbox
+    with time_machine.travel(T0, tick=False):
+        factories.sync_run(mailbox=mailbox, outcome=SyncOutcome.FAILED, started_on=T0 + timedelta(days=1))
+        assert not outages.probed_recently(profile_id=mailbox.profile_id, kind=SyncKind.INCOMING, now=T0)
+        factories.sync_run(mailbox=mailbox, outcome=SyncOutcome.FAILED, started_on=T0 - timedelta(minutes=1))
+        assert outages.probed_recently(profile_id=mailbox.profile_id, kind=SyncKind.INCOMING, now=T0)
+
+
+def test_a_rollouts_next_batch_left_far_ahead_starts_and_one_within_its_window_waits(settings):
+    settings.SYNC_ROLLOUT_BATCH_SIZE = 1
+    rollout = plan_at(T0, organization(queues=3, users=0))
+    assert [number for _, number in tick_at(T0)] == [1]
+    assert tick_at(T0 + timedelta(minutes=10)) == []  # within the window: waits
+    assert [number for _, number in tick_at(T0 - timedelta(days=1))] == [2]  # the clock set back a day
+    assert Rollout.objects.get(pk=rollout.pk).next_batch_number == 3
