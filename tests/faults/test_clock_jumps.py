@@ -30,7 +30,7 @@ from imapclient import IMAPClient
 from crm.models import EmailActivity, OrganizationSettings
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
-from sync import alerts, outages, outgoing, retention, scheduler, tasks
+from sync import alerts, checkpoints, outages, outgoing, retention, scheduler, tasks
 from sync.clock import now as clock_now
 from sync.incoming import sync_incoming
 from sync.models import MailboxAlert, MailboxSchedule, Rollout, SyncKind, SyncOutcome, SyncRun
@@ -328,3 +328,45 @@ def test_a_rollouts_next_batch_left_far_ahead_starts_and_one_within_its_window_w
     assert tick_at(T0 + timedelta(minutes=10)) == []  # within the window: waits
     assert [number for _, number in tick_at(T0 - timedelta(days=1))] == [2]  # the clock set back a day
     assert Rollout.objects.get(pk=rollout.pk).next_batch_number == 3
+
+
+def test_a_send_claim_lapsing_mid_send_sends_once(stack, mail_user, fault_table):
+    """+1 day between the server's answer to DATA and the email recorded Sent: its send
+    claim lapses and a dispatcher beat settles it meanwhile. It is delivered once, and
+    never sent again; the worker still records it Sent."""
+    row = fault_table(
+        "Clock jumps forward +1 day mid-send (after DATA: the send claim lapses and the dispatcher "
+        "settles it meanwhile); recovered in: no run fails"
+    )
+    recipient = mail_user("midsendto")
+    for run in range(RUNS):
+        with time_machine.travel(T0 + run * timedelta(days=60), tick=False) as traveller:
+            sent_while_settled(stack, recipient, row, traveller, f"midsend{run}")
+
+
+def sent_while_settled(
+    stack: Stack, recipient: MailUser, row: FaultRow, traveller: time_machine.Traveller, name: str
+) -> None:
+    mailbox = stack.user_mailbox(name)
+    email = compose(api_client_for(mailbox), subject=f"{name} email", body_text="Hi", to=[recipient.address])
+    settled: list[int] = []
+
+    def jump_and_settle(point: str) -> None:
+        if point == "after_smtp_data" and not settled:
+            traveller.shift(timedelta(days=1))
+            settled.append(outgoing.settle_expired_claims())
+
+    checkpoints.install(jump_and_settle)
+    try:
+        run = outgoing.send_pending(mailbox=mailbox)
+    finally:
+        checkpoints.install(None)
+    assert settled == [1]  # the proof: the claim lapsed under the live send and was settled
+    for _ in range(3):  # later runs must not send it again
+        outgoing.send_pending(mailbox=mailbox)
+    email.refresh_from_db()
+    copies = received_copies(stack, recipient)[email.message_id]
+    row.add(messages=1, lost=int(copies == 0), doubled=max(copies - 1, 0), recovered_in=0.0)
+    assert copies == 1
+    assert run.outcome == SyncOutcome.SUCCESS
+    assert email.status == EmailActivity.Status.SENT
