@@ -315,6 +315,51 @@ class MailboxSchedule(models.Model):
         return f"{self.mailbox_id} {self.kind} due {self.next_due_on}"
 
 
+class PushMethod(models.TextChoices):
+    IMAP_IDLE = "imap_idle", "IMAP IDLE"
+    IMAP_NOOP = "imap_noop", "IMAP NOOP (the server offers no IDLE)"
+    GRAPH = "graph", "Microsoft Graph change notifications"
+
+
+class PushState(models.TextChoices):
+    CONNECTING = "connecting", "Connecting"
+    LIVE = "live", "Live"
+    FALLBACK = "fallback", "Polling: push cannot work here"
+    FAILING = "failing", "Reconnecting"
+
+
+class PushLease(models.Model):
+    """Which listener (``manage.py listen``) holds push for a mailbox's inbox, and how it goes.
+
+    Leases as the scheduler's: a listener's token and an expiry its heartbeat moves on;
+    a lapsed lease is free for another listener, so a dead one's mailboxes move on
+    within a lease's length. ``pending_since``: new mail was announced and no run has
+    started since; the listener wakes the mailbox's sync until one has."""
+
+    mailbox = models.OneToOneField(Mailbox, on_delete=models.CASCADE, related_name="push_lease")
+    # Copied from the mailbox so connection caps count per profile in one query, as the schedules do.
+    profile = models.ForeignKey(
+        EmailServerProfile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    owner = models.CharField(max_length=64, blank=True)
+    expires_on = models.DateTimeField(null=True, blank=True)
+    method = models.CharField(max_length=10, choices=PushMethod.choices, blank=True)
+    state = models.CharField(max_length=10, choices=PushState.choices, default=PushState.CONNECTING)
+    detail = models.TextField(blank=True)
+    changed_on = models.DateTimeField(null=True, blank=True)
+    pending_since = models.DateTimeField(null=True, blank=True)
+    # Microsoft Graph: the subscription, and a hash of its clientState (the secret Graph echoes).
+    subscription_id = models.CharField(max_length=200, blank=True, db_index=True)
+    subscription_expires_on = models.DateTimeField(null=True, blank=True)
+    client_state_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "expires_on"], name="push_lease_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} push {self.state} by {self.owner or 'nobody'}"
+
+
 class OutgoingClaim(models.Model):
     """The engine's hold on an email it is sending. The Message-ID is fixed
     before any network I/O; a claim that expires while the email is Sending

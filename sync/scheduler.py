@@ -23,7 +23,7 @@ from django.db.models.functions import Greatest
 from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailUsing
 from crm.models import OrganizationSettings
 from mailboxes.models import DIRECTION_FIELDS, Mailbox
-from sync import clock, mailbox_state, outages
+from sync import clock, mailbox_state, outages, push_leases
 from sync.connectors import registry
 from sync.models import MailboxSchedule, SyncKind, SyncOutcome, SyncRun
 from sync.send_rate import RATE_WINDOW, send_slot_free_on
@@ -133,6 +133,10 @@ class _Capacity:
         held = MailboxSchedule.objects.filter(lease_token__isnull=False, lease_expires_on__gte=now)
         self.per_profile = Counter(held.values_list("profile_id", flat=True))
         self.per_mailbox = Counter(held.values_list("mailbox_id", flat=True))
+        # The push listeners' open connections (IMAP IDLE) count too.
+        pushed_per_profile, pushed_per_mailbox = push_leases.connections_held(now)
+        self.per_profile.update(pushed_per_profile)
+        self.per_mailbox.update(pushed_per_mailbox)
 
     def take(self, schedule: MailboxSchedule) -> bool:
         profile = schedule.mailbox.profile
@@ -280,4 +284,7 @@ def next_due(
             else timedelta(minutes=settings.SYNC_IDLE_BACKOFF_MAX_MINUTES)
         )
         interval = min(interval * 2 ** min(idle_runs - 1, 16), max(cap, interval))
+    if kind == SyncKind.INCOMING and push_leases.is_live(mailbox.pk, now=now):
+        # Push brings new mail in seconds; the poll is only the safety net then.
+        interval = max(interval, timedelta(minutes=settings.PUSH_SAFETY_POLL_MINUTES))
     return now + interval

@@ -1,0 +1,183 @@
+"""A listener's share of the mailboxes (``manage.py listen``): push leases taken,
+kept and given back through the database, as the scheduler's leases are.
+
+Each heartbeat a listener renews what it holds, gives back what may no longer
+push, and takes free leases (never held, or lapsed: their listener died) up to
+its fair share, the pushable mailboxes divided by the live listeners. An IMAP
+lease holds a connection, so it is taken only while the profile's connection
+cap (counted as the scheduler counts it) leaves room for a sync run beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+
+from mailboxes.models import Mailbox
+from profiles.server_types import ServerType
+from sync import clock, push_leases, scheduler
+from sync.models import MailboxSchedule, PushLease, PushMethod, PushState, SyncKind
+
+
+def push_types() -> tuple[str, ...]:
+    """Server types a listener pushes for: IMAP always; Exchange Online once the
+    webhook Graph calls has a public URL (without it Graph mailboxes poll)."""
+    if settings.PUSH_GRAPH_WEBHOOK_URL:
+        return (ServerType.IMAP_SMTP, ServerType.EXCHANGE_ONLINE)
+    return (ServerType.IMAP_SMTP,)
+
+
+def pushable(now: datetime) -> QuerySet[Mailbox]:
+    return scheduler.eligible(SyncKind.INCOMING, now=now).filter(profile__server_type__in=push_types())
+
+
+def beat(owner: str, *, capacity: int) -> list[PushLease]:
+    """One heartbeat of the listener ``owner``: returns the leases it holds now,
+    with their mailboxes and profiles."""
+    now = clock.now()
+    expires = now + timedelta(seconds=settings.PUSH_LEASE_SECONDS)
+    mine = PushLease.objects.filter(owner=owner)
+    mine.exclude(mailbox__in=pushable(now).values("pk")).update(**_given_back())
+    mine.update(expires_on=expires)
+    _ensure_leases(now)
+    room = min(capacity, _fair_share(owner, now)) - mine.count()
+    if room > 0:
+        _take(owner, now, expires, room)
+    return list(mine.select_related("mailbox__profile", "mailbox__user", "mailbox__queue"))
+
+
+def give_back(owner: str, mailbox_ids: Iterable[int] | None = None) -> None:
+    """Let go of these leases (all of the listener's by default) for another listener to take."""
+    leases = PushLease.objects.filter(owner=owner)
+    if mailbox_ids is not None:
+        leases = leases.filter(mailbox_id__in=list(mailbox_ids))
+    leases.update(**_given_back())
+
+
+def _given_back() -> dict[str, object]:
+    return {
+        "owner": "",
+        "expires_on": None,
+        "state": PushState.CONNECTING,
+        "detail": "",
+        "changed_on": clock.now(),
+    }
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a listener saw of one mailbox's push."""
+
+    mailbox_id: int
+    state: str
+    method: str
+    detail: str = ""
+
+
+def record(owner: str, reports: Iterable[Report]) -> None:
+    """Write what the listener's watchers reported, on the leases it still holds."""
+    now = clock.now()
+    for report in reports:
+        change: dict[str, object] = {"state": report.state, "detail": report.detail, "changed_on": now}
+        if report.method:  # a failing connection keeps the method it had
+            change["method"] = report.method
+        PushLease.objects.filter(mailbox_id=report.mailbox_id, owner=owner).update(**change)
+
+
+def _ensure_leases(now: datetime) -> None:
+    missing = pushable(now).filter(push_lease__isnull=True).values_list("pk", "profile_id")
+    PushLease.objects.bulk_create(
+        [PushLease(mailbox_id=pk, profile_id=profile) for pk, profile in missing], ignore_conflicts=True
+    )
+
+
+def _fair_share(owner: str, now: datetime) -> int:
+    total = PushLease.objects.filter(mailbox__in=pushable(now).values("pk")).count()
+    listeners = set(push_leases.held(now).values_list("owner", flat=True).distinct()) | {owner}
+    return math.ceil(total / len(listeners))
+
+
+def _free(now: datetime) -> Q:
+    return Q(owner="") | Q(expires_on__lt=now) | Q(expires_on__isnull=True)
+
+
+def _take(owner: str, now: datetime, expires: datetime, room: int) -> None:
+    with transaction.atomic():
+        free = (
+            PushLease.objects.filter(_free(now), mailbox__in=pushable(now).values("pk"))
+            .select_related("mailbox__profile")
+            .order_by("pk")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            free = free.select_for_update(skip_locked=True, of=("self",))
+        caps = _Caps(now)
+        for lease in free:
+            if room <= 0:
+                return
+            method = _method(lease.mailbox)
+            if method != PushMethod.GRAPH and not caps.take(lease.mailbox):
+                _no_room(lease, caps)
+                continue
+            taken = PushLease.objects.filter(pk=lease.pk).filter(_free(now))
+            if taken.update(
+                owner=owner,
+                expires_on=expires,
+                profile=lease.mailbox.profile,
+                method=method,
+                state=PushState.CONNECTING,
+                detail="",
+                changed_on=now,
+            ):
+                room -= 1
+
+
+def _method(mailbox: Mailbox) -> str:
+    profile = mailbox.profile
+    if profile is not None and profile.server_type == ServerType.EXCHANGE_ONLINE:
+        return PushMethod.GRAPH
+    return PushMethod.IMAP_IDLE
+
+
+def _no_room(lease: PushLease, caps: _Caps) -> None:
+    profile = lease.mailbox.profile
+    cap = profile.max_concurrent_connections if profile else 0
+    scope = "for all its mailboxes" if profile and push_leases.counts_per_profile(profile) else "per mailbox"
+    detail = (
+        f"The profile allows {cap} connection(s) at once {scope}; "
+        "holding one open for push would leave none for sync runs. New mail is found by polling."
+    )
+    PushLease.objects.filter(pk=lease.pk).filter(_free(caps.now)).update(
+        state=PushState.FALLBACK, method=PushMethod.IMAP_IDLE, detail=detail, changed_on=caps.now
+    )
+
+
+class _Caps:
+    """The profile's connection cap, as the scheduler counts it, for held
+    connections: one is taken only while a sync run still fits beside them."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.pushed = push_leases.connections_held(now)
+        runs = MailboxSchedule.objects.filter(lease_token__isnull=False, lease_expires_on__gte=now)
+        self.runs = (
+            Counter(runs.values_list("profile_id", flat=True)),
+            Counter(runs.values_list("mailbox_id", flat=True)),
+        )
+
+    def take(self, mailbox: Mailbox) -> bool:
+        profile = mailbox.profile
+        if profile is None:
+            return False
+        which, key = (0, profile.pk) if push_leases.counts_per_profile(profile) else (1, mailbox.pk)
+        pushed, runs = self.pushed[which][key], self.runs[which][key]
+        if pushed + 1 + max(runs, 1) > profile.max_concurrent_connections:
+            return False
+        self.pushed[which][key] += 1
+        return True

@@ -1,0 +1,82 @@
+"""What push leases (``sync.models.PushLease``) mean to the rest of the engine:
+which connections the listeners hold (counted against the profiles' connection
+caps, with the scheduler's runs), and whether push is live for a mailbox (its
+safety-net poll comes seldom then, and its page says so).
+
+Listeners take and keep leases in ``sync.listener_shares``; this module only reads.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from mailboxes.models import Mailbox
+from profiles.models import EmailServerProfile
+from sync import clock
+from sync.models import PushLease, PushMethod, PushState
+
+# Methods that keep a connection to the mail server open all the time.
+HELD_CONNECTION = (PushMethod.IMAP_IDLE, PushMethod.IMAP_NOOP)
+
+
+def held(now: datetime) -> QuerySet[PushLease]:
+    """Leases a live listener holds now."""
+    return PushLease.objects.exclude(owner="").filter(expires_on__gte=now)
+
+
+def connections_held(now: datetime) -> tuple[Counter[int], Counter[int]]:
+    """The listeners' open connections, per profile and per mailbox: counted as
+    the scheduler counts its runs' (``sync.scheduler``)."""
+    rows = held(now).filter(method__in=HELD_CONNECTION).values_list("profile_id", "mailbox_id")
+    per_profile: Counter[int] = Counter()
+    per_mailbox: Counter[int] = Counter()
+    for profile_id, mailbox_id in rows:
+        if profile_id is not None:
+            per_profile[profile_id] += 1
+        per_mailbox[mailbox_id] += 1
+    return per_profile, per_mailbox
+
+
+def counts_per_profile(profile: EmailServerProfile) -> bool:
+    """The connection cap counts per profile when the profile holds the credentials
+    (every connection signs in as the same account), per mailbox otherwise."""
+    return profile.holds_credentials
+
+
+def is_live(mailbox_id: int, *, now: datetime | None = None) -> bool:
+    """Push delivers this mailbox's new mail now: a listener holds it and it is live."""
+    now = now or clock.now()
+    return held(now).filter(mailbox_id=mailbox_id, state=PushState.LIVE).exists()
+
+
+@dataclass(frozen=True)
+class PushStatus:
+    """What the mailbox page shows of push."""
+
+    live: bool
+    label: str
+    method: str
+    detail: str
+    since: datetime | None
+
+
+def status_of(mailbox: Mailbox) -> PushStatus | None:
+    """The mailbox's push as a person reads it; None where no listener ever looked at it."""
+    lease = PushLease.objects.filter(mailbox=mailbox).first()
+    if lease is None:
+        return None
+    now = clock.now()
+    holder_alive = bool(lease.owner) and lease.expires_on is not None and lease.expires_on >= now
+    if lease.state == PushState.FALLBACK:
+        label = "Not available: polling"
+    elif not holder_alive:
+        label = "No listener holds it: polling"
+    else:
+        label = PushState(lease.state).label
+    method = PushMethod(lease.method).label if lease.method else ""
+    live = holder_alive and lease.state == PushState.LIVE
+    return PushStatus(live=live, label=label, method=method, detail=lease.detail, since=lease.changed_on)
