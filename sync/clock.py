@@ -38,10 +38,15 @@ def now() -> datetime:
     return timezone.now()
 
 
-def came(field: str, *, now: datetime, longest: Longest) -> Q:
+def came(field: str, *, now: datetime, longest: Longest, at_least: timedelta | None = None) -> Q:
     """Rows whose wait stored in ``field`` is over: its time has come, or it lies
-    further ahead than ``longest`` (the clock went back since it was written)."""
-    return Q(**{f"{field}__lte": now}) | Q(**{f"{field}__gt": _ahead(now, longest)})
+    further ahead than ``longest`` (the clock went back since it was written).
+    ``at_least``, a fixed lower bound of a per-row ``longest``, lets an index on
+    ``field`` find those rows (a comparison with a per-row expression cannot)."""
+    beyond = Q(**{f"{field}__gt": _ahead(now, longest)})
+    if at_least is not None:
+        beyond &= Q(**{f"{field}__gt": now + at_least})
+    return Q(**{f"{field}__lte": now}) | beyond
 
 
 def has_come(at: datetime, *, now: datetime, longest: timedelta) -> bool:

@@ -97,7 +97,7 @@ def _claim_due(kind: str, now: datetime) -> list[Claim]:
     with transaction.atomic():
         due = (
             MailboxSchedule.objects.filter(kind=kind, mailbox__in=eligible(kind, now=now))
-            .filter(clock.came("next_due_on", now=now, longest=_longest_interval(kind)))
+            .filter(_due(kind, now))
             .filter(_free(now))
             .select_related("mailbox__profile")
             .order_by("next_due_on", "pk")
@@ -252,16 +252,18 @@ ACT_INTERVAL = timedelta(minutes=5)
 ACT_IDLE_CAP = timedelta(minutes=15)
 
 
-def _longest_interval(kind: str) -> clock.Longest:
-    """The furthest ahead ``next_due`` (or a send slot) ever sets a schedule, per row:
-    the idle cap or the mailbox's profile's polling interval, whichever is longer."""
+def _due(kind: str, now: datetime) -> Q:
+    """Schedules due now: their time has come, or it lies further ahead than ``next_due``
+    (or a send slot) ever sets one, the idle cap or the mailbox's profile's polling
+    interval, whichever is longer (the clock went back: sync/clock.py)."""
     if kind == SyncKind.ACT:
         cap = max(ACT_IDLE_CAP, ACT_INTERVAL)
     else:
         cap = max(timedelta(minutes=settings.SYNC_IDLE_BACKOFF_MAX_MINUTES), RATE_WINDOW)
     polling = clock.minutes("mailbox__profile__min_polling_interval_minutes")
     # PostgreSQL's GREATEST passes over NULL (a mailbox without a profile).
-    return Greatest(Value(cap, output_field=DurationField()), polling)
+    longest = Greatest(Value(cap, output_field=DurationField()), polling)
+    return clock.came("next_due_on", now=now, longest=longest, at_least=cap)
 
 
 def next_due(
