@@ -15,6 +15,7 @@ from sync import (
     certificate_expiry,
     checks,
     clock,
+    database_loss,
     enqueue,
     incoming,
     outgoing,
@@ -48,21 +49,21 @@ def dispatch() -> int:
 @shared_task(name=enqueue.INCOMING_MAILBOX)
 def incoming_mailbox(mailbox_id: int, lease_token: str) -> str:
     claim = scheduler.Claim(mailbox_id, SyncKind.INCOMING, lease_token)
-    run = scheduler.run_claimed(claim, lambda mailbox: incoming.sync_incoming(mailbox=mailbox))
+    run = database_loss.run_claimed(claim, lambda mailbox: incoming.sync_incoming(mailbox=mailbox))
     return run.outcome if run else "lease not held"
 
 
 @shared_task(name=enqueue.OUTGOING_MAILBOX)
 def outgoing_mailbox(mailbox_id: int, lease_token: str) -> str:
     claim = scheduler.Claim(mailbox_id, SyncKind.OUTGOING, lease_token)
-    run = scheduler.run_claimed(claim, lambda mailbox: outgoing.send_pending(mailbox=mailbox))
+    run = database_loss.run_claimed(claim, lambda mailbox: outgoing.send_pending(mailbox=mailbox))
     return run.outcome if run else "lease not held"
 
 
 @shared_task(name=enqueue.ACT_MAILBOX)
 def act_mailbox(mailbox_id: int, lease_token: str) -> str:
     claim = scheduler.Claim(mailbox_id, SyncKind.ACT, lease_token)
-    run = scheduler.run_claimed(claim, lambda mailbox: act.sync_act(mailbox=mailbox))
+    run = database_loss.run_claimed(claim, lambda mailbox: act.sync_act(mailbox=mailbox))
     return run.outcome if run else "lease not held"
 
 
