@@ -51,6 +51,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(413, b"", "text/plain")
             return
         body = self.rfile.read(length)
+        if len(body) < length:  # the connection broke part way through the body: never acted on
+            self.close_connection = True
+            return
         path = urllib.parse.urlsplit(self.path).path
         ews = self.server.ews
         if path.lower() == EWS_PATH.lower():
