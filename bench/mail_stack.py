@@ -7,6 +7,7 @@ need its CA file.
 
 from __future__ import annotations
 
+import os
 import secrets
 import smtplib
 import ssl
@@ -75,9 +76,30 @@ class MailStack:
     def ca_file(self) -> str:
         return str(self.dovecot.ca_pem_path)
 
-    def add_user(self, localpart: str) -> MailUser:
-        password = secrets.token_hex(8)
+    def add_user(self, localpart: str, password: str | None = None) -> MailUser:
+        password = password or secrets.token_hex(8)
         return MailUser(self.dovecot.add_user(localpart, password), password)
+
+    def write_maildir(self, address: str, messages: Iterable[bytes]) -> Delivered:
+        """Every message straight into ``address``'s INBOX as Maildir files (unseen, in ``cur``),
+        for mailboxes too large to deliver over LMTP in a benchmark's time: Dovecot indexes them
+        on the first access, which the caller makes untimed. No Return-Path or Received header
+        is added, and INTERNALDATE is the file's time."""
+        maildir = self.dovecot.dir / "mail" / address.lower() / "Maildir"
+        owner = self.dovecot.mail_uid
+        count = size = 0
+        started = time.perf_counter()
+        for sub in ("", "cur", "new", "tmp"):
+            (maildir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in (maildir.parent, maildir, maildir / "cur", maildir / "new", maildir / "tmp"):
+            os.chown(folder, owner.pw_uid, owner.pw_gid)
+        stamp = int(time.time())
+        for raw in messages:
+            count, size = count + 1, size + len(raw)
+            path = maildir / "cur" / f"{stamp}.M{count}P{os.getpid()}.bench,S={len(raw)}:2,"
+            path.write_bytes(raw)
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+        return Delivered(count, size, time.perf_counter() - started)
 
     def deliver(self, address: str, messages: Iterable[bytes]) -> Delivered:
         """Every message into ``address``'s INBOX over one LMTP session, as an MTA would."""

@@ -1,0 +1,47 @@
+"""The Celery app of B8's workers (bench/workers.py): the project's app, plus one JSON
+line per task run, appended to ``BENCH_WORKER_LOG``: which worker and process ran
+it, its arguments (mailbox id, lease token), when it began and ended (wall clock)
+and what it returned. The benchmark reads these lines to tell which worker ran
+each mailbox's runs and that no two ran one mailbox at once. Product code knows
+nothing of it: ``celery -A bench.worker_probe worker`` loads it instead of ``config``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from celery.signals import task_postrun, task_prerun
+
+from config.celery import app
+
+LOG = os.environ.get("BENCH_WORKER_LOG", "")
+_began: dict[str, float] = {}
+
+
+@task_prerun.connect
+def _begin(task_id: str, **_: Any) -> None:
+    _began[task_id] = time.time()
+
+
+@task_postrun.connect
+def _end(task_id: str, task: Any, args: Any = (), retval: Any = None, state: str = "", **_: Any) -> None:
+    if not LOG:
+        return
+    line = {
+        "worker": task.request.hostname,
+        "pid": os.getpid(),
+        "task": task.name,
+        "args": list(args or ()),
+        "began": _began.pop(task_id, None),
+        "ended": time.time(),
+        "result": retval if isinstance(retval, str | int | float | None) else repr(retval),
+        "state": state,
+    }
+    with open(LOG, "a", encoding="utf-8") as log:
+        log.write(json.dumps(line) + "\n")
+
+
+__all__ = ["app"]

@@ -1,0 +1,459 @@
+"""B8, workers: the B1 and B2 loads run by 1, 2 and 4 real ``celery worker`` processes
+(``--pool solo``: one task at a time each, as ``--concurrency 1``) against one
+PostgreSQL and one Redis, the dispatcher's work done by this process in ticks
+(``sync.tasks.dispatch``, what beat has a worker run every ``SYNC_DISPATCH_SECONDS``,
+here every ``DISPATCH_EVERY`` so the loads are not paced by the tick).
+
+- **B1 load**: mailboxes holding the generated corpus (bench/mail_corpus.py), written
+  as Maildir files and read once untimed; runs of ``--run-budget`` messages each,
+  so each mailbox takes several runs and the workers take turns on it. Throughput:
+  messages from the first tick to the last run's end.
+- **B2 load**: idle mailboxes (one message each, synced once before), all due at
+  once, ``--rounds`` times. Throughput: polls from the tick to the last run's end.
+
+Checked for each worker count: which worker ran each task (bench/worker_probe.py),
+that no two tasks and no two sync runs of one mailbox overlap in time, that no
+message has two receipts in a mailbox or two activities, and that every message
+was received. Also measured: the workers' and their database backends' CPU, and
+what the database and the stored files grew by (for the capacity model).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+
+from bench.cpu import process_cpu
+from bench.email_crm import Bench, add_records, user_mailbox
+from bench.email_figures import Figure, Result
+from bench.email_incoming import _raw_pass, _uids
+from bench.mail_corpus import IncomingCorpus
+from bench.mail_stack import MailUser
+from bench.population import NOT_DUE, POSTPONE_SQL
+from config.celery import app
+from crm.models import EmailActivity
+from mailboxes.models import Mailbox
+from sync import tasks
+from sync.incoming import sync_incoming
+from sync.models import MailboxSchedule, Receipt, SyncKind, SyncRun
+
+ROOT = Path(__file__).resolve().parent.parent
+DISPATCH_EVERY = 0.2  # seconds between the dispatcher's ticks
+LOAD_TIMEOUT = 900  # seconds: a load that has not finished by then is reported as not measured
+
+
+@dataclass
+class Load:
+    """One load's outcome under one worker count."""
+
+    name: str
+    workers: int
+    items: int = 0
+    seconds: float = 0.0
+    tasks: int = 0
+    runs: int = 0
+    overlaps: list[str] = field(default_factory=list)
+    doubled: list[str] = field(default_factory=list)
+    missing: int = 0
+    by_worker: Counter[str] = field(default_factory=Counter)
+    cpu_workers: float = 0.0
+    cpu_database: float = 0.0
+    db_bytes: int = 0
+    file_bytes: int = 0
+    lease_not_held: int = 0
+    again: int = 0  # polls of a mailbox already polled in the same round (B2)
+    since: datetime = field(default_factory=timezone.now)
+    results: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds if self.seconds else 0.0
+
+
+# --- worker processes ---------------------------------------------------------------------------
+
+
+class Worker:
+    """``celery -A bench.worker_probe worker --pool solo`` with the benchmark's settings."""
+
+    def __init__(self, pool: int, number: int, workdir: Path, extra_env: dict[str, str]) -> None:
+        # Unique per worker count too: each pool's probe files are its own.
+        self.name = f"bench-{pool}w{number}-{os.getpid()}"
+        self.hostname = f"{self.name}@serversync-bench"
+        self.log_path = workdir / "workers" / f"{self.name}.log"
+        self.probe_path = workdir / "workers" / f"{self.name}.jsonl"
+        self.extra_env = extra_env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        database_url = os.environ["DATABASE_URL"]
+        separator = "&" if "?" in database_url else "?"
+        env = {
+            **os.environ,
+            **self.extra_env,
+            "DATABASE_URL": f"{database_url}{separator}application_name={self.name}",
+            "BENCH_WORKER_LOG": str(self.probe_path),
+        }
+        command = [
+            sys.executable, "-m", "celery", "-A", "bench.worker_probe", "worker",
+            "--pool", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-Q", "default,incoming,outgoing,act", "-n", self.hostname, "-l", "WARNING",
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"worker {self.name} exited: {self.log_path.read_text(errors='replace')[-2000:]}"
+                )
+            if app.control.ping(destination=[self.hostname], timeout=0.5):
+                return
+        raise TimeoutError(f"worker {self.name} not ready after {timeout} s")
+
+    def cpu(self) -> float:
+        return process_cpu(self.process.pid) if self.process is not None else 0.0
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+
+    def probe(self) -> list[dict[str, Any]]:
+        if not self.probe_path.exists():
+            return []
+        return [json.loads(line) for line in self.probe_path.read_text().splitlines() if line.strip()]
+
+
+def _backends_cpu(names: list[str]) -> float:
+    """CPU seconds so far of the PostgreSQL backends the workers opened (by application_name)."""
+    from bench.cpu import _schedstat
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = ANY(%s)", [names])
+        pids = [row[0] for row in cursor.fetchall()]
+    total = 0.0
+    for pid in pids:
+        try:
+            total += _schedstat(pid)
+        except OSError:
+            continue
+    return total
+
+
+# --- sizes ------------------------------------------------------------------------------------------
+
+
+def _database_bytes() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        return int(cursor.fetchone()[0])
+
+
+def _files_bytes(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file()) if root.exists() else 0
+
+
+# --- the loads ----------------------------------------------------------------------------------------
+
+
+def workers(bench: Bench) -> Result:
+    result = Result()
+    options = bench.options
+    idle = _idle_mailboxes(bench, result)
+    loads: list[Load] = []
+    for count in options.workers:
+        busy = _busy_mailboxes(bench, count, result)
+        loads += _with_workers(bench, count, busy, idle, result)
+    result.figures += _figures(loads)
+    return result
+
+
+def _with_workers(bench: Bench, count: int, busy: list[int], idle: list[int], result: Result) -> list[Load]:
+    env = {"SYNC_RUN_MAX_MESSAGES": str(bench.options.run_budget)}
+    app.control.purge()
+    pool = [Worker(count, number, bench.workdir, env) for number in range(1, count + 1)]
+    try:
+        for worker in pool:
+            worker.start()
+        for worker in pool:
+            worker.wait_ready()
+        b1 = _b1_load(bench, pool, busy)
+        _note(b1, result)
+        b2 = _b2_load(bench, pool, idle)
+        _note(b2, result)
+    finally:
+        for worker in pool:
+            worker.stop()
+    probes = [line for worker in pool for line in worker.probe()]
+    for load, ids in ((b1, busy), (b2, idle)):
+        _check(load, ids, [p for p in probes if p["args"] and p["args"][0] in set(ids)])
+    return [b1, b2]
+
+
+def _snapshot(pool: list[Worker], media: Path) -> tuple[float, float, int, int]:
+    return (
+        sum(worker.cpu() for worker in pool),
+        _backends_cpu([worker.name for worker in pool]),
+        _database_bytes(),
+        _files_bytes(media),
+    )
+
+
+def _account(load: Load, before: tuple[float, float, int, int], after: tuple[float, float, int, int]) -> None:
+    load.cpu_workers, load.cpu_database = after[0] - before[0], after[1] - before[1]
+    load.db_bytes, load.file_bytes = after[2] - before[2], after[3] - before[3]
+
+
+def _media() -> Path:
+    from django.conf import settings
+
+    return Path(settings.MEDIA_ROOT)
+
+
+def _b1_load(bench: Bench, pool: list[Worker], ids: list[int]) -> Load:
+    load = Load("B1", len(pool))
+    expected = bench.options.load_messages
+    before = _snapshot(pool, _media())
+    _postpone_others()  # the load's mailboxes have no schedule yet: the first tick makes them, due
+    started = timezone.now()
+    _dispatch_until(lambda: Receipt.objects.filter(mailbox_id__in=ids).count() >= expected and _all_free(ids))
+    _account(load, before, _snapshot(pool, _media()))
+    load.items = Receipt.objects.filter(mailbox_id__in=ids).count()
+    load.missing = expected - load.items
+    load.seconds = _last_end(ids, started) - started.timestamp()
+    return load
+
+
+def _b2_load(bench: Bench, pool: list[Worker], ids: list[int]) -> Load:
+    load = Load("B2", len(pool))
+    before = _snapshot(pool, _media())
+    for _ in range(bench.options.rounds):
+        _postpone_others()
+        MailboxSchedule.objects.filter(mailbox_id__in=ids, kind=SyncKind.INCOMING).update(
+            next_due_on=timezone.now() - timedelta(seconds=1)
+        )
+        started = timezone.now()
+        done = SyncRun.objects.filter(mailbox_id__in=ids, started_on__gte=started, finished_on__isnull=False)
+        _dispatch_until(lambda: done.count() >= len(ids) and _all_free(ids))  # noqa: B023
+        load.items += done.count()
+        load.again += done.count() - done.values("mailbox_id").distinct().count()
+        load.seconds += _last_end(ids, started) - started.timestamp()
+    _account(load, before, _snapshot(pool, _media()))
+    return load
+
+
+def _postpone_others() -> None:
+    """The mailboxes of other loads not due during this one (bench.population.NOT_DUE)."""
+    with connection.cursor() as cursor:
+        cursor.execute(POSTPONE_SQL)
+
+
+def _dispatch_until(finished: Any) -> None:
+    deadline = time.monotonic() + LOAD_TIMEOUT
+    while time.monotonic() < deadline:
+        tasks.dispatch()
+        time.sleep(DISPATCH_EVERY)
+        if finished():
+            return
+    raise TimeoutError(f"the load did not finish within {LOAD_TIMEOUT} s")
+
+
+def _all_free(ids: list[int]) -> bool:
+    return not MailboxSchedule.objects.filter(mailbox_id__in=ids, lease_token__isnull=False).exists()
+
+
+def _last_end(ids: list[int], since: Any) -> float:
+    last = (
+        SyncRun.objects.filter(mailbox_id__in=ids, started_on__gte=since)
+        .order_by("-finished_on")
+        .values_list("finished_on", flat=True)
+        .first()
+    )
+    return last.timestamp() if last else time.time()
+
+
+# --- the mailboxes ----------------------------------------------------------------------------------
+
+
+def _busy_mailboxes(bench: Bench, workers: int, result: Result) -> list[int]:
+    """B1's mailboxes for one worker count: each its own corpus (its own messages and CRM records)."""
+    options = bench.options
+    per_mailbox = options.load_messages // options.load_mailboxes
+    ids = []
+    started = time.monotonic()
+    for number in range(options.load_mailboxes):
+        account = bench.stack.add_user(f"b8-w{workers}-{number:02d}")
+        corpus = IncomingCorpus(
+            messages=per_mailbox, owner=account.address, seed=options.seed + 1000 * workers + number
+        )
+        add_records(corpus.crm)
+        bench.stack.write_maildir(account.address, corpus.messages())
+        _raw_pass(bench.stack, account, _uids(bench.stack, account), parse=False)  # Dovecot's first read
+        ids.append(_incoming_only(user_mailbox(account, bench.profile, name=f"B8 {workers} {number}")))
+    options.load_messages = per_mailbox * options.load_mailboxes
+    result.note(
+        f"{workers} worker(s): {len(ids)} mailboxes of {per_mailbox} messages written and read once "
+        f"in {time.monotonic() - started:.0f} s (not timed)"
+    )
+    return ids
+
+
+def _idle_mailboxes(bench: Bench, result: Result) -> list[int]:
+    """B2's mailboxes: one message each, synced once here (untimed), not due until a round makes them."""
+    started = time.monotonic()
+    ids = []
+    for number in range(bench.options.poll_mailboxes):
+        account: MailUser = bench.stack.add_user(f"b8-idle-{number:04d}")
+        one = IncomingCorpus(messages=1, owner=account.address, seed=bench.options.seed + number)
+        bench.stack.write_maildir(account.address, one.messages())
+        mailbox = user_mailbox(account, bench.profile, name=f"B8 idle {number}")
+        first = sync_incoming(mailbox=mailbox)
+        if first.received != 1:
+            raise RuntimeError(
+                f"the first sync of {account.address} failed: {first.outcome} {first.error_text}"
+            )
+        ids.append(_incoming_only(mailbox))
+    MailboxSchedule.objects.bulk_create(
+        MailboxSchedule(
+            mailbox_id=pk,
+            kind=SyncKind.INCOMING,
+            profile=bench.profile,
+            next_due_on=timezone.now() + NOT_DUE,
+            idle_runs=5,
+        )
+        for pk in ids
+    )
+    result.note(
+        f"{len(ids)} idle mailboxes, one message each, synced once in {time.monotonic() - started:.0f} s"
+    )
+    return ids
+
+
+def _incoming_only(mailbox: Mailbox) -> int:
+    # The loads are incoming: the dispatcher would otherwise also claim each mailbox's (empty) send runs.
+    Mailbox.objects.filter(pk=mailbox.pk).update(outgoing_enabled=False)
+    return mailbox.pk
+
+
+# --- the checks -------------------------------------------------------------------------------------
+
+
+def _check(load: Load, ids: list[int], probes: list[dict[str, Any]]) -> None:
+    load.tasks = len(probes)
+    load.by_worker = Counter(p["worker"].split("@")[0] for p in probes)
+    load.lease_not_held = sum(1 for p in probes if p["result"] == "lease not held")
+    load.results = Counter(str(p["result"]) for p in probes)
+    by_mailbox: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
+    for p in probes:
+        by_mailbox[p["args"][0]].append((p["began"], p["ended"], p["worker"]))
+    load.overlaps += _overlapping("task", by_mailbox)
+    runs = SyncRun.objects.filter(mailbox_id__in=ids, started_on__gte=load.since)
+    by_run: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
+    for mailbox_id, began, ended in runs.values_list("mailbox_id", "started_on", "finished_on"):
+        load.runs += 1
+        by_run[mailbox_id].append((began.timestamp(), (ended or timezone.now()).timestamp(), "run"))
+    load.overlaps += _overlapping("run", by_run)
+    load.doubled += _doubles(ids)
+
+
+def _overlapping(what: str, spans: dict[int, list[tuple[float, float, str]]]) -> Iterator[str]:
+    for mailbox_id, intervals in spans.items():
+        intervals.sort()
+        for (_, ended, who), (began, _, other) in itertools.pairwise(intervals):
+            if began < ended:
+                overlap = ended - began
+                yield f"mailbox {mailbox_id}: a {what} of {other} began {overlap:.3f} s before {who}'s ended"
+
+
+def _doubles(ids: list[int]) -> list[str]:
+    receipts = (
+        Receipt.objects.filter(mailbox_id__in=ids)
+        .values("mailbox_id", "server_id")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
+    activities = (
+        EmailActivity.objects.filter(receipts__mailbox_id__in=ids)
+        .values("message_identity")
+        .annotate(n=Count("id", distinct=True))
+        .filter(n__gt=1)
+    )
+    return [f"receipt {r}" for r in receipts[:5]] + [f"activity {a}" for a in activities[:5]]
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+
+def _note(load: Load, result: Result) -> None:
+    unit = "messages" if load.name == "B1" else "polls"
+    result.note(
+        f"{load.name} load, {load.workers} worker(s): {load.items:,} {unit} in {load.seconds:.1f} s "
+        f"= {load.rate:.1f}/s ({load.rate / load.workers:.1f}/s per worker); "
+        f"CPU: workers {load.cpu_workers:.1f} s, "
+        f"their database backends {load.cpu_database:.1f} s "
+        f"({(load.cpu_workers + load.cpu_database) / max(load.items, 1) * 1000:.1f} ms per item); "
+        f"database +{load.db_bytes / 2**20:.1f} MiB "
+        f"({load.db_bytes / max(load.items, 1) / 1024:.1f} KiB per item), "
+        f"stored files +{load.file_bytes / 2**20:.1f} MiB"
+    )
+    if load.again:
+        result.note(
+            f"  of which {load.again} polls of a mailbox already polled in its round: claimed again by a "
+            "tick whose time was read before that mailbox's release (see bench/README.md, B8)"
+        )
+
+
+def _figures(loads: list[Load]) -> list[Figure]:
+    figures = []
+    for name, unit in (("B1", "msg/s"), ("B2", "polls/s")):
+        mine = [load for load in loads if load.name == name]
+        if not mine:
+            continue
+        one = mine[0].rate / mine[0].workers
+        for load in mine:
+            figures.append(
+                Figure(
+                    f"B8 {name} load, {load.workers} worker(s)",
+                    f"{load.rate:,.1f} {unit} ({load.rate / load.workers:,.1f} per worker)",
+                    raw=f"{load.workers} x 1 worker's: {one * load.workers:,.1f} {unit}",
+                    ratio=f"{load.rate / max(one * load.workers, 1e-9):.2f}",
+                )
+            )
+    for load in loads:
+        spread = ", ".join(f"{worker} {count}" for worker, count in sorted(load.by_worker.items()))
+        clean = not load.overlaps and not load.doubled and load.missing == 0
+        figures.append(
+            Figure(
+                f"B8 {load.name} load, {load.workers} worker(s): overlaps, doubles, missing",
+                f"{len(load.overlaps)}, {len(load.doubled)}, {load.missing}",
+                raw=f"{load.tasks} tasks ({spread}), {load.runs} runs, {load.lease_not_held} lease not held",
+                target="0, 0, 0",
+                met=clean,
+            )
+        )
+    return figures
