@@ -33,7 +33,7 @@ from profiles.models import EmailServerProfile
 from sync import alerts, checkpoints, outages, outgoing, retention, scheduler, tasks
 from sync.clock import now as clock_now
 from sync.incoming import sync_incoming
-from sync.models import MailboxAlert, MailboxSchedule, Rollout, SyncKind, SyncOutcome, SyncRun
+from sync.models import MailboxAlert, MailboxSchedule, OutgoingClaim, Rollout, SyncKind, SyncOutcome, SyncRun
 from tests import factories, messages
 from tests.faults.conftest import FaultRow
 from tests.faults.test_network import incoming_outcome
@@ -109,6 +109,21 @@ class Waiting:
             compose(client, subject=f"{name} email C", body_text="Hello", to=[recipient.address])
         )
         self.deliver(self.subjects[3:])
+        self.assert_waiting()
+
+    def assert_waiting(self) -> None:
+        """Every wait the jump must not stretch is stored ahead of now."""
+        now = clock_now()
+        self.mailbox.refresh_from_db()
+        assert self.mailbox.outgoing_postponed_until is not None
+        assert self.mailbox.outgoing_postponed_until > now
+        schedule = MailboxSchedule.objects.get(mailbox=self.mailbox, kind=SyncKind.INCOMING)
+        assert schedule.next_due_on > now
+        retry = OutgoingClaim.objects.get(email_id=self.emails[1].pk).next_attempt_on
+        assert retry is not None
+        assert retry > now
+        sent = EmailActivity.objects.filter(pk=self.emails[0].pk, status=EmailActivity.Status.SENT)
+        assert sent.exists()  # counted against the send rate once the clock is set back
 
     def deliver(self, subjects: list[str]) -> None:
         address = self.mailbox.email_address
