@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 
 RECONNECT_SECONDS = 30
 CODE = "database_unavailable"
-MESSAGE = "The database connection was lost during the run; the mailbox is due again at once."
+MESSAGE = (
+    "The run stopped on a database error (its connection lost: the database restarting or out of "
+    "reach); the mailbox is due again at once. The worker log has the error."
+)
 
 
 def run_claimed(claim: scheduler.Claim, work: Callable[[Mailbox], SyncRun]) -> SyncRun | None:
