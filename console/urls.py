@@ -13,6 +13,7 @@ from console.views import (
     mailbox_detail,
     mailboxes,
     migration,
+    oauth_connect,
     profiles,
     settings,
     sync_filters,
@@ -35,6 +36,8 @@ urlpatterns = [
         name="mailboxes-rollout-cancel",
     ),
     path("mailboxes/<int:pk>/", mailbox_detail.mailbox_page, name="mailbox-page"),
+    path("mailboxes/<int:pk>/connect/", oauth_connect.mailbox_connect, name="mailbox-oauth-connect"),
+    path("mailboxes/oauth/callback/", oauth_connect.mailbox_oauth_callback, name="mailbox-oauth-callback"),
     path(
         "mailboxes/<int:pk>/details.txt",
         mailbox_detail.mailbox_details_download,

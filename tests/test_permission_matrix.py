@@ -378,6 +378,14 @@ RULES: dict[str, Rule] = {
     # (a queue owner for the queue's) and administrators; anyone else gets 404.
     "mailbox-page": Rule({"GET": owner_or_admin}, objects=mailboxes, kind="object-page"),
     "mailbox-page-details": Rule({"GET": owner_or_admin}, objects=mailboxes, kind="object-page"),
+    # Connect (console/views/oauth_connect.py): the mailbox's owner and administrators; the
+    # provider's callback answers 400 to a member without a Connect under way in the session.
+    "mailbox-oauth-connect": Rule(
+        {"POST": owner_or_admin, "GET": nobody}, objects=mailboxes, kind="object-page"
+    ),
+    "mailbox-oauth-callback": Rule(
+        {"GET": members}, kind="page", extra={"status": dict.fromkeys(PERSONA_NAMES, 400)}
+    ),
     "mailbox-page-quarantined-eml": Rule(
         {"GET": owner_or_admin}, objects=sync_records("quarantined"), kind="object-page"
     ),
