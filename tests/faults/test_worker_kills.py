@@ -101,9 +101,8 @@ def test_a_worker_killed_mid_incoming_loses_and_doubles_nothing(kind, request, s
         subjects = [f"Kill {run} message {n:02d}" for n in range(MESSAGES)]
         for subject in subjects:
             connector.deliver(mailbox, messages.simple(to=mailbox.email_address, subject=subject))
-        started = time.monotonic()
         # From the first stored batch to most of the way through, a different point each run.
-        at_kill = kill_once_stored(mailbox, 1 + (run * 7) % (MESSAGES * 3 // 4))
+        at_kill, started = kill_once_stored(mailbox, 1 + (run * 7) % (MESSAGES * 3 // 4))
         assert at_kill < MESSAGES, "the worker must die mid-run for this run to mean anything"
         # The next run, once the dead worker's lease lapsed (the scheduler's own recovery).
         with after_leases_expire():
@@ -115,16 +114,17 @@ def test_a_worker_killed_mid_incoming_loses_and_doubles_nothing(kind, request, s
         assert (lost, doubled) == (0, 0), (run, at_kill)
 
 
-def kill_once_stored(mailbox: Mailbox, count: int) -> int:
+def kill_once_stored(mailbox: Mailbox, count: int) -> tuple[int, float]:
     """Sync ``mailbox`` in a real worker, SIGKILLed once ``count`` messages are stored; how
-    many were stored when it died."""
+    many were stored when it died, and when its run was started (time.monotonic)."""
     stored = Receipt.objects.filter(mailbox=mailbox)
     with celery_worker(queues="incoming", name="doomed", env=SMALL_BATCHES) as doomed:
+        started = time.monotonic()
         claim = claim_for(mailbox, SyncKind.INCOMING)
         incoming_mailbox.delay(claim.mailbox_id, claim.token)
         wait_until(lambda: stored.count() >= count, what=f"{count} stored messages")
         doomed.kill(signal.SIGKILL)
-    return stored.count()
+    return stored.count(), started
 
 
 OUTGOING = {
