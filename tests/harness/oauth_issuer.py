@@ -23,7 +23,7 @@ so a profile's "Microsoft" defaults point at it with the authority changed.
 - ``/introspect`` (RFC 7662, POST ``token=``): ``active``, ``username``,
   ``scope``, ``client_id``, ``exp``. Dovecot checks bearer tokens here.
 
-Tests read what happened (:attr:`OAuthIssuer.requests`, by grant) and steer it
+Tests read what happened (:attr:`Client.requests`, by grant) and steer it
 (:meth:`expire_access_tokens`, :meth:`revoke`, :attr:`access_token_seconds`).
 """
 
@@ -63,6 +63,8 @@ class Client:
     redirect_uris: list[str] = field(default_factory=list)
     # Client credentials: the mailboxes an app token may sign in to.
     granted_mailboxes: set[str] = field(default_factory=set)
+    # Token requests this client made, by grant type (a test counts its refreshes here).
+    requests: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -99,8 +101,6 @@ class OAuthIssuer:
         self.host = HOST
         self.signed_in_user = ""
         self.access_token_seconds = 3600
-        # Requests answered at /token, by grant type (a test counts refreshes here).
-        self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._clients: dict[str, Client] = {}
         self._codes: dict[str, _Code] = {}
@@ -206,8 +206,8 @@ class OAuthIssuer:
     def token(self, form: dict[str, str], basic: tuple[str, str] | None) -> dict[str, Any]:
         grant_type = form.get("grant_type", "")
         with self._lock:
-            self.requests[grant_type] += 1
             client = self._client(form, basic)
+            client.requests[grant_type] += 1
             if grant_type == "client_credentials":
                 return self._app_token(client, form.get("scope", ""))
             if grant_type == "authorization_code":
