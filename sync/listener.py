@@ -106,7 +106,7 @@ class Listener:
         for watcher in self.watchers.values():
             watcher.join(timeout=10)
         self.watchers.clear()
-        self._safely(lambda: listener_shares.give_back(self.owner))
+        self._safely(lambda: listener_shares.leave(self.owner))
 
     # -- internals ----------------------------------------------------------------------
 

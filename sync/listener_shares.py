@@ -23,7 +23,7 @@ from django.db.models import Q, QuerySet
 from mailboxes.models import Mailbox
 from profiles.server_types import ServerType
 from sync import clock, push_leases, scheduler
-from sync.models import MailboxSchedule, PushLease, PushMethod, PushState, SyncKind
+from sync.models import MailboxSchedule, PushLease, PushListener, PushMethod, PushState, SyncKind
 
 
 def push_types() -> tuple[str, ...]:
@@ -43,14 +43,33 @@ def beat(owner: str, *, capacity: int) -> list[PushLease]:
     with their mailboxes and profiles."""
     now = clock.now()
     expires = now + timedelta(seconds=settings.PUSH_LEASE_SECONDS)
+    _present(owner, now, expires)
     mine = PushLease.objects.filter(owner=owner)
     mine.exclude(mailbox__in=pushable(now).values("pk")).update(**_given_back())
     mine.update(expires_on=expires)
     _ensure_leases(now)
-    room = min(capacity, _fair_share(owner, now)) - mine.count()
+    room = min(capacity, _fair_share(now)) - mine.count()
     if room > 0:
         _take(owner, now, expires, room)
+    elif room < 0:
+        # Another listener joined: give it the excess (the newest), to take at its next beat.
+        give_back(owner, mine.order_by("-pk").values_list("mailbox_id", flat=True)[:-room])
     return list(mine.select_related("mailbox__profile", "mailbox__user", "mailbox__queue"))
+
+
+def leave(owner: str) -> None:
+    """A listener stops: its leases are free at once, and it no longer counts for the shares."""
+    give_back(owner)
+    PushListener.objects.filter(owner=owner).delete()
+
+
+def _present(owner: str, now: datetime, expires: datetime) -> None:
+    PushListener.objects.filter(expires_on__lt=now).delete()
+    PushListener.objects.update_or_create(
+        owner=owner,
+        defaults={"expires_on": expires},
+        create_defaults={"started_on": now, "expires_on": expires},
+    )
 
 
 def give_back(owner: str, mailbox_ids: Iterable[int] | None = None) -> None:
@@ -98,10 +117,10 @@ def _ensure_leases(now: datetime) -> None:
     )
 
 
-def _fair_share(owner: str, now: datetime) -> int:
+def _fair_share(now: datetime) -> int:
     total = PushLease.objects.filter(mailbox__in=pushable(now).values("pk")).count()
-    listeners = set(push_leases.held(now).values_list("owner", flat=True).distinct()) | {owner}
-    return math.ceil(total / len(listeners))
+    listeners = PushListener.objects.filter(expires_on__gte=now).count()
+    return math.ceil(total / max(listeners, 1))
 
 
 def _free(now: datetime) -> Q:

@@ -360,6 +360,18 @@ class PushLease(models.Model):
         return f"{self.mailbox_id} push {self.state} by {self.owner or 'nobody'}"
 
 
+class PushListener(models.Model):
+    """A running listener (``manage.py listen``), renewed by its heartbeat: the
+    listeners alive share the mailboxes, those that hold none yet included."""
+
+    owner = models.CharField(max_length=64, unique=True)
+    started_on = models.DateTimeField()
+    expires_on = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.owner
+
+
 class OutgoingClaim(models.Model):
     """The engine's hold on an email it is sending. The Message-ID is fixed
     before any network I/O; a claim that expires while the email is Sending

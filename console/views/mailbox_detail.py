@@ -20,6 +20,7 @@ from console.mailbox_overview import MailboxOverview, mailbox_overview
 from console.support_report import support_report
 from console.views.access import HtmxHttpRequest, member_required
 from mailboxes.models import Mailbox
+from sync import push_leases
 from sync.errors import MessageError
 from sync.incoming import reprocess_quarantined
 from sync.models import QuarantinedMessage
@@ -32,7 +33,9 @@ MAILBOX_RELATED = ("user", "queue", "queue__owner", "profile", "approval_changed
 @member_required
 def mailbox_page(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     overview = _overview(request, pk, act_problems_page=request.GET.get("page"))
-    return render(request, "console/mailbox_detail.html", {"overview": overview, "mailbox": overview.mailbox})
+    push = push_leases.status_of(overview.mailbox)
+    context = {"overview": overview, "mailbox": overview.mailbox, "push": push}
+    return render(request, "console/mailbox_detail.html", context)
 
 
 @require_GET
