@@ -121,14 +121,14 @@ def broker_app(url: str) -> Celery:
 class ScratchWorker(CeleryWorkerProcess):
     """The worker with the production settings, on the scratch database and broker."""
 
-    def __init__(self, broker: Celery, postgres: ScratchPostgres, redis: ScratchRedis, media: Path) -> None:
+    def __init__(self, broker: Celery, postgres: ScratchPostgres, server: ScratchRedis, media: Path) -> None:
         super().__init__(
             name="services",
             env={
                 "DJANGO_SETTINGS_MODULE": "config.settings",
                 "DATABASE_URL": f"{postgres.url_of(DATABASE)}?application_name=serversync-services-worker",
-                "CELERY_BROKER_URL": redis.url,
-                "CELERY_RESULT_BACKEND": redis.url,
+                "CELERY_BROKER_URL": server.url,
+                "CELERY_RESULT_BACKEND": server.url,
                 "MEDIA_ROOT": str(media),
                 # Stored in batches of two, so a run is part way for longer than an instant.
                 "SYNC_BATCH_MESSAGES": "2",
@@ -173,23 +173,23 @@ def make_stack(dovecot: Dovecot, smtp_relay: SmtpRelay) -> Stack:
 def scratch(
     django_db_blocker: Any, dovecot: Dovecot, smtp_relay: SmtpRelay, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Scratch]:
-    postgres, redis = ScratchPostgres(), ScratchRedis()
+    postgres, broker_server = ScratchPostgres(), ScratchRedis()
     try:
         postgres.start().create_database(DATABASE)
-        redis.start()
+        broker_server.start()
         migrate(postgres)
         with django_db_blocker.unblock(), orm_on(postgres):
             stack = make_stack(dovecot, smtp_relay)
-            broker = broker_app(redis.url)
-            worker = ScratchWorker(broker, postgres, redis, tmp_path_factory.mktemp("services-media"))
+            broker = broker_app(broker_server.url)
+            worker = ScratchWorker(broker, postgres, broker_server, tmp_path_factory.mktemp("services-media"))
             worker.extra_env["SYNC_CA_FILE"] = str(dovecot.ca_pem_path)
             try:
                 worker.start()
-                yield Scratch(postgres, redis, broker, worker, stack)
+                yield Scratch(postgres, broker_server, broker, worker, stack)
             finally:
                 worker.kill()
     finally:
-        redis.close()
+        broker_server.close()
         postgres.close()
 
 
@@ -423,3 +423,7 @@ def test_redis_restarted_with_tasks_running_and_queued_loses_and_doubles_nothing
     assert lost_tasks >= 1, "no restart lost a queued task: the fault never bit"
     assert scratch.worker.process is not None
     assert scratch.worker.process.poll() is None, "the one worker lived through every restart"
+    # However long the broker is away: Celery's default would end the worker after 100 tries.
+    conf = scratch.broker.control.inspect([scratch.worker.hostname], timeout=5).conf(with_defaults=True)
+    assert conf is not None
+    assert conf[scratch.worker.hostname]["broker_connection_max_retries"] is None
