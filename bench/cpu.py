@@ -61,7 +61,7 @@ class CpuMeter:
         self.dovecot_group = os.getpgid(dovecot_pid) if dovecot_pid else None
 
     def now(self) -> Cpu:
-        return Cpu(time.process_time(), _schedstat(backend_pid()), self._dovecot())
+        return Cpu(time.process_time(), schedstat(backend_pid()), self._dovecot())
 
     def _dovecot(self) -> float:
         if self.dovecot_group is None:
@@ -84,7 +84,7 @@ def backend_pid() -> int:
     return cached
 
 
-def _schedstat(pid: int) -> float:
+def schedstat(pid: int) -> float:
     """A process's time on a CPU, in seconds (ns resolution)."""
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 

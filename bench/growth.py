@@ -37,7 +37,7 @@ from bench.mail_stack import MailUser
 from bench.population import POSTPONE_SQL, Population, populate
 from mailboxes.models import Mailbox
 from sync import outgoing, scheduler, tasks
-from sync.models import FolderCursor, MailboxSchedule, Receipt, SyncKind
+from sync.models import FolderCursor, MailboxSchedule, Receipt, SyncKind, SyncRun
 
 GROWTH_TARGET = 1.2
 BIG_TARGET = 1.1
@@ -173,7 +173,21 @@ def _poll_costs(bench: Bench, meter: CpuMeter, side: Side, result: Result) -> li
         cost = _measure_polls(bench, meter, side, population.ids)
         costs.append(cost)
         _note_cost(cost, result)
+    _note_row_sizes(result)
     return costs
+
+
+def _note_row_sizes(result: Result) -> None:
+    """What a sync run and a mailbox's schedule and cursor take on disk, indexes included (after
+    VACUUM ANALYZE and the measured polls), for the capacity model's database growth."""
+    sizes = []
+    for model in (SyncRun, MailboxSchedule, FolderCursor):
+        table = model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT pg_total_relation_size(%s), count(*) FROM {table}", [table])  # noqa: S608
+            size, rows = cursor.fetchone()
+        sizes.append(f"{table} {size / max(rows, 1):.0f} bytes a row ({rows:,} rows)")
+    result.note("on disk with their indexes: " + "; ".join(sizes))
 
 
 def _due_per_tick(size: int, interval: int) -> int:
@@ -262,7 +276,7 @@ def _note_cost(cost: PollCost, result: Result) -> None:
 
 
 DUE_STEPS = (0, 10, 100, 500)
-DISPATCH_REPEATS = 3
+DISPATCH_REPEATS = 5
 
 
 def _dispatcher(bench: Bench, meter: CpuMeter, side: Side, result: Result) -> list[Figure]:

@@ -38,7 +38,7 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from bench.cpu import process_cpu
+from bench.cpu import process_cpu, schedstat
 from bench.email_crm import Bench, add_records, user_mailbox
 from bench.email_figures import Figure, Result
 from bench.email_incoming import _raw_pass, _uids
@@ -77,6 +77,9 @@ class Load:
     file_bytes: int = 0
     lease_not_held: int = 0
     again: int = 0  # polls of a mailbox already polled in the same round (B2)
+    tables: str = ""  # the tables that grew most, KiB per item
+    task_seconds: float = 0.0  # the tasks' time, summed over the workers
+    run_seconds: float = 0.0  # the sync runs' time (started_on to finished_on), summed
     since: datetime = field(default_factory=timezone.now)
     results: Counter[str] = field(default_factory=Counter)
 
@@ -149,23 +152,51 @@ class Worker:
         return [json.loads(line) for line in self.probe_path.read_text().splitlines() if line.strip()]
 
 
-def _backends_cpu(names: list[str]) -> float:
-    """CPU seconds so far of the PostgreSQL backends the workers opened (by application_name)."""
-    from bench.cpu import _schedstat
+class BackendCpu:
+    """CPU of the PostgreSQL backends the workers open (by application_name), sampled at each
+    dispatcher tick: a backend that ends (a connection past DATABASE_CONN_MAX_AGE) keeps what
+    was sampled of it; one that starts counts from zero, its start-up included."""
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = ANY(%s)", [names])
-        pids = [row[0] for row in cursor.fetchall()]
-    total = 0.0
-    for pid in pids:
-        try:
-            total += _schedstat(pid)
-        except OSError:
-            continue
-    return total
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.sample(starting=True)
+
+    def sample(self, *, starting: bool = False) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = ANY(%s)", [self.names])
+            pids = [row[0] for row in cursor.fetchall()]
+        for pid in pids:
+            try:
+                used = schedstat(pid)
+            except OSError:
+                continue  # ended meanwhile
+            self.first.setdefault(pid, used if starting else 0.0)
+            self.last[pid] = used
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
 # --- sizes ------------------------------------------------------------------------------------------
+
+
+def _table_bytes() -> dict[str, int]:
+    """Each table's size with its indexes and TOAST."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, pg_total_relation_size(oid) FROM pg_class"
+            " WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+        )
+        return dict(cursor.fetchall())
+
+
+def _grown(before: dict[str, int], items: int, top: int = 6) -> str:
+    after = _table_bytes()
+    grown = sorted(((after[t] - before.get(t, 0), t) for t in after), reverse=True)[:top]
+    return ", ".join(f"{table} {size / max(items, 1) / 1024:.1f}" for size, table in grown if size > 0)
 
 
 def _database_bytes() -> int:
@@ -190,7 +221,22 @@ def workers(bench: Bench) -> Result:
         busy = _busy_mailboxes(bench, count, result)
         loads += _with_workers(bench, count, busy, idle, result)
     result.figures += _figures(loads)
+    _results_kept(bench, result)
     return result
+
+
+def _results_kept(bench: Bench, result: Result) -> None:
+    """What the task results kept in the result backend (the broker's Redis, an hour) weigh."""
+    import redis
+
+    client = redis.Redis.from_url(bench.options.broker_url)
+    keys = list(client.scan_iter(match="celery-task-meta-*", count=1000))
+    sizes = [client.memory_usage(key) or 0 for key in keys[:200]]
+    if sizes:
+        result.note(
+            f"result backend: {len(keys):,} task results kept (CELERY_RESULT_EXPIRES), "
+            f"{sum(sizes) / len(sizes):.0f} bytes each in Redis's memory"
+        )
 
 
 def _with_workers(bench: Bench, count: int, busy: list[int], idle: list[int], result: Result) -> list[Load]:
@@ -212,21 +258,26 @@ def _with_workers(bench: Bench, count: int, busy: list[int], idle: list[int], re
     probes = [line for worker in pool for line in worker.probe()]
     for load, ids in ((b1, busy), (b2, idle)):
         _check(load, ids, [p for p in probes if p["args"] and p["args"][0] in set(ids)])
+        task = load.task_seconds / max(load.tasks, 1)
+        run = load.run_seconds / max(load.runs, 1)
+        busy = load.task_seconds / max(load.seconds * count, 1e-9)
+        result.note(
+            f"{load.name} load, {count} worker(s): a task {task * 1000:.1f} ms on average, its sync run "
+            f"{run * 1000:.1f} ms; the workers busy {busy:.0%} of the load's time"
+        )
     return [b1, b2]
 
 
-def _snapshot(pool: list[Worker], media: Path) -> tuple[float, float, int, int]:
-    return (
-        sum(worker.cpu() for worker in pool),
-        _backends_cpu([worker.name for worker in pool]),
-        _database_bytes(),
-        _files_bytes(media),
-    )
+def _snapshot(pool: list[Worker], media: Path) -> tuple[float, int, int]:
+    return sum(worker.cpu() for worker in pool), _database_bytes(), _files_bytes(media)
 
 
-def _account(load: Load, before: tuple[float, float, int, int], after: tuple[float, float, int, int]) -> None:
-    load.cpu_workers, load.cpu_database = after[0] - before[0], after[1] - before[1]
-    load.db_bytes, load.file_bytes = after[2] - before[2], after[3] - before[3]
+def _account(
+    load: Load, before: tuple[float, int, int], after: tuple[float, int, int], backends: BackendCpu
+) -> None:
+    backends.sample()
+    load.cpu_workers, load.cpu_database = after[0] - before[0], backends.seconds
+    load.db_bytes, load.file_bytes = after[1] - before[1], after[2] - before[2]
 
 
 def _media() -> Path:
@@ -239,19 +290,26 @@ def _b1_load(bench: Bench, pool: list[Worker], ids: list[int]) -> Load:
     load = Load("B1", len(pool))
     expected = bench.options.load_messages
     before = _snapshot(pool, _media())
+    backends = BackendCpu([worker.name for worker in pool])
+    tables = _table_bytes()
     _postpone_others()  # the load's mailboxes have no schedule yet: the first tick makes them, due
     started = timezone.now()
-    _dispatch_until(lambda: Receipt.objects.filter(mailbox_id__in=ids).count() >= expected and _all_free(ids))
-    _account(load, before, _snapshot(pool, _media()))
+    _dispatch_until(
+        lambda: Receipt.objects.filter(mailbox_id__in=ids).count() >= expected and _all_free(ids), backends
+    )
+    _account(load, before, _snapshot(pool, _media()), backends)
     load.items = Receipt.objects.filter(mailbox_id__in=ids).count()
     load.missing = expected - load.items
     load.seconds = _last_end(ids, started) - started.timestamp()
+    load.tables = _grown(tables, load.items)
     return load
 
 
 def _b2_load(bench: Bench, pool: list[Worker], ids: list[int]) -> Load:
     load = Load("B2", len(pool))
     before = _snapshot(pool, _media())
+    backends = BackendCpu([worker.name for worker in pool])
+    tables = _table_bytes()
     for _ in range(bench.options.rounds):
         _postpone_others()
         MailboxSchedule.objects.filter(mailbox_id__in=ids, kind=SyncKind.INCOMING).update(
@@ -259,11 +317,12 @@ def _b2_load(bench: Bench, pool: list[Worker], ids: list[int]) -> Load:
         )
         started = timezone.now()
         done = SyncRun.objects.filter(mailbox_id__in=ids, started_on__gte=started, finished_on__isnull=False)
-        _dispatch_until(lambda: done.count() >= len(ids) and _all_free(ids))  # noqa: B023
+        _dispatch_until(lambda: done.count() >= len(ids) and _all_free(ids), backends)  # noqa: B023
         load.items += done.count()
         load.again += done.count() - done.values("mailbox_id").distinct().count()
         load.seconds += _last_end(ids, started) - started.timestamp()
-    _account(load, before, _snapshot(pool, _media()))
+    _account(load, before, _snapshot(pool, _media()), backends)
+    load.tables = _grown(tables, load.items)
     return load
 
 
@@ -273,11 +332,12 @@ def _postpone_others() -> None:
         cursor.execute(POSTPONE_SQL)
 
 
-def _dispatch_until(finished: Any) -> None:
+def _dispatch_until(finished: Any, backends: BackendCpu) -> None:
     deadline = time.monotonic() + LOAD_TIMEOUT
     while time.monotonic() < deadline:
         tasks.dispatch()
         time.sleep(DISPATCH_EVERY)
+        backends.sample()
         if finished():
             return
     raise TimeoutError(f"the load did not finish within {LOAD_TIMEOUT} s")
@@ -372,10 +432,12 @@ def _check(load: Load, ids: list[int], probes: list[dict[str, Any]]) -> None:
     for p in probes:
         by_mailbox[p["args"][0]].append((p["began"], p["ended"], p["worker"]))
     load.overlaps += _overlapping("task", by_mailbox)
+    load.task_seconds = sum(p["ended"] - p["began"] for p in probes)
     runs = SyncRun.objects.filter(mailbox_id__in=ids, started_on__gte=load.since)
     by_run: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
     for mailbox_id, began, ended in runs.values_list("mailbox_id", "started_on", "finished_on"):
         load.runs += 1
+        load.run_seconds += ((ended or began) - began).total_seconds()
         by_run[mailbox_id].append((began.timestamp(), (ended or timezone.now()).timestamp(), "run"))
     load.overlaps += _overlapping("run", by_run)
     load.doubled += _doubles(ids)
@@ -421,6 +483,7 @@ def _note(load: Load, result: Result) -> None:
         f"({load.db_bytes / max(load.items, 1) / 1024:.1f} KiB per item), "
         f"stored files +{load.file_bytes / 2**20:.1f} MiB"
     )
+    result.note(f"  KiB per item by table: {load.tables}")
     if load.again:
         result.note(
             f"  of which {load.again} polls of a mailbox already polled in its round: claimed again by a "
