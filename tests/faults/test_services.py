@@ -295,24 +295,26 @@ class Outcome:
     lost: int
     doubled: int
     unknown: int
+    unknown_delivered: int = 0  # of those, how many the server had in fact taken
 
 
 def outcome(stack: Stack, work: Load) -> Outcome:
     """Incoming: each subject one receipt and one activity. Outgoing: each email delivered
     once by the relay, or "outcome unknown" (never resent) with its open alert."""
     lost, doubled = incoming_outcome(work.mailbox, work.subjects)
-    unknown = 0
+    unknown = unknown_delivered = 0
     for email in EmailActivity.objects.filter(pk__in=[e.pk for e in work.emails]):
         copies = stack.relay.accepted_count(email.message_id)
         doubled += max(copies - 1, 0)
         if email.status == EmailActivity.Status.OUTCOME_UNKNOWN:
             unknown += 1
+            unknown_delivered += copies
             assert MailboxAlert.objects.filter(
                 mailbox=work.mailbox, code="outcome_unknown", resolved_on__isnull=True
             ).exists()
         elif copies == 0:
             lost += 1
-    return Outcome(lost, doubled, unknown)
+    return Outcome(lost, doubled, unknown, unknown_delivered)
 
 
 def interrupted_runs(mailbox: Mailbox) -> int:
@@ -333,7 +335,7 @@ def test_postgresql_restarted_mid_run_loses_and_doubles_nothing(
     )
     row = fault_table(f"PostgreSQL {crash} mid-run, mid-receive or mid-send; one worker throughout")
     recipient = scratch.stack.user_mailbox(f"pg-{mode}-recipient")
-    hit = 0
+    hit = delivered_unknown = 0
     for run in range(RUNS):
         quiet(scratch)
         work = load(scratch.stack, f"pg-{mode}-{run}", recipient)
@@ -363,7 +365,11 @@ def test_postgresql_restarted_mid_run_loses_and_doubles_nothing(
         )
         assert (result.lost, result.doubled) == (0, 0), (run, result)
         hit += bool(interrupted_runs(work.mailbox))
-    print(f"{row.fault}: {hit} of {RUNS} restarts cut a run short")
+        delivered_unknown += result.unknown_delivered
+    print(
+        f"{row.fault}: {hit} of {RUNS} restarts cut a run short; "
+        f"{row.unknown} emails outcome unknown, {delivered_unknown} of them delivered"
+    )
     # The restart must land inside runs for the test to mean anything.
     assert hit >= 1, f"no run was interrupted by the restart; worker log:\n{scratch.worker.log()[-5000:]}"
 
