@@ -1,8 +1,9 @@
 """B8, workers: the B1 and B2 loads run by 1, 2 and 4 real ``celery worker`` processes
 (``--pool solo``: one task at a time each, as ``--concurrency 1``) against one
 PostgreSQL and one Redis, the dispatcher's work done by this process in ticks
-(``sync.tasks.dispatch``, what beat has a worker run every ``SYNC_DISPATCH_SECONDS``,
-here every ``DISPATCH_EVERY`` so the loads are not paced by the tick).
+(``sync.tasks.dispatch``, what beat has a worker run every ``SYNC_DISPATCH_SECONDS``;
+here every half second during the B1 load, whose runs are due again at once, so the load is
+not paced by the tick, and once per round of the B2 load).
 
 - **B1 load**: mailboxes holding the generated corpus (bench/mail_corpus.py), written
   as Maildir files and read once untimed; runs of ``--run-budget`` messages each,
@@ -38,7 +39,7 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from bench.cpu import process_cpu, schedstat
+from bench.cpu import CpuMeter, process_cpu, schedstat
 from bench.email_crm import Bench, add_records, user_mailbox
 from bench.email_figures import Figure, Result
 from bench.email_incoming import _raw_pass, _uids
@@ -53,7 +54,11 @@ from sync.incoming import sync_incoming
 from sync.models import MailboxSchedule, Receipt, SyncKind, SyncRun
 
 ROOT = Path(__file__).resolve().parent.parent
-DISPATCH_EVERY = 0.2  # seconds between the dispatcher's ticks
+# Seconds between the dispatcher's ticks: B1's runs stop at their budget and are due again at
+# once, so its ticks come often (production's SYNC_DISPATCH_SECONDS is 30: a mailbox's first sync
+# takes a run per tick there); B2's round is claimed by its first tick, as one of production's.
+B1_TICKS, B2_TICKS = 0.5, 30.0
+CHECK_EVERY = 0.1  # seconds between looks at whether a load is done
 LOAD_TIMEOUT = 900  # seconds: a load that has not finished by then is reported as not measured
 
 
@@ -73,6 +78,8 @@ class Load:
     by_worker: Counter[str] = field(default_factory=Counter)
     cpu_workers: float = 0.0
     cpu_database: float = 0.0
+    cpu_dovecot: float = 0.0
+    cpu_dispatcher: float = 0.0  # this process: the ticks and the benchmark's own checks
     db_bytes: int = 0
     file_bytes: int = 0
     lease_not_held: int = 0
@@ -82,6 +89,12 @@ class Load:
     run_seconds: float = 0.0  # the sync runs' time (started_on to finished_on), summed
     since: datetime = field(default_factory=timezone.now)
     results: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def cores(self) -> float:
+        """The CPU counted here over the load's time: how many of the machine's cores it kept busy."""
+        spent = self.cpu_workers + self.cpu_database + self.cpu_dovecot + self.cpu_dispatcher
+        return spent / self.seconds if self.seconds else 0.0
 
     @property
     def rate(self) -> float:
@@ -233,9 +246,12 @@ def _results_kept(bench: Bench, result: Result) -> None:
     keys = list(client.scan_iter(match="celery-task-meta-*", count=1000))
     sizes = [client.memory_usage(key) or 0 for key in keys[:200]]
     if sizes:
+        from django.conf import settings
+
         result.note(
-            f"result backend: {len(keys):,} task results kept (CELERY_RESULT_EXPIRES), "
-            f"{sum(sizes) / len(sizes):.0f} bytes each in Redis's memory"
+            f"result backend: each task's result is kept {settings.CELERY_RESULT_EXPIRES} s "
+            f"(CELERY_RESULT_EXPIRES), {sum(sizes) / len(sizes):.0f} bytes of Redis's memory "
+            f"({len(keys):,} there at the end, this hour's runs on this broker database)"
         )
 
 
@@ -248,9 +264,10 @@ def _with_workers(bench: Bench, count: int, busy: list[int], idle: list[int], re
             worker.start()
         for worker in pool:
             worker.wait_ready()
-        b1 = _b1_load(bench, pool, busy)
+        meter = CpuMeter(bench.stack.dovecot.process.pid if bench.stack.dovecot.process else None)
+        b1 = _b1_load(bench, pool, busy, meter)
         _note(b1, result)
-        b2 = _b2_load(bench, pool, idle)
+        b2 = _b2_load(bench, pool, idle, meter)
         _note(b2, result)
     finally:
         for worker in pool:
@@ -268,16 +285,28 @@ def _with_workers(bench: Bench, count: int, busy: list[int], idle: list[int], re
     return [b1, b2]
 
 
-def _snapshot(pool: list[Worker], media: Path) -> tuple[float, int, int]:
-    return sum(worker.cpu() for worker in pool), _database_bytes(), _files_bytes(media)
+@dataclass(frozen=True)
+class Snapshot:
+    workers: float
+    dovecot: float
+    dispatcher: float
+    database_bytes: int
+    file_bytes: int
 
 
-def _account(
-    load: Load, before: tuple[float, int, int], after: tuple[float, int, int], backends: BackendCpu
-) -> None:
+def _snapshot(pool: list[Worker], meter: CpuMeter) -> Snapshot:
+    cpu = meter.now()
+    workers = sum(worker.cpu() for worker in pool)
+    return Snapshot(workers, cpu.dovecot, cpu.process, _database_bytes(), _files_bytes(_media()))
+
+
+def _account(load: Load, before: Snapshot, after: Snapshot, backends: BackendCpu) -> None:
     backends.sample()
-    load.cpu_workers, load.cpu_database = after[0] - before[0], backends.seconds
-    load.db_bytes, load.file_bytes = after[1] - before[1], after[2] - before[2]
+    load.cpu_workers, load.cpu_database = after.workers - before.workers, backends.seconds
+    load.cpu_dovecot = after.dovecot - before.dovecot
+    load.cpu_dispatcher = after.dispatcher - before.dispatcher
+    load.db_bytes = after.database_bytes - before.database_bytes
+    load.file_bytes = after.file_bytes - before.file_bytes
 
 
 def _media() -> Path:
@@ -286,18 +315,20 @@ def _media() -> Path:
     return Path(settings.MEDIA_ROOT)
 
 
-def _b1_load(bench: Bench, pool: list[Worker], ids: list[int]) -> Load:
+def _b1_load(bench: Bench, pool: list[Worker], ids: list[int], meter: CpuMeter) -> Load:
     load = Load("B1", len(pool))
     expected = bench.options.load_messages
-    before = _snapshot(pool, _media())
+    before = _snapshot(pool, meter)
     backends = BackendCpu([worker.name for worker in pool])
     tables = _table_bytes()
     _postpone_others()  # the load's mailboxes have no schedule yet: the first tick makes them, due
     started = timezone.now()
     _dispatch_until(
-        lambda: Receipt.objects.filter(mailbox_id__in=ids).count() >= expected and _all_free(ids), backends
+        lambda: Receipt.objects.filter(mailbox_id__in=ids).count() >= expected and _all_free(ids),
+        backends,
+        B1_TICKS,
     )
-    _account(load, before, _snapshot(pool, _media()), backends)
+    _account(load, before, _snapshot(pool, meter), backends)
     load.items = Receipt.objects.filter(mailbox_id__in=ids).count()
     load.missing = expected - load.items
     load.seconds = _last_end(ids, started) - started.timestamp()
@@ -305,9 +336,9 @@ def _b1_load(bench: Bench, pool: list[Worker], ids: list[int]) -> Load:
     return load
 
 
-def _b2_load(bench: Bench, pool: list[Worker], ids: list[int]) -> Load:
+def _b2_load(bench: Bench, pool: list[Worker], ids: list[int], meter: CpuMeter) -> Load:
     load = Load("B2", len(pool))
-    before = _snapshot(pool, _media())
+    before = _snapshot(pool, meter)
     backends = BackendCpu([worker.name for worker in pool])
     tables = _table_bytes()
     for _ in range(bench.options.rounds):
@@ -317,11 +348,11 @@ def _b2_load(bench: Bench, pool: list[Worker], ids: list[int]) -> Load:
         )
         started = timezone.now()
         done = SyncRun.objects.filter(mailbox_id__in=ids, started_on__gte=started, finished_on__isnull=False)
-        _dispatch_until(lambda: done.count() >= len(ids) and _all_free(ids), backends)  # noqa: B023
+        _dispatch_until(lambda: done.count() >= len(ids) and _all_free(ids), backends, B2_TICKS)  # noqa: B023
         load.items += done.count()
         load.again += done.count() - done.values("mailbox_id").distinct().count()
         load.seconds += _last_end(ids, started) - started.timestamp()
-    _account(load, before, _snapshot(pool, _media()), backends)
+    _account(load, before, _snapshot(pool, meter), backends)
     load.tables = _grown(tables, load.items)
     return load
 
@@ -332,11 +363,15 @@ def _postpone_others() -> None:
         cursor.execute(POSTPONE_SQL)
 
 
-def _dispatch_until(finished: Any, backends: BackendCpu) -> None:
+def _dispatch_until(finished: Any, backends: BackendCpu, every: float) -> None:
+    """Dispatcher ticks (``sync.tasks.dispatch``, in this process) every ``every`` seconds until done."""
     deadline = time.monotonic() + LOAD_TIMEOUT
+    tick = 0.0
     while time.monotonic() < deadline:
-        tasks.dispatch()
-        time.sleep(DISPATCH_EVERY)
+        if time.monotonic() - tick >= every:
+            tasks.dispatch()
+            tick = time.monotonic()
+        time.sleep(CHECK_EVERY)
         backends.sample()
         if finished():
             return
@@ -478,7 +513,9 @@ def _note(load: Load, result: Result) -> None:
         f"= {load.rate:.1f}/s ({load.rate / load.workers:.1f}/s per worker); "
         f"CPU: workers {load.cpu_workers:.1f} s, "
         f"their database backends {load.cpu_database:.1f} s "
-        f"({(load.cpu_workers + load.cpu_database) / max(load.items, 1) * 1000:.1f} ms per item); "
+        f"({(load.cpu_workers + load.cpu_database) / max(load.items, 1) * 1000:.1f} ms per item), "
+        f"Dovecot {load.cpu_dovecot:.1f} s, the dispatcher (this process) {load.cpu_dispatcher:.1f} s: "
+        f"{load.cores:.2f} cores busy on average; "
         f"database +{load.db_bytes / 2**20:.1f} MiB "
         f"({load.db_bytes / max(load.items, 1) / 1024:.1f} KiB per item), "
         f"stored files +{load.file_bytes / 2**20:.1f} MiB"
