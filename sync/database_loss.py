@@ -18,21 +18,19 @@ all that to the leases and claims lapsing, as a dead worker's would.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from contextlib import suppress
 from datetime import datetime
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError
 
 from crm.models import EmailActivity
 from mailboxes.models import Mailbox
 from sync import clock, outgoing, scheduler
+from sync.database_wait import RECONNECT_SECONDS, database_back
 from sync.models import MailboxSchedule, OutgoingClaim, SyncKind, SyncOutcome, SyncRun
 
 logger = logging.getLogger(__name__)
 
-RECONNECT_SECONDS = 30
 CODE = "database_unavailable"
 MESSAGE = (
     "The run stopped on a database error (its connection lost: the database restarting or out of "
@@ -47,28 +45,13 @@ def run_claimed(claim: scheduler.Claim, work: Callable[[Mailbox], SyncRun]) -> S
     try:
         return scheduler.run_claimed(claim, work)
     except (OperationalError, InterfaceError):
-        if _database_back():
+        if database_back():
             settle(claim, started_on=started)
         else:
             logger.error(
                 "database still unavailable after %s s; %s waits for its lease", RECONNECT_SECONDS, claim
             )
         raise
-
-
-def _database_back() -> bool:
-    """Drop the broken connection and connect again until the database answers."""
-    deadline = time.monotonic() + RECONNECT_SECONDS
-    while True:
-        with suppress(DatabaseError):
-            connection.close()
-        with suppress(DatabaseError):
-            connection.ensure_connection()
-            if connection.is_usable():
-                return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
 
 
 def settle(claim: scheduler.Claim, *, started_on: datetime) -> None:

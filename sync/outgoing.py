@@ -18,7 +18,7 @@ from email.utils import format_datetime, make_msgid
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q, QuerySet, Value
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Least, Power
@@ -30,6 +30,7 @@ from sync import activity_store, alerts, clock, mailbox_state, parsing, sent_set
 from sync.checkpoints import checkpoint
 from sync.connectors.base import SendResult
 from sync.connectors.interfaces import Outgoing, Verdict
+from sync.database_wait import database_back
 from sync.errors import MessageError, PermanentError, SyncError, TransientError
 from sync.models import AlertLevel, OutgoingClaim, SyncKind, SyncOutcome, SyncRun, TrackingTokenSequence
 from sync.scheduler import eligible
@@ -100,6 +101,13 @@ def send_pending(*, mailbox: Mailbox) -> SyncRun:
         alerts.run_finish(run, SyncOutcome.FAILED, error)
         mailbox_state.record_failure(mailbox=mailbox, kind=SyncKind.OUTGOING, error=error)
         return run
+    except (OperationalError, InterfaceError):
+        # The database went away mid-send. This run alone knows what became of its emails:
+        # recorded once the database is back, they need not be left "outcome unknown"
+        # (sync/database_loss.py settles the rest of the run).
+        if sending is not None and database_back():
+            sending.settle_after_database_loss()
+        raise
     _copy_to_sent_folder(mailbox, sending.sent if sending else [])
     rate_limited = sending is not None and sending.rate_limited
     stopped = rate_limited or len(emails) >= settings.SYNC_RUN_MAX_MESSAGES
@@ -151,7 +159,9 @@ class _Sending:
         self.sent: list[EmailActivity] = []
         self.rate_limited = False
         self._ready: _Ready | None = None  # claimed ahead, not submitted yet
-        self._accepted: tuple[_Ready, SendResult] | None = None  # taken by the server, not recorded yet
+        # Taken by the server, not recorded yet: one at a time, unless the database went away
+        # before one was recorded (they wait for it to come back: settle_after_database_loss).
+        self._accepted: list[tuple[_Ready, SendResult]] = []
 
     def send_all(self, emails: Iterable[EmailActivity]) -> None:
         queue = iter(emails)
@@ -208,15 +218,24 @@ class _Sending:
                 raise
             return
         checkpoint("after_smtp_data")  # a crash here leaves the email "outcome unknown"
-        self._accepted = (ready, result)
+        self._accepted.append((ready, result))
 
     def _record_accepted(self) -> None:
-        if self._accepted is None:
-            return
-        (ready, result), self._accepted = self._accepted, None
-        _mark_sent(ready.email, ready.claim, ready.message, self.organization, refused=result.refused)
-        self.run.sent += 1
-        self.sent.append(ready.email)
+        while self._accepted:
+            ready, result = self._accepted[0]
+            _mark_sent(ready.email, ready.claim, ready.message, self.organization, refused=result.refused)
+            self._accepted.pop(0)  # once recorded: should the database fail first, it stays to record
+            self.run.sent += 1
+            self.sent.append(ready.email)
+
+    def settle_after_database_loss(self) -> None:
+        """With the database back after it went away mid-run: the email the server took is
+        recorded Sent, the one claimed ahead and never submitted is given back to Pending
+        Send. Emails caught part way through a write stay Sending, for "outcome unknown"."""
+        self._record_accepted()
+        if self._ready is not None:
+            ready, self._ready = self._ready, None
+            _give_back(ready.email, ready.claim)
 
     def _settle_failure(self, email: EmailActivity, claim: OutgoingClaim, error: SyncError) -> bool:
         """Record why this email was not sent; True when the error stops the whole run."""

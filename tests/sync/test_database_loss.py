@@ -53,3 +53,37 @@ def test_a_lease_someone_else_holds_now_is_left_alone(stack):
 
     assert MailboxSchedule.objects.get(mailbox=alice).lease_token is not None
     assert not SyncRun.objects.filter(mailbox=alice).exists()
+
+
+def test_emails_the_server_took_before_the_database_went_away_are_recorded_sent_once_it_is_back(
+    stack, monkeypatch
+):
+    """The database goes away as the first email is recorded Sent, the second already on its
+    way: once it is back, the run records both Sent (it knows the server took them), where a
+    dead worker's would have been left "outcome unknown"."""
+    alice, bob = stack.user_mailbox("alice"), stack.user_mailbox("bob")
+    client = api_client_for(alice)
+    emails = [compose(client, subject=f"Email {n}", to=[bob.email_address]) for n in range(2)]
+    claim = scheduler.claim_now(mailbox=alice, kind=SyncKind.OUTGOING)
+    assert claim is not None
+    mark_sent = outgoing._mark_sent
+
+    def mark_sent_while_down(*args, **kwargs):
+        # The database goes away at the first write of a Sent email, and stays away.
+        raise OperationalError("server closed the connection unexpectedly")
+
+    def back_again() -> bool:
+        monkeypatch.setattr(outgoing, "_mark_sent", mark_sent)
+        return True
+
+    monkeypatch.setattr(outgoing, "_mark_sent", mark_sent_while_down)
+    monkeypatch.setattr(outgoing, "database_back", back_again)
+
+    with pytest.raises(OperationalError):
+        database_loss.run_claimed(claim, lambda mailbox: outgoing.send_pending(mailbox=mailbox))
+
+    sent = EmailActivity.objects.filter(pk__in=[e.pk for e in emails])
+    assert [e.status for e in sent] == [EmailActivity.Status.SENT] * 2
+    assert [stack.relay.accepted_count(e.message_id) for e in sent] == [1, 1]
+    assert not MailboxAlert.objects.filter(mailbox=alice, code="outcome_unknown").exists()
+    assert MailboxSchedule.objects.get(mailbox=alice, kind=SyncKind.OUTGOING).lease_token is None
