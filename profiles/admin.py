@@ -163,6 +163,11 @@ class EmailServerProfileAdmin(
                     "oauth_client_id",
                     "oauth_client_secret",
                     "clear_oauth_client_secret",
+                    "oauth_provider",
+                    "oauth_authorize_url",
+                    "oauth_token_url",
+                    "oauth_scopes",
+                    "oauth_sasl_mechanism",
                 ]
             },
         ),

@@ -181,15 +181,22 @@ def test_a_typed_password_replaces_and_clear_removes(stocked, as_admin):
 
 def test_the_profile_form_applies_the_model_rules_and_never_echoes_a_password(stocked, as_admin):
     profile = stocked.profile
+    # An IMAP profile signs in as an app with Microsoft's IMAP only (Exchange Online).
     data = post_data(
-        profile, credentials_source=CredentialsSource.OAUTH_CLIENT_CREDENTIALS, password="Typed-Pa55"
+        profile,
+        credentials_source=CredentialsSource.OAUTH_CLIENT_CREDENTIALS,
+        oauth_provider="google",
+        password="Typed-Pa55",
     )
 
     response = as_admin.post(url(EmailServerProfile, "change", profile.pk), data)
 
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
-    assert errors["credentials_source"] == ["OAuth client credentials work with Exchange profiles only."]
+    assert errors["oauth_provider"] == [
+        "Client credentials sign in to Microsoft's IMAP, POP and SMTP (an app registered in Entra ID); "
+        "other providers' mailboxes connect their accounts."
+    ]
     assert "Typed-Pa55" not in response.content.decode()
     assert EmailServerProfile.objects.get(pk=profile.pk).credentials_source == CredentialsSource.PROFILE
 
