@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from sync import graph_webhook
+
 admin.site.site_header = "serversync administration"
 admin.site.site_title = "serversync"
 
@@ -15,5 +17,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Microsoft Graph's change notifications (PUSH_GRAPH_WEBHOOK_URL points here).
+    path("push/graph/", graph_webhook.notifications, name="push-graph-webhook"),
     path("", include("console.urls")),
 ]

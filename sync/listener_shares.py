@@ -81,13 +81,8 @@ def give_back(owner: str, mailbox_ids: Iterable[int] | None = None) -> None:
 
 
 def _given_back() -> dict[str, object]:
-    return {
-        "owner": "",
-        "expires_on": None,
-        "state": PushState.CONNECTING,
-        "detail": "",
-        "changed_on": clock.now(),
-    }
+    # State and detail stay: they say what was last seen (a Graph subscription outlives its listener).
+    return {"owner": "", "expires_on": None}
 
 
 @dataclass(frozen=True)
@@ -145,14 +140,14 @@ def _take(owner: str, now: datetime, expires: datetime, room: int) -> None:
                 _no_room(lease, caps)
                 continue
             taken = PushLease.objects.filter(pk=lease.pk).filter(_free(now))
+            fresh = {"state": PushState.CONNECTING, "detail": "", "changed_on": now}
             if taken.update(
                 owner=owner,
                 expires_on=expires,
                 profile=lease.mailbox.profile,
                 method=method,
-                state=PushState.CONNECTING,
-                detail="",
-                changed_on=now,
+                # A Graph subscription goes on without its listener: its state stays true.
+                **({} if method == PushMethod.GRAPH else fresh),
             ):
                 room -= 1
 

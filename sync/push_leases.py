@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
@@ -47,10 +47,17 @@ def counts_per_profile(profile: EmailServerProfile) -> bool:
     return profile.holds_credentials
 
 
+def live(now: datetime) -> QuerySet[PushLease]:
+    """Leases whose push delivers new mail now: an IMAP connection a live listener
+    holds, or a Graph subscription not expired (Graph calls the web app, not the
+    listener, so it outlives the listener that made it)."""
+    connection_held = Q(owner__gt="", expires_on__gte=now) & ~Q(method=PushMethod.GRAPH)
+    subscribed = Q(method=PushMethod.GRAPH, subscription_expires_on__gt=now)
+    return PushLease.objects.filter(connection_held | subscribed, state=PushState.LIVE)
+
+
 def is_live(mailbox_id: int, *, now: datetime | None = None) -> bool:
-    """Push delivers this mailbox's new mail now: a listener holds it and it is live."""
-    now = now or clock.now()
-    return held(now).filter(mailbox_id=mailbox_id, state=PushState.LIVE).exists()
+    return live(now or clock.now()).filter(mailbox_id=mailbox_id).exists()
 
 
 @dataclass(frozen=True)
@@ -70,13 +77,15 @@ def status_of(mailbox: Mailbox) -> PushStatus | None:
     if lease is None:
         return None
     now = clock.now()
+    is_on = live(now).filter(pk=lease.pk).exists()
     holder_alive = bool(lease.owner) and lease.expires_on is not None and lease.expires_on >= now
     if lease.state == PushState.FALLBACK:
         label = "Not available: polling"
+    elif is_on:
+        label = PushState.LIVE.label
     elif not holder_alive:
         label = "No listener holds it: polling"
     else:
         label = PushState(lease.state).label
     method = PushMethod(lease.method).label if lease.method else ""
-    live = holder_alive and lease.state == PushState.LIVE
-    return PushStatus(live=live, label=label, method=method, detail=lease.detail, since=lease.changed_on)
+    return PushStatus(live=is_on, label=label, method=method, detail=lease.detail, since=lease.changed_on)

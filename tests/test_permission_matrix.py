@@ -325,6 +325,9 @@ RULES: dict[str, Rule] = {
     # The web UI (console/urls.py). Pages list only what the viewer may see (tests/sync/test_views.py).
     "login": Rule({"GET": public}, kind="page"),
     "logout": Rule({"GET": nobody}, kind="page"),
+    # Graph's webhook takes only POSTs, each notification proving itself with its
+    # subscription's clientState, not a sign-in (tests/sync/push/test_graph_push.py).
+    "push-graph-webhook": Rule({"GET": nobody}, kind="page"),
     "dashboard": Rule({"GET": members}, kind="page"),
     "mailboxes": Rule({"GET": members}, kind="page"),
     "mailboxes-progress": Rule({"GET": members}, kind="page"),

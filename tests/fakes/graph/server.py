@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, unquote
 import jwt
 import trustme
 
-from tests.fakes.graph import calls, graph_api, mime, sending
+from tests.fakes.graph import calls, graph_api, mime, sending, subscriptions
 from tests.fakes.graph.delta import DeltaState
 from tests.fakes.graph.entra import App, EntraError, Tenant, new_app
 from tests.fakes.graph.http import JSON, GraphError, HttpsServer, Reply, Request, new_request_id
@@ -78,6 +78,8 @@ class GraphServer:
         self.lock = threading.RLock()
         self.mailboxes: dict[str, Mailbox] = {}
         self.outbound: list[Outbound] = []
+        # Change notifications (/v1.0/subscriptions): tests/fakes/graph/subscriptions.py.
+        self.subscriptions = subscriptions.Subscriptions(self)
         self.requests: list[LoggedRequest] = []
         self.violations: list[str] = []
         self.delta_tokens: dict[str, DeltaState] = {}
@@ -145,7 +147,10 @@ class GraphServer:
         """Put a message in a folder as Exchange's delivery would (a Received: field on top); its id."""
         with self.lock:
             box = self.mailbox(address)
-            return box.add(box.by_path(folder).id, received_header(box.address) + raw).id
+            folder_id = box.by_path(folder).id
+            message_id = box.add(folder_id, received_header(box.address) + raw).id
+        self.subscriptions.message_created(box, folder_id, message_id)
+        return message_id
 
     def create_folder(self, address: str, path: str) -> str:
         """A folder by path ("Inbox/Projects": a child of the Inbox; its parents must exist); its id."""
@@ -271,6 +276,11 @@ class GraphServer:
             app = self.tenant.apps.get(str(claims["appid"]))
             if app is None:
                 raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.")
+            if segments[:1] == ["subscriptions"]:
+                roles = claims.get("roles")
+                return self.subscriptions.call(
+                    request, app, roles if isinstance(roles, list) else [], segments[1:]
+                )
             if segments[:1] == ["me"]:
                 raise calls.bad_request("/me request is only valid with delegated authentication flow.")
             if segments[:1] != ["users"] or len(segments) < 2:
