@@ -9,7 +9,9 @@ uses, refreshing it, and connecting a mailbox's account.
   serialized by the grant row's lock (``SELECT … FOR UPDATE``): the second worker
   waits, then finds the token the first one bought, so one token request is made
   and a rotated refresh token is never overwritten by an older one. The new
-  refresh token is saved in the same transaction that reads the old one.
+  refresh token is saved in the same transaction that reads the old one. A token
+  the mail server refused before its expiry (the mailbox's last error is
+  ``token_refused``) is not offered again: the next sign-in refreshes.
 - A refused refresh token (``invalid_grant``) marks the grant: the run fails with
   the permanent ``reauthorize`` error (the engine disables the direction and
   raises its alert, once: a marked grant asks the provider nothing more), until
@@ -27,7 +29,7 @@ from django.db import transaction
 from mailboxes.models import SYNC_DIRECTIONS, Mailbox, OAuthGrant
 from profiles.models import CredentialsSource, EmailServerProfile
 from sync import alerts, clock
-from sync.connectors import oauth_grants
+from sync.connectors import oauth_grants, sasl
 from sync.connectors.base import OAuthApp, ServerSettings
 from sync.errors import PermanentError, SyncError
 
@@ -54,7 +56,7 @@ def access_token(mailbox: Mailbox, profile: EmailServerProfile) -> str:
     grant = OAuthGrant.objects.filter(mailbox_id=mailbox.pk).first()
     _check_usable(grant, mailbox)
     assert grant is not None  # noqa: S101 - _check_usable raised otherwise
-    if _fresh(grant):
+    if _fresh(grant, mailbox):
         return grant.access_token.reveal()
     return _refreshed(mailbox, profile)
 
@@ -64,7 +66,7 @@ def _refreshed(mailbox: Mailbox, profile: EmailServerProfile) -> str:
     with transaction.atomic():
         grant = OAuthGrant.objects.select_for_update().get(mailbox_id=mailbox.pk)
         _check_usable(grant, mailbox)
-        if _fresh(grant):
+        if _fresh(grant, mailbox):
             return grant.access_token.reveal()  # refreshed by whoever held the lock before
         try:
             tokens = oauth_grants.refresh(client_of(profile), grant.refresh_token.reveal())
@@ -92,9 +94,19 @@ def _check_usable(grant: OAuthGrant | None, mailbox: Mailbox) -> None:
         )
 
 
-def _fresh(grant: OAuthGrant) -> bool:
+def _fresh(grant: OAuthGrant, mailbox: Mailbox) -> bool:
     expires = grant.access_token_expires_on
-    return bool(grant.access_token) and expires is not None and expires - REFRESH_MARGIN > clock.now()
+    alive = bool(grant.access_token) and expires is not None and expires - REFRESH_MARGIN > clock.now()
+    return alive and not _refused_since_refresh(grant, mailbox)
+
+
+def _refused_since_refresh(grant: OAuthGrant, mailbox: Mailbox) -> bool:
+    """The mail server refused this access token before its expiry (the provider ended it
+    early): the next sign-in buys a new one rather than offer it again until it expires."""
+    refused_on = mailbox.last_sync_error_on
+    if mailbox.last_sync_error_code != sasl.TOKEN_REFUSED or refused_on is None:
+        return False
+    return grant.refreshed_on is None or grant.refreshed_on <= refused_on
 
 
 def _store(grant: OAuthGrant, tokens: oauth_grants.Tokens) -> None:

@@ -19,6 +19,8 @@ from sync.errors import PermanentError
 XOAUTH2 = "XOAUTH2"
 OAUTHBEARER = "OAUTHBEARER"
 MECHANISMS = (XOAUTH2, OAUTHBEARER)
+# The code of a token the server did not take (sync.errors' ``code``).
+TOKEN_REFUSED = "token_refused"  # noqa: S105 - an error code, not a secret
 
 
 def initial_response(settings: ServerSettings) -> str:
@@ -46,5 +48,5 @@ def token_refused(settings: ServerSettings, *, protocol: str, detail: str) -> Pe
         f"{protocol} server {network.where(settings)} refused the OAuth access token for "
         f"{settings.username} ({settings.sasl_mechanism}: {detail}). Check that the app may sign in "
         "to this mailbox over this protocol, or connect the mailbox again from its page.",
-        code="token_refused",
+        code=TOKEN_REFUSED,
     )

@@ -298,6 +298,22 @@ def test_a_revoked_grant_raises_reauthorize_once_and_reconnecting_resolves_it(
     assert oauth_tokens.access_token(mailbox, mailbox.profile) == grant.access_token.reveal()
 
 
+def test_a_token_the_server_refuses_before_its_expiry_is_replaced_at_the_next_sign_in(
+    stack: Stack, oauth_issuer: OAuthIssuer, app: IssuerClient, admin: Client
+) -> None:
+    mailbox = connected_mailbox(stack, admin, oauth_profile(stack, oauth_issuer, app))
+    oauth_issuer.expire_access_tokens(mailbox.email_address)  # ended early: the mailbox still trusts it
+
+    refused = sync_incoming(mailbox=mailbox)
+    Mailbox.objects.filter(pk=mailbox.pk).update(incoming_enabled=True)  # test & enable, say
+    mailbox.refresh_from_db()
+    again = sync_incoming(mailbox=mailbox)
+
+    assert (refused.outcome, refused.error_code) == ("failed", "token_refused")
+    assert again.outcome == "success", again.error_text
+    assert app.requests["refresh_token"] == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_refreshing_one_mailbox_make_one_token_request(
     stack: Stack, oauth_issuer: OAuthIssuer, app: IssuerClient, admin: Client
