@@ -84,6 +84,12 @@ def _arguments() -> argparse.Namespace:
     add("--run-budget", type=int, default=50, help="B8's B1 load: messages per run (SYNC_RUN_MAX_MESSAGES)")
     add("--poll-mailboxes", type=int, default=300, help="B8's B2 load: idle mailboxes")
     add("--rounds", type=int, default=3, help="B8's B2 load: rounds over them")
+    add(
+        "--reuse-connections",
+        type=int,
+        default=0,
+        help="B8: CELERY_DB_REUSE_MAX in the workers (default: unset, as the project: a connection per task)",
+    )
     add("--seed", type=int, default=11, help="random seed")
     add("--keep", action="store_true", help="keep the database afterwards")
     add("--database-url", default=os.environ.get("BENCH_SCALE_DATABASE_URL", DEFAULT_DATABASE_URL))
@@ -137,6 +143,11 @@ def _report(options: argparse.Namespace, results: dict[str, Result]) -> None:
         f"B8 workers {', '.join(map(str, options.workers))}; B1 load {options.load_messages:,} messages in "
         f"{options.load_mailboxes} mailboxes, runs of {options.run_budget}; "
         f"B2 load {options.poll_mailboxes} mailboxes, {options.rounds} rounds"
+        + (
+            f"; workers reuse connections for {options.reuse_connections} tasks"
+            if options.reuse_connections
+            else ""
+        )
     )
     print()
     print_table([f for r in results.values() for f in r.figures])

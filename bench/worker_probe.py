@@ -20,6 +20,12 @@ from config.celery import app
 LOG = os.environ.get("BENCH_WORKER_LOG", "")
 _began: dict[str, float] = {}
 
+# Celery's Django fix-up closes the database connection before and after every task unless
+# CELERY_DB_REUSE_MAX is set, whatever DATABASE_CONN_MAX_AGE says; the project does not set it.
+# ``bench.scale --reuse-connections N`` sets it here, to measure what reconnecting costs.
+if os.environ.get("BENCH_DB_REUSE_MAX"):
+    app.conf.CELERY_DB_REUSE_MAX = int(os.environ["BENCH_DB_REUSE_MAX"])
+
 
 @task_prerun.connect
 def _begin(task_id: str, **_: Any) -> None:

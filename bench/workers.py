@@ -86,6 +86,8 @@ class Load:
     again: int = 0  # polls of a mailbox already polled in the same round (B2)
     tables: str = ""  # the tables that grew most, KiB per item
     task_seconds: float = 0.0  # the tasks' time, summed over the workers
+    shared: int = 0  # mailboxes whose runs were taken by more than one worker
+    backends: int = 0  # the workers' database backends seen during the load (connections opened)
     run_seconds: float = 0.0  # the sync runs' time (started_on to finished_on), summed
     since: datetime = field(default_factory=timezone.now)
     results: Counter[str] = field(default_factory=Counter)
@@ -163,6 +165,16 @@ class Worker:
         if not self.probe_path.exists():
             return []
         return [json.loads(line) for line in self.probe_path.read_text().splitlines() if line.strip()]
+
+
+def _connections(pool: list[Worker]) -> int:
+    """The workers' database connections (a worker's task thread's and its heartbeat thread's)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY(%s)",
+            [[worker.name for worker in pool]],
+        )
+        return int(cursor.fetchone()[0])
 
 
 class BackendCpu:
@@ -257,6 +269,8 @@ def _results_kept(bench: Bench, result: Result) -> None:
 
 def _with_workers(bench: Bench, count: int, busy: list[int], idle: list[int], result: Result) -> list[Load]:
     env = {"SYNC_RUN_MAX_MESSAGES": str(bench.options.run_budget)}
+    if bench.options.reuse_connections:
+        env["BENCH_DB_REUSE_MAX"] = str(bench.options.reuse_connections)
     app.control.purge()
     pool = [Worker(count, number, bench.workdir, env) for number in range(1, count + 1)]
     try:
@@ -269,6 +283,7 @@ def _with_workers(bench: Bench, count: int, busy: list[int], idle: list[int], re
         _note(b1, result)
         b2 = _b2_load(bench, pool, idle, meter)
         _note(b2, result)
+        result.note(f"{count} worker(s): {_connections(pool)} database connections open at the end")
     finally:
         for worker in pool:
             worker.stop()
@@ -280,7 +295,9 @@ def _with_workers(bench: Bench, count: int, busy: list[int], idle: list[int], re
         busy = load.task_seconds / max(load.seconds * count, 1e-9)
         result.note(
             f"{load.name} load, {count} worker(s): a task {task * 1000:.1f} ms on average, its sync run "
-            f"{run * 1000:.1f} ms; the workers busy {busy:.0%} of the load's time"
+            f"{run * 1000:.1f} ms; the workers busy {busy:.0%} of the load's time; "
+            f"{load.shared} of {len(ids)} mailboxes run by more than one worker in turn; "
+            f"{load.backends} database backends of the workers seen (sampled every {CHECK_EVERY} s)"
         )
     return [b1, b2]
 
@@ -303,6 +320,7 @@ def _snapshot(pool: list[Worker], meter: CpuMeter) -> Snapshot:
 def _account(load: Load, before: Snapshot, after: Snapshot, backends: BackendCpu) -> None:
     backends.sample()
     load.cpu_workers, load.cpu_database = after.workers - before.workers, backends.seconds
+    load.backends = len(backends.last)
     load.cpu_dovecot = after.dovecot - before.dovecot
     load.cpu_dispatcher = after.dispatcher - before.dispatcher
     load.db_bytes = after.database_bytes - before.database_bytes
@@ -467,6 +485,7 @@ def _check(load: Load, ids: list[int], probes: list[dict[str, Any]]) -> None:
     for p in probes:
         by_mailbox[p["args"][0]].append((p["began"], p["ended"], p["worker"]))
     load.overlaps += _overlapping("task", by_mailbox)
+    load.shared = sum(1 for spans in by_mailbox.values() if len({who for _, _, who in spans}) > 1)
     load.task_seconds = sum(p["ended"] - p["began"] for p in probes)
     runs = SyncRun.objects.filter(mailbox_id__in=ids, started_on__gte=load.since)
     by_run: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
