@@ -19,7 +19,6 @@ from tests.sync.exchange_stack import GraphStack
 from tests.sync.push.listening import listening, state_of, wait_until
 from tests.sync.received_mail import signed_in
 
-pytestmark = pytest.mark.django_db(transaction=True)
 WEBHOOK = "/push/graph/"
 
 
@@ -47,6 +46,7 @@ def subscription_of(mailbox_id: int) -> str:
     return PushLease.objects.get(mailbox_id=mailbox_id).subscription_id
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_graph_notification_is_an_activity_in_under_two_seconds(graph: GraphStack):
     alice = graph.user_mailbox("alice")
     with celery_worker(queues="incoming"), listening():
@@ -73,6 +73,7 @@ def test_the_webhook_answers_graph_s_validation_handshake():
     assert answer.content.decode() == "Validation: token <b>"
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_notification_with_a_wrong_client_state_is_refused(graph: GraphStack):
     alice = graph.user_mailbox("alice")
     with listening():
@@ -90,6 +91,7 @@ def test_a_notification_with_a_wrong_client_state_is_refused(graph: GraphStack):
     assert PushLease.objects.get(mailbox=alice).pending_since is None
 
 
+@pytest.mark.django_db(transaction=True)
 def test_lifecycle_events_renew_or_subscribe_again(graph: GraphStack):
     alice = graph.user_mailbox("alice")
     subscriptions = graph.server.subscriptions
@@ -110,6 +112,7 @@ def renewals(graph: GraphStack) -> int:
     return sum(1 for r in graph.server.requests if r.method == "PATCH" and "/subscriptions/" in r.path)
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_webhook_graph_cannot_reach_leaves_the_mailbox_polling(graph: GraphStack, settings, closed_port):
     settings.PUSH_GRAPH_WEBHOOK_URL = f"http://127.0.0.1:{closed_port}{WEBHOOK}"
     alice = graph.user_mailbox("alice")

@@ -17,8 +17,6 @@ from tests import messages
 from tests.harness.celery_worker import CeleryWorkerProcess, celery_worker, flush_broker
 from tests.sync.push.listening import is_live, listening, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 
 @pytest.fixture(autouse=True)
 def _quick_beats(settings) -> None:
@@ -60,6 +58,7 @@ def activity(subject: str) -> bool:
     return EmailActivity.objects.filter(subject=subject).exists()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_delivered_message_is_an_activity_in_under_two_seconds(stack):
     alice = stack.user_mailbox("alice")
     with celery_worker(queues="incoming"), listening():
@@ -72,6 +71,7 @@ def test_a_delivered_message_is_an_activity_in_under_two_seconds(stack):
     assert took < 2.0, f"delivery -> activity took {took:.2f} s"
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_dropped_idle_connection_is_opened_again(stack):
     alice = stack.user_mailbox("alice")
     with celery_worker(queues="incoming"), listening():
@@ -83,6 +83,7 @@ def test_a_dropped_idle_connection_is_opened_again(stack):
         wait_until(lambda: activity("After the drop"), what="the activity")
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_burst_of_a_hundred_announcements_is_one_run(stack):
     alice = stack.user_mailbox("alice")
     flush_broker()
@@ -94,24 +95,18 @@ def test_a_burst_of_a_hundred_announcements_is_one_run(stack):
         with worker_keeping_the_queue():
             wait_until(lambda: EmailActivity.objects.filter(subject__startswith="Burst").count() == 100)
             wait_until(lambda: caught_up(alice.pk), what="the run let go, the announcements covered")
-            time.sleep(3)  # the listener's pending checks (each second) find nothing more to run
+            time.sleep(2)  # the listener's pending checks (each second) find nothing more to run
     runs = SyncRun.objects.filter(mailbox=alice, kind=SyncKind.INCOMING)
     assert [run.received for run in runs] == [100]
     assert push.wake() == 0
 
 
+@pytest.mark.django_db
 def test_a_hundred_announcements_enqueue_one_run(stack):
     """The coalescing on its own: announcements faster than a run starts are one run."""
     alice = stack.user_mailbox("alice")
     listener_shares.beat("test-listener", capacity=10)  # the push lease, with no connection
-    stack.dovecot.deliver_many(
-        alice.email_address, [messages.simple(to=alice.email_address, subject=f"Note {n}") for n in range(5)]
-    )
-    flush_broker()
     enqueued = sum(push.notify([alice.pk]) for _ in range(100))
     assert enqueued == 1
-    with worker_keeping_the_queue():
-        wait_until(lambda: ran_and_let_go(alice.pk), what="the run")
-    assert push.wake() == 0  # the run started after every announcement: nothing more to run
-    assert PushLease.objects.get(mailbox=alice).pending_since is None
-    assert [run.received for run in SyncRun.objects.filter(mailbox=alice)] == [5]
+    assert PushLease.objects.get(mailbox=alice).pending_since is not None  # until a run has started
+    assert MailboxSchedule.objects.get(mailbox=alice, kind=SyncKind.INCOMING).lease_token is not None

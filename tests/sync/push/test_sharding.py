@@ -11,7 +11,6 @@ from sync import listener_shares
 from sync.models import PushLease
 from tests.sync.push.listening import ListenerProcess, all_live_with, owners, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
 QUICK = {"PUSH_LEASE_SECONDS": "5", "PUSH_HEARTBEAT_SECONDS": "1"}
 
 
@@ -19,6 +18,7 @@ def shares(mailbox_ids: list[int]) -> Counter[str]:
     return Counter(PushLease.objects.filter(mailbox_id__in=mailbox_ids).values_list("owner", flat=True))
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_killed_listener_s_mailboxes_move_to_another_within_a_minute(stack):
     boxes = [stack.user_mailbox(f"user{n}").pk for n in range(4)]
     first = ListenerProcess(name="listen-a", env=QUICK).start()
@@ -38,6 +38,7 @@ def test_a_killed_listener_s_mailboxes_move_to_another_within_a_minute(stack):
     assert took < 60
 
 
+@pytest.mark.django_db
 def test_listeners_take_fair_shares(stack):
     boxes = [stack.user_mailbox(f"user{n}").pk for n in range(5)]
     a = listener_shares.beat("listener-a", capacity=100)
