@@ -479,10 +479,13 @@ def profile_test_connection(*, profile: EmailServerProfile) -> list[DirectionRes
 def _profile_results(profile: EmailServerProfile) -> list[DirectionResult]:
     if not is_supported(profile):
         return [_not_supported(INCOMING, profile), _not_supported(OUTGOING, profile)]
-    if profile.credentials_source == CredentialsSource.USER_OR_QUEUE:
+    if profile.credentials_source in (
+        CredentialsSource.USER_OR_QUEUE,
+        CredentialsSource.OAUTH_AUTHORIZATION_CODE,
+    ):
         message = (
-            "This profile signs in with each mailbox's own credentials, so it has none to test with. "
-            "Test its mailboxes with Test & enable."
+            "This profile signs in with each mailbox's own credentials (or connected account), so it has "
+            "none to test with. Test its mailboxes with Test & enable."
         )
         return [DirectionResult(d, SKIPPED, "credentials_per_mailbox", message) for d in (INCOMING, OUTGOING)]
     if profile.credentials_source == CredentialsSource.OAUTH_CLIENT_CREDENTIALS:

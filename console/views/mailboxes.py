@@ -236,12 +236,16 @@ def _problems(test: MailboxTest, *, admin: bool) -> list[Problem]:
 
 # Causes fixed on the mailbox's own credentials (unless the profile holds them).
 CREDENTIAL_CODES = frozenset({"authentication_failed", "authentication_required", "credentials_missing"})
+# Causes fixed by connecting the mailbox's account at its OAuth provider again (on its page).
+CONNECT_CODES = frozenset({"reauthorize", "oauth_not_connected"})
 
 
 def _fix_link(mailbox: Mailbox, code: str, *, admin: bool) -> tuple[str, str]:
     """Where the fix is made: the mailbox's credentials, or its server profile.
     Administrators fix either; an owner sets the mailbox's own credentials on
     this page and, for a profile's fault, gets the mailbox page to show it."""
+    if code in CONNECT_CODES:
+        return f"{reverse('mailbox-page', args=[mailbox.pk])}#oauth", "Connect the account"
     in_profile = mailbox.profile is not None and mailbox.profile.holds_credentials
     if not in_profile and code in CREDENTIAL_CODES:
         if admin:

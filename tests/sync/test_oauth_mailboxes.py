@@ -298,6 +298,27 @@ def test_a_revoked_grant_raises_reauthorize_once_and_reconnecting_resolves_it(
     assert oauth_tokens.access_token(mailbox, mailbox.profile) == grant.access_token.reveal()
 
 
+def test_after_a_revoked_grant_test_and_enable_points_at_connect(
+    stack: Stack, oauth_issuer: OAuthIssuer, app: IssuerClient, admin: Client
+) -> None:
+    profile = oauth_profile(stack, oauth_issuer, app)
+    mailbox = connected_mailbox(stack, admin, profile)
+    oauth_issuer.revoke(mailbox.email_address)
+    expire(mailbox)
+
+    (test,) = checks.queue_test_and_enable(mailbox_ids=[mailbox.pk], requested_by=None)
+    report = checks.run_queued_test(test_id=test.pk)
+    progress = admin.get(f"/mailboxes/progress/?test={test.pk}").content.decode()
+
+    assert report is not None
+    assert not report.passed
+    assert "Connect the account" in progress
+    assert f"/mailboxes/{mailbox.pk}/#oauth" in progress
+    # The profile has no account of its own to test: each mailbox connects its own.
+    results = checks.profile_test_connection(profile=profile)
+    assert {(r.outcome, r.code) for r in results} == {("skipped", "credentials_per_mailbox")}
+
+
 def test_a_token_the_server_refuses_before_its_expiry_is_replaced_at_the_next_sign_in(
     stack: Stack, oauth_issuer: OAuthIssuer, app: IssuerClient, admin: Client
 ) -> None:
