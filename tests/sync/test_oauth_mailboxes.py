@@ -6,6 +6,7 @@ through the relay, refreshes with rotation, a revoked grant, and serialized refr
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +19,14 @@ from django.test import Client
 from crm.choices import SyncStatus
 from crm.models import EmailActivity
 from mailboxes.models import Mailbox, OAuthGrant
-from profiles.models import CredentialsSource, EmailServerProfile, SaslMechanism, ServerType
+from profiles.models import (
+    GOOGLE_SCOPES,
+    GOOGLE_TOKEN_URL,
+    CredentialsSource,
+    EmailServerProfile,
+    SaslMechanism,
+    ServerType,
+)
 from sync import checks, clock, oauth_tokens
 from sync.connectors import oauth_grants
 from sync.connectors.smtp import SmtpConnection
@@ -172,6 +180,48 @@ def test_the_provider_refusing_sign_in_says_so_and_stores_nothing(
     assert "did not connect" in answer.content.decode()
     assert "access_denied" in answer.content.decode()
     assert not OAuthGrant.objects.filter(mailbox=mailbox).exists()
+
+
+def test_a_profile_whose_mailboxes_connect_is_set_up_on_its_page_with_the_providers_defaults(
+    admin: Client,
+) -> None:
+    data = {
+        "server_type": ServerType.IMAP_SMTP,
+        "name": "Gmail",
+        "is_active": "on",
+        "incoming_server_location": "imap.gmail.com",
+        "incoming_port": "993",
+        "incoming_use_ssl": "on",
+        "incoming_auth_protocol": "auto",
+        "outgoing_server_location": "smtp.gmail.com",
+        "outgoing_port": "465",
+        "outgoing_use_ssl": "on",
+        "outgoing_auth_protocol": "auto",
+        "credentials_source": CredentialsSource.OAUTH_AUTHORIZATION_CODE,
+        "oauth_provider": "google",
+        "oauth_client_id": "serversync.apps.googleusercontent.com",
+        "oauth_client_secret": "GOCSPX-the-secret",
+        "oauth_sasl_mechanism": SaslMechanism.OAUTHBEARER,
+        "min_polling_interval_minutes": "5",
+        "max_concurrent_connections": "10",
+        "connection_timeout_seconds": "30",
+    }
+    redraw = "/profiles/new/?server_type=imap_smtp&credentials_source=oauth_authorization_code"
+    redraw += "&shown_fields=server_type,credentials_source"
+    form = admin.get(redraw, HTTP_HX_REQUEST="true")
+    shown = set(re.findall(r'data-field="([a-z_]+)"', form.content.decode()))
+
+    created = admin.post("/profiles/new/", data)
+
+    assert {"oauth_provider", "oauth_client_id", "oauth_client_secret", "oauth_scopes"} <= shown
+    assert not {"password", "oauth_certificate", "incoming_use_impersonation"} & shown
+    assert created.status_code == 302, created.content.decode()
+    profile = EmailServerProfile.objects.get(name="Gmail")
+    assert profile.oauth_client_secret.reveal() == "GOCSPX-the-secret"
+    endpoints = profile.oauth_endpoints()
+    assert (endpoints.token_url, endpoints.scopes) == (GOOGLE_TOKEN_URL, GOOGLE_SCOPES)
+    assert ("access_type", "offline") in endpoints.extra_authorize_params
+    assert "GOCSPX-the-secret" not in admin.get(f"/profiles/{profile.pk}/").content.decode()
 
 
 # -- signing in ----------------------------------------------------------------------------------
