@@ -13,8 +13,9 @@ for the safety-net poll.
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from sync import clock, enqueue, scheduler
@@ -43,8 +44,13 @@ def wake() -> int:
     )
     # One statement per row: an announcement written meanwhile moves pending_since past the run.
     pending.filter(Exists(started_since)).update(pending_since=None)
-    waiting = pending.values("mailbox_id")
     now = clock.now()
+    # A mailbox that cannot run (disabled, in backoff for long) is left to the safety-net
+    # poll, which has come by then, rather than dispatched for every second it waits.
+    pending.filter(pending_since__lt=now - timedelta(minutes=settings.PUSH_SAFETY_POLL_MINUTES)).update(
+        pending_since=None
+    )
+    waiting = pending.values("mailbox_id")
     MailboxSchedule.objects.filter(
         mailbox_id__in=waiting, kind=SyncKind.INCOMING, next_due_on__gt=now
     ).update(next_due_on=now)

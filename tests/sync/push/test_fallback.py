@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+import time_machine
 
 from crm.choices import TrackIncomingEmail
 from crm.models import EmailActivity
 from mailboxes.models import Mailbox
 from profiles.models import EmailServerProfile
-from sync import clock, listener_shares, scheduler
+from sync import clock, listener_shares, push, scheduler
 from sync.models import PushLease, PushMethod, PushState
 from tests import factories, messages
 from tests.harness.celery_worker import celery_worker
@@ -113,3 +114,15 @@ def test_live_push_makes_the_poll_a_safety_net(stack: Stack, settings):
     # A lease whose listener died is not live push: the usual poll again.
     PushLease.objects.filter(mailbox=alice).update(expires_on=clock.now() - timedelta(seconds=1))
     assert scheduler.next_due(alice, run=None, idle_runs=0) == pytest.approx(usual, abs=timedelta(seconds=5))
+
+
+@pytest.mark.django_db
+def test_mail_announced_for_a_mailbox_that_cannot_run_is_left_to_the_safety_net(stack: Stack):
+    alice = stack.user_mailbox("alice")
+    listener_shares.beat("listener-a", capacity=10)
+    Mailbox.objects.filter(pk=alice.pk).update(incoming_enabled=False)
+    assert push.notify([alice.pk]) == 0
+    assert push.has_pending()  # waits for a run, woken each second while it does
+    with time_machine.travel(clock.now() + timedelta(minutes=31), tick=False):
+        assert push.wake() == 0
+    assert not push.has_pending()
