@@ -477,8 +477,11 @@ def _changed(responses: Sequence[Any]) -> bool:
 
 
 def _readable(client: IMAPClient) -> bool:
-    """Whether the socket has something to read now (an EOF included)."""
-    return bool(select.select([client.socket()], [], [], 0)[0])
+    """Whether the socket has something to read now (an EOF included). poll(), not
+    select(): a listener's sockets go past select()'s 1024 descriptors."""
+    poller = select.poll()
+    poller.register(client.socket(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _reply(error: IMAPClientError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import signal
 from types import FrameType
 from typing import Any
@@ -28,6 +29,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, max_connections: int | None, **options: Any) -> None:
         listener = Listener(capacity=max_connections)
+        _raise_open_files_limit()
 
         def stop(signum: int, frame: FrameType | None) -> None:
             listener.stop()
@@ -37,3 +39,12 @@ class Command(BaseCommand):
         self.stdout.write(f"Listening as {listener.owner}")
         self.stdout.flush()
         listener.run()
+
+
+def _raise_open_files_limit() -> None:
+    """A socket per held connection: the usual soft limit of 1,024 open files would cap
+    a listener below PUSH_MAX_CONNECTIONS' 1,000 plus its database and broker."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
