@@ -40,7 +40,7 @@ from django.db.models import Count
 from crm.models import EmailActivity
 from mailboxes.models import Mailbox
 from sync import clock, database_loss
-from sync.models import MailboxAlert, MailboxSchedule, Receipt, SyncOutcome, SyncRun
+from sync.models import MailboxAlert, MailboxSchedule, Receipt, SyncKind, SyncOutcome, SyncRun
 from tests import factories, messages
 from tests.faults.test_network import incoming_outcome
 from tests.harness.celery_worker import ROOT, CeleryWorkerProcess
@@ -317,11 +317,13 @@ def outcome(stack: Stack, work: Load) -> Outcome:
     return Outcome(lost, doubled, unknown, unknown_delivered)
 
 
-def interrupted_runs(mailbox: Mailbox) -> int:
-    """Runs the loss cut short, as the mailbox's history shows them."""
-    return SyncRun.objects.filter(
-        mailbox=mailbox, outcome=SyncOutcome.FAILED, error_code=database_loss.CODE
-    ).count()
+def interrupted_runs(mailbox: Mailbox) -> set[str]:
+    """The kinds of the runs the loss cut short, as the mailbox's history shows them."""
+    return set(
+        SyncRun.objects.filter(
+            mailbox=mailbox, outcome=SyncOutcome.FAILED, error_code=database_loss.CODE
+        ).values_list("kind", flat=True)
+    )
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
@@ -335,7 +337,7 @@ def test_postgresql_restarted_mid_run_loses_and_doubles_nothing(
     )
     row = fault_table(f"PostgreSQL {crash} mid-run, mid-receive or mid-send; one worker throughout")
     recipient = scratch.stack.user_mailbox(f"pg-{mode}-recipient")
-    hit = delivered_unknown = 0
+    hit = sends_cut = delivered_unknown = 0
     for run in range(RUNS):
         quiet(scratch)
         work = load(scratch.stack, f"pg-{mode}-{run}", recipient)
@@ -364,10 +366,12 @@ def test_postgresql_restarted_mid_run_loses_and_doubles_nothing(
             unknown=result.unknown,
         )
         assert (result.lost, result.doubled) == (0, 0), (run, result)
-        hit += bool(interrupted_runs(work.mailbox))
+        cut = interrupted_runs(work.mailbox)
+        hit += bool(cut)
+        sends_cut += SyncKind.OUTGOING in cut
         delivered_unknown += result.unknown_delivered
     print(
-        f"{row.fault}: {hit} of {RUNS} restarts cut a run short; "
+        f"{row.fault}: {hit} of {RUNS} restarts cut a run short ({sends_cut} a send run); "
         f"{row.unknown} emails outcome unknown, {delivered_unknown} of them delivered"
     )
     # The restart must land inside runs for the test to mean anything.
