@@ -8,6 +8,7 @@ the raw protocol doing the least the same job needs, in one process run (issue 1
 - B1  initial sync of one mailbox holding the corpus into activities (sync_incoming)
       vs imapclient fetch + BytesParser(policy.default), and vs fetch only
 - B2  idle polls of mailboxes with nothing new (sync_incoming) vs login + EXAMINE + logout
+- B3  new mail's delay, delivery -> stored activity: push (manage.py listen, IDLE) and polling
 - B4  sending pending CRM email (send_pending) vs smtplib over one connection, same relay
 - B5  peak RSS of one very large message through sync_incoming, in a fresh process
 - resolve  sync.tracking.resolve against 100,000 contacts and 10,000 accounts, with its plans
@@ -48,7 +49,7 @@ if TYPE_CHECKING:  # the models: imported at run time only once Django is set up
 
 # A database per run: two engineers' runs on one machine must not drop each other's.
 DEFAULT_DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/serversync_bench_email_{os.getpid()}"
-BENCHMARKS = ("B1", "B2", "B4", "B5", "resolve")
+BENCHMARKS = ("B1", "B2", "B3", "B4", "B5", "resolve")
 PROFILABLE = ("B1", "B2", "B4", "B5")
 # Dovecot's mail, the stored raw messages and attachments: memory, so the figures are not the disk's.
 TMPFS = Path("/dev/shm")  # noqa: S108 - a private mkdtemp below it, 0755
@@ -116,6 +117,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=25, help="lines per profile list")
     parser.add_argument("--messages", type=int, default=3000, help="B1's corpus")
     parser.add_argument("--mailboxes", type=int, default=200, help="B2's idle mailboxes")
+    parser.add_argument("--push-mailboxes", type=int, default=1000, help="B3's mailboxes held in IDLE")
+    parser.add_argument("--push-seconds", type=int, default=120, help="B3's seconds of one message a second")
     parser.add_argument(
         "--emails", type=int, default=None, help="B4's pending emails (default: messages / 15)"
     )
@@ -193,6 +196,7 @@ def _measure(options: argparse.Namespace, stack: MailStack, workdir: Path) -> di
     from bench.email_incoming import idle_poll, initial_sync
     from bench.email_memory import peak_memory
     from bench.email_outgoing import send
+    from bench.email_push import push_latency
 
     # aiosmtpd's deprecation warning on every relay login is the harness's, not the engine's.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
@@ -203,6 +207,7 @@ def _measure(options: argparse.Namespace, stack: MailStack, workdir: Path) -> di
     runners: dict[str, Callable[[Bench], Result]] = {
         "B1": initial_sync,
         "B2": idle_poll,
+        "B3": push_latency,
         "B4": send,
         "B5": peak_memory,
         "resolve": resolution,
