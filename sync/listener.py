@@ -42,6 +42,9 @@ from sync.server_settings import incoming_settings
 logger = logging.getLogger(__name__)
 
 THREAD_STACK_BYTES = 1024 * 1024
+# Graph subscriptions made or renewed in one beat at most: each is a round trip (and Graph's
+# own to the webhook), and a beat must end well within the lease it renews.
+GRAPH_CALLS_PER_BEAT = 10
 # While announced mail waits for a run to let go, the listener looks this often.
 PENDING_CHECK_SECONDS = 1.0
 
@@ -80,11 +83,13 @@ class Listener:
         held = {lease.mailbox_id: lease for lease in leases}
         for mailbox_id in set(self.watchers) - set(held):
             self.watchers.pop(mailbox_id).stop()
+        graph_calls = GRAPH_CALLS_PER_BEAT
         for lease in leases:
-            if lease.method == PushMethod.GRAPH:
-                self._safely(lambda lease=lease: listener_graph.keep(self.owner, lease))  # type: ignore[misc]
-            else:
+            if lease.method != PushMethod.GRAPH:
                 self._watch(lease)
+            elif graph_calls > 0 and listener_graph.needs_call(lease):
+                graph_calls -= 1
+                self._safely(lambda lease=lease: listener_graph.keep(self.owner, lease))  # type: ignore[misc]
 
     def handle(self, seconds: float) -> None:
         """Write what the watchers saw, and wake announced mail, for ``seconds``."""

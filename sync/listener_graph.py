@@ -34,17 +34,25 @@ def client_state_hash(client_state: str) -> str:
     return hashlib.sha256(client_state.encode()).hexdigest()
 
 
+def needs_call(lease: PushLease) -> bool:
+    """Whether ``keep`` has anything to do: no subscription, one to renew or to mark
+    live (taken over from another listener), or a failed one due to be tried again."""
+    now = clock.now()
+    if _subscribed(lease, now):
+        return lease.state != PushState.LIVE
+    return not (lease.state == PushState.FALLBACK and lease.changed_on and now - lease.changed_on < _retry())
+
+
 def keep(owner: str, lease: PushLease) -> None:
     """Make sure the mailbox has a live subscription, as the listener ``owner``."""
     now = clock.now()
     length = timedelta(minutes=settings.PUSH_GRAPH_SUBSCRIPTION_MINUTES)
-    expires = lease.subscription_expires_on
     held = PushLease.objects.filter(pk=lease.pk, owner=owner)
-    if lease.subscription_id and expires is not None and expires - now > length / 4:
+    if _subscribed(lease, now):
         if lease.state != PushState.LIVE:  # taken over from a listener that made it
             held.update(state=PushState.LIVE, detail="", changed_on=now)
         return
-    if lease.state == PushState.FALLBACK and lease.changed_on and now - lease.changed_on < _retry():
+    if not needs_call(lease):
         return
     try:
         server = incoming_settings(lease.mailbox)
@@ -96,6 +104,13 @@ def _renewed(
         changed_on=clock.now(),
     )
     return True
+
+
+def _subscribed(lease: PushLease, now: datetime) -> bool:
+    """A subscription with more than a quarter of its length left (renewed after that)."""
+    expires = lease.subscription_expires_on
+    quarter = timedelta(minutes=settings.PUSH_GRAPH_SUBSCRIPTION_MINUTES) / 4
+    return bool(lease.subscription_id) and expires is not None and expires - now > quarter
 
 
 def _retry() -> timedelta:
