@@ -110,12 +110,25 @@ def _run(options: argparse.Namespace, stack: MailStack, workdir: Path) -> int:
         import django
 
         django.setup()
+        _isolate_broker()
         results = _measure(options, stack, workdir)
         _report(options, results)
     finally:
         if not options.keep:
             _drop_database(options.database_url)
     return 1 if any(f.missed for r in results.values() for f in r.figures) else 0
+
+
+def _isolate_broker() -> None:
+    """Keys of this run's own on the broker's Redis, for this process and B8's workers
+    (bench/worker_probe.py): another benchmark's workers on the same Redis database (the
+    default BENCH_BROKER_URL is shared) would otherwise take this run's tasks, and its workers theirs."""
+    from config.celery import app
+
+    prefix = f"serversync-bench-scale-{os.getpid()}:"
+    os.environ["BENCH_REDIS_PREFIX"] = prefix
+    app.conf.broker_transport_options = {"global_keyprefix": prefix}
+    app.conf.result_backend_transport_options = {"global_keyprefix": prefix}
 
 
 def _measure(options: argparse.Namespace, stack: MailStack, workdir: Path) -> dict[str, Result]:

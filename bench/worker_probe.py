@@ -20,6 +20,12 @@ from config.celery import app
 LOG = os.environ.get("BENCH_WORKER_LOG", "")
 _began: dict[str, float] = {}
 
+# The benchmark's own keys on a shared Redis (another benchmark's workers on the same database
+# would take its tasks, and it theirs): the prefix bench.scale sets for itself (isolate_broker).
+if os.environ.get("BENCH_REDIS_PREFIX"):
+    app.conf.broker_transport_options = {"global_keyprefix": os.environ["BENCH_REDIS_PREFIX"]}
+    app.conf.result_backend_transport_options = {"global_keyprefix": os.environ["BENCH_REDIS_PREFIX"]}
+
 # Celery's Django fix-up closes the database connection before and after every task unless
 # CELERY_DB_REUSE_MAX is set, whatever DATABASE_CONN_MAX_AGE says; the project does not set it.
 # ``bench.scale --reuse-connections N`` sets it here, to measure what reconnecting costs.

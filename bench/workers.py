@@ -88,6 +88,7 @@ class Load:
     task_seconds: float = 0.0  # the tasks' time, summed over the workers
     shared: int = 0  # mailboxes whose runs were taken by more than one worker
     backends: int = 0  # the workers' database backends seen during the load (connections opened)
+    peak_connections: int = 0
     run_seconds: float = 0.0  # the sync runs' time (started_on to finished_on), summed
     since: datetime = field(default_factory=timezone.now)
     results: Counter[str] = field(default_factory=Counter)
@@ -167,16 +168,6 @@ class Worker:
         return [json.loads(line) for line in self.probe_path.read_text().splitlines() if line.strip()]
 
 
-def _connections(pool: list[Worker]) -> int:
-    """The workers' database connections (a worker's task thread's and its heartbeat thread's)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY(%s)",
-            [[worker.name for worker in pool]],
-        )
-        return int(cursor.fetchone()[0])
-
-
 class BackendCpu:
     """CPU of the PostgreSQL backends the workers open (by application_name), sampled at each
     dispatcher tick: a backend that ends (a connection past DATABASE_CONN_MAX_AGE) keeps what
@@ -186,12 +177,14 @@ class BackendCpu:
         self.names = names
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        self.peak = 0  # the most connections open at one sample
         self.sample(starting=True)
 
     def sample(self, *, starting: bool = False) -> None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = ANY(%s)", [self.names])
             pids = [row[0] for row in cursor.fetchall()]
+        self.peak = max(self.peak, len(pids))
         for pid in pids:
             try:
                 used = schedstat(pid)
@@ -255,15 +248,18 @@ def _results_kept(bench: Bench, result: Result) -> None:
     import redis
 
     client = redis.Redis.from_url(bench.options.broker_url)
-    keys = list(client.scan_iter(match="celery-task-meta-*", count=1000))
+    prefix = os.environ.get("BENCH_REDIS_PREFIX", "")
+    keys = list(client.scan_iter(match=f"{prefix}celery-task-meta-*", count=1000))
     sizes = [client.memory_usage(key) or 0 for key in keys[:200]]
+    for start in range(0, len(keys), 500):  # this run's results: not left to expire in a shared Redis
+        client.delete(*keys[start : start + 500])
     if sizes:
         from django.conf import settings
 
         result.note(
             f"result backend: each task's result is kept {settings.CELERY_RESULT_EXPIRES} s "
             f"(CELERY_RESULT_EXPIRES), {sum(sizes) / len(sizes):.0f} bytes of Redis's memory "
-            f"({len(keys):,} there at the end, this hour's runs on this broker database)"
+            f"({len(keys):,} at the end: this run's)"
         )
 
 
@@ -283,7 +279,6 @@ def _with_workers(bench: Bench, count: int, busy: list[int], idle: list[int], re
         _note(b1, result)
         b2 = _b2_load(bench, pool, idle, meter)
         _note(b2, result)
-        result.note(f"{count} worker(s): {_connections(pool)} database connections open at the end")
     finally:
         for worker in pool:
             worker.stop()
@@ -297,7 +292,8 @@ def _with_workers(bench: Bench, count: int, busy: list[int], idle: list[int], re
             f"{load.name} load, {count} worker(s): a task {task * 1000:.1f} ms on average, its sync run "
             f"{run * 1000:.1f} ms; the workers busy {busy:.0%} of the load's time; "
             f"{load.shared} of {len(ids)} mailboxes run by more than one worker in turn; "
-            f"{load.backends} database backends of the workers seen (sampled every {CHECK_EVERY} s)"
+            f"{load.backends} database backends of the workers seen (sampled every {CHECK_EVERY} s), "
+            f"at most {load.peak_connections} at once"
         )
     return [b1, b2]
 
@@ -321,6 +317,7 @@ def _account(load: Load, before: Snapshot, after: Snapshot, backends: BackendCpu
     backends.sample()
     load.cpu_workers, load.cpu_database = after.workers - before.workers, backends.seconds
     load.backends = len(backends.last)
+    load.peak_connections = backends.peak
     load.cpu_dovecot = after.dovecot - before.dovecot
     load.cpu_dispatcher = after.dispatcher - before.dispatcher
     load.db_bytes = after.database_bytes - before.database_bytes
