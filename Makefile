@@ -88,7 +88,7 @@ screenshots: $(VENV)/.stamp-dev
 	@echo "make screenshots: saved in docs/screenshots/; see git status docs/screenshots"
 
 # The fault tests run in `make test` too; here, in one process, they also write their table,
-# and the costly ones (a worker started per run) run RELIABILITY_RUNS times, not their few.
+# and the costly ones (a worker started, or an EWS sign-in, per run) run RELIABILITY_RUNS times, not their few.
 reliability: $(VENV)/.stamp-dev
 	scripts/ensure-services.sh
 	RELIABILITY_RUNS=20 RELIABILITY_REPORT=$(CURDIR)/docs/reliability.md $(BIN)/pytest -n 0 tests/faults $(PYTEST_ARGS)
