@@ -17,7 +17,6 @@ caught up within ``MAX_TICKS`` ticks: a stall lasts as long as the jump (an hour
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -36,6 +35,7 @@ from sync.incoming import sync_incoming
 from sync.models import MailboxAlert, MailboxSchedule, OutgoingClaim, Rollout, SyncKind, SyncOutcome, SyncRun
 from tests import factories, messages
 from tests.faults.conftest import FaultRow
+from tests.faults.runs import runs
 from tests.faults.test_network import incoming_outcome
 from tests.harness.fixtures import MailUser
 from tests.sync.stack import Stack
@@ -45,7 +45,7 @@ from tests.sync.test_scheduler import ready
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-RUNS = int(os.environ.get("RELIABILITY_RUNS") or 2)
+RUNS = runs(in_make_test=2)
 TICK = timedelta(seconds=30)
 # Ten minutes of the moved clock: the send rate's minute and a first retry's five, with room.
 MAX_TICKS = 20

@@ -15,7 +15,6 @@ caught up resolved them.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
@@ -28,13 +27,14 @@ from sync.incoming import FETCH_MESSAGES, sync_incoming
 from sync.models import MailboxAlert, SyncKind, SyncOutcome, SyncRun
 from tests import messages
 from tests.faults.conftest import FaultRow
+from tests.faults.runs import runs
 from tests.faults.test_network import incoming_outcome, until_caught_up
 from tests.sync.stack import Stack
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 # ``make reliability`` runs each fault RELIABILITY_RUNS (20) times; make test a few.
-RUNS = int(os.environ.get("RELIABILITY_RUNS") or 2)
+RUNS = runs(in_make_test=2)
 BATCH = 5
 # Past the second FETCH of bodies: the third is sent only after the restart.
 MESSAGES = 2 * FETCH_MESSAGES + 10

@@ -13,7 +13,6 @@ fault table (docs/reliability.md)."""
 from __future__ import annotations
 
 import email
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from sync.incoming import sync_incoming
 from sync.models import MailboxAlert
 from tests import messages
 from tests.faults.conftest import FaultRow
+from tests.faults.runs import runs
 from tests.faults.test_network import incoming_outcome, until_caught_up
 from tests.harness.tcp_proxy import FaultyProxy
 from tests.sync.exchange_stack import EwsStack, ExchangeStack, GraphStack
@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 RUNS = 20
 # A sending run costs a second or two (EWS signs in afresh each run): all twenty in
 # `make reliability` (RELIABILITY_RUNS), fewer in `make test`.
-SENDING_RUNS = int(os.environ.get("RELIABILITY_RUNS") or 8)
+SENDING_RUNS = runs(in_make_test=8)
 MESSAGES = 12
 EMAILS = 4
 

@@ -42,6 +42,7 @@ from mailboxes.models import Mailbox
 from sync import clock, database_loss
 from sync.models import MailboxAlert, MailboxSchedule, Receipt, SyncKind, SyncOutcome, SyncRun
 from tests import factories, messages
+from tests.faults.runs import runs
 from tests.faults.test_network import incoming_outcome
 from tests.harness.celery_worker import ROOT, CeleryWorkerProcess
 from tests.harness.dovecot import HOST, Dovecot
@@ -54,7 +55,7 @@ from tests.sync.test_engine_outgoing import api_client_for, compose
 
 pytestmark = [pytest.mark.slow]
 
-RUNS = int(os.environ.get("RELIABILITY_RUNS") or 1)
+RUNS = runs(in_make_test=1)
 MESSAGES = 40
 EMAILS = 3
 DATABASE = "serversync"

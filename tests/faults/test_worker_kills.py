@@ -13,7 +13,6 @@ Each run starts a worker (a few seconds): ``make test`` runs each connector a fe
 from __future__ import annotations
 
 import email
-import os
 import signal
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from sync import outgoing, scheduler
 from sync.models import MailboxAlert, Receipt, SyncKind
 from sync.tasks import incoming_mailbox, outgoing_mailbox
 from tests import messages
+from tests.faults.runs import runs
 from tests.faults.test_network import incoming_outcome
 from tests.harness.celery_worker import celery_worker
 from tests.sync.exchange_stack import EwsStack, GraphStack
@@ -37,7 +37,7 @@ from tests.sync.test_engine_outgoing import api_client_for, compose
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-RUNS = int(os.environ.get("RELIABILITY_RUNS") or 2)
+RUNS = runs(in_make_test=2)
 MESSAGES = 40
 EMAILS = 4
 # The doomed worker stores a few messages per transaction (50 by default, more than a run
