@@ -192,7 +192,7 @@ def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        process.terminate()  # the main process only: a worker's warm shutdown ends its children
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
