@@ -14,7 +14,7 @@ from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
-from mailboxes.models import Mailbox
+from mailboxes.models import FolderScope, Mailbox
 from profiles.models import EmailServerProfile
 from sync import clock
 from sync.models import PushLease, PushMethod, PushState
@@ -58,6 +58,13 @@ def live(now: datetime) -> QuerySet[PushLease]:
 
 def is_live(mailbox_id: int, *, now: datetime | None = None) -> bool:
     return live(now or clock.now()).filter(mailbox_id=mailbox_id).exists()
+
+
+def covers_new_mail(mailbox: Mailbox, *, now: datetime | None = None) -> bool:
+    """Push brings all the new mail this mailbox reads: it is live, and the mailbox reads
+    only its inbox (push watches the inbox; mail that server rules file into sub-folders
+    still waits for a poll)."""
+    return mailbox.folders == FolderScope.ROOT_INBOX and is_live(mailbox.pk, now=now)
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,7 @@ def next_due(
             else timedelta(minutes=settings.SYNC_IDLE_BACKOFF_MAX_MINUTES)
         )
         interval = min(interval * 2 ** min(idle_runs - 1, 16), max(cap, interval))
-    if kind == SyncKind.INCOMING and push_leases.is_live(mailbox.pk, now=now):
+    if kind == SyncKind.INCOMING and push_leases.covers_new_mail(mailbox, now=now):
         # Push brings new mail in seconds; the poll is only the safety net then.
         interval = max(interval, timedelta(minutes=settings.PUSH_SAFETY_POLL_MINUTES))
     return now + interval

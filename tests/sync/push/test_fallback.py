@@ -12,7 +12,7 @@ import time_machine
 
 from crm.choices import TrackIncomingEmail
 from crm.models import EmailActivity
-from mailboxes.models import Mailbox
+from mailboxes.models import FolderScope, Mailbox
 from profiles.models import EmailServerProfile
 from sync import clock, listener_shares, push, scheduler
 from sync.models import PushLease, PushMethod, PushState
@@ -111,6 +111,12 @@ def test_live_push_makes_the_poll_a_safety_net(stack: Stack, settings):
     start = clock.now()
     assert scheduler.next_due(alice, run=None, idle_runs=0) >= start + timedelta(minutes=30)
     assert usual < start + timedelta(minutes=30)
+    # Push watches the inbox: a mailbox that reads its sub-folders too keeps the usual poll.
+    Mailbox.objects.filter(pk=alice.pk).update(folders=FolderScope.INBOX_AND_SUBFOLDERS)
+    alice.refresh_from_db()
+    assert scheduler.next_due(alice, run=None, idle_runs=0) < start + timedelta(minutes=30)
+    Mailbox.objects.filter(pk=alice.pk).update(folders=FolderScope.ROOT_INBOX)
+    alice.refresh_from_db()
     # A lease whose listener died is not live push: the usual poll again.
     PushLease.objects.filter(mailbox=alice).update(expires_on=clock.now() - timedelta(seconds=1))
     assert scheduler.next_due(alice, run=None, idle_runs=0) == pytest.approx(usual, abs=timedelta(seconds=5))
