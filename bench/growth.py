@@ -57,10 +57,16 @@ class PollCost:
     statements: int = 0
     not_idle: list[str] = field(default_factory=list)
     empty_tick: Cpu = field(default_factory=Cpu)  # a tick with nothing due (median of a few)
+    direct: Cpu = field(default_factory=Cpu)  # the same mailboxes polled one after another, no ticks
+    direct_polls: int = 0
 
     def per_poll(self) -> Cpu:
         """Everything: the polls and the ticks that claimed them."""
         return self.cpu.per(self.polls)
+
+    def direct_per_poll(self) -> Cpu:
+        """A poll on its own: claimed at once and run (``_direct_polls``)."""
+        return self.direct.per(self.direct_polls)
 
     def task_per_poll(self) -> Cpu:
         """The poll itself: the task a worker runs (lease check, sync_incoming, release)."""
@@ -132,8 +138,8 @@ def _growth_figures(small: PollCost, large: PollCost) -> list[Figure]:
     idle = not large.not_idle and not small.not_idle
     names = f"{large.mailboxes:,} ÷ {small.mailboxes:,} mailboxes"
     rows = [
-        ("B6 CPU per idle poll (the task)", large.task_per_poll(), small.task_per_poll(), GROWTH_TARGET),
-        ("B6 CPU per idle poll with its share of the ticks", large.per_poll(), small.per_poll(), None),
+        ("B6 CPU per idle poll", large.direct_per_poll(), small.direct_per_poll(), GROWTH_TARGET),
+        ("B6 CPU per idle poll in the ticks, with their share", large.per_poll(), small.per_poll(), None),
         ("B6 dispatcher tick with nothing due", large.empty_tick, small.empty_tick, GROWTH_TARGET),
     ]
     figures = []
@@ -212,7 +218,20 @@ def _measure_polls(bench: Bench, meter: CpuMeter, side: Side, ids: list[int]) ->
     side.let_go()
     ticks = sorted((_one_tick(meter)[1] for _ in range(DISPATCH_REPEATS)), key=lambda cpu: cpu.serversync)
     cost.empty_tick = ticks[len(ticks) // 2]
+    _direct_polls(sample, meter, cost)
     return cost
+
+
+def _direct_polls(sample: list[int], meter: CpuMeter, cost: PollCost) -> None:
+    """The sample polled one after another, each claimed at once (``claim_now``) and run as a
+    worker runs it: the poll's cost with the population's size the only difference between sizes
+    (in the ticks, the polls come two at a time at 100 mailboxes and 167 at a time at 10,000)."""
+    mailboxes = {m.pk: m for m in Mailbox.objects.filter(pk__in=sample).select_related("profile")}
+    before = meter.now()
+    for number in range(cost.polls):
+        cost.not_idle += _poll_now(mailboxes[sample[number % len(sample)]])
+        cost.direct_polls += 1
+    cost.direct = meter.now() - before
 
 
 def _warm_up(sample: list[int], side: Side) -> None:
@@ -266,7 +285,8 @@ def _note_cost(cost: PollCost, result: Result) -> None:
         f"wall {cost.seconds / max(cost.polls, 1) * 1000:.1f} ms a poll; "
         f"{cost.statements / max(cost.polls, 1):.1f} statements a poll; the poll's own CPU "
         f"{cost.task_per_poll().milliseconds()}; "
-        f"a tick with nothing due {cost.empty_tick.serversync * 1000:.1f} ms"
+        f"a tick with nothing due {cost.empty_tick.serversync * 1000:.1f} ms; "
+        f"{cost.direct_polls} polls one after another: {cost.direct_per_poll().milliseconds()} each"
     )
     if cost.not_idle:
         result.note(f"  {len(cost.not_idle)} polls not idle: {cost.not_idle[:3]}")
