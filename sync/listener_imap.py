@@ -72,11 +72,11 @@ class ImapWatcher(threading.Thread):
         while not self._stopping.is_set():
             try:
                 with ImapConnection(self.settings) as imap:
-                    imap.select(INBOX)
+                    count = imap.select(INBOX).exists
                     pause = FIRST_RETRY_SECONDS
                     # Mail that came while nobody watched (a listener died, a connection dropped).
                     self._put(changed=True)
-                    self._hold(imap)
+                    self._hold(imap, count)
             except SyncError as error:
                 self._put(state="failing", detail=f"{error} Trying again in {pause:.0f} s.")
                 self._stopping.wait(pause)
@@ -85,18 +85,18 @@ class ImapWatcher(threading.Thread):
                 logger.exception("IMAP watcher of mailbox %s failed", self.mailbox_id)
                 raise
 
-    def _hold(self, imap: ImapConnection) -> None:
+    def _hold(self, imap: ImapConnection, count: int) -> None:
+        """Watch the inbox's message count; new mail is a count above the last one."""
         if imap.offers_idle():
             self._put(state="live", method="imap_idle")
             while not self._stopping.is_set():
-                self._idle_once(imap)
+                count = self._idle_once(imap, count)
         else:
             self._put(state="fallback", method="imap_noop", detail=NO_IDLE.format(seconds=self._noop_seconds))
             while not self._stopping.wait(self._noop_seconds):
-                if imap.noop_changed():
-                    self._put(changed=True)
+                count = self._counted(count, imap.noop_count(count))
 
-    def _idle_once(self, imap: ImapConnection) -> None:
+    def _idle_once(self, imap: ImapConnection, count: int) -> int:
         """One IDLE, until it is due again, the watcher stops or the connection looks closed."""
         imap.idle()
         renew_at = time.monotonic() + self._renew_seconds
@@ -104,12 +104,17 @@ class ImapWatcher(threading.Thread):
             left = renew_at - time.monotonic()
             if left <= 0:
                 break
-            changed = imap.idle_wait(min(left, STOP_CHECK_SECONDS))
-            if changed is None:
+            now = imap.idle_wait(min(left, STOP_CHECK_SECONDS), count)
+            if now is None:
                 break  # ending IDLE will tell a live connection from a closed one
-            if changed:
-                self._put(changed=True)
+            count = self._counted(count, now)
         imap.idle_done()
+        return count
+
+    def _counted(self, before: int, now: int) -> int:
+        if now > before:
+            self._put(changed=True)
+        return now
 
     def _put(self, *, changed: bool = False, state: str = "", method: str = "", detail: str = "") -> None:
         self._seen.put(Seen(self.mailbox_id, changed=changed, state=state, method=method, detail=detail))

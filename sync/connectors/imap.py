@@ -142,27 +142,30 @@ class ImapConnection:
         with self._translated(self._folder):
             self._imap.idle()
 
-    def idle_wait(self, timeout: float) -> bool | None:
-        """Wait up to ``timeout`` seconds in IDLE: True when the folder changed
-        (EXISTS, RECENT), False when nothing came, None when the socket had
-        something to read but no answer came of it (a closed connection reads as
-        this: imapclient swallows the EOF), for the caller to end IDLE and see."""
+    def idle_wait(self, timeout: float, count: int) -> int | None:
+        """Wait up to ``timeout`` seconds in IDLE: the folder's message count after
+        what the server said (EXISTS, EXPUNGE; ``count`` when it said nothing), None
+        when the socket had something to read but no answer came of it (a closed
+        connection reads as this: imapclient swallows the EOF), for the caller to
+        end IDLE and see. New mail is a count above the last one: RECENT is not
+        (another session, a sync run's EXAMINE, changes it), nor is an EXISTS that
+        only restates the count."""
         with self._translated(self._folder):
             responses = self._imap.idle_check(timeout)
             if not responses:
                 # Nothing parsed: a quiet timeout, or an EOF (the socket stays readable).
-                return None if _readable(self._imap) else False
-        return _changed(responses)
+                return None if _readable(self._imap) else count
+        return _counted(responses, count)
 
     def idle_done(self) -> None:
         with self._translated(self._folder):
             self._imap.idle_done()
 
-    def noop_changed(self) -> bool:
-        """NOOP (for servers without IDLE): True when its answer says the folder changed."""
+    def noop_count(self, count: int) -> int:
+        """NOOP (for servers without IDLE): the folder's message count after its answer."""
         with self._translated(self._folder):
             _text, responses = self._imap.noop()
-        return _changed(responses)
+        return _counted(responses, count)
 
     @property
     def _imap(self) -> IMAPClient:
@@ -471,9 +474,15 @@ class ImapConnection:
                 client.shutdown()
 
 
-def _changed(responses: Sequence[Any]) -> bool:
-    """New mail: an EXISTS or RECENT among the untagged answers."""
-    return any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+def _counted(responses: Sequence[Any], count: int) -> int:
+    """The folder's message count after untagged answers: EXISTS says it, EXPUNGE lowers it."""
+    for response in responses:
+        if isinstance(response, tuple) and len(response) > 1 and isinstance(response[0], int):
+            if response[1] == b"EXISTS":
+                count = response[0]
+            elif response[1] == b"EXPUNGE":
+                count -= 1
+    return count
 
 
 def _readable(client: IMAPClient) -> bool:
