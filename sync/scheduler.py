@@ -260,6 +260,8 @@ def _due(kind: str, now: datetime) -> Q:
         cap = max(ACT_IDLE_CAP, ACT_INTERVAL)
     else:
         cap = max(timedelta(minutes=settings.SYNC_IDLE_BACKOFF_MAX_MINUTES), RATE_WINDOW)
+        if kind == SyncKind.INCOMING:  # the safety-net poll of a mailbox with live push
+            cap = max(cap, timedelta(minutes=settings.PUSH_SAFETY_POLL_MINUTES))
     polling = clock.minutes("mailbox__profile__min_polling_interval_minutes")
     # PostgreSQL's GREATEST passes over NULL (a mailbox without a profile).
     longest = Greatest(Value(cap, output_field=DurationField()), polling)

@@ -15,7 +15,7 @@ from crm.models import EmailActivity
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import EmailServerProfile
 from sync import clock, listener_shares, push, scheduler
-from sync.models import PushLease, PushMethod, PushState
+from sync.models import MailboxSchedule, PushLease, PushMethod, PushState, SyncKind
 from tests import factories, messages
 from tests.harness.celery_worker import celery_worker
 from tests.harness.dovecot import Dovecot
@@ -104,13 +104,20 @@ def test_the_profile_cap_counts_the_idle_connections_with_the_runs(stack: Stack)
 @pytest.mark.django_db
 def test_live_push_makes_the_poll_a_safety_net(stack: Stack, settings):
     settings.PUSH_SAFETY_POLL_MINUTES = 30
+    settings.SYNC_IDLE_BACKOFF_MAX_MINUTES = 5  # shorter than the safety net's interval
     alice = stack.user_mailbox("alice")
     listener_shares.beat("listener-a", capacity=10)
     usual = scheduler.next_due(alice, run=None, idle_runs=0)
     PushLease.objects.filter(mailbox=alice).update(state=PushState.LIVE)
     start = clock.now()
-    assert scheduler.next_due(alice, run=None, idle_runs=0) >= start + timedelta(minutes=30)
+    safety_net = scheduler.next_due(alice, run=None, idle_runs=0)
+    assert safety_net >= start + timedelta(minutes=30)
     assert usual < start + timedelta(minutes=30)
+    # The dispatcher waits for it: a due time that far ahead is not taken for a clock set back.
+    MailboxSchedule.objects.create(
+        mailbox=alice, kind=SyncKind.INCOMING, profile=alice.profile, next_due_on=safety_net
+    )
+    assert alice.pk not in {claim.mailbox_id for claim in scheduler.dispatch(kinds=(SyncKind.INCOMING,))}
     # Push watches the inbox: a mailbox that reads its sub-folders too keeps the usual poll.
     Mailbox.objects.filter(pk=alice.pk).update(folders=FolderScope.INBOX_AND_SUBFOLDERS)
     alice.refresh_from_db()
