@@ -85,7 +85,10 @@ def push_latency(bench: Bench) -> Result:
                 f"push: IDLE held on {len(accounts)} inboxes after {time.monotonic() - started:.0f} s"
             )
             result.note(_memory("listener", listener.pid))
+            cpu, pushing = _cpu_seconds(listener.pid), time.monotonic()
             pushed = _deliver(dovecot, accounts, options.push_seconds, "push")
+            busy = (_cpu_seconds(listener.pid) - cpu) / (time.monotonic() - pushing)
+            result.note(f"listener CPU while pushing: {busy:.1%} of a core")
         finally:
             _stop(listener)
         result.figures.append(_figure("B3 push: delivery -> activity", pushed, target=True))
@@ -176,6 +179,11 @@ def _memory(name: str, pid: int) -> str:
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     rss, virtual, threads = (fields[k].strip() for k in ("VmRSS", "VmSize", "Threads"))
     return f"{name}: RSS {rss}, virtual {virtual}, threads {threads}"
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait(condition: object, *, timeout: float, what: str) -> None:
