@@ -33,6 +33,12 @@ from django.utils import timezone
 # A longest wait: fixed, or an SQL expression of the row (an email's backoff grows with its attempts).
 Longest = timedelta | Combinable
 
+# A time written by a process whose now ran a little ahead of the reader's is no clock set back:
+# a run released while a dispatcher tick that read its now when it began is still going (at
+# 100,000 mailboxes, during every tick: B6/B8 saw idle mailboxes polled twice), or two machines'
+# clocks a few seconds apart.
+SLACK = timedelta(minutes=1)
+
 
 def now() -> datetime:
     return timezone.now()
@@ -40,25 +46,25 @@ def now() -> datetime:
 
 def came(field: str, *, now: datetime, longest: Longest, at_least: timedelta | None = None) -> Q:
     """Rows whose wait stored in ``field`` is over: its time has come, or it lies
-    further ahead than ``longest`` (the clock went back since it was written).
+    further ahead than ``longest`` and ``SLACK`` (the clock went back since it was written).
     ``at_least``, a fixed lower bound of a per-row ``longest``, lets an index on
     ``field`` find those rows (a comparison with a per-row expression cannot)."""
-    beyond = Q(**{f"{field}__gt": _ahead(now, longest)})
+    beyond = Q(**{f"{field}__gt": _ahead(now + SLACK, longest)})
     if at_least is not None:
-        beyond &= Q(**{f"{field}__gt": now + at_least})
+        beyond &= Q(**{f"{field}__gt": now + SLACK + at_least})
     return Q(**{f"{field}__lte": now}) | beyond
 
 
 def has_come(at: datetime, *, now: datetime, longest: timedelta) -> bool:
     """``came`` for one time already read."""
-    return at <= now or at > now + longest
+    return at <= now or at > now + SLACK + longest
 
 
 def rebase(rows: QuerySet[Model], field: str, *, now: datetime, length: timedelta) -> int:
-    """Pull the expiries in ``field`` further ahead than ``length`` back to now +
-    ``length``; how many there were (none unless the clock went back)."""
+    """Pull the expiries in ``field`` further ahead than ``length`` (and ``SLACK``) back to
+    now + ``length``; how many there were (none unless the clock went back)."""
     until = now + length
-    return rows.filter(**{f"{field}__gt": until}).update(**{field: until})
+    return rows.filter(**{f"{field}__gt": until + SLACK}).update(**{field: until})
 
 
 def minutes(field: str) -> Combinable:

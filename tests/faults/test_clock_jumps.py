@@ -312,6 +312,22 @@ def test_a_schedule_set_further_ahead_than_any_wait_is_due_and_one_within_its_wa
         assert [c.mailbox_id for c in scheduler.dispatch(kinds=(SyncKind.INCOMING,))] == [mailbox.pk]
 
 
+def test_a_due_time_written_a_moment_after_a_ticks_now_is_not_a_clock_set_back(world, settings):
+    """A run released while a dispatcher tick goes on writes its next due time from its own now,
+    a little after the tick's: that is no clock set back, and the tick leaves the mailbox alone."""
+    mailbox = ready(world["alice"].mailbox)
+    with time_machine.travel(T0, tick=False):
+        (claim,) = scheduler.dispatch(kinds=(SyncKind.INCOMING,))
+        scheduler.release(claim, run=None, mailbox=mailbox)
+        schedule = MailboxSchedule.objects.filter(mailbox=mailbox, kind=SyncKind.INCOMING)
+        longest = timedelta(
+            minutes=max(settings.SYNC_IDLE_BACKOFF_MAX_MINUTES, settings.PUSH_SAFETY_POLL_MINUTES)
+        )
+        schedule.update(next_due_on=T0 + longest + timedelta(seconds=2))
+
+        assert scheduler.dispatch(kinds=(SyncKind.INCOMING,)) == []
+
+
 def test_a_send_claim_left_far_ahead_lapses_one_claim_length_after_the_clock_went_back(stack, settings):
     mailbox = stack.user_mailbox("claimback")
     email = compose(api_client_for(mailbox), subject="Held", body_text="Hello", to=["x@example.test"])
