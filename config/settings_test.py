@@ -24,7 +24,9 @@ CHECKOUT_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:12] or os.environ.s
 DATABASES["default"]["TEST"] = {"NAME": f"test_serversync_{CHECKOUT_ID}"}  # noqa: F405
 # Threads a test starts (the live server) must not keep connections open past
 # the test, or the test database cannot be dropped at the end.
-DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# A Celery worker a test starts may keep its own for as long as the test asks (the worker is
+# stopped before the test ends).
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("SERVERSYNC_TEST_WORKER_CONN_MAX_AGE") or 0)  # noqa: F405
 # tests/conftest.py narrows it to one pytest-xdist worker and hands it to the
 # worker processes tests start, through this variable.
 REDIS_KEY_PREFIX = os.environ.get("SERVERSYNC_TEST_REDIS_PREFIX") or f"serversync-test-{CHECKOUT_ID}:"
