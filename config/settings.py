@@ -451,7 +451,9 @@ SYNC_ROLLOUT_WINDOW_MINUTES = env_int("SYNC_ROLLOUT_WINDOW_MINUTES", 300, minimu
 # many hours before the migration (a later router threshold is kept per mailbox).
 ROUTER_MIGRATION_PROCESS_EMAIL_HOURS = env_int("ROUTER_MIGRATION_PROCESS_EMAIL_HOURS", 24, minimum=0)
 SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", 600, minimum=30)
-SYNC_DISPATCH_BATCH = env_int("SYNC_DISPATCH_BATCH", 500, minimum=1)
+# Due mailboxes one tick looks at per kind: above what 100,000 mailboxes need at their peak
+# (6,000 a tick, bench/README.md's capacity model); a lower cap leaves them waiting, silently.
+SYNC_DISPATCH_BATCH = env_int("SYNC_DISPATCH_BATCH", 10000, minimum=1)
 SYNC_HEARTBEAT_SECONDS = env_int("SYNC_HEARTBEAT_SECONDS", 30, minimum=1)
 # A profile is unhealthy when more than this share of its mailboxes that ran in the
 # last hour failed (and at least this many ran): an Error alert, an email to its owner.
