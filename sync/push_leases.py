@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, Q, QuerySet
 
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import EmailServerProfile
@@ -60,11 +61,19 @@ def is_live(mailbox_id: int, *, now: datetime | None = None) -> bool:
     return live(now or clock.now()).filter(mailbox_id=mailbox_id).exists()
 
 
-def covers_new_mail(mailbox: Mailbox, *, now: datetime | None = None) -> bool:
-    """Push brings all the new mail this mailbox reads: it is live, and the mailbox reads
-    only its inbox (push watches the inbox; mail that server rules file into sub-folders
-    still waits for a poll)."""
-    return mailbox.folders == FolderScope.ROOT_INBOX and is_live(mailbox.pk, now=now)
+def live_for(mailbox_id: Any, now: datetime) -> Exists:
+    """``is_live`` as an expression, for a statement that reads it with other things
+    (the scheduler's lease check: an idle poll pays no statement of its own for it)."""
+    return Exists(live(now).filter(mailbox_id=mailbox_id))
+
+
+def covers_new_mail(mailbox: Mailbox, *, now: datetime | None = None, live_now: bool | None = None) -> bool:
+    """Push brings all the new mail this mailbox reads: it is live (``live_now``, when the
+    caller read it already), and the mailbox reads only its inbox (push watches the inbox;
+    mail that server rules file into sub-folders still waits for a poll)."""
+    if mailbox.folders != FolderScope.ROOT_INBOX:
+        return False
+    return live_now if live_now is not None else is_live(mailbox.pk, now=now)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DurationField, Q, QuerySet, Value
+from django.db.models import DurationField, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Greatest
 
 from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailUsing
@@ -197,31 +197,47 @@ def run_claimed(claim: Claim, work: Callable[[Mailbox], SyncRun]) -> SyncRun | N
     held = MailboxSchedule.objects.filter(
         mailbox_id=claim.mailbox_id, kind=claim.kind, lease_token=claim.token, lease_expires_on__gte=now
     )
-    # The lease check reads the idle count too, so that the release need not read it again.
-    idle_runs = held.values_list("idle_runs", flat=True).first()
-    if idle_runs is None:
+    # The lease check reads the idle count and whether push is live too, so that the release
+    # need not read them again (an idle poll is a handful of statements: B2).
+    row = held.annotate(push_live=push_leases.live_for(OuterRef("mailbox_id"), now))
+    found = row.values_list("idle_runs", "push_live").first()
+    if found is None:
         return None  # redelivered or expired: someone else owns this mailbox now
+    idle_runs, push_live = found
     mailbox = Mailbox.objects.select_related("profile", "user", "queue").get(pk=claim.mailbox_id)
     run = work(mailbox)
-    release(claim, run=run, mailbox=mailbox, idle_runs=idle_runs)
+    release(claim, run=run, mailbox=mailbox, idle_runs=idle_runs, push_live=push_live)
     return run
 
 
-def release(claim: Claim, *, run: SyncRun | None, mailbox: Mailbox, idle_runs: int | None = None) -> None:
+def release(
+    claim: Claim,
+    *,
+    run: SyncRun | None,
+    mailbox: Mailbox,
+    idle_runs: int | None = None,
+    push_live: bool | None = None,
+) -> None:
     """Give the lease back and set when the mailbox is next due. ``idle_runs``,
     the schedule's idle count as read when the run began, saves reading it
     again: the release then writes only if the count is still that (nothing
-    else changed it meanwhile), and otherwise reads it anew."""
+    else changed it meanwhile), and otherwise reads it anew. ``push_live``, as
+    read when the run began, likewise (None: asked here)."""
     schedule = MailboxSchedule.objects.filter(mailbox_id=claim.mailbox_id, kind=claim.kind)
     if idle_runs is not None and _released(
-        claim, run, mailbox, schedule.filter(idle_runs=idle_runs), idle_runs
+        claim, run, mailbox, schedule.filter(idle_runs=idle_runs), idle_runs, push_live
     ):
         return
-    _released(claim, run, mailbox, schedule, schedule.get().idle_runs)
+    _released(claim, run, mailbox, schedule, schedule.get().idle_runs, push_live)
 
 
 def _released(
-    claim: Claim, run: SyncRun | None, mailbox: Mailbox, schedule: QuerySet[MailboxSchedule], idle_runs: int
+    claim: Claim,
+    run: SyncRun | None,
+    mailbox: Mailbox,
+    schedule: QuerySet[MailboxSchedule],
+    idle_runs: int,
+    push_live: bool | None,
 ) -> bool:
     busy = run is not None and (run.received or run.sent or run.outcome == SyncOutcome.PARTIAL)
     failed = run is not None and run.outcome == SyncOutcome.FAILED
@@ -233,7 +249,10 @@ def _released(
         idle_runs=idle_runs,
         last_run_on=clock.now(),
         next_due_on=_not_before_send_slot(
-            claim, run, mailbox, next_due(mailbox, run=run, idle_runs=idle_runs, kind=claim.kind)
+            claim,
+            run,
+            mailbox,
+            next_due(mailbox, run=run, idle_runs=idle_runs, kind=claim.kind, push_live=push_live),
         ),
         profile=mailbox.profile,
     )
@@ -269,10 +288,16 @@ def _due(kind: str, now: datetime) -> Q:
 
 
 def next_due(
-    mailbox: Mailbox, *, run: SyncRun | None, idle_runs: int, kind: str = SyncKind.INCOMING
+    mailbox: Mailbox,
+    *,
+    run: SyncRun | None,
+    idle_runs: int,
+    kind: str = SyncKind.INCOMING,
+    push_live: bool | None = None,
 ) -> datetime:
     """Busy mailboxes come back after the minimum polling interval (at once when a
-    run stopped at its budget); idle ones back off gradually to a cap."""
+    run stopped at its budget); idle ones back off gradually to a cap; those push
+    covers (``push_live`` if read already), after the safety-net interval."""
     now = clock.now()
     if run is not None and run.outcome in (SyncOutcome.PARTIAL, SyncOutcome.FAILED):
         return now
@@ -288,7 +313,7 @@ def next_due(
             else timedelta(minutes=settings.SYNC_IDLE_BACKOFF_MAX_MINUTES)
         )
         interval = min(interval * 2 ** min(idle_runs - 1, 16), max(cap, interval))
-    if kind == SyncKind.INCOMING and push_leases.covers_new_mail(mailbox, now=now):
+    if kind == SyncKind.INCOMING and push_leases.covers_new_mail(mailbox, now=now, live_now=push_live):
         # Push brings new mail in seconds; the poll is only the safety net then.
         interval = max(interval, timedelta(minutes=settings.PUSH_SAFETY_POLL_MINUTES))
     return now + interval

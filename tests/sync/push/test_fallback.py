@@ -15,6 +15,7 @@ from crm.models import EmailActivity
 from mailboxes.models import FolderScope, Mailbox
 from profiles.models import EmailServerProfile
 from sync import clock, listener_shares, push, scheduler
+from sync.incoming import sync_incoming
 from sync.models import MailboxSchedule, PushLease, PushMethod, PushState, SyncKind
 from tests import factories, messages
 from tests.harness.celery_worker import celery_worker
@@ -139,3 +140,22 @@ def test_mail_announced_for_a_mailbox_that_cannot_run_is_left_to_the_safety_net(
     with time_machine.travel(clock.now() + timedelta(minutes=31), tick=False):
         assert push.wake() == 0
     assert not push.has_pending()
+
+
+@pytest.mark.django_db
+def test_a_run_ending_under_live_push_is_next_due_after_the_safety_net(stack: Stack, settings):
+    """The lease check reads whether push is live (no statement of its own in an idle poll),
+    and the release sets the safety-net interval from it."""
+    settings.PUSH_SAFETY_POLL_MINUTES = 30
+    settings.SYNC_IDLE_BACKOFF_MAX_MINUTES = 5
+    alice = stack.user_mailbox("alice")
+    listener_shares.beat("listener-a", capacity=10)
+    PushLease.objects.filter(mailbox=alice).update(state=PushState.LIVE)
+    claim = scheduler.claim_now(mailbox=alice, kind=SyncKind.INCOMING)
+    assert claim is not None
+    start = clock.now()
+
+    scheduler.run_claimed(claim, lambda mailbox: sync_incoming(mailbox=mailbox))
+
+    schedule = MailboxSchedule.objects.get(mailbox=alice, kind=SyncKind.INCOMING)
+    assert schedule.next_due_on >= start + timedelta(minutes=30)
