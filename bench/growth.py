@@ -4,9 +4,10 @@
   the dispatcher's ticks as in production (``sync.tasks.dispatch``'s work, without
   the broker), each with as many due mailboxes as N mailboxes polled every
   ``--interval`` seconds give a tick of ``SYNC_DISPATCH_SECONDS``, and each claim run
-  by ``sync.tasks.incoming_mailbox`` in this process (the code a worker runs):
-  CPU per poll (bench/cpu.py: this process + its PostgreSQL backend; Dovecot's
-  beside it), the ticks' own share included. Ratio at 10,000 ÷ at 100.
+  by ``sync.tasks.incoming_mailbox`` in this process (the code a worker runs); then
+  the same mailboxes polled one after another (claimed at once). CPU per poll
+  (bench/cpu.py: this process + its PostgreSQL backend; Dovecot's beside it);
+  the target: polls one after another, at 10,000 ÷ at 100.
 - **Per poll of a large mailbox**: an idle poll of a mailbox holding 100,000
   messages (its 100,000 receipts in the database) against one holding 100, in turns.
 - **Dispatcher per tick**: a tick's time and CPU with 0 to 500 due mailboxes among
