@@ -42,7 +42,12 @@ def beat(owner: str, *, capacity: int) -> list[PushLease]:
     """One heartbeat of the listener ``owner``: returns the leases it holds now,
     with their mailboxes and profiles."""
     now = clock.now()
-    expires = now + timedelta(seconds=settings.PUSH_LEASE_SECONDS)
+    length = timedelta(seconds=settings.PUSH_LEASE_SECONDS)
+    expires = now + length
+    # A clock set back leaves dead listeners' leases far ahead (sync/clock.py): they lapse one
+    # lease length from now, and their mailboxes neither wait for push nor go to no listener.
+    clock.rebase(PushListener.objects.all(), "expires_on", now=now, length=length)
+    clock.rebase(PushLease.objects.exclude(owner=""), "expires_on", now=now, length=length)
     _present(owner, now, expires)
     mine = PushLease.objects.filter(owner=owner)
     mine.exclude(mailbox__in=pushable(now).values("pk")).update(**_given_back())

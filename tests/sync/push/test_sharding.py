@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
+from datetime import timedelta
 
 import pytest
+import time_machine
 
-from sync import listener_shares
-from sync.models import PushLease
+from sync import clock, listener_shares
+from sync.models import PushLease, PushListener
 from tests.sync.push.listening import ListenerProcess, all_live_with, owners, wait_until
 
 QUICK = {"PUSH_LEASE_SECONDS": "5", "PUSH_HEARTBEAT_SECONDS": "1"}
@@ -56,3 +58,22 @@ def test_listeners_take_fair_shares(stack):
     # A listener holds at most its capacity (PUSH_MAX_CONNECTIONS).
     assert len(listener_shares.beat("listener-a", capacity=4)) == 4
     assert PushLease.objects.filter(owner="").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_dead_listener_s_leases_left_far_ahead_by_a_clock_set_back_lapse_one_lease_length_later(
+    stack, settings
+):
+    settings.PUSH_LEASE_SECONDS = 40
+    alice = stack.user_mailbox("alice")
+    listener_shares.beat("listener-dead", capacity=10)
+    # The clock went back a day after the dead listener's last beat.
+    day = timedelta(days=1)
+    PushLease.objects.filter(owner="listener-dead").update(expires_on=clock.now() + day)
+    PushListener.objects.filter(owner="listener-dead").update(expires_on=clock.now() + day)
+
+    listener_shares.beat("listener-b", capacity=10)
+    with time_machine.travel(clock.now() + timedelta(seconds=41), tick=False):
+        held = listener_shares.beat("listener-b", capacity=10)
+
+    assert alice.pk in {lease.mailbox_id for lease in held}
