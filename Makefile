@@ -40,7 +40,7 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 .PHONY: help venv run demo manage test screenshots reliability lint migrations-check bench bench-pages bench-email bench-scale
 
 help:
-	@echo "make run                  start web app ($(HOST):$(PORT)), Celery worker and beat (Ctrl-C stops all)"
+	@echo "make run                  start web app ($(HOST):$(PORT)), Celery worker, beat and push listener (Ctrl-C stops all)"
 	@echo "make demo                 as run, plus the test mail stack, a seeded organization and a stream of mail (root)"
 	@echo "make test [PYTEST_ARGS=]  run the test suite against PostgreSQL and Redis on loopback"
 	@echo "make screenshots          run the browser tests, saving their screenshots in docs/screenshots/ (the README's)"
@@ -59,7 +59,7 @@ run: $(VENV)/.stamp-run
 	$(MANAGE) migrate --noinput
 	$(MANAGE) collectstatic --noinput --verbosity 0
 	$(MANAGE) ensure_admin
-	@echo "serversync: starting web app on http://$(HOST):$(PORT)/admin/, Celery worker and beat (Ctrl-C stops all)"
+	@echo "serversync: starting web app on http://$(HOST):$(PORT)/admin/, Celery worker, beat and push listener (Ctrl-C stops all)"
 	$(LOCAL_ENV) honcho start --port $(PORT)
 
 # The test mail stack (Dovecot runs as the mail user, so this needs root, as the tests do),
