@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 RUNS = 20
 # A sending run costs a second or two (EWS signs in afresh each run): all twenty in
 # `make reliability` (RELIABILITY_RUNS), fewer in `make test`.
-SENDING_RUNS = runs(in_make_test=8)
+SENDING_RUNS = runs(in_make_test=4)
 MESSAGES = 12
 EMAILS = 4
 

@@ -37,7 +37,7 @@ from tests.sync.test_engine_outgoing import api_client_for, compose
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-RUNS = runs(in_make_test=2)
+RUNS = runs(in_make_test=1)
 MESSAGES = 40
 EMAILS = 4
 # The doomed worker stores a few messages per transaction (50 by default, more than a run
