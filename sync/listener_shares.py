@@ -5,13 +5,12 @@ Each heartbeat a listener renews what it holds, gives back what may no longer
 push, and takes free leases (never held, or lapsed: their listener died) up to
 its fair share, the pushable mailboxes divided by the live listeners. An IMAP
 lease holds a connection, so it is taken only while the profile's connection
-cap (counted as the scheduler counts it) leaves room for a sync run beside it.
+cap (sync/connection_caps.py, as the scheduler counts it) leaves room for a sync run beside it.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,8 +21,9 @@ from django.db.models import Q, QuerySet
 
 from mailboxes.models import Mailbox
 from profiles.server_types import ServerType
-from sync import clock, push_leases, scheduler
-from sync.models import MailboxSchedule, PushLease, PushListener, PushMethod, PushState, SyncKind
+from sync import clock, scheduler
+from sync.connection_caps import OpenConnections, counts_per_profile
+from sync.models import PushLease, PushListener, PushMethod, PushState, SyncKind
 
 
 def push_types() -> tuple[str, ...]:
@@ -136,12 +136,12 @@ def _take(owner: str, now: datetime, expires: datetime, room: int) -> None:
         )
         if connection.features.has_select_for_update_skip_locked:
             free = free.select_for_update(skip_locked=True, of=("self",))
-        caps = _Caps(now)
+        caps = OpenConnections(now)
         for lease in free:
             if room <= 0:
                 return
             method = _method(lease.mailbox)
-            if method != PushMethod.GRAPH and not caps.take(lease.mailbox):
+            if method != PushMethod.GRAPH and not caps.take_push(lease.mailbox):
                 _no_room(lease, caps)
                 continue
             taken = PushLease.objects.filter(pk=lease.pk).filter(_free(now))
@@ -164,10 +164,10 @@ def _method(mailbox: Mailbox) -> str:
     return PushMethod.IMAP_IDLE
 
 
-def _no_room(lease: PushLease, caps: _Caps) -> None:
+def _no_room(lease: PushLease, caps: OpenConnections) -> None:
     profile = lease.mailbox.profile
     cap = profile.max_concurrent_connections if profile else 0
-    scope = "for all its mailboxes" if profile and push_leases.counts_per_profile(profile) else "per mailbox"
+    scope = "for all its mailboxes" if profile and counts_per_profile(profile) else "per mailbox"
     detail = (
         f"The profile allows {cap} connection(s) at once {scope}; "
         "holding one open for push would leave none for sync runs. New mail is found by polling."
@@ -175,28 +175,3 @@ def _no_room(lease: PushLease, caps: _Caps) -> None:
     PushLease.objects.filter(pk=lease.pk).filter(_free(caps.now)).update(
         state=PushState.FALLBACK, method=PushMethod.IMAP_IDLE, detail=detail, changed_on=caps.now
     )
-
-
-class _Caps:
-    """The profile's connection cap, as the scheduler counts it, for held
-    connections: one is taken only while a sync run still fits beside them."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.pushed = push_leases.connections_held(now)
-        runs = MailboxSchedule.objects.filter(lease_token__isnull=False, lease_expires_on__gte=now)
-        self.runs = (
-            Counter(runs.values_list("profile_id", flat=True)),
-            Counter(runs.values_list("mailbox_id", flat=True)),
-        )
-
-    def take(self, mailbox: Mailbox) -> bool:
-        profile = mailbox.profile
-        if profile is None:
-            return False
-        which, key = (0, profile.pk) if push_leases.counts_per_profile(profile) else (1, mailbox.pk)
-        pushed, runs = self.pushed[which][key], self.runs[which][key]
-        if pushed + 1 + max(runs, 1) > profile.max_concurrent_connections:
-            return False
-        self.pushed[which][key] += 1
-        return True

@@ -16,7 +16,6 @@ from typing import Any
 from django.db.models import Exists, Q, QuerySet
 
 from mailboxes.models import FolderScope, Mailbox
-from profiles.models import EmailServerProfile
 from sync import clock
 from sync.models import PushLease, PushMethod, PushState
 
@@ -30,8 +29,8 @@ def held(now: datetime) -> QuerySet[PushLease]:
 
 
 def connections_held(now: datetime) -> tuple[Counter[int], Counter[int]]:
-    """The listeners' open connections, per profile and per mailbox: counted as
-    the scheduler counts its runs' (``sync.scheduler``)."""
+    """The listeners' open connections, per profile and per mailbox: counted with the
+    sync runs' against the profiles' caps (``sync.connection_caps``)."""
     rows = held(now).filter(method__in=HELD_CONNECTION).values_list("profile_id", "mailbox_id")
     per_profile: Counter[int] = Counter()
     per_mailbox: Counter[int] = Counter()
@@ -40,12 +39,6 @@ def connections_held(now: datetime) -> tuple[Counter[int], Counter[int]]:
             per_profile[profile_id] += 1
         per_mailbox[mailbox_id] += 1
     return per_profile, per_mailbox
-
-
-def counts_per_profile(profile: EmailServerProfile) -> bool:
-    """The connection cap counts per profile when the profile holds the credentials
-    (every connection signs in as the same account), per mailbox otherwise."""
-    return profile.holds_credentials
 
 
 def live(now: datetime) -> QuerySet[PushLease]:

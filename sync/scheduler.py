@@ -10,7 +10,6 @@ task does no harm.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from crm.choices import ActMethod, IncomingMethod, OutgoingMethod, ProcessEmailU
 from crm.models import OrganizationSettings
 from mailboxes.models import DIRECTION_FIELDS, Mailbox
 from sync import clock, mailbox_state, outages, push_leases
+from sync.connection_caps import OpenConnections
 from sync.connectors import registry
 from sync.models import MailboxSchedule, SyncKind, SyncOutcome, SyncRun
 from sync.send_rate import RATE_WINDOW, send_slot_free_on
@@ -104,11 +104,11 @@ def _claim_due(kind: str, now: datetime) -> list[Claim]:
         )
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True, of=("self",))
-        room = _Capacity(now)
+        room = OpenConnections(now)
         probes = _Probes(kind, now)
         claims = []
         for schedule in due[: settings.SYNC_DISPATCH_BATCH]:
-            if not probes.allows(schedule) or not room.take(schedule):
+            if not probes.allows(schedule) or not room.take_run(schedule.mailbox):
                 continue
             token = uuid.uuid4()
             claimed = MailboxSchedule.objects.filter(pk=schedule.pk).filter(_free(now))
@@ -123,34 +123,6 @@ def _lease_length() -> timedelta:
     # lapses soon after.
     needed = 2 * settings.SYNC_RUN_MAX_SECONDS + settings.SYNC_MESSAGE_MAX_SECONDS
     return timedelta(seconds=max(settings.SYNC_LEASE_SECONDS, needed))
-
-
-class _Capacity:
-    """The profile's connection cap: counted per profile when the profile holds
-    the credentials, per mailbox when each mailbox has its own."""
-
-    def __init__(self, now: datetime) -> None:
-        held = MailboxSchedule.objects.filter(lease_token__isnull=False, lease_expires_on__gte=now)
-        self.per_profile = Counter(held.values_list("profile_id", flat=True))
-        self.per_mailbox = Counter(held.values_list("mailbox_id", flat=True))
-        # The push listeners' open connections (IMAP IDLE) count too.
-        pushed_per_profile, pushed_per_mailbox = push_leases.connections_held(now)
-        self.per_profile.update(pushed_per_profile)
-        self.per_mailbox.update(pushed_per_mailbox)
-
-    def take(self, schedule: MailboxSchedule) -> bool:
-        profile = schedule.mailbox.profile
-        if profile is None:
-            return False
-        counter, key = (
-            (self.per_profile, profile.pk)
-            if profile.holds_credentials
-            else (self.per_mailbox, schedule.mailbox_id)
-        )
-        if counter[key] >= profile.max_concurrent_connections:
-            return False
-        counter[key] += 1
-        return True
 
 
 class _Probes:
