@@ -128,29 +128,32 @@ def _note_failure(grant: OAuthGrant, error: SyncError) -> None:
 
 
 def _app_token(mailbox: Mailbox, profile: EmailServerProfile) -> str:
-    if profile.app_registration_violations():
-        raise PermanentError(
-            f"The profile {profile} has no complete app registration: enter the tenant id, client id and "
-            "client secret or certificate of the app registered in Microsoft Entra ID on the profile.",
-            code="credentials_missing",
-        )
-    endpoints = profile.oauth_endpoints()
-    app = OAuthApp(
-        tenant_id=profile.oauth_tenant_id,
-        client_id=profile.oauth_client_id,
-        client_secret=profile.oauth_client_secret.reveal(),
-        certificate_pem=profile.oauth_certificate.reveal(),
-        authority=profile.oauth_authority,
-    )
     at = ServerSettings(
         host="",
         port=443,
         timeout=float(profile.connection_timeout_seconds),
         ca_file=settings.SYNC_CA_FILE,
         mailbox=mailbox.email_address,
-        oauth=app,
+        oauth=app_of(profile),
     )
-    return oauth_grants.app_token(at, endpoints.scopes)
+    return oauth_grants.app_token(at, profile.oauth_endpoints().scopes)
+
+
+def app_of(profile: EmailServerProfile) -> OAuthApp:
+    """The Entra ID app the profile signs in as (client credentials: Graph, EWS, IMAP, POP3, SMTP)."""
+    if profile.app_registration_violations():
+        raise PermanentError(
+            f"The profile {profile} has no complete app registration: enter the tenant id, client id and "
+            "client secret or certificate of the app registered in Microsoft Entra ID on the profile.",
+            code="credentials_missing",
+        )
+    return OAuthApp(
+        tenant_id=profile.oauth_tenant_id,
+        client_id=profile.oauth_client_id,
+        client_secret=profile.oauth_client_secret.reveal(),
+        certificate_pem=profile.oauth_certificate.reveal(),
+        authority=profile.oauth_authority,
+    )
 
 
 def client_of(profile: EmailServerProfile) -> oauth_grants.OAuthClient:

@@ -155,19 +155,7 @@ def _app_registration(profile: EmailServerProfile) -> OAuthApp | None:
     """The app the profile signs in as (client credentials), or None when it signs in with a password."""
     if profile.credentials_source != CredentialsSource.OAUTH_CLIENT_CREDENTIALS:
         return None
-    if profile.app_registration_violations():
-        raise PermanentError(
-            f"The profile {profile} has no complete app registration: enter the tenant id, client id and "
-            "client secret or certificate of the app registered in Microsoft Entra ID on the profile.",
-            code="credentials_missing",
-        )
-    return OAuthApp(
-        tenant_id=profile.oauth_tenant_id,
-        client_id=profile.oauth_client_id,
-        client_secret=profile.oauth_client_secret.reveal(),
-        certificate_pem=profile.oauth_certificate.reveal(),
-        authority=profile.oauth_authority,
-    )
+    return oauth_tokens.app_of(profile)
 
 
 def _tls(use_ssl: bool, port: int | None, *, implicit_port: int | None) -> Tls:
